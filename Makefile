@@ -1,0 +1,48 @@
+# wasikv developer commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WORLD  := wasikv:app/command
+
+.PHONY: install demo test bench lint typecheck bindings check-bindings clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+examples/counter/counter.wasm: examples/counter/app.py $(STAMP) $(shell find guest/wasikv_sdk -name '*.py' -o -name '*.wit' -o -name '*.toml')
+	$(PY) -m wasikv componentize examples/counter -o $@
+
+## Build the counter example and run it on the default SQLite store (run twice: it counts up).
+demo: examples/counter/counter.wasm
+	$(VENV)/bin/wasikv run examples/counter/counter.wasm
+
+## Run the whole test suite (Redis-backed tests need 127.0.0.1:6379).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Benchmarks: our host vs a host on wasmtime-py's generic conversion, in one run.
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check host guest tests examples benchmarks
+	$(VENV)/bin/ruff format --check host guest tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## Regenerate the SDK's copy of wit/ and its binding stubs (never edit those by hand).
+bindings: $(STAMP)
+	$(PY) tools/bindings.py
+
+check-bindings: $(STAMP)
+	$(PY) tools/bindings.py --check
+
+clean:
+	rm -rf $(VENV) .pytest_cache .wasikv-test examples/counter/counter.wasm
