@@ -1,0 +1,157 @@
+"""Raw access to wasmtime's component C API, beneath wasmtime-py's generic layer.
+
+wasmtime-py converts every value through Python objects built from the
+function's runtime type: it moves `list<u8>` one element at a time and cannot
+produce `err` for a `result<option<...>, ...>`. wasikv defines its host
+functions directly on the C API instead, reading and writing
+`wasmtime_component_val_t` memory for exactly the WIT types it implements
+(see `_canonical`).
+
+Our own function prototypes are built from wasmtime-py's loaded library so
+that changing argument types here never affects wasmtime-py's prototypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Callable
+from ctypes import c_bool, c_char_p, c_size_t, c_uint32, c_void_p
+
+from wasmtime import _ffi
+from wasmtime.component import LinkerInstance
+
+log = logging.getLogger("wasikv")
+
+_dll = _ffi.dll
+
+
+def _proto(name: str, restype: object, *argtypes: object) -> Callable[..., int]:
+    prototype = ctypes.CFUNCTYPE(restype, *argtypes)  # type: ignore[arg-type]
+    return prototype((name, _dll))  # type: ignore[call-overload, no-any-return]
+
+
+byte_vec_new = _proto("wasm_byte_vec_new", None, c_void_p, c_size_t, c_char_p)
+val_new = _proto("wasmtime_component_val_new", c_void_p, c_void_p)
+vallist_new_uninit = _proto("wasmtime_component_vallist_new_uninit", None, c_void_p, c_size_t)
+valtuple_new_uninit = _proto("wasmtime_component_valtuple_new_uninit", None, c_void_p, c_size_t)
+valrecord_new_uninit = _proto("wasmtime_component_valrecord_new_uninit", None, c_void_p, c_size_t)
+resource_any_to_host = _proto(
+    "wasmtime_component_resource_any_to_host", c_void_p, c_void_p, c_void_p, c_void_p
+)
+resource_any_delete = _proto("wasmtime_component_resource_any_delete", None, c_void_p)
+resource_host_new = _proto("wasmtime_component_resource_host_new", c_void_p, c_bool, c_uint32, c_uint32)
+resource_host_rep = _proto("wasmtime_component_resource_host_rep", c_uint32, c_void_p)
+resource_host_type = _proto("wasmtime_component_resource_host_type", c_uint32, c_void_p)
+resource_host_delete = _proto("wasmtime_component_resource_host_delete", None, c_void_p)
+resource_host_to_any = _proto("wasmtime_component_resource_host_to_any", c_void_p, c_void_p, c_void_p, c_void_p)
+error_new = _proto("wasmtime_error_new", c_void_p, c_char_p)
+error_message = _proto("wasmtime_error_message", None, c_void_p, c_void_p)
+error_delete = _proto("wasm_byte_vec_delete", None, c_void_p)
+wasmtime_error_delete = _proto("wasmtime_error_delete", None, c_void_p)
+
+_FUNC_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
+_DTOR_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_uint32)
+_FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)
+
+_add_func = _proto(
+    "wasmtime_component_linker_instance_add_func",
+    c_void_p,
+    c_void_p,
+    c_char_p,
+    c_size_t,
+    _FUNC_CALLBACK,
+    c_void_p,
+    _FINALIZER,
+)
+_add_resource = _proto(
+    "wasmtime_component_linker_instance_add_resource",
+    c_void_p,
+    c_void_p,
+    c_char_p,
+    c_size_t,
+    c_void_p,
+    _DTOR_CALLBACK,
+    c_void_p,
+    _FINALIZER,
+)
+
+#: Signature of a host function: (context address, args address, results address).
+HostFunc = Callable[[int, int, int], None]
+#: Signature of a resource destructor: (context address, rep).
+HostDtor = Callable[[int, int], None]
+
+# ctypes callbacks must outlive every linker that refers to them.
+_KEEP_ALIVE: list[object] = []
+
+
+@_FINALIZER
+def _no_finalizer(_env: int | None) -> None:
+    return None
+
+
+def trap(message: str) -> int:
+    """A new wasmtime error to return from a callback: the guest call traps."""
+    return error_new(message.encode("utf-8", "replace"))
+
+
+def raise_if_error(error: int | None, what: str) -> None:
+    """Turn a non-null `wasmtime_error_t*` into a Python exception."""
+    if not error:
+        return
+    vec = (ctypes.c_char * 16)()
+    error_message(error, ctypes.addressof(vec))
+    size, data = ctypes.c_size_t.from_buffer(vec).value, ctypes.c_void_p.from_buffer(vec, 8).value
+    message = ctypes.string_at(data, size).decode("utf-8", "replace") if data else "unknown error"
+    error_delete(ctypes.addressof(vec))
+    wasmtime_error_delete(error)
+    raise RuntimeError(f"{what}: {message}")
+
+
+def _linker_ptr(instance: LinkerInstance) -> int:
+    return ctypes.cast(instance.ptr(), c_void_p).value or 0
+
+
+def define_func(instance: LinkerInstance, name: str, func: HostFunc) -> None:
+    """Define `name` in a linker instance, implemented by `func` on raw values.
+
+    An exception escaping `func` becomes a trap of the calling guest; it is a
+    bug in wasikv, so it is logged with its traceback.
+    """
+
+    def callback(_env: int, ctx: int, _ty: int, args: int, _nargs: int, results: int, _nres: int) -> int:
+        try:
+            func(ctx, args or 0, results or 0)
+        except BaseException as exc:
+            log.exception("host function %s failed", name)
+            return trap(f"wasikv host function {name} failed: {exc!r}")
+        return 0
+
+    raw = _FUNC_CALLBACK(callback)
+    _KEEP_ALIVE.append(raw)
+    encoded = name.encode("utf-8")
+    raise_if_error(_add_func(_linker_ptr(instance), encoded, len(encoded), raw, None, _no_finalizer), name)
+
+
+def define_resource(instance: LinkerInstance, name: str, type_id: int, dtor: HostDtor) -> None:
+    """Define a host resource type whose handles are dropped through `dtor`."""
+    from wasmtime.component import ResourceType
+
+    def callback(_env: int, ctx: int, rep: int) -> int:
+        try:
+            dtor(ctx, rep)
+        except BaseException as exc:
+            log.exception("destructor of %s failed", name)
+            return trap(f"wasikv destructor of {name} failed: {exc!r}")
+        return 0
+
+    raw = _DTOR_CALLBACK(callback)
+    _KEEP_ALIVE.append(raw)
+    resource_type = ResourceType.host(type_id)
+    _KEEP_ALIVE.append(resource_type)
+    type_ptr = ctypes.cast(resource_type.ptr(), c_void_p).value
+    encoded = name.encode("utf-8")
+    raise_if_error(
+        _add_resource(_linker_ptr(instance), encoded, len(encoded), type_ptr, raw, None, _no_finalizer),
+        name,
+    )

@@ -1,0 +1,67 @@
+"""Writing wasi:keyvalue results, and the one place errors become WIT errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+
+from .. import _canonical as cv
+from ..errors import AccessDenied, KeyValueError, NoSuchStore
+
+log = logging.getLogger("wasikv")
+
+
+def error_filler(exc: BaseException) -> cv.Filler:
+    """The `wasi:keyvalue/store.error` value for an exception."""
+    if isinstance(exc, NoSuchStore):
+        return partial(cv.put_variant, case="no-such-store")
+    if isinstance(exc, AccessDenied):
+        return partial(cv.put_variant, case="access-denied")
+    if isinstance(exc, KeyValueError):
+        message = str(exc)
+    else:
+        # A bug or an unexpected backend failure: the guest still gets an
+        # error value, never a trap, and the host keeps running.
+        log.exception("unexpected error in a key-value operation")
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    return lambda addr: cv.put_variant(addr, "other", lambda inner: cv.put_string(inner, message))
+
+
+def put_err(results: int, exc: BaseException) -> None:
+    """Write `err(error)` for `exc` into the result slot."""
+    cv.put_result(results, False, error_filler(exc))
+
+
+def guarded(op: Callable[[int, int, int], None]) -> Callable[[int, int, int], None]:
+    """Run `op`; any exception it raises is written as `err(error)`.
+
+    For functions whose error type is `wasi:keyvalue/store.error`.
+    """
+
+    def call(ctx: int, args: int, results: int) -> None:
+        try:
+            op(ctx, args, results)
+        except Exception as exc:
+            put_err(results, exc)
+
+    call.__name__ = op.__name__
+    return call
+
+
+def put_ok_unit(results: int) -> None:
+    """Write `ok(_)`."""
+    cv.put_result(results, True)
+
+
+def put_ok_option_bytes(results: int, value: bytes | None) -> None:
+    """Write `ok(option<list<u8>>)`."""
+    cv.put_result(
+        results,
+        True,
+        lambda addr: cv.put_option(addr, None if value is None else partial(_put_bytes, value=value)),
+    )
+
+
+def _put_bytes(addr: int, value: bytes) -> None:
+    cv.put_bytes(addr, value)

@@ -1,0 +1,70 @@
+"""`wasi:keyvalue/batch`: several keys in one call."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from wasmtime.component import LinkerInstance
+
+from .. import _canonical as cv
+from .. import _capi
+from ._wire import guarded, put_ok_unit
+from .session import KeyValueSession
+
+INTERFACE = "wasi:keyvalue/batch@0.2.0-draft2"
+
+
+def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> None:
+    """Add the batch interface to a linker instance."""
+
+    @guarded
+    def get_many(ctx: int, args: int, results: int) -> None:
+        session = sessions[ctx]
+        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+        keys_addr = cv.arg(args, 1)
+        session.limits.check_batch(cv.list_len(keys_addr))
+        keys = cv.read_strings(keys_addr)
+        for key in keys:
+            session.limits.check_key(key)
+        values = store.get_many(keys)
+        entries = [partial(_put_entry, key=k, value=v) for k, v in zip(keys, values, strict=True)]
+        cv.put_result(results, True, lambda addr: cv.put_list(addr, entries))
+
+    @guarded
+    def set_many(ctx: int, args: int, results: int) -> None:
+        session = sessions[ctx]
+        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+        pairs_addr = cv.arg(args, 1)
+        session.limits.check_batch(cv.list_len(pairs_addr))
+        pairs = cv.read_string_bytes_pairs(pairs_addr)
+        for key, value in pairs:
+            session.limits.check_key(key)
+            session.limits.check_value(value)
+        store.set_many(pairs)
+        put_ok_unit(results)
+
+    @guarded
+    def delete_many(ctx: int, args: int, results: int) -> None:
+        session = sessions[ctx]
+        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+        keys_addr = cv.arg(args, 1)
+        session.limits.check_batch(cv.list_len(keys_addr))
+        keys = cv.read_strings(keys_addr)
+        for key in keys:
+            session.limits.check_key(key)
+        store.delete_many(keys)
+        put_ok_unit(results)
+
+    _capi.define_func(instance, "get-many", get_many)
+    _capi.define_func(instance, "set-many", set_many)
+    _capi.define_func(instance, "delete-many", delete_many)
+
+
+def _put_entry(addr: int, key: str, value: bytes | None) -> None:
+    cv.put_tuple(
+        addr,
+        [
+            partial(cv.put_string, value=key),
+            lambda a: cv.put_option(a, None if value is None else partial(cv.put_bytes, value=value)),
+        ],
+    )
