@@ -1,0 +1,11 @@
+"""A command component that counts its own runs in the `default` store."""
+
+from wasikv_sdk import key_value
+from wasikv_sdk.wit import exports
+
+
+class Run(exports.Run):
+    def run(self) -> None:
+        with key_value.open_default() as bucket:
+            count = bucket.increment("counter")
+        print(f"counter = {count}")

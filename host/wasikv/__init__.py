@@ -1,0 +1,45 @@
+"""wasikv: a wasi:keyvalue host for Python, on wasmtime-py.
+
+Embed it with `Host`, which maps store labels to stores, runs components and
+gives host code the same buckets guests see.
+"""
+
+from __future__ import annotations
+
+from .bucket import Bucket, Cas
+from .errors import (
+    AccessDenied,
+    CasConflict,
+    ComponentError,
+    ConfigError,
+    KeyValueError,
+    LimitExceeded,
+    NoSuchStore,
+    StoreError,
+    WasikvError,
+)
+from .host import DEFAULT_STORE_URL, GuestTrap, Host
+from .limits import Limits
+from .stores import MemoryStore, SqliteStore, Store, open_store
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "AccessDenied",
+    "Bucket",
+    "Cas",
+    "CasConflict",
+    "ComponentError",
+    "ConfigError",
+    "GuestTrap",
+    "Host",
+    "KeyValueError",
+    "LimitExceeded",
+    "Limits",
+    "MemoryStore",
+    "NoSuchStore",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "WasikvError",
+    "open_store",
+]

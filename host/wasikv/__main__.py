@@ -1,0 +1,5 @@
+"""`python -m wasikv` is the `wasikv` command."""
+
+from .cli import main
+
+main()

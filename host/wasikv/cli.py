@@ -1,0 +1,219 @@
+"""The `wasikv` command line: run components and inspect stores."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from .errors import KeyValueError, WasikvError
+from .guest_build import COMMAND_WORLD, componentize
+from .host import DEFAULT_STORE_URL, GuestTrap, Host
+from .limits import Limits
+from .stores import open_store
+from .stores.base import Store
+
+
+def _pair(value: str, option: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"expected NAME=VALUE, got {value!r}", param_hint=option)
+    return name, rest
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn wasikv's errors into a one-line message and exit status 1."""
+    try:
+        yield
+    except (WasikvError, KeyValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wasikv")
+@click.option("-v", "--verbose", is_flag=True, help="Log host activity to stderr.")
+def main(verbose: bool) -> None:
+    """wasikv: run wasi:keyvalue WebAssembly components and manage their stores."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="wasikv: %(message)s")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    metavar="LABEL=URL",
+    help=f"Define a store label (repeatable). Without any, `default` is {DEFAULT_STORE_URL}.",
+)
+@click.option(
+    "--key-value",
+    "key_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set KEY to VALUE in the `default` store before running (repeatable).",
+)
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME[=VALUE]",
+    help="Give the guest an environment variable; NAME alone passes this process's value.",
+)
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    metavar="LABEL",
+    help="Only let the component open these labels (repeatable; default: every defined label).",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
+@click.option("--no-cache", is_flag=True, help="Compile without reading or writing the cache.")
+@click.argument("app", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(
+    stores: tuple[str, ...],
+    key_values: tuple[str, ...],
+    env: tuple[str, ...],
+    grants: tuple[str, ...],
+    cache_dir: str | None,
+    no_cache: bool,
+    app: str,
+    args: tuple[str, ...],
+) -> None:
+    """Run the command component APP with ARGS; exit with its exit code.
+
+    The guest's argv is [APP, *ARGS], as with `wasmtime run`. It gets no
+    filesystem, no network and only the environment given with --env.
+    """
+    labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
+    environment = {}
+    for item in env:
+        name, sep, value = item.partition("=")
+        environment[name] = value if sep else os.environ.get(name, "")
+    seeds = [_pair(kv, "--key-value") for kv in key_values]
+    with _reported(), Host(labels, cache_dir=cache_dir, compile_cache=not no_cache) as host:
+        if seeds:
+            bucket = host.bucket("default")
+            for key, value in seeds:
+                bucket.set(key, value.encode("utf-8"))
+        try:
+            code = host.run(app, args, env=environment, grants=grants or None, program_name=app)
+        except GuestTrap as trap:
+            click.echo(f"Error: {trap}", err=True)
+            code = 1
+    sys.exit(code)
+
+
+@main.group()
+def kv() -> None:
+    """Inspect and edit a store directly (no component involved)."""
+
+
+_store_option = click.option(
+    "--store",
+    "url",
+    default=DEFAULT_STORE_URL,
+    show_default=True,
+    metavar="URL",
+    help="The store: memory:, sqlite:PATH.",
+)
+
+
+@contextmanager
+def _opened(url: str) -> Iterator[Store]:
+    with _reported():
+        store = open_store(url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _limits() -> Limits:
+    return Limits()
+
+
+@kv.command("get")
+@_store_option
+@click.argument("key")
+def kv_get(url: str, key: str) -> None:
+    """Print the value of KEY (exit 1 if it does not exist)."""
+    with _opened(url) as store:
+        _limits().check_key(key)
+        value = store.get(key)
+    if value is None:
+        raise click.ClickException(f"key {key!r} does not exist")
+    click.echo(value, nl=False)
+    if sys.stdout.isatty():
+        click.echo()
+
+
+@kv.command("set")
+@_store_option
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--file", "path", type=click.File("rb"), help="Read the value from a file ('-' for stdin).")
+def kv_set(url: str, key: str, value: str | None, path: click.utils.LazyFile | None) -> None:
+    """Set KEY to VALUE (or to the contents of --file)."""
+    if (value is None) == (path is None):
+        raise click.UsageError("give exactly one of VALUE or --file")
+    data = value.encode("utf-8") if value is not None else path.read()  # type: ignore[union-attr]
+    with _opened(url) as store:
+        limits = _limits()
+        limits.check_key(key)
+        limits.check_value(data)
+        store.set(key, data)
+
+
+@kv.command("delete")
+@_store_option
+@click.argument("keys", nargs=-1, required=True)
+def kv_delete(url: str, keys: tuple[str, ...]) -> None:
+    """Delete KEYS (missing keys are fine)."""
+    with _opened(url) as store:
+        store.delete_many(list(keys))
+
+
+@kv.command("list")
+@_store_option
+@click.option("--prefix", default="", help="Only keys starting with this prefix.")
+def kv_list(url: str, prefix: str) -> None:
+    """Print every key, one per line, in ascending order."""
+    from .bucket import Bucket
+
+    with _opened(url) as store:
+        for key in Bucket("cli", store, _limits()).keys(prefix or None):
+            click.echo(key)
+
+
+@kv.command("incr")
+@_store_option
+@click.argument("key")
+@click.argument("delta", type=int, default=1)
+def kv_incr(url: str, key: str, delta: int) -> None:
+    """Atomically add DELTA (default 1) to the counter at KEY; print the result."""
+    with _opened(url) as store:
+        _limits().check_key(key)
+        click.echo(store.increment(key, delta))
+
+
+@main.command("componentize")
+@click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .wasm to write.")
+@click.option("-m", "--module", default="app", show_default=True, help="The app's module name in APP_DIR.")
+@click.option("-w", "--world", default=COMMAND_WORLD, show_default=True, help="The WIT world to target.")
+@click.option("-p", "--python-path", "paths", multiple=True, help="Extra directories of Python code.")
+def componentize_cmd(app_dir: str, output: str, module: str, world: str, paths: tuple[str, ...]) -> None:
+    """Build the Python guest APP_DIR/<module>.py into a component with componentize-py.
+
+    Equivalent to `componentize-py -w WORLD componentize -p <SDK dir> -p APP_DIR
+    MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed.
+    """
+    with _reported():
+        componentize(app_dir, output, module=module, world=world, python_path=paths)
+    click.echo(f"built {output}")

@@ -1,0 +1,71 @@
+"""Building Python guests into components with componentize-py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from importlib.metadata import version
+from pathlib import Path
+
+from .errors import ComponentError
+
+#: The world command guests target.
+COMMAND_WORLD = "wasikv:app/command"
+
+
+def sdk_path() -> Path:
+    """The directory that contains the `wasikv_sdk` package."""
+    import wasikv_sdk
+
+    return Path(wasikv_sdk.__file__).resolve().parent.parent
+
+
+def _componentize_py() -> str:
+    beside = Path(sys.executable).with_name("componentize-py")
+    found = str(beside) if beside.exists() else shutil.which("componentize-py")
+    if found is None:
+        raise ComponentError("componentize-py is not installed (pip install componentize-py==0.25.1)")
+    return found
+
+
+def componentize(
+    app_dir: str | Path,
+    output: str | Path,
+    *,
+    module: str = "app",
+    world: str = COMMAND_WORLD,
+    python_path: Iterable[str | Path] = (),
+) -> Path:
+    """Build `app_dir/<module>.py` into a component at `output`.
+
+    The SDK's directory is put on componentize-py's path, so this works
+    whether wasikv is installed normally or in editable mode.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    command = [_componentize_py(), "-w", world, "componentize", "-p", str(sdk_path()), "-p", str(app_dir)]
+    for extra in python_path:
+        command += ["-p", str(extra)]
+    command += [module, "-o", str(output)]
+    # A virtualenv's site-packages may hold another SDK's componentize-py.toml.
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise ComponentError(f"componentize-py failed for {app_dir}:\n{done.stderr or done.stdout}")
+    return output
+
+
+def source_digest(app_dir: str | Path, world: str = COMMAND_WORLD) -> str:
+    """A hash of everything a build depends on: the app, the SDK, the toolchain."""
+    digest = hashlib.sha256(f"{world};componentize-py={version('componentize-py')}".encode())
+    roots = [Path(app_dir), sdk_path() / "wasikv_sdk"]
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in {".py", ".wit", ".toml"} and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
