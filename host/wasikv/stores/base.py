@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..errors import StoreError
 
@@ -17,8 +16,7 @@ S64_MAX = 2**63 - 1
 _DECIMAL = re.compile(rb"0|-?[1-9][0-9]{0,18}")
 
 
-@dataclass(frozen=True)
-class Versioned:
+class Versioned(NamedTuple):
     """A value (or its absence) together with the version it was read at.
 
     Two reads of one key return equal versions only if the key was neither
@@ -111,5 +109,5 @@ class Store(ABC):
     def delete_many(self, keys: Sequence[str]) -> None:
         """Delete every key (atomically where `atomic_batches`)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; stores without resources keep it
         """Release connections and files; the store is unusable afterwards."""

@@ -1,0 +1,205 @@
+"""An in-process store: a dict behind one lock, lost when the process exits."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import ClassVar
+
+from ..errors import StoreError
+from .base import Store, Versioned, add_delta, format_counter, parse_counter
+
+#: Deletes between two tombstone sweeps (fewer when the window is smaller).
+_PRUNE_INTERVAL = 1000
+
+
+class MemoryStore(Store):
+    """A thread-safe in-memory store with the same semantics as the SQLite store.
+
+    Every write gives the key the next value of a store-wide sequence as its
+    version; deletes leave tombstones so that `swap` notices them. Tombstones
+    older than `tombstone_window` writes are dropped, and the newest dropped
+    version becomes the "watermark": the version of every key without a row.
+    """
+
+    atomic_batches: ClassVar[bool] = True
+
+    def __init__(self, url: str = "memory:", *, tombstone_window: int = 100_000) -> None:
+        if tombstone_window < 1:
+            raise ValueError("tombstone_window must be at least 1")
+        self.url = url
+        self._lock = threading.Lock()
+        self._live: dict[str, tuple[bytes, int]] = {}
+        # Insertion order is version order: a key is removed before it is re-added.
+        self._tombstones: dict[str, int] = {}
+        self._seq = 0
+        self._watermark = 0
+        self._window = tombstone_window
+        self._prune_every = min(_PRUNE_INTERVAL, tombstone_window)
+        self._deletes = 0
+        # The sorted key list is repaired lazily so that writes stay O(1):
+        # `_added` holds live keys missing from `_sorted`, `_removed` holds
+        # keys in `_sorted` that are no longer live.
+        self._sorted: list[str] = []
+        self._added: set[str] = set()
+        self._removed: set[str] = set()
+
+    # -- reads -----------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The value of `key`, or None when it does not exist."""
+        with self._lock:
+            row = self._live.get(key)
+        return None if row is None else row[0]
+
+    def get_versioned(self, key: str) -> Versioned:
+        """The value of `key` and its version (the watermark for unknown keys)."""
+        with self._lock:
+            row = self._live.get(key)
+            if row is not None:
+                return Versioned(row[0], row[1])
+            return Versioned(None, self._tombstones.get(key, self._watermark))
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists (an empty value exists)."""
+        with self._lock:
+            return key in self._live
+
+    def list_keys(self, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` keys greater than `after`, in code-point order."""
+        if limit <= 0:
+            return []
+        with self._lock:
+            keys = self._sorted_keys()
+            start = 0 if after is None else bisect_right(keys, after)
+            return keys[start : start + limit]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of `keys`, in request order, None for missing keys."""
+        with self._lock:
+            rows = [self._live.get(key) for key in keys]
+        return [None if row is None else row[0] for row in rows]
+
+    # -- writes ----------------------------------------------------------
+
+    def set(self, key: str, value: bytes) -> None:
+        """Create or replace `key`."""
+        _check_item(key, value)
+        with self._lock:
+            self._put(key, value)
+
+    def delete(self, key: str) -> None:
+        """Remove `key`, leaving a tombstone; a missing key is not an error."""
+        _check_key(key)
+        with self._lock:
+            self._remove(key)
+            self._after_deletes(1)
+
+    def increment(self, key: str, delta: int) -> int:
+        """Add `delta` to the decimal counter at `key` and return the result."""
+        _check_key(key)
+        with self._lock:
+            row = self._live.get(key)
+            new = add_delta(key, parse_counter(key, None if row is None else row[0]), delta)
+            self._put(key, format_counter(new))
+        return new
+
+    def swap(self, key: str, version: int, value: bytes) -> bool:
+        """Set `key` to `value` only if its version is still `version`."""
+        _check_item(key, value)
+        with self._lock:
+            row = self._live.get(key)
+            current = row[1] if row is not None else self._tombstones.get(key, self._watermark)
+            if current != version:
+                return False
+            self._put(key, value)
+            return True
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Set every pair at once; a later duplicate key wins."""
+        # Validate everything first: nothing below can fail, so the batch is atomic.
+        for key, value in items:
+            _check_item(key, value)
+        with self._lock:
+            for key, value in items:
+                self._put(key, value)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete every key at once."""
+        for key in keys:
+            _check_key(key)
+        with self._lock:
+            for key in keys:
+                self._remove(key)
+            self._after_deletes(len(keys))
+
+    def close(self) -> None:
+        """Nothing to release: the data lives as long as this object."""
+
+    # -- internals (caller holds the lock) -------------------------------
+
+    def _put(self, key: str, value: bytes) -> None:
+        self._seq += 1
+        if key not in self._live:
+            self._tombstones.pop(key, None)
+            if key in self._removed:
+                self._removed.discard(key)
+            else:
+                self._added.add(key)
+        self._live[key] = (value, self._seq)
+
+    def _remove(self, key: str) -> None:
+        self._seq += 1
+        if self._live.pop(key, None) is not None:
+            if key in self._added:
+                self._added.discard(key)
+            else:
+                self._removed.add(key)
+        self._tombstones.pop(key, None)
+        self._tombstones[key] = self._seq
+
+    def _after_deletes(self, count: int) -> None:
+        self._deletes += count
+        if self._deletes >= self._prune_every:
+            self._deletes = 0
+            self._prune()
+
+    def _prune(self) -> None:
+        cutoff = self._seq - self._window
+        doomed: list[str] = []
+        newest = self._watermark
+        for key, version in self._tombstones.items():
+            if version >= cutoff:
+                break
+            doomed.append(key)
+            newest = version
+        for key in doomed:
+            del self._tombstones[key]
+        # Keys without a row now report the newest pruned version, so a handle
+        # pinned to any pruned tombstone (or to an older watermark) conflicts.
+        self._watermark = max(self._watermark, newest)
+
+    def _sorted_keys(self) -> list[str]:
+        if self._removed:
+            removed = self._removed
+            self._sorted = [key for key in self._sorted if key not in removed]
+            self._removed = set()
+        if self._added:
+            # Two sorted runs: timsort merges them in linear time.
+            self._sorted.extend(sorted(self._added))
+            self._sorted.sort()
+            self._added = set()
+        return self._sorted
+
+
+def _check_key(key: str) -> None:
+    if type(key) is not str:
+        raise StoreError(f"memory store: key must be str, not {type(key).__name__}")
+
+
+def _check_item(key: str, value: bytes) -> None:
+    if type(key) is not str:
+        raise StoreError(f"memory store: key must be str, not {type(key).__name__}")
+    if type(value) is not bytes:
+        raise StoreError(f"memory store: value of key {key!r} must be bytes, not {type(value).__name__}")

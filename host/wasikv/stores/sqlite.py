@@ -1,0 +1,383 @@
+"""A store in one SQLite file, shared safely by threads and processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Concatenate, ParamSpec, TypeVar
+
+from ..errors import StoreError
+from .base import Store, Versioned, add_delta, format_counter, parse_counter
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+SCHEMA_VERSION = 1
+#: Deletes between two tombstone sweeps (fewer when the window is smaller).
+_PRUNE_INTERVAL = 1000
+_SYNCHRONOUS = ("normal", "full")
+_DB_ERRORS = (sqlite3.Error, OSError, UnicodeError)
+
+# A tombstone is a row whose value is NULL; it only carries the version.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS kv (
+        key TEXT PRIMARY KEY NOT NULL,
+        value BLOB,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS kv_tombstones ON kv (version) WHERE value IS NULL",
+    """CREATE TABLE IF NOT EXISTS meta (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        seq INTEGER NOT NULL,
+        watermark INTEGER NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO meta (id, seq, watermark) VALUES (0, 0, 0)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+_OWN_OBJECTS = frozenset({"kv", "kv_tombstones", "meta"})
+
+_BEGIN = "BEGIN IMMEDIATE"
+_BEGIN_READ = "BEGIN"
+_COMMIT = "COMMIT"
+_ROLLBACK = "ROLLBACK"
+_GET = "SELECT value FROM kv WHERE key = ?"
+_GET_VERSIONED = "SELECT kv.value, coalesce(kv.version, meta.watermark) FROM meta LEFT JOIN kv ON kv.key = ?"
+_CURRENT_VERSION = "SELECT coalesce((SELECT version FROM kv WHERE key = ?), watermark) FROM meta"
+_EXISTS = "SELECT 1 FROM kv WHERE key = ? AND value IS NOT NULL"
+_LIST_FIRST = "SELECT key FROM kv WHERE value IS NOT NULL ORDER BY key LIMIT ?"
+_LIST_AFTER = "SELECT key FROM kv WHERE key > ? AND value IS NOT NULL ORDER BY key LIMIT ?"
+# Single writes bump the sequence and read it back inside the upsert; this
+# is measurably faster than UPDATE ... RETURNING plus a Python round trip.
+_BUMP = "UPDATE meta SET seq = seq + 1"
+_PUT = (
+    "INSERT INTO kv (key, value, version) SELECT ?, ?, seq FROM meta WHERE true "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
+)
+_BUMP_MANY = "UPDATE meta SET seq = seq + ? RETURNING seq"
+_PUT_VERSION = (
+    "INSERT INTO kv (key, value, version) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
+)
+_SEQ = "SELECT seq FROM meta"
+_NEWEST_STALE = "SELECT max(version) FROM kv WHERE value IS NULL AND version < ?"
+_DROP_STALE = "DELETE FROM kv WHERE value IS NULL AND version <= ?"
+_RAISE_WATERMARK = "UPDATE meta SET watermark = max(watermark, ?)"
+
+
+class SqliteStore(Store):
+    """A store in a SQLite file (WAL mode), one connection per thread.
+
+    Every write runs in a `BEGIN IMMEDIATE` transaction, so increments and
+    swaps are atomic across threads and across processes sharing the file.
+    With `synchronous="normal"` acknowledged writes survive the process being
+    killed; only a power loss can drop the last commits. `synchronous="full"`
+    makes them survive power loss too, at the cost of an fsync per write.
+    """
+
+    atomic_batches: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        url: str | None = None,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "normal",
+        tombstone_window: int = 100_000,
+    ) -> None:
+        path = os.fspath(path)
+        if path in ("", ":memory:"):
+            raise ValueError(f"sqlite store needs a file path, not {path!r} (use the memory store)")
+        if synchronous.lower() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
+        if busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must not be negative")
+        if tombstone_window < 1:
+            raise ValueError("tombstone_window must be at least 1")
+        self.path = os.path.abspath(path)
+        self.url = url if url is not None else f"sqlite:{self.path}"
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous.lower()
+        self._window = tombstone_window
+        self._prune_every = min(_PRUNE_INTERVAL, tombstone_window)
+        self._deletes = 0
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._initialize()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- reads -----------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The value of `key`, or None when it does not exist."""
+        try:
+            row = self._connection().execute(_GET, (key,)).fetchone()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return None if row is None else row[0]
+
+    def get_versioned(self, key: str) -> Versioned:
+        """The value of `key` and its version (the watermark for unknown keys)."""
+        try:
+            value, version = self._connection().execute(_GET_VERSIONED, (key,)).fetchone()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return Versioned(value, version)
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists (an empty value exists)."""
+        try:
+            row = self._connection().execute(_EXISTS, (key,)).fetchone()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return row is not None
+
+    def list_keys(self, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` keys greater than `after`, in code-point order."""
+        if limit <= 0:
+            # SQLite reads a negative LIMIT as "no limit".
+            return []
+        try:
+            conn = self._connection()
+            if after is None:
+                rows = conn.execute(_LIST_FIRST, (limit,)).fetchall()
+            else:
+                rows = conn.execute(_LIST_AFTER, (after, limit)).fetchall()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return [row[0] for row in rows]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of `keys`, in request order, read from one snapshot."""
+        try:
+            conn = self._connection()
+            conn.execute(_BEGIN_READ)
+            try:
+                rows = [conn.execute(_GET, (key,)).fetchone() for key in keys]
+                conn.execute(_COMMIT)
+            except BaseException:
+                _rollback(conn)
+                raise
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return [None if row is None else row[0] for row in rows]
+
+    # -- writes ----------------------------------------------------------
+
+    def set(self, key: str, value: bytes) -> None:
+        """Create or replace `key`."""
+        _check_item(key, value)
+        self._write(_put, key, value)
+
+    def delete(self, key: str) -> None:
+        """Remove `key`, leaving a tombstone; a missing key is not an error."""
+        _check_key(key)
+        self._write(self._delete_keys, (key,))
+
+    def increment(self, key: str, delta: int) -> int:
+        """Add `delta` to the decimal counter at `key` and return the result."""
+        _check_key(key)
+        return self._write(_increment, key, delta)
+
+    def swap(self, key: str, version: int, value: bytes) -> bool:
+        """Set `key` to `value` only if its version is still `version`."""
+        _check_item(key, value)
+        return self._write(_swap, key, version, value)
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Set every pair in one transaction; a later duplicate key wins."""
+        for key, value in items:
+            _check_item(key, value)
+        if items:
+            self._write(_put_many, items)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete every key in one transaction."""
+        for key in keys:
+            _check_key(key)
+        if keys:
+            self._write(self._delete_keys, keys)
+
+    def close(self) -> None:
+        """Close every connection any thread opened; later calls fail."""
+        with self._connections_lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # -- internals -------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open_connection()
+        return conn
+
+    def _open_connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"sqlite store {self.path}: the store is closed")
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            # close() runs on whichever thread shuts the store down.
+            check_same_thread=False,
+        )
+        try:
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        except BaseException:
+            conn.close()
+            raise
+        with self._connections_lock:
+            if self._closed:
+                conn.close()
+                raise StoreError(f"sqlite store {self.path}: the store is closed")
+            self._connections.append(conn)
+        self._local.conn = conn
+        return conn
+
+    def _initialize(self) -> None:
+        parent = os.path.dirname(self.path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"sqlite store {self.path}: cannot create directory {parent}: {exc.strerror or exc}"
+            ) from exc
+        if os.path.isdir(self.path):
+            raise StoreError(f"sqlite store {self.path}: is a directory, not a database file")
+        try:
+            conn = self._connection()
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise StoreError(f"sqlite store {self.path}: cannot use WAL journal mode (got {mode})")
+            self._write(self._create_schema)
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"sqlite store {self.path}: schema version {version} is newer than this wasikv "
+                f"supports ({SCHEMA_VERSION})"
+            )
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}
+        if names - _OWN_OBJECTS:
+            # Never scribble over somebody else's database.
+            raise StoreError(
+                f"sqlite store {self.path}: not a wasikv store (it has tables {', '.join(sorted(names))})"
+            )
+        for statement in _SCHEMA:
+            conn.execute(statement)
+
+    def _write(
+        self,
+        body: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run `body` in a write transaction, rolling back on any failure."""
+        try:
+            conn = self._connection()
+            conn.execute(_BEGIN)
+            try:
+                result = body(conn, *args, **kwargs)
+                conn.execute(_COMMIT)
+            except BaseException:
+                _rollback(conn)
+                raise
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return result
+
+    def _delete_keys(self, conn: sqlite3.Connection, keys: Sequence[str]) -> None:
+        if len(keys) == 1:
+            conn.execute(_BUMP)
+            conn.execute(_PUT, (keys[0], None))
+        else:
+            _put_many(conn, [(key, None) for key in keys])
+        # Counted per process; several processes just sweep a little more often.
+        self._deletes += len(keys)
+        if self._deletes >= self._prune_every:
+            self._deletes = 0
+            self._prune(conn)
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        (seq,) = conn.execute(_SEQ).fetchone()
+        (newest,) = conn.execute(_NEWEST_STALE, (seq - self._window,)).fetchone()
+        if newest is None:
+            return
+        conn.execute(_DROP_STALE, (newest,))
+        # Keys without a row now report the newest pruned version, so a handle
+        # pinned to any pruned tombstone (or to an older watermark) conflicts.
+        conn.execute(_RAISE_WATERMARK, (newest,))
+
+    def _error(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, OSError) and exc.strerror:
+            detail = exc.strerror
+        else:
+            detail = str(exc) or type(exc).__name__
+        return StoreError(f"sqlite store {self.path}: {detail}")
+
+
+def _put(conn: sqlite3.Connection, key: str, value: bytes | None) -> None:
+    conn.execute(_BUMP)
+    conn.execute(_PUT, (key, value))
+
+
+def _put_many(conn: sqlite3.Connection, items: Sequence[tuple[str, bytes | None]]) -> None:
+    (last,) = conn.execute(_BUMP_MANY, (len(items),)).fetchall()[0]
+    first = last - len(items) + 1
+    conn.executemany(_PUT_VERSION, [(key, value, first + i) for i, (key, value) in enumerate(items)])
+
+
+def _increment(conn: sqlite3.Connection, key: str, delta: int) -> int:
+    row = conn.execute(_GET, (key,)).fetchone()
+    new = add_delta(key, parse_counter(key, None if row is None else row[0]), delta)
+    _put(conn, key, format_counter(new))
+    return new
+
+
+def _swap(conn: sqlite3.Connection, key: str, version: int, value: bytes) -> bool:
+    (current,) = conn.execute(_CURRENT_VERSION, (key,)).fetchone()
+    if current != version:
+        return False
+    _put(conn, key, value)
+    return True
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute(_ROLLBACK)
+        except sqlite3.Error:
+            # The original failure matters more; SQLite may have rolled back already.
+            pass
+
+
+def _check_key(key: str) -> None:
+    if type(key) is not str:
+        raise StoreError(f"sqlite store: key must be str, not {type(key).__name__}")
+
+
+def _check_item(key: str, value: bytes) -> None:
+    if type(key) is not str:
+        raise StoreError(f"sqlite store: key must be str, not {type(key).__name__}")
+    if type(value) is not bytes:
+        raise StoreError(f"sqlite store: value of key {key!r} must be bytes, not {type(value).__name__}")
