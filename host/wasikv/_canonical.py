@@ -21,7 +21,19 @@ from collections.abc import Callable, Sequence
 from . import _capi
 
 VAL_SIZE = 32
-BOOL, S64, U8, STRING, LIST, TUPLE, RECORD, VARIANT, OPTION, RESULT, RESOURCE = 0, 7, 2, 12, 13, 15, 14, 16, 18, 19, 21
+BOOL, S64, U8, STRING, LIST, TUPLE, RECORD, VARIANT, OPTION, RESULT, RESOURCE = (
+    0,
+    7,
+    2,
+    12,
+    13,
+    15,
+    14,
+    16,
+    18,
+    19,
+    21,
+)
 
 _PAIR = struct.Struct("<QQ")
 _KIND_ONLY = struct.Struct("<B7x")
@@ -40,7 +52,8 @@ class CanonicalError(Exception):
 
 
 def _pair(addr: int) -> tuple[int, int]:
-    return _PAIR.unpack(_string_at(addr, 16))  # type: ignore[return-value]
+    size, data = _PAIR.unpack(_string_at(addr, 16))
+    return size, data
 
 
 def _u64(addr: int) -> int:

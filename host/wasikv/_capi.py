@@ -28,7 +28,8 @@ _dll = _ffi.dll
 
 def _proto(name: str, restype: object, *argtypes: object) -> Callable[..., int]:
     prototype = ctypes.CFUNCTYPE(restype, *argtypes)  # type: ignore[arg-type]
-    return prototype((name, _dll))  # type: ignore[call-overload, no-any-return]
+    function: Callable[..., int] = prototype((name, _dll))
+    return function
 
 
 byte_vec_new = _proto("wasm_byte_vec_new", None, c_void_p, c_size_t, c_char_p)
@@ -44,13 +45,17 @@ resource_host_new = _proto("wasmtime_component_resource_host_new", c_void_p, c_b
 resource_host_rep = _proto("wasmtime_component_resource_host_rep", c_uint32, c_void_p)
 resource_host_type = _proto("wasmtime_component_resource_host_type", c_uint32, c_void_p)
 resource_host_delete = _proto("wasmtime_component_resource_host_delete", None, c_void_p)
-resource_host_to_any = _proto("wasmtime_component_resource_host_to_any", c_void_p, c_void_p, c_void_p, c_void_p)
+resource_host_to_any = _proto(
+    "wasmtime_component_resource_host_to_any", c_void_p, c_void_p, c_void_p, c_void_p
+)
 error_new = _proto("wasmtime_error_new", c_void_p, c_char_p)
 error_message = _proto("wasmtime_error_message", None, c_void_p, c_void_p)
 error_delete = _proto("wasm_byte_vec_delete", None, c_void_p)
 wasmtime_error_delete = _proto("wasmtime_error_delete", None, c_void_p)
 
-_FUNC_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
+_FUNC_CALLBACK = ctypes.CFUNCTYPE(
+    c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t
+)
 _DTOR_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_uint32)
 _FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)
 
@@ -85,9 +90,12 @@ HostDtor = Callable[[int, int], None]
 _KEEP_ALIVE: list[object] = []
 
 
-@_FINALIZER
-def _no_finalizer(_env: int | None) -> None:
+def _ignore(_env: int | None) -> None:
     return None
+
+
+# wasmtime calls the finalizer when a definition is dropped; ours keep nothing.
+_no_finalizer = _FINALIZER(_ignore)
 
 
 def trap(message: str) -> int:

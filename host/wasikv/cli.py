@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import BinaryIO
 
 import click
 
@@ -158,7 +159,7 @@ def kv_get(url: str, key: str) -> None:
 @click.argument("key")
 @click.argument("value", required=False)
 @click.option("--file", "path", type=click.File("rb"), help="Read the value from a file ('-' for stdin).")
-def kv_set(url: str, key: str, value: str | None, path: click.utils.LazyFile | None) -> None:
+def kv_set(url: str, key: str, value: str | None, path: BinaryIO | None) -> None:
     """Set KEY to VALUE (or to the contents of --file)."""
     if (value is None) == (path is None):
         raise click.UsageError("give exactly one of VALUE or --file")

@@ -209,4 +209,3 @@ def _writer(stream: BinaryIO) -> object:
         return len(data)
 
     return write
-

@@ -8,9 +8,9 @@ from wasmtime.component import LinkerInstance
 
 from .. import _canonical as cv
 from .. import _capi
+from ..stores.base import Store
 from . import cursor
 from ._wire import guarded, put_ok_option_bytes, put_ok_unit
-from ..stores.base import Store
 from .session import KeyValueSession
 
 INTERFACE = "wasi:keyvalue/store@0.2.0-draft2"

@@ -1,0 +1,55 @@
+"""Test helpers: real guest components built once per content hash, and running them."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wasikv import Host
+from wasikv.guest_build import componentize, source_digest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = ROOT / "tests" / "guests"
+CACHE = ROOT / ".wasikv-test"
+COMPILE_CACHE = CACHE / "compiled"
+
+
+def guest_wasm(name: str) -> Path:
+    """The component for tests/guests/<name> (or a directory path), built only when its sources changed."""
+    app_dir = GUESTS / name if "/" not in name else ROOT / name
+    label = app_dir.name
+    target = CACHE / "guests" / f"{label}-{source_digest(app_dir)[:20]}.wasm"
+    if not target.exists():
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        componentize(app_dir, partial)
+        partial.replace(target)
+    return target
+
+
+@dataclass
+class GuestRun:
+    """What a guest run produced."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """The last stdout line, parsed as JSON (guests report that way)."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        assert lines, f"guest printed nothing; stderr:\n{self.stderr}"
+        return json.loads(lines[-1])
+
+
+def run_in(host: Host, name: str, args: Iterable[str] = (), grants: Iterable[str] | None = None) -> GuestRun:
+    """Run guest `name` on `host`, capturing its output."""
+    out, err = io.BytesIO(), io.BytesIO()
+    code = host.run(guest_wasm(name), list(args), grants=grants, stdout=out, stderr=err)
+    return GuestRun(
+        code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+    )
