@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wasikv import Host
-from wasikv.guest_build import componentize, source_digest
+from wasikv.guest_build import build_cached
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "tests" / "guests"
@@ -20,15 +19,9 @@ COMPILE_CACHE = CACHE / "compiled"
 
 
 def guest_wasm(name: str) -> Path:
-    """The component for tests/guests/<name> (or a directory path), built only when its sources changed."""
+    """The component for tests/guests/<name> (or a repo-relative directory), built once per content."""
     app_dir = GUESTS / name if "/" not in name else ROOT / name
-    label = app_dir.name
-    target = CACHE / "guests" / f"{label}-{source_digest(app_dir)[:20]}.wasm"
-    if not target.exists():
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        componentize(app_dir, partial)
-        partial.replace(target)
-    return target
+    return build_cached(app_dir, CACHE / "guests")
 
 
 @dataclass

@@ -69,3 +69,14 @@ def source_digest(app_dir: str | Path, world: str = COMMAND_WORLD) -> str:
                 digest.update(str(path.relative_to(root)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def build_cached(app_dir: str | Path, cache_dir: str | Path, *, world: str = COMMAND_WORLD) -> Path:
+    """Build `app_dir` unless a component for exactly these sources is in `cache_dir`."""
+    app_dir = Path(app_dir)
+    target = Path(cache_dir) / f"{app_dir.name}-{source_digest(app_dir, world)[:20]}.wasm"
+    if not target.exists():
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        componentize(app_dir, partial, world=world)
+        partial.replace(target)
+    return target

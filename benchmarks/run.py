@@ -1,0 +1,149 @@
+"""`make bench`: wasikv's host against a generic-conversion host, measured in one run.
+
+A benchmark guest times N calls of one operation from inside the component,
+so the figures are the per-call cost of the host call path (guest bindings,
+wasmtime, value conversion, store) without instantiation. Both hosts use the
+memory store; SQLite figures for wasikv are shown for reference. Results are
+printed as a table and written to .wasikv-test/bench.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from wasmtime import Engine
+from wasmtime.component import Component
+
+from wasikv import Host, MemoryStore
+from wasikv.guest_build import build_cached
+
+from .generic_host import GenericHost
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".wasikv-test"
+
+# (operation, iterations on wasikv, iterations on the generic host)
+OPERATIONS = [
+    ("exists", 20000, 5000),
+    ("get", 20000, 2000),
+    ("set", 20000, 2000),
+    ("increment", 20000, 5000),
+    ("cas", 10000, 1000),
+    ("get-many", 2000, 100),
+    ("get-1mib", 30, 3),
+    ("set-1mib", 30, 3),
+]
+LABELS = {
+    "exists": "exists",
+    "get": "get 100 B",
+    "set": "set 100 B",
+    "increment": "increment",
+    "cas": "CAS new+current+swap",
+    "get-many": "get-many 100 x 100 B",
+    "get-1mib": "get 1 MiB",
+    "set-1mib": "set 1 MiB",
+}
+
+
+def _per_call(output: bytes) -> float:
+    return float(json.loads(output.decode().strip().splitlines()[-1])["us_per_call"])
+
+
+def measure_wasikv(wasm: Path, url: str, op: str, iterations: int) -> float:
+    """Microseconds per call of `op` on wasikv's host."""
+    with Host({"default": url}, cache_dir=CACHE / "compiled") as host:
+        out = io.BytesIO()
+        code = host.run(wasm, [op, str(iterations)], stdout=out)
+        assert code == 0, f"bench guest failed on {op}"
+        return _per_call(out.getvalue())
+
+
+def measure_generic(engine: Engine, component: Component, op: str, iterations: int) -> float:
+    """Microseconds per call of `op` on the generic-conversion host."""
+    host = GenericHost(engine, MemoryStore())
+    chunks: list[bytes] = []
+
+    def collect(data: bytes) -> int:
+        chunks.append(data)
+        return len(data)
+
+    host.run(component, ["bench.wasm", op, str(iterations)], collect)
+    return _per_call(b"".join(chunks))
+
+
+def measure_starts(counter: Path) -> dict[str, float]:
+    """Cold (compile) and warm (cached) start of the counter command, in ms."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        with Host({"default": "memory:"}, cache_dir=Path(tmp) / "cache") as host:
+            host.run(counter, stdout=io.BytesIO())
+        cold = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        with Host({"default": "memory:"}, cache_dir=Path(tmp) / "cache") as host:
+            host.run(counter, stdout=io.BytesIO())
+        warm = (time.perf_counter() - started) * 1000
+        with Host({"default": "memory:"}, cache_dir=Path(tmp) / "cache") as host:
+            component = host.load(counter)
+            runs = 50
+            started = time.perf_counter()
+            for _ in range(runs):
+                host.run(component, stdout=io.BytesIO())
+            per_run = (time.perf_counter() - started) * 1000 / runs
+        cli_runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "wasikv", "run", "--store", "default=memory:", "--cache-dir",
+                 str(Path(tmp) / "cache"), str(counter)],
+                check=True,
+                capture_output=True,
+            )
+            cli_runs.append((time.perf_counter() - started) * 1000)
+    return {"cold_ms": cold, "warm_ms": warm, "instantiate_and_run_ms": per_run, "cli_warm_ms": min(cli_runs)}
+
+
+def main() -> int:
+    bench = build_cached(ROOT / "tests" / "guests" / "bench", CACHE / "guests")
+    counter = build_cached(ROOT / "examples" / "counter", CACHE / "guests")
+    engine = Engine()
+    component = Component(engine, bench.read_bytes())
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_url = f"sqlite:{Path(tmp) / 'bench.db'}"
+        for op, ours_n, generic_n in OPERATIONS:
+            ours = measure_wasikv(bench, "memory:", op, ours_n)
+            generic = measure_generic(engine, component, op, generic_n)
+            sqlite = measure_wasikv(bench, sqlite_url, op, max(ours_n // 10, 10))
+            rows.append({"op": op, "wasikv_us": ours, "generic_us": generic, "sqlite_us": sqlite})
+            print(f"  measured {op}", file=sys.stderr)
+    starts = measure_starts(counter)
+
+    print()
+    print(f"{'operation':<24} {'wasikv (memory)':>16} {'generic host':>14} {'speed-up':>9} {'wasikv (sqlite)':>16}")
+    for row in rows:
+        print(
+            f"{LABELS[row['op']]:<24} {_fmt(row['wasikv_us']):>16} {_fmt(row['generic_us']):>14}"
+            f" {row['generic_us'] / row['wasikv_us']:>8.1f}x {_fmt(row['sqlite_us']):>16}"
+        )
+    print()
+    print(f"cold start (compile + run):     {starts['cold_ms']:8.0f} ms")
+    print(f"warm start (cached, in-process): {starts['warm_ms']:7.1f} ms")
+    print(f"instantiate + run (loaded):      {starts['instantiate_and_run_ms']:7.2f} ms")
+    print(f"`wasikv run` process, warm:      {starts['cli_warm_ms']:7.0f} ms")
+    (CACHE / "bench.json").write_text(json.dumps({"operations": rows, "starts": starts}, indent=2))
+    return 0
+
+
+def _fmt(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} us"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Several host processes sharing one SQLite file, and a host killed mid-write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wasikv import SqliteStore
+
+from .support import COMPILE_CACHE, guest_wasm
+
+pytestmark = pytest.mark.slow
+
+
+def spawn_run(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wasikv", "run", "--store", f"default=sqlite:{db}", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+    )
+
+
+def run_all(db: Path, scenario: str, count: int, processes: int = 4) -> list[str]:
+    wasm = str(guest_wasm("conformance"))
+    running = [spawn_run(db, wasm, scenario, str(count)) for _ in range(processes)]
+    outputs = []
+    for proc in running:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        outputs.append(out)
+    return outputs
+
+
+def stored(db: Path, key: str) -> bytes | None:
+    store = SqliteStore(db)
+    try:
+        return store.get(key)
+    finally:
+        store.close()
+
+
+def test_four_hosts_increment_one_counter(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    run_all(db, "counter-loop", 250)
+    assert stored(db, "counter") == b"1000"
+
+
+def test_four_hosts_cas_loops_on_one_key(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    outputs = run_all(db, "cas-loop", 250)
+    assert stored(db, "cas-counter") == b"1000"
+    print("CAS retries per process:", [out.strip().splitlines()[-1] for out in outputs])
+
+
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    proc = spawn_run(db, str(guest_wasm("conformance")), "counter-ack", "1000000")
+    assert proc.stdout is not None
+    acknowledged = 0
+    for line in proc.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 200:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    final = int(stored(db, "counter") or b"0")
+    assert final >= acknowledged >= 200
