@@ -27,7 +27,10 @@ _dll = _ffi.dll
 
 
 def _proto(name: str, restype: object, *argtypes: object) -> Callable[..., int]:
-    prototype = ctypes.CFUNCTYPE(restype, *argtypes)  # type: ignore[arg-type]
+    # PYFUNCTYPE keeps the GIL across the call: these functions are short and
+    # never call back into Python, and releasing and re-taking the GIL would
+    # cost more than the call itself on the per-call hot path.
+    prototype = ctypes.PYFUNCTYPE(restype, *argtypes)  # type: ignore[arg-type]
     function: Callable[..., int] = prototype((name, _dll))
     return function
 

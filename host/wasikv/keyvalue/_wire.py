@@ -49,19 +49,7 @@ def guarded(op: Callable[[int, int, int], None]) -> Callable[[int, int, int], No
     return call
 
 
-def put_ok_unit(results: int) -> None:
-    """Write `ok(_)`."""
-    cv.put_result(results, True)
+put_ok_unit = cv.put_ok_unit
 
 
-def put_ok_option_bytes(results: int, value: bytes | None) -> None:
-    """Write `ok(option<list<u8>>)`."""
-    cv.put_result(
-        results,
-        True,
-        lambda addr: cv.put_option(addr, None if value is None else partial(_put_bytes, value=value)),
-    )
-
-
-def _put_bytes(addr: int, value: bytes) -> None:
-    cv.put_bytes(addr, value)
+put_ok_option_bytes = cv.put_ok_option_bytes

@@ -27,7 +27,10 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def cas_current(ctx: int, args: int, results: int) -> None:
-        pinned = sessions[ctx].cas[cv.read_resource_rep(ctx, cv.arg(args, 0))].pinned
+        session = sessions[ctx]
+        pinned = session.cas[cv.read_resource_rep(ctx, cv.arg(args, 0))].pinned
+        if pinned.value is not None:
+            session.limits.check_value(pinned.value)
         put_ok_option_bytes(results, pinned.value)
 
     @guarded
@@ -37,8 +40,7 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
         key = cv.read_string(cv.arg(args, 1))
         delta = cv.read_s64(cv.arg(args, 2))
         session.limits.check_key(key)
-        value = store.increment(key, delta)
-        cv.put_result(results, True, lambda addr: cv.put_s64(addr, value))
+        cv.put_ok_s64(results, store.increment(key, delta))
 
     def swap(ctx: int, args: int, results: int) -> None:
         # The handle is `own<cas>`: the guest gives it up, so it leaves the

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from wasmtime.component import LinkerInstance
 
 from .. import _canonical as cv
@@ -27,8 +25,8 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
         for key in keys:
             session.limits.check_key(key)
         values = store.get_many(keys)
-        entries = [partial(_put_entry, key=k, value=v) for k, v in zip(keys, values, strict=True)]
-        cv.put_result(results, True, lambda addr: cv.put_list(addr, entries))
+        session.limits.check_response_bytes(sum(len(v) for v in values if v is not None))
+        cv.put_ok_key_values(results, keys, values)
 
     @guarded
     def set_many(ctx: int, args: int, results: int) -> None:
@@ -58,13 +56,3 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
     _capi.define_func(instance, "get-many", get_many)
     _capi.define_func(instance, "set-many", set_many)
     _capi.define_func(instance, "delete-many", delete_many)
-
-
-def _put_entry(addr: int, key: str, value: bytes | None) -> None:
-    cv.put_tuple(
-        addr,
-        [
-            partial(cv.put_string, value=key),
-            lambda a: cv.put_option(a, None if value is None else partial(cv.put_bytes, value=value)),
-        ],
-    )

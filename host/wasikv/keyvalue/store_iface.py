@@ -36,7 +36,11 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
         session, store = _bucket(ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
-        put_ok_option_bytes(results, store.get(key))
+        value = store.get(key)
+        if value is not None:
+            # A value written by another client may exceed what one call can carry.
+            session.limits.check_value(value)
+        put_ok_option_bytes(results, value)
 
     @guarded
     def set_(ctx: int, args: int, results: int) -> None:
@@ -61,8 +65,7 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
         session, store = _bucket(ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
-        found = store.exists(key)
-        cv.put_result(results, True, lambda addr: cv.put_bool(addr, found))
+        cv.put_ok_bool(results, store.exists(key))
 
     @guarded
     def list_keys(ctx: int, args: int, results: int) -> None:
