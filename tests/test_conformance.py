@@ -121,7 +121,9 @@ def test_batch_operations(scenario: Callable[..., Any]) -> None:
 
 
 def test_limits_are_errors_not_traps(scenario: Callable[..., Any]) -> None:
-    limits = Limits(max_key_bytes=64, max_value_bytes=1024, max_batch_keys=10, max_open_buckets=4, max_open_cas=4)
+    limits = Limits(
+        max_key_bytes=64, max_value_bytes=1024, max_batch_keys=10, max_open_buckets=4, max_open_cas=4
+    )
     r = scenario("limits", limits=limits)
     assert r["key_max"] == {"ok": None} and r["value_max"] == {"ok": None}
     for name in ("key_too_long", "key_too_long_get", "key_too_long_utf8", "batch_key_too_long"):
