@@ -1,0 +1,168 @@
+"""The embedding API: Host, host-side buckets, grants, limits, threads and failures."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from wasikv import (
+    CasConflict,
+    ComponentError,
+    ConfigError,
+    Host,
+    LimitExceeded,
+    Limits,
+    NoSuchStore,
+    StoreError,
+)
+
+from .support import guest_wasm, run_in
+
+MakeHost = Callable[..., Host]
+
+
+def test_host_and_guests_share_a_memory_store(make_host: MakeHost) -> None:
+    host = make_host({"default": "memory:"})
+    host.bucket().set("counter", b"41")
+    report = run_in(host, "conformance", ["counter-loop", "1"]).json()
+    assert report["last"] == 42
+    assert host.bucket().get("counter") == b"42"
+
+
+def test_labels_with_one_url_share_one_store(make_host: MakeHost, tmp_path: Path) -> None:
+    url = f"sqlite:{tmp_path / 'one.db'}"
+    host = make_host({"a": url, "b": url, "c": "memory:"})
+    host.bucket("a").set("k", b"v")
+    assert host.bucket("b").get("k") == b"v"
+    assert host.bucket("c").get("k") is None
+    assert host.labels == ["a", "b", "c"]
+
+
+def test_host_bucket_api(make_host: MakeHost) -> None:
+    host = make_host({"default": "memory:"}, Limits(list_page_size=3))
+    bucket = host.bucket()
+    bucket.set_many({f"user/{i}": str(i).encode() for i in range(7)} | {"a": b"", "z": b"last"})
+    assert bucket.get("a") == b"" and bucket.exists("a") and not bucket.exists("missing")
+    assert list(bucket.keys()) == ["a"] + [f"user/{i}" for i in range(7)] + ["z"]
+    assert list(bucket.keys("user/")) == [f"user/{i}" for i in range(7)]
+    assert list(bucket.keys("user/3")) == ["user/3"]
+    assert bucket.get_many(["z", "nope", "a"]) == {"z": b"last", "nope": None, "a": b""}
+    bucket.delete_many(["a", "nope"])
+    assert not bucket.exists("a")
+    assert bucket.increment("n", 5) == 5 and bucket.increment("n", -6) == -1
+    assert bucket.get("n") == b"-1"
+    with pytest.raises(StoreError, match="not a decimal integer"):
+        bucket.increment("z")
+
+
+def test_host_cas_and_update(make_host: MakeHost) -> None:
+    bucket = make_host({"default": "memory:"}).bucket()
+    with bucket.cas("k") as cas:
+        assert cas.current is None
+        cas.swap(b"1")
+    with bucket.cas("k") as cas:
+        bucket.set("k", b"1")  # same bytes, still a newer version
+        with pytest.raises(CasConflict):
+            cas.swap(b"2")
+    assert bucket.update("k", lambda old: str(int(old or b"0") + 1).encode()) == b"2"
+    with pytest.raises(CasConflict, match="lost 3"):
+        bucket.update("k", lambda old: (bucket.set("k", b"x"), b"y")[1], max_attempts=3)
+
+
+def test_host_side_limits(make_host: MakeHost) -> None:
+    bucket = make_host({"default": "memory:"}, Limits(max_key_bytes=8, max_value_bytes=4)).bucket()
+    with pytest.raises(LimitExceeded, match="max_key_bytes=8"):
+        bucket.set("123456789", b"")
+    with pytest.raises(LimitExceeded, match="max_value_bytes=4"):
+        bucket.set("k", b"12345")
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"max_value_bytes": 64 << 20}, "exceeds"),
+        ({"max_open_cas": 0}, "max_open_cas must be at least 1"),
+        ({"list_page_size": -1}, "list_page_size"),
+    ],
+)
+def test_invalid_limits_are_refused(limits: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Limits(**limits)
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="nope://x"):
+        Host({"default": "nope://x"}, compile_cache=False)
+    with pytest.raises(ConfigError, match="empty"):
+        Host({"": "memory:"}, compile_cache=False)
+    host = Host({"default": "memory:"}, compile_cache=False)
+    with pytest.raises(NoSuchStore):
+        host.bucket("other")
+
+
+def test_a_locked_sqlite_store_reaches_the_guest_as_other(make_host: MakeHost, tmp_path: Path) -> None:
+    db = tmp_path / "locked.db"
+    host = make_host({"default": f"sqlite:{db}?busy_timeout=100"})
+    host.bucket().set("counter", b"1")
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        report = run_in(host, "conformance", ["counter-loop", "2"]).json()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert report["error_count"] == 2
+    assert report["errors"][0]["err"] == "other" and "locked" in report["errors"][0]["msg"]
+    after = run_in(host, "conformance", ["counter-loop", "1"]).json()
+    assert after["last"] == 2 and after["error_count"] == 0
+
+
+def test_guests_in_parallel_threads_share_one_host(make_host: MakeHost, tmp_path: Path) -> None:
+    host = make_host({"default": f"sqlite:{tmp_path / 'threads.db'}", "mem": "memory:"})
+    component = host.load(guest_wasm("conformance"))
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                code = host.run(component, ["counter-loop", "20"], stdout=_Sink())
+                assert code == 0
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert host.bucket().get("counter") == b"400"
+
+
+class _Sink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def test_compiled_components_are_cached_on_disk(tmp_path: Path) -> None:
+    wasm = guest_wasm("probe")
+    cache = tmp_path / "cache"
+    with Host({"default": "memory:"}, cache_dir=cache) as host:
+        host.load(wasm)
+    entries = list(cache.glob("*.cwasm"))
+    assert len(entries) == 1
+    entries[0].write_bytes(b"garbage")  # a damaged entry is replaced, not trusted
+    with Host({"default": "memory:"}, cache_dir=cache) as host:
+        assert run_in(host, "probe", ["report"]).exit_code == 0
+    assert entries[0].read_bytes() != b"garbage"
+
+
+def test_a_component_without_run_is_refused(make_host: MakeHost) -> None:
+    # A minimal component that exports nothing at all.
+    empty = b"\0asm\x0d\x00\x01\x00"
+    with pytest.raises(ComponentError, match="wasi:cli/run"):
+        make_host({"default": "memory:"}).run(empty)
