@@ -100,8 +100,17 @@ def measure_starts(counter: Path) -> dict[str, float]:
         for _ in range(3):
             started = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "wasikv", "run", "--store", "default=memory:", "--cache-dir",
-                 str(Path(tmp) / "cache"), str(counter)],
+                [
+                    sys.executable,
+                    "-m",
+                    "wasikv",
+                    "run",
+                    "--store",
+                    "default=memory:",
+                    "--cache-dir",
+                    str(Path(tmp) / "cache"),
+                    str(counter),
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -126,7 +135,8 @@ def main() -> int:
     starts = measure_starts(counter)
 
     print()
-    print(f"{'operation':<24} {'wasikv (memory)':>16} {'generic host':>14} {'speed-up':>9} {'wasikv (sqlite)':>16}")
+    header = ("operation", "wasikv (memory)", "generic host", "speed-up", "wasikv (sqlite)")
+    print(f"{header[0]:<24} {header[1]:>16} {header[2]:>14} {header[3]:>9} {header[4]:>16}")
     for row in rows:
         print(
             f"{LABELS[row['op']]:<24} {_fmt(row['wasikv_us']):>16} {_fmt(row['generic_us']):>14}"

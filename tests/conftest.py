@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
 from wasikv import Host, Limits
 
 from .support import COMPILE_CACHE, guest_wasm

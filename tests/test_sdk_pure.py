@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
+
 import wasikv_sdk
 from wasikv_sdk import errors, protocol
 

@@ -1,7 +1,7 @@
 """Regenerate guest/wasikv_sdk/wit from wit/: the WIT copy plus componentize-py stubs.
 
-    python tools/bindings.py          # rewrite guest/wasikv_sdk/wit
-    python tools/bindings.py --check  # exit 1 if the checked-in copy is stale
+python tools/bindings.py          # rewrite guest/wasikv_sdk/wit
+python tools/bindings.py --check  # exit 1 if the checked-in copy is stale
 """
 
 from __future__ import annotations
@@ -34,7 +34,17 @@ def generate(into: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tool = Path(sys.executable).with_name("componentize-py")
         subprocess.run(
-            [str(tool), "-d", str(SOURCE), "-w", WORLD, "--world-module", "wasikv_sdk.wit", "bindings", scratch],
+            [
+                str(tool),
+                "-d",
+                str(SOURCE),
+                "-w",
+                WORLD,
+                "--world-module",
+                "wasikv_sdk.wit",
+                "bindings",
+                scratch,
+            ],
             check=True,
             capture_output=True,
         )
@@ -59,7 +69,9 @@ def differences(left: Path, right: Path) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="only report whether the copy is stale")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+
 from wasikv.errors import StoreError
 from wasikv.stores import Store
 

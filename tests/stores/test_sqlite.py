@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from wasikv.errors import StoreError
 from wasikv.stores import SqliteStore
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from wasikv.errors import InvalidStoreUrl
 from wasikv.stores import MemoryStore, SqliteStore, open_store
 

@@ -23,8 +23,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import wasikv_sdk.wit.exports
 from componentize_py_types import Err
+
+import wasikv_sdk.wit.exports
 from wasikv_sdk.wit.imports import atomics, batch, store
 
 Outcome = dict[str, Any]

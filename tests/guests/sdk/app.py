@@ -15,9 +15,10 @@ import sys
 import traceback
 from typing import Any
 
+from componentize_py_types import Err
+
 import wasikv_sdk
 import wasikv_sdk.wit.exports
-from componentize_py_types import Err
 from wasikv_sdk import key_value
 from wasikv_sdk.errors import AccessDenied, CasConflict, KeyValueError, NoSuchStore, StoreError
 
