@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "wit"
 TARGET = ROOT / "guest" / "wasikv_sdk" / "wit"
-WORLD = "wasikv:app/command"
+WORLD = "wasikv:app/sdk"
 NOTICE = """\
 # Generated: do not edit
 

@@ -8,7 +8,8 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-
+from ..imports import store
+from ..exports import http
 
 class Run(Protocol):
 
@@ -18,6 +19,33 @@ class Run(Protocol):
         Run the program.
         
         Raises: `componentize_py_types.Err(None)`
+        """
+        raise NotImplementedError
+
+
+class Watcher(Protocol):
+
+    @abstractmethod
+    def on_set(self, bucket: store.Bucket, key: str, value: bytes) -> None:
+        """
+        `key` was set to `value` in `bucket`.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    def on_delete(self, bucket: store.Bucket, key: str) -> None:
+        """
+        `key` was deleted from `bucket`.
+        """
+        raise NotImplementedError
+
+
+class Http(Protocol):
+
+    @abstractmethod
+    def handle_request(self, request: http.Request) -> http.Response:
+        """
+        Handle one request.
         """
         raise NotImplementedError
 
