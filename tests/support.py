@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import Host
-from wasikv.guest_build import build_cached
+from wasikv.guest_build import COMMAND_WORLD, build_cached
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "tests" / "guests"
@@ -18,10 +18,10 @@ CACHE = ROOT / ".wasikv-test"
 COMPILE_CACHE = CACHE / "compiled"
 
 
-def guest_wasm(name: str) -> Path:
+def guest_wasm(name: str, world: str = COMMAND_WORLD) -> Path:
     """The component for tests/guests/<name> (or a repo-relative directory), built once per content."""
     app_dir = GUESTS / name if "/" not in name else ROOT / name
-    return build_cached(app_dir, CACHE / "guests")
+    return build_cached(app_dir, CACHE / "guests", world=world)
 
 
 @dataclass

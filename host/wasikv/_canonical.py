@@ -119,6 +119,38 @@ def read_bytes(addr: int) -> bytes:
     return bytes(_MEM[start : start + size * VAL_SIZE : VAL_SIZE])
 
 
+def read_u16(addr: int) -> int:
+    """A `u16` value."""
+    value: int = struct.unpack_from("<H", _MEM, addr + 8)[0]
+    return value
+
+
+def read_string_pairs(addr: int) -> list[tuple[str, str]]:
+    """A `list<tuple<string, string>>` value."""
+    size, data = _pair(addr + 8)
+    pairs = []
+    for i in range(size):
+        fields = _u64(data + i * VAL_SIZE + 16)
+        pairs.append((read_string(fields), read_string(fields + VAL_SIZE)))
+    return pairs
+
+
+def read_record(addr: int) -> dict[str, int]:
+    """The field addresses of a record value, by field name."""
+    size, data = _pair(addr + 8)
+    fields = {}
+    for i in range(size):
+        entry = data + i * (16 + VAL_SIZE)
+        fields[read_name(entry)] = entry + 16
+    return fields
+
+
+def read_name(addr: int) -> str:
+    """A `wasm_name_t` (size, data) at `addr`."""
+    size, data = _pair(addr)
+    return str(_MEM[data : data + size], "utf-8") if size else ""
+
+
 def read_option_string(addr: int) -> str | None:
     """An `option<string>` value."""
     inner = _u64(addr + 8)
@@ -287,6 +319,15 @@ def put_own_resource(ctx: int, addr: int, rep: int, type_id: int) -> None:
 
 
 # ------------------------------------------------- whole results, fast paths
+
+
+def put_string_pair(addr: int, pair: tuple[str, str]) -> None:
+    """Write a `tuple<string, string>`."""
+    _MEM[addr] = TUPLE
+    _capi.valtuple_new_uninit(addr + 8, 2)
+    fields = _u64(addr + 16)
+    put_string(fields, pair[0])
+    put_string(fields + VAL_SIZE, pair[1])
 
 
 def put_ok_unit(results: int) -> None:

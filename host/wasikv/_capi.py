@@ -56,6 +56,14 @@ error_message = _proto("wasmtime_error_message", None, c_void_p, c_void_p)
 error_delete = _proto("wasm_byte_vec_delete", None, c_void_p)
 wasmtime_error_delete = _proto("wasmtime_error_delete", None, c_void_p)
 
+val_delete = _proto("wasmtime_component_val_delete", None, c_void_p)
+# Calls into wasm release the GIL (CFUNCTYPE), so instances in other threads
+# run in parallel; host functions called back from wasm take it again.
+func_call = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)(
+    ("wasmtime_component_func_call", _dll)
+)
+func_post_return = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_component_func_post_return", _dll))
+
 _FUNC_CALLBACK = ctypes.CFUNCTYPE(
     c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t
 )

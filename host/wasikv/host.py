@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -132,17 +133,9 @@ class Host:
         component = source if isinstance(source, Component) else self.load(source)
         if program_name is None:
             program_name = str(source) if isinstance(source, (str, Path)) else "app.wasm"
-        store = Store(self.engine)
-        wasi = WasiConfig()
-        wasi.argv = [program_name, *args]
-        wasi.env = list((env or {}).items())
-        _route_output(wasi, stdout, stderr)
-        store.set_wasi(wasi)
-        granted = None if grants is None else frozenset(grants)
-        ctx = _context_address(store)
-        self._sessions[ctx] = KeyValueSession(lambda label: self._resolve(label, granted), self.limits)
-        try:
-            instance = self._instantiate(store, component)
+        with self.instantiate(
+            component, argv=[program_name, *args], env=env, grants=grants, stdout=stdout, stderr=stderr
+        ) as (store, instance):
             run = _find_run(instance, store)
             try:
                 outcome = run(store)
@@ -152,6 +145,34 @@ class Host:
                 raise GuestTrap(f"component trapped: {exc}") from None
             # `result` without payloads lifts as a tagged Variant.
             return 0 if getattr(outcome, "tag", None) == "ok" else 1
+
+    @contextmanager
+    def instantiate(
+        self,
+        component: Component,
+        *,
+        argv: Sequence[str] = ("app.wasm",),
+        env: Mapping[str, str] | None = None,
+        grants: Iterable[str] | None = None,
+        stdout: BinaryIO | None = None,
+        stderr: BinaryIO | None = None,
+    ) -> Iterator[tuple[Store, Instance]]:
+        """A fresh instance of `component` in its own wasmtime store.
+
+        For triggers that call exports other than `wasi:cli/run`. The
+        instance's key-value handles are released when the block ends.
+        """
+        store = Store(self.engine)
+        wasi = WasiConfig()
+        wasi.argv = list(argv)
+        wasi.env = list((env or {}).items())
+        _route_output(wasi, stdout, stderr)
+        store.set_wasi(wasi)
+        granted = None if grants is None else frozenset(grants)
+        ctx = _context_address(store)
+        self._sessions[ctx] = KeyValueSession(lambda label: self._resolve(label, granted), self.limits)
+        try:
+            yield store, self._instantiate(store, component)
         finally:
             self._sessions.pop(ctx).close()
 

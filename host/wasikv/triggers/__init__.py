@@ -1,0 +1,1 @@
+"""Triggers: ways a component is invoked other than `wasi:cli/run`."""

@@ -1,0 +1,54 @@
+"""An HTTP guest for the trigger tests: each path exercises one behaviour."""
+
+import json
+import sys
+
+from wasikv_sdk import http, key_value
+
+# Module state lives as long as the instance: with a fresh instance per
+# request it must be 1 on every request.
+REQUESTS_SEEN = 0
+
+
+class Http(http.Handler):
+    def handle(self, request: http.Request) -> http.Response:
+        global REQUESTS_SEEN
+        REQUESTS_SEEN += 1
+        path = request.path_info or request.path
+        if path.endswith("/echo"):
+            report = {
+                "method": request.method,
+                "uri": request.uri,
+                "path": request.path,
+                "query": request.query,
+                "route": request.route,
+                "path_info": request.path_info,
+                "headers": request.headers,
+                "body_len": len(request.body),
+                "requests_seen": REQUESTS_SEEN,
+            }
+            return http.Response(200, {"content-type": "application/json"}, json.dumps(report).encode())
+        if path.endswith("/trap"):
+            sys.setrecursionlimit(10**9)
+
+            def deeper(n: int) -> int:
+                return deeper(n + 1) + 1
+
+            deeper(0)
+        if path.endswith("/raise"):
+            raise RuntimeError("handler failed on purpose")
+        if path.endswith("/bad-status"):
+            return http.Response(999, {}, b"")
+        if path.endswith("/bad-header"):
+            return http.Response(200, {"bad\nname": "x"}, b"")
+        if path.endswith("/count"):
+            with key_value.open_default() as bucket:
+                return http.Response(200, {}, str(bucket.increment("count")).encode())
+        if path.endswith("/open"):
+            label = request.query.get("label", "default")
+            try:
+                key_value.open(label).close()
+                return http.Response(200, {}, b"opened")
+            except Exception as exc:
+                return http.Response(403, {}, type(exc).__name__.encode())
+        return http.Response(404, {}, b"no such probe\n")

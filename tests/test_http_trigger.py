@@ -1,0 +1,66 @@
+"""The HTTP trigger on its own: records in and out, isolation, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from wasikv import GuestTrap, Host
+from wasikv.triggers.http import BadResponse, HttpComponent, HttpRequest
+
+from .support import guest_wasm
+
+WORLD = "wasikv:app/http-trigger"
+
+
+@pytest.fixture
+def probe(make_host: Callable[..., Host]) -> HttpComponent:
+    host = make_host({"default": "memory:", "other": "memory:other"})
+    return HttpComponent(host, host.load(guest_wasm("http_probe", WORLD)), name="probe", grants=["default"])
+
+
+def test_request_reaches_the_guest_intact(probe: HttpComponent) -> None:
+    body = bytes(range(256)) * 1000
+    response = probe.handle(HttpRequest("PUT", "/x/echo?a=1&b=two", [("x-thing", "yes")], body))
+    assert response.status == 200
+    assert ("content-type", "application/json") in response.headers
+    report = json.loads(response.body)
+    assert report["method"] == "PUT" and report["uri"] == "/x/echo?a=1&b=two"
+    assert report["query"] == {"a": "1", "b": "two"}
+    assert report["headers"]["x-thing"] == "yes"
+    assert report["body_len"] == len(body)
+
+
+def test_every_request_gets_a_fresh_instance(probe: HttpComponent) -> None:
+    seen = [json.loads(probe.handle(HttpRequest("GET", "/echo")).body)["requests_seen"] for _ in range(3)]
+    assert seen == [1, 1, 1]
+
+
+def test_store_state_persists_across_requests(probe: HttpComponent) -> None:
+    counts = [probe.handle(HttpRequest("POST", "/count")).body for _ in range(3)]
+    assert counts == [b"1", b"2", b"3"]
+
+
+def test_grants_apply_to_http_components(probe: HttpComponent) -> None:
+    assert probe.handle(HttpRequest("GET", "/open?label=default")).body == b"opened"
+    assert probe.handle(HttpRequest("GET", "/open?label=other")).body == b"AccessDenied"
+    assert probe.handle(HttpRequest("GET", "/open?label=nope")).body == b"NoSuchStore"
+
+
+def test_a_trap_raises_and_the_next_request_works(probe: HttpComponent) -> None:
+    with pytest.raises(GuestTrap):
+        probe.handle(HttpRequest("GET", "/trap"))
+    assert probe.handle(HttpRequest("POST", "/count")).status == 200
+
+
+def test_handler_exception_is_a_500(probe: HttpComponent) -> None:
+    response = probe.handle(HttpRequest("GET", "/raise"))
+    assert response.status == 500
+
+
+@pytest.mark.parametrize("path", ["/bad-status", "/bad-header"])
+def test_invalid_responses_are_refused(probe: HttpComponent, path: str) -> None:
+    with pytest.raises(BadResponse):
+        probe.handle(HttpRequest("GET", path))
