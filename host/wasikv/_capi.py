@@ -62,7 +62,9 @@ val_delete = _proto("wasmtime_component_val_delete", None, c_void_p)
 func_call = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)(
     ("wasmtime_component_func_call", _dll)
 )
-func_post_return = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_component_func_post_return", _dll))
+func_post_return = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p)(
+    ("wasmtime_component_func_post_return", _dll)
+)
 
 _FUNC_CALLBACK = ctypes.CFUNCTYPE(
     c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t
