@@ -218,3 +218,77 @@ def componentize_cmd(app_dir: str, output: str, module: str, world: str, paths: 
     with _reported():
         componentize(app_dir, output, module=module, world=world, python_path=paths)
     click.echo(f"built {output}")
+
+
+@main.command("build")
+@click.option(
+    "-f",
+    "--file",
+    "manifest",
+    default="wasikv.toml",
+    show_default=True,
+    type=click.Path(),
+    help="The application manifest, or the directory it is in.",
+)
+@click.option(
+    "-c",
+    "--component",
+    "components",
+    multiple=True,
+    metavar="NAME",
+    help="Build only this component (repeatable).",
+)
+@click.option("--force", is_flag=True, help="Rebuild even the components whose inputs did not change.")
+def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
+    """Run the build command of each component that has one, skipping those already up to date.
+
+    A component is up to date when its source exists and neither its build
+    command nor the files its `watch` globs match changed since its last
+    successful build (state in .wasikv/build-state.json next to the manifest).
+    Commands run through the shell in their workdir, with wasikv's bin
+    directory first on PATH; the first failure shows its output and exits 1.
+    """
+    from .app.build import build_app
+    from .app.manifest import load_manifest
+
+    with _reported():
+        build_app(load_manifest(manifest), components=components or None, force=force)
+
+
+@main.command("up")
+@click.option("-f", "--file", "manifest", default="wasikv.toml", show_default=True, help="The app manifest.")
+@click.option("--listen", default="127.0.0.1:3000", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--runtime-config-file",
+    type=click.Path(dir_okay=False),
+    help="Store definitions (default: runtime-config.toml next to the manifest, if present).",
+)
+@click.option("--key-value", "key_values", multiple=True, metavar="KEY=VALUE", help="Seed the default store.")
+@click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
+@click.option("--workers", type=int, default=None, help="Request threads (default: 4 x CPUs, max 32).")
+def up(
+    manifest: str,
+    listen: str,
+    runtime_config_file: str | None,
+    key_values: tuple[str, ...],
+    build_first: bool,
+    workers: int | None,
+) -> None:
+    """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C stops it."""
+    from .app.manifest import find_manifest, load_manifest
+    from .asgi import create_app
+    from .serve import parse_listen, serve
+
+    seeds = [_pair(kv, "--key-value") for kv in key_values]
+    with _reported():
+        parse_listen(listen)
+        path = find_manifest(manifest)
+        if build_first:
+            from .app.build import BuildFailed, build_app
+
+            try:
+                build_app(load_manifest(path))
+            except BuildFailed as failed:
+                raise click.ClickException(str(failed)) from None
+        app = create_app(path, runtime_config_file=runtime_config_file, key_values=seeds, workers=workers)
+    serve(app, listen)

@@ -1,0 +1,56 @@
+"""Reading the app's TOML files, with errors that name the file, the line and the column."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+def read_text(path: Path, error: type[ConfigError], what: str, missing_hint: str) -> str:
+    """The UTF-8 text of `path`; `error` (naming the file) if it is missing or unreadable."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file; {missing_hint}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory; name the {what} file itself") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path}, line {line}: not valid UTF-8; save the file as UTF-8") from None
+
+
+def parse_toml(text: str, shown: str, error: type[ConfigError]) -> dict[str, Any]:
+    """Parse TOML; a syntax error becomes `error` naming `shown`, the line and the column."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        where = shown
+        if (found := _AT.search(message)) is not None:
+            message = message[: found.start()]
+            where = f"{shown}, line {found.group(1)}, column {found.group(2)}"
+        elif (found := _AT_END.search(message)) is not None:
+            message = message[: found.start()]
+            where = f"{shown}, line {max(len(text.splitlines()), 1)} (the end of the file)"
+        hint = ""
+        if message.startswith(("Cannot declare", "Cannot overwrite")):
+            hint = "; each table and key may appear only once"
+        raise error(f"{where}: invalid TOML: {message}{hint}") from None
+
+
+def toml_key(name: str) -> str:
+    """A key as it must be written in a TOML table header."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

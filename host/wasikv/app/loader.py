@@ -1,0 +1,101 @@
+"""Loading an application: the manifest, its runtime config, and the grants they imply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._toml import toml_key
+from .manifest import AppManifest, ManifestError, load_manifest
+from .runtime_config import RUNTIME_CONFIG_NAME, load_runtime_config
+
+__all__ = ["LoadedApp", "load_app"]
+
+
+@dataclass(frozen=True)
+class LoadedApp:
+    """A checked application, ready to serve.
+
+    `stores` maps every defined label to a store URL for `wasikv.Host`;
+    `grants` maps each component to the labels it may open (Spin's rule: the
+    labels in its `key_value_stores`; opening another defined label is
+    `access-denied`, an undefined one `no-such-store`).
+    `runtime_config_file` is the file the stores came from, if any.
+    """
+
+    manifest: AppManifest
+    stores: dict[str, str]
+    grants: dict[str, frozenset[str]]
+    runtime_config_file: Path | None = None
+
+
+def load_app(
+    manifest_path: str | Path,
+    *,
+    runtime_config_file: str | Path | None = None,
+    require_sources: bool = True,
+) -> LoadedApp:
+    """Load and check an application; raise `ConfigError` (with what to fix) for any mistake.
+
+    `manifest_path` is a `wasikv.toml` or its directory. Without
+    `runtime_config_file`, `runtime-config.toml` next to the manifest is read
+    if it exists. With `require_sources`, every component's `.wasm` must exist.
+    """
+    manifest = load_manifest(manifest_path)
+    if runtime_config_file is None:
+        beside = manifest.directory / RUNTIME_CONFIG_NAME
+        config_path = beside if beside.is_file() else None
+    else:
+        config_path = Path(runtime_config_file)
+    stores = load_runtime_config(config_path, manifest_dir=manifest.directory)
+    config_name = str(config_path) if config_path is not None else RUNTIME_CONFIG_NAME
+
+    def fail(where: str, problem: str) -> ManifestError:
+        return ManifestError(f"{manifest.path}: {where}: {problem}")
+
+    for name, spec in manifest.components.items():
+        for label in spec.key_value_stores:
+            if label not in stores:
+                raise fail(
+                    f"[component.{toml_key(name)}]",
+                    f"component {name!r} is granted store {label!r}, which is not defined; define it "
+                    f"in {config_name} as [key_value_store.{toml_key(label)}] "
+                    "or remove it from key_value_stores",
+                )
+    for index, trigger in enumerate(manifest.kv_triggers, 1):
+        where = f"[[trigger.key-value]] #{index}"
+        if trigger.store not in stores:
+            raise fail(
+                where,
+                f"store {trigger.store!r} is not defined; define it in {config_name} as "
+                f"[key_value_store.{toml_key(trigger.store)}] or watch a defined store "
+                f"({', '.join(repr(label) for label in sorted(stores))})",
+            )
+        if trigger.store not in manifest.components[trigger.component].key_value_stores:
+            raise fail(
+                where,
+                f"component {trigger.component!r} watches store {trigger.store!r} but is not granted it; "
+                f"add {trigger.store!r} to key_value_stores in [component.{toml_key(trigger.component)}]",
+            )
+    if require_sources:
+        _check_sources(manifest)
+    grants = {name: frozenset(spec.key_value_stores) for name, spec in manifest.components.items()}
+    return LoadedApp(manifest=manifest, stores=stores, grants=grants, runtime_config_file=config_path)
+
+
+def _check_sources(manifest: AppManifest) -> None:
+    problems: list[str] = []
+    buildable = False
+    for name, spec in manifest.components.items():
+        if spec.source.is_file():
+            continue
+        state = "is a directory, not a .wasm file" if spec.source.is_dir() else "does not exist"
+        problems.append(f"component {name!r}: source {spec.source} {state}")
+        buildable = buildable or spec.build is not None
+    if not problems:
+        return
+    if buildable:
+        fix = "build the components first with `wasikv build` (or start with `wasikv up --build`)"
+    else:
+        fix = "fix the source paths, or add a [component.NAME.build] section so `wasikv build` can make them"
+    raise ManifestError(f"{manifest.path}: {'; '.join(problems)}; {fix}")

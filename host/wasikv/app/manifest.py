@@ -1,0 +1,571 @@
+"""The application manifest, `wasikv.toml`: Spin's manifest v2 wherever the concepts match.
+
+```toml
+spin_manifest_version = 2          # optional; so is `wasikv_manifest_version = 1`
+
+[application]
+name = "todo"                       # required
+version = "0.1.0"
+description = "A to-do list"
+
+[[trigger.http]]
+route = "/api/..."                  # exact paths, or a trailing "/..." wildcard
+component = "api"
+
+[[trigger.key-value]]
+store = "default"                   # a label the component is granted
+prefix = "todo:"                    # optional
+component = "audit"
+
+[component.api]
+source = "api/app.wasm"             # relative to this file
+key_value_stores = ["default"]      # the labels the component may open
+environment = { LOG_LEVEL = "info" }
+
+[component.api.build]
+command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
+workdir = "api"                     # relative to this file; default: its directory
+watch = ["**/*.py"]                 # relative to workdir; the default
+```
+
+`load_manifest` checks everything it can without the runtime config: every
+mistake is a `ManifestError` naming the file, the table and key, and what to
+write instead. Store labels are checked against the runtime config by
+`wasikv.app.loader.load_app`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from ._toml import parse_toml, read_text, toml_key
+from .routes import RouteError, duplicate_route_message, parse_route
+
+__all__ = [
+    "DEFAULT_WATCH",
+    "MANIFEST_NAME",
+    "STATE_DIR",
+    "AppManifest",
+    "BuildSpec",
+    "ComponentSpec",
+    "HttpTrigger",
+    "KeyValueTrigger",
+    "ManifestError",
+    "find_manifest",
+    "load_manifest",
+    "parse_manifest",
+]
+
+#: The manifest's file name, looked for in the working directory.
+MANIFEST_NAME = "wasikv.toml"
+#: The directory next to the manifest where wasikv keeps stores and build state.
+STATE_DIR = ".wasikv"
+#: What a build watches when its `watch` is not given (relative to its workdir).
+DEFAULT_WATCH = ("**/*.py",)
+
+_T = TypeVar("_T")
+
+
+class ManifestError(ConfigError):
+    """The manifest (or what it refers to) is wrong; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class HttpTrigger:
+    """`[[trigger.http]]`: requests whose path matches `route` go to `component`."""
+
+    route: str
+    component: str
+
+
+@dataclass(frozen=True)
+class KeyValueTrigger:
+    """`[[trigger.key-value]]`: writes to `store` under `prefix` ("" for all keys) go to `component`."""
+
+    store: str
+    prefix: str
+    component: str
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """`[component.NAME.build]`: a shell command run in `workdir`, and the globs it depends on."""
+
+    command: str
+    workdir: Path
+    watch: tuple[str, ...] = DEFAULT_WATCH
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """`[component.NAME]`; `source` is absolute (the manifest gives it relative to itself)."""
+
+    name: str
+    source: Path
+    key_value_stores: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    build: BuildSpec | None = None
+
+
+@dataclass(frozen=True)
+class AppManifest:
+    """A parsed, checked `wasikv.toml`; `path` is absolute."""
+
+    path: Path
+    name: str
+    version: str | None
+    description: str | None
+    components: dict[str, ComponentSpec]
+    http_triggers: list[HttpTrigger]
+    kv_triggers: list[KeyValueTrigger]
+    authors: tuple[str, ...] = ()
+
+    @property
+    def directory(self) -> Path:
+        """The directory the manifest is in: relative paths in it start here."""
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        """`.wasikv/` next to the manifest: default SQLite stores and build state."""
+        return self.path.parent / STATE_DIR
+
+
+# ------------------------------------------------------------------ loading
+
+
+def find_manifest(path: str | Path = MANIFEST_NAME) -> Path:
+    """The manifest file `path` names: the file itself, or `wasikv.toml` in a directory."""
+    path = Path(path)
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def load_manifest(path: str | Path = MANIFEST_NAME) -> AppManifest:
+    """Read and check a manifest (or the `wasikv.toml` in a directory)."""
+    path = find_manifest(path)
+    text = read_text(
+        path,
+        ManifestError,
+        "manifest",
+        f"create it, or point -f/--file at your manifest (a {MANIFEST_NAME} or its directory)",
+    )
+    return parse_manifest(text, path)
+
+
+def parse_manifest(text: str, path: str | Path) -> AppManifest:
+    """Check manifest `text` as if read from `path` (which relative paths and messages use)."""
+    shown = str(path)
+    document = parse_toml(text, shown, ManifestError)
+    return _Parser(shown, Path(os.path.abspath(path))).manifest(document)
+
+
+# -------------------------------------------------------------- the parser
+
+# Keys Spin users may bring along, with why wasikv refuses them.
+_SPIN_ONLY = {
+    "spin_version": "this is a Spin manifest v1; wasikv reads the v2 layout",
+    "variables": "wasikv has no application variables; use the component's environment",
+    "allowed_outbound_hosts": "wasikv components have no network access",
+    "allowed_http_hosts": "wasikv components have no network access",
+    "files": "wasikv components get no filesystem",
+    "exclude_files": "wasikv components get no filesystem",
+    "sqlite_databases": "wasikv offers key-value stores only",
+    "ai_models": "wasikv offers key-value stores only",
+    "dependencies": "wasikv does not compose components",
+    "trigger": "wasikv has no application-level trigger settings; use [[trigger.http]] at the top level",
+    "redis": "wasikv has no Redis trigger; use [[trigger.key-value]] to react to store writes",
+    "cron": "wasikv has no cron trigger",
+    "executor": "wasikv runs every HTTP component the same way",
+    "id": "wasikv names components by their [component.NAME] tables and triggers need no ids",
+}
+
+_TOP_KEYS = ("spin_manifest_version", "wasikv_manifest_version", "application", "trigger", "component")
+_APPLICATION_KEYS = ("name", "version", "description", "authors")
+_COMPONENT_KEYS = ("source", "key_value_stores", "environment", "build", "allowed_outbound_hosts")
+_BUILD_KEYS = ("command", "workdir", "watch")
+_HTTP_KEYS = ("route", "component")
+_KV_KEYS = ("store", "prefix", "component")
+_TRIGGER_TYPES = ("http", "key-value")
+_COMPONENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\Z")
+_ENV_NAME = re.compile(r"[^=\x00]+\Z")
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+class _Parser:
+    def __init__(self, shown: str, path: Path) -> None:
+        self.shown = shown
+        self.path = path
+        self.directory = path.parent
+
+    def fail(self, where: str, problem: str) -> ManifestError:
+        location = f"{self.shown}: {where}" if where else self.shown
+        return ManifestError(f"{location}: {problem}")
+
+    # ---------------------------------------------------------- generic checks
+
+    def keys(self, table: Mapping[str, object], allowed: tuple[str, ...], where: str) -> None:
+        for key in table:
+            if key in allowed:
+                continue
+            problem = f"unknown key {key!r}"
+            close = difflib.get_close_matches(key, allowed, n=1)
+            if close:
+                problem += f" (did you mean {close[0]!r}?)"
+            reason = _SPIN_ONLY.get(key)
+            if reason is not None:
+                problem += f": {reason}; remove it"
+            shown_allowed = [k for k in allowed if k != "allowed_outbound_hosts"]
+            raise self.fail(where, f"{problem}; allowed keys here: {', '.join(shown_allowed)}")
+
+    def table(self, value: object, where: str, how: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a table, not {_kind(value)}; {how}")
+        return value
+
+    def typed(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        where: str,
+        check: Callable[[object], _T | None],
+        expected: str,
+        example: str,
+        *,
+        required: bool = False,
+    ) -> _T | None:
+        if key not in table:
+            if required:
+                raise self.fail(where, f"{key!r} is missing; add {key} = {example}")
+            return None
+        value = table[key]
+        checked = check(value)
+        if checked is None:
+            found = _kind(value)
+            if isinstance(value, list):
+                bad = next((i for i, item in enumerate(value) if not isinstance(item, str)), None)
+                if bad is not None:
+                    found = f"an array whose item {bad + 1} is {_kind(value[bad])}"
+            raise self.fail(where, f"{key!r} must be {expected}, not {found}; write {key} = {example}")
+        return checked
+
+    def string(
+        self, table: Mapping[str, Any], key: str, where: str, example: str, *, required: bool = False
+    ) -> str | None:
+        return self.typed(table, key, where, _as_str, "a string", example, required=required)
+
+    def nonempty(self, table: Mapping[str, Any], key: str, where: str, example: str) -> str:
+        value = self.string(table, key, where, example, required=True)
+        assert value is not None
+        if not value.strip():
+            raise self.fail(where, f"{key!r} must not be empty; write {key} = {example}")
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, where: str, example: str) -> tuple[str, ...]:
+        values = self.typed(table, key, where, _as_str_list, "an array of strings", example)
+        return values or ()
+
+    # ------------------------------------------------------------ the manifest
+
+    def manifest(self, document: dict[str, Any]) -> AppManifest:
+        self.keys(document, _TOP_KEYS, "top level")
+        self.version(document, "spin_manifest_version", 2)
+        self.version(document, "wasikv_manifest_version", 1)
+        if "application" not in document:
+            raise self.fail("", 'the [application] table is missing; add [application] with name = "my-app"')
+        application = self.table(document["application"], "[application]", 'write [application] name = "..."')
+        self.keys(application, _APPLICATION_KEYS, "[application]")
+        name = self.nonempty(application, "name", "[application]", '"my-app"')
+        version = self.string(application, "version", "[application]", '"0.1.0"')
+        description = self.string(application, "description", "[application]", '"What the app does"')
+        authors = self.strings(application, "authors", "[application]", '["Your Name <you@example.com>"]')
+        components = self.components(document.get("component", {}))
+        http, key_value = self.triggers(document.get("trigger", {}), components)
+        return AppManifest(
+            path=self.path,
+            name=name,
+            version=version,
+            description=description,
+            components=components,
+            http_triggers=http,
+            kv_triggers=key_value,
+            authors=authors,
+        )
+
+    def version(self, document: Mapping[str, Any], key: str, supported: int) -> None:
+        if key not in document:
+            return
+        value = document[key]
+        if type(value) is not int or value != supported:
+            raise self.fail(
+                "top level",
+                f"{key} = {value!r} is not supported; wasikv reads {key} = {supported} "
+                "(or leave the key out)",
+            )
+
+    # ------------------------------------------------------------- components
+
+    def components(self, value: object) -> dict[str, ComponentSpec]:
+        tables = self.table(value, "[component]", "define each component as [component.NAME]")
+        components: dict[str, ComponentSpec] = {}
+        for name, body in tables.items():
+            components[name] = self.component(name, body)
+        return components
+
+    def component(self, name: str, body: object) -> ComponentSpec:
+        if not name.strip():
+            raise self.fail("[component]", "a component has an empty name; name it, as in [component.web]")
+        where = f"[component.{toml_key(name)}]"
+        if not _COMPONENT_NAME.match(name):
+            raise self.fail(
+                where,
+                "a component name may contain letters, digits, '-' and '_' and must start and end "
+                "with a letter or digit; rename it (for example 'my-component')",
+            )
+        table = self.table(body, where, f'write [component.{toml_key(name)}] followed by source = "..."')
+        self.keys(table, _COMPONENT_KEYS, where)
+        if "source" not in table:
+            raise self.fail(
+                where,
+                f"component {name!r} has no 'source'; add source = \"{name}.wasm\" "
+                "(the component's .wasm file, relative to the manifest)",
+            )
+        source = table["source"]
+        if isinstance(source, dict):
+            raise self.fail(
+                where,
+                "'source' must be a path to a local .wasm file; wasikv does not download "
+                'components (write source = "app.wasm")',
+            )
+        source = self.nonempty(table, "source", where, '"app.wasm"')
+        outbound = self.typed(
+            table, "allowed_outbound_hosts", where, _as_str_list, "an array of strings", "[]"
+        )
+        if outbound:
+            raise self.fail(
+                where,
+                "'allowed_outbound_hosts' must be empty: wasikv components have no network access; remove it",
+            )
+        stores = self.strings(table, "key_value_stores", where, '["default"]')
+        for label in stores:
+            if not label:
+                raise self.fail(where, "'key_value_stores' contains an empty label; remove it")
+        duplicates = sorted({label for label in stores if stores.count(label) > 1})
+        if duplicates:
+            raise self.fail(
+                where, f"'key_value_stores' lists {duplicates[0]!r} more than once; list each label once"
+            )
+        environment = self.environment(table, where)
+        build = self.build(name, table.get("build"), where) if "build" in table else None
+        return ComponentSpec(
+            name=name,
+            source=self.resolve(source),
+            key_value_stores=stores,
+            environment=environment,
+            build=build,
+        )
+
+    def environment(self, table: Mapping[str, Any], where: str) -> dict[str, str]:
+        if "environment" not in table:
+            return {}
+        env = table["environment"]
+        if not isinstance(env, dict):
+            raise self.fail(
+                where,
+                f"'environment' must be a table of strings, not {_kind(env)}; "
+                'write environment = { NAME = "value" }',
+            )
+        for key, value in env.items():
+            if not _ENV_NAME.match(key):
+                raise self.fail(
+                    where,
+                    f"environment variable name {key!r} is invalid; names must be non-empty, without '='",
+                )
+            if not isinstance(value, str) or "\x00" in value:
+                raise self.fail(
+                    where,
+                    f"environment variable {key!r} must be a string, not {_kind(value)}; "
+                    f'quote it: {key} = "{value}"',
+                )
+        return dict(env)
+
+    def build(self, name: str, value: object, component_where: str) -> BuildSpec:
+        where = f"[component.{toml_key(name)}.build]"
+        table = self.table(value, where, f'write {where} followed by command = "..."')
+        self.keys(table, _BUILD_KEYS, where)
+        command = self.typed(
+            table,
+            "command",
+            where,
+            _as_command,
+            "a string (or an array of strings, run in order)",
+            '"wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"',
+            required=True,
+        )
+        assert command is not None
+        if not command.strip():
+            raise self.fail(
+                where, "'command' must not be empty; give the shell command that builds the source"
+            )
+        workdir_text = self.string(table, "workdir", where, '"."')
+        if workdir_text is not None and not workdir_text.strip():
+            raise self.fail(
+                where, "'workdir' must not be empty; leave it out to use the manifest's directory"
+            )
+        workdir = self.resolve(workdir_text) if workdir_text is not None else self.directory
+        watch = self.strings(table, "watch", where, '["**/*.py"]') if "watch" in table else DEFAULT_WATCH
+        for pattern in watch:
+            if not pattern.strip():
+                raise self.fail(where, "'watch' contains an empty pattern; remove it")
+        return BuildSpec(command=command, workdir=workdir, watch=watch)
+
+    def resolve(self, relative: str) -> Path:
+        return Path(os.path.normpath(self.directory / relative))
+
+    # --------------------------------------------------------------- triggers
+
+    def triggers(
+        self, value: object, components: Mapping[str, ComponentSpec]
+    ) -> tuple[list[HttpTrigger], list[KeyValueTrigger]]:
+        triggers = self.table(
+            value, "[trigger]", "declare triggers as [[trigger.http]] or [[trigger.key-value]]"
+        )
+        for kind in triggers:
+            if kind not in _TRIGGER_TYPES:
+                problem = f"unknown trigger type {kind!r}"
+                reason = _SPIN_ONLY.get(kind)
+                if reason is not None:
+                    problem += f" ({reason})"
+                raise self.fail(
+                    f"[[trigger.{kind}]]",
+                    f"{problem}; wasikv supports [[trigger.http]] and [[trigger.key-value]]",
+                )
+        http = [
+            self.http_trigger(index, body, components)
+            for index, body in enumerate(self.trigger_list(triggers, "http"), 1)
+        ]
+        self.check_routes(http)
+        key_value = [
+            self.kv_trigger(index, body, components)
+            for index, body in enumerate(self.trigger_list(triggers, "key-value"), 1)
+        ]
+        seen: set[KeyValueTrigger] = set()
+        for index, trigger in enumerate(key_value, 1):
+            if trigger in seen:
+                raise self.fail(
+                    f"[[trigger.key-value]] #{index}",
+                    f"the same trigger (store {trigger.store!r}, prefix {trigger.prefix!r}, component "
+                    f"{trigger.component!r}) is declared twice; remove one",
+                )
+            seen.add(trigger)
+        return http, key_value
+
+    def trigger_list(self, triggers: Mapping[str, Any], kind: str) -> list[Any]:
+        value = triggers.get(kind, [])
+        if not isinstance(value, list):
+            raise self.fail(
+                f"[trigger.{kind}]",
+                f"must be an array of tables: write [[trigger.{kind}]] (double brackets) for each trigger",
+            )
+        return value
+
+    def trigger_component(
+        self, table: Mapping[str, Any], where: str, components: Mapping[str, ComponentSpec]
+    ) -> str:
+        if isinstance(table.get("component"), dict):
+            raise self.fail(
+                where,
+                "'component' must name a [component.NAME] table; inline components are not supported",
+            )
+        name = self.nonempty(table, "component", where, '"my-component"')
+        if name not in components:
+            defined = ", ".join(repr(c) for c in components) or "none"
+            close = difflib.get_close_matches(name, list(components), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.fail(
+                where,
+                f"component {name!r} is not defined{hint}; define [component.{toml_key(name)}] "
+                f"or use one of the defined components: {defined}",
+            )
+        return name
+
+    def http_trigger(self, index: int, body: object, components: Mapping[str, ComponentSpec]) -> HttpTrigger:
+        where = f"[[trigger.http]] #{index}"
+        table = self.table(body, where, 'write route = "/..." and component = "..." under [[trigger.http]]')
+        self.keys(table, _HTTP_KEYS, where)
+        if isinstance(table.get("route"), dict):
+            raise self.fail(where, "'route' must be a path string; private routes are not supported")
+        route = self.string(table, "route", where, '"/hello"', required=True)
+        assert route is not None
+        try:
+            parse_route(route)
+        except RouteError as exc:
+            raise self.fail(where, str(exc)) from None
+        return HttpTrigger(route=route, component=self.trigger_component(table, where, components))
+
+    def check_routes(self, triggers: Iterable[HttpTrigger]) -> None:
+        owners: dict[tuple[bool, str], tuple[int, str]] = {}
+        for index, trigger in enumerate(triggers, 1):
+            route = parse_route(trigger.route)
+            key = (route.wildcard, route.base)
+            earlier = owners.get(key)
+            if earlier is not None:
+                raise self.fail(
+                    f"[[trigger.http]] #{earlier[0]} and #{index}",
+                    duplicate_route_message(route, earlier[1], trigger.component),
+                )
+            owners[key] = (index, trigger.component)
+
+    def kv_trigger(
+        self, index: int, body: object, components: Mapping[str, ComponentSpec]
+    ) -> KeyValueTrigger:
+        where = f"[[trigger.key-value]] #{index}"
+        table = self.table(
+            body, where, 'write store = "default" and component = "..." under [[trigger.key-value]]'
+        )
+        self.keys(table, _KV_KEYS, where)
+        store = self.nonempty(table, "store", where, '"default"')
+        prefix = self.string(table, "prefix", where, '"orders:"') or ""
+        component = self.trigger_component(table, where, components)
+        return KeyValueTrigger(store=store, prefix=prefix, component=component)
+
+
+def _as_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _as_str_list(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
+
+
+def _as_command(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    commands = _as_str_list(value)
+    if commands is None:
+        return None
+    # Run in order, stopping at the first failure; a multi-line command is grouped.
+    return " && ".join(f"{{ {command}\n}}" if "\n" in command else command for command in commands)

@@ -1,0 +1,41 @@
+"""`wasikv up`: serving an app's HTTP triggers with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .asgi import WasikvApp
+from .errors import ConfigError
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:3000`) → (host, port)."""
+    address, sep, port = listen.rpartition(":")
+    if not sep or not address or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:3000")
+    return address.strip("[]"), int(port)
+
+
+def serve(app: WasikvApp, listen: str = "127.0.0.1:3000") -> None:
+    """Serve `app` until interrupted (Ctrl-C stops it cleanly)."""
+    host, port = parse_listen(listen)
+    access = logging.getLogger("wasikv.access")
+    if not access.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    print(f"Serving http://{host}:{port}", flush=True)
+    for trigger in app.loaded.manifest.http_triggers:
+        print(f"  {trigger.route}  ->  {trigger.component}", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully, then re-raises the captured SIGINT.
+        pass
+    print("Stopped", flush=True)

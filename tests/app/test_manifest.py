@@ -1,0 +1,401 @@
+"""wasikv.toml: a full manifest, and every kind of mistake reported with the file and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wasikv.app.manifest import (
+    DEFAULT_WATCH,
+    BuildSpec,
+    ComponentSpec,
+    HttpTrigger,
+    KeyValueTrigger,
+    ManifestError,
+    load_manifest,
+)
+from wasikv.errors import ConfigError
+
+FULL = """\
+spin_manifest_version = 2
+wasikv_manifest_version = 1
+
+[application]
+name = "todo"
+version = "0.2.0"
+description = "A to-do list"
+authors = ["Ada <ada@example.com>"]
+
+[[trigger.http]]
+route = "/api/..."
+component = "api"
+
+[[trigger.http]]
+route = "/"
+component = "web"
+
+[[trigger.key-value]]
+store = "default"
+prefix = "todo:"
+component = "audit"
+
+[[trigger.key-value]]
+store = "events"
+component = "audit"
+
+[component.api]
+source = "api/app.wasm"
+key_value_stores = ["default", "cache"]
+environment = { LOG_LEVEL = "debug", EMPTY = "" }
+allowed_outbound_hosts = []
+
+[component.api.build]
+command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
+workdir = "api"
+watch = ["**/*.py", "../shared/*.py"]
+
+[component.web]
+source = "/opt/web.wasm"
+
+[component.audit]
+source = "audit.wasm"
+key_value_stores = ["default", "events"]
+
+[component.audit.build]
+command = ["echo one", "echo two"]
+"""
+
+APP = '[application]\nname = "app"\n'
+WEB = '[component.web]\nsource = "web.wasm"\n'
+
+
+def write(tmp_path: Path, text: str, name: str = "wasikv.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_full_manifest(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL)
+    app = load_manifest(path)
+    assert app.path == path
+    assert (app.name, app.version, app.description) == ("todo", "0.2.0", "A to-do list")
+    assert app.authors == ("Ada <ada@example.com>",)
+    assert app.directory == tmp_path
+    assert app.state_dir == tmp_path / ".wasikv"
+    assert app.http_triggers == [HttpTrigger("/api/...", "api"), HttpTrigger("/", "web")]
+    assert app.kv_triggers == [
+        KeyValueTrigger("default", "todo:", "audit"),
+        KeyValueTrigger("events", "", "audit"),
+    ]
+    assert list(app.components) == ["api", "web", "audit"]
+    assert app.components["api"] == ComponentSpec(
+        name="api",
+        source=tmp_path / "api" / "app.wasm",
+        key_value_stores=("default", "cache"),
+        environment={"LOG_LEVEL": "debug", "EMPTY": ""},
+        build=BuildSpec(
+            command="wasikv componentize . -w wasikv:app/http-trigger -o app.wasm",
+            workdir=tmp_path / "api",
+            watch=("**/*.py", "../shared/*.py"),
+        ),
+    )
+    web = app.components["web"]
+    assert (web.source, web.key_value_stores, web.environment, web.build) == (
+        Path("/opt/web.wasm"),
+        (),
+        {},
+        None,
+    )
+    audit_build = app.components["audit"].build
+    assert audit_build == BuildSpec("echo one && echo two", tmp_path, DEFAULT_WATCH)
+
+
+def test_minimal_manifest_and_directory_argument(tmp_path: Path) -> None:
+    write(tmp_path, APP)
+    app = load_manifest(tmp_path)
+    assert (app.name, app.version, app.description, app.authors) == ("app", None, None, ())
+    assert (app.components, app.http_triggers, app.kv_triggers) == ({}, [], [])
+    assert app.path == tmp_path / "wasikv.toml"
+
+
+def test_relative_manifest_path_resolves_against_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub", APP + WEB + '[component.web.build]\ncommand = "x"\nworkdir = "../w"\n')
+    monkeypatch.chdir(tmp_path)
+    app = load_manifest("sub/wasikv.toml")
+    assert app.path == tmp_path / "sub" / "wasikv.toml"
+    assert app.components["web"].source == tmp_path / "sub" / "web.wasm"
+    build = app.components["web"].build
+    assert build is not None and build.workdir == tmp_path / "w"
+
+
+def test_manifest_error_is_a_config_error() -> None:
+    assert issubclass(ManifestError, ConfigError)
+
+
+# (manifest text, fragments the message must contain besides the file name)
+ERRORS: dict[str, tuple[str, list[str]]] = {
+    "toml syntax": ('[application\nname = "x"\n', ["line 1", "invalid TOML"]),
+    "toml syntax later line": (APP + WEB + 'key_value_stores = ["a",\n', ["line 5", "end of the file"]),
+    "toml syntax mid-file": (
+        APP + WEB + "key_value_stores = [a]\n" + APP,
+        ["line 5, column", "invalid TOML"],
+    ),
+    "duplicate component": (
+        APP + WEB + '[component.web]\nsource = "other.wasm"\n',
+        ["line 5", "invalid TOML", "only once"],
+    ),
+    "unknown top-level key": (
+        "colour = 1\n" + APP,
+        ["top level", "unknown key 'colour'", "allowed keys here: spin_manifest_version,", "component"],
+    ),
+    "unknown application key": (
+        APP + 'vesion = "1"\n',
+        ["[application]", "unknown key 'vesion'", "did you mean 'version'", "name, version"],
+    ),
+    "application-level trigger settings": (
+        APP + '[application.trigger.http]\nbase = "/"\n',
+        ["[application]", "unknown key 'trigger'", "no application-level trigger settings"],
+    ),
+    "spin v1": ('spin_version = "1"\n' + APP, ["unknown key 'spin_version'", "manifest v1"]),
+    "variables": (APP + "[variables]\nx = { default = '1' }\n", ["unknown key 'variables'", "remove it"]),
+    "unknown component key": (
+        APP + WEB + 'sorce = "x"\n',
+        ["[component.web]", "unknown key 'sorce'", "did you mean 'source'", "source, key_value_stores"],
+    ),
+    "outbound hosts": (
+        APP + WEB + 'allowed_outbound_hosts = ["https://example.com"]\n',
+        ["[component.web]", "allowed_outbound_hosts", "no network access", "remove it"],
+    ),
+    "files": (APP + WEB + 'files = ["static/**"]\n', ["unknown key 'files'", "no filesystem"]),
+    "unknown build key": (
+        APP + WEB + '[component.web.build]\ncmd = "make"\n',
+        ["[component.web.build]", "unknown key 'cmd'", "command, workdir, watch"],
+    ),
+    "unknown http trigger key": (
+        APP + WEB + '[[trigger.http]]\nroute = "/"\ncomponent = "web"\nexecutor = { type = "x" }\n',
+        ["[[trigger.http]] #1", "unknown key 'executor'", "route, component"],
+    ),
+    "unknown key-value trigger key": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nprefixes = ["a"]\n',
+        ["[[trigger.key-value]] #1", "unknown key 'prefixes'", "did you mean 'prefix'", "store, prefix"],
+    ),
+    "unknown trigger type": (
+        APP + WEB + '[[trigger.redis]]\nchannel = "x"\ncomponent = "web"\n',
+        ["[[trigger.redis]]", "unknown trigger type 'redis'", "[[trigger.http]] and [[trigger.key-value]]"],
+    ),
+    "spin manifest version": ("spin_manifest_version = 1\n" + APP, ["spin_manifest_version = 1", "= 2"]),
+    "spin manifest version string": ('spin_manifest_version = "2"\n' + APP, ["spin_manifest_version = '2'"]),
+    "wasikv manifest version": ("wasikv_manifest_version = 2\n" + APP, ["wasikv_manifest_version = 1"]),
+    "missing application": (WEB, ["the [application] table is missing", 'name = "my-app"']),
+    "application not a table": ('application = "app"\n', ["[application]", "must be a table, not a string"]),
+    "missing name": ('[application]\nversion = "1"\n', ["[application]", "'name' is missing", "name = "]),
+    "empty name": ('[application]\nname = " "\n', ["[application]", "'name' must not be empty"]),
+    "name type": ("[application]\nname = 3\n", ["'name' must be a string, not an integer"]),
+    "version type": (
+        APP + "version = 1.0\n",
+        ["'version' must be a string, not a float", 'version = "0.1.0"'],
+    ),
+    "authors type": (APP + 'authors = "me"\n', ["'authors' must be an array of strings, not a string"]),
+    "component not a table": ('component = "web"\n' + APP, ["[component]", "must be a table, not a string"]),
+    "component body not a table": (
+        APP + '[component]\nweb = "web.wasm"\n',
+        ["[component.web]", "must be a table, not a string"],
+    ),
+    "component without source": (
+        APP + "[component.web]\nkey_value_stores = []\n",
+        ["[component.web]", "component 'web' has no 'source'", 'source = "web.wasm"'],
+    ),
+    "source type": (APP + "[component.web]\nsource = 3\n", ["'source' must be a string, not an integer"]),
+    "source url": (
+        APP + '[component.web]\nsource = { url = "https://x/y.wasm", digest = "sha256:0" }\n',
+        ["[component.web]", "does not download components"],
+    ),
+    "empty source": (APP + '[component.web]\nsource = ""\n', ["'source' must not be empty"]),
+    "stores not a list": (
+        APP + WEB + 'key_value_stores = "default"\n',
+        ["'key_value_stores' must be an array of strings, not a string", 'key_value_stores = ["default"]'],
+    ),
+    "stores with a number": (
+        APP + WEB + 'key_value_stores = ["a", 1]\n',
+        ["must be an array of strings, not an array whose item 2 is an integer"],
+    ),
+    "empty store label": (APP + WEB + 'key_value_stores = [""]\n', ["contains an empty label"]),
+    "duplicate store label": (
+        APP + WEB + 'key_value_stores = ["a", "b", "a"]\n',
+        ["lists 'a' more than once"],
+    ),
+    "environment not a table": (
+        APP + WEB + 'environment = ["A=1"]\n',
+        ["'environment' must be a table of strings, not an array"],
+    ),
+    "environment value": (
+        APP + WEB + "environment = { PORT = 80 }\n",
+        ["environment variable 'PORT' must be a string, not an integer", 'PORT = "80"'],
+    ),
+    "environment name": (APP + WEB + 'environment = { "A=B" = "1" }\n', ["'A=B' is invalid"]),
+    "empty component name": (APP + '[component.""]\nsource = "x.wasm"\n', ["[component]", "empty name"]),
+    "bad component name": (
+        APP + '[component."my app"]\nsource = "x.wasm"\n',
+        ['[component."my app"]', "letters, digits"],
+    ),
+    "build without command": (
+        APP + WEB + '[component.web.build]\nworkdir = "."\n',
+        ["[component.web.build]", "'command' is missing"],
+    ),
+    "build command type": (
+        APP + WEB + "[component.web.build]\ncommand = 3\n",
+        ["'command' must be a string (or an array of strings, run in order), not an integer"],
+    ),
+    "empty build command": (
+        APP + WEB + '[component.web.build]\ncommand = ""\n',
+        ["'command' must not be empty"],
+    ),
+    "empty command list": (
+        APP + WEB + "[component.web.build]\ncommand = []\n",
+        ["'command' must not be empty"],
+    ),
+    "build watch type": (
+        APP + WEB + '[component.web.build]\ncommand = "make"\nwatch = "*.py"\n',
+        ["'watch' must be an array of strings, not a string"],
+    ),
+    "empty workdir": (
+        APP + WEB + '[component.web.build]\ncommand = "make"\nworkdir = ""\n',
+        ["'workdir' must not be empty"],
+    ),
+    "build not a table": (APP + WEB + 'build = "make"\n', ["[component.web.build]", "must be a table"]),
+    "trigger.http as a table": (
+        APP + WEB + '[trigger.http]\nroute = "/"\ncomponent = "web"\n',
+        ["[trigger.http]", "must be an array of tables", "[[trigger.http]] (double brackets)"],
+    ),
+    "trigger not a table": ('trigger = "http"\n' + APP, ["[trigger]", "must be a table"]),
+    "trigger undefined component": (
+        APP + WEB + '[[trigger.http]]\nroute = "/"\ncomponent = "wbe"\n',
+        [
+            "[[trigger.http]] #1",
+            "component 'wbe' is not defined",
+            "did you mean 'web'",
+            "[component.wbe]",
+            "'web'",
+        ],
+    ),
+    "kv trigger undefined component": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "audit"\n',
+        ["[[trigger.key-value]] #1", "component 'audit' is not defined"],
+    ),
+    "trigger without component": (
+        APP + WEB + '[[trigger.http]]\nroute = "/"\n',
+        ["[[trigger.http]] #1", "'component' is missing"],
+    ),
+    "inline component": (
+        APP + WEB + '[[trigger.http]]\nroute = "/"\ncomponent = { source = "x.wasm" }\n',
+        ["inline components are not supported"],
+    ),
+    "trigger without route": (
+        APP + WEB + '[[trigger.http]]\ncomponent = "web"\n',
+        ["[[trigger.http]] #1", "'route' is missing", 'route = "/hello"'],
+    ),
+    "route type": (
+        APP + WEB + '[[trigger.http]]\nroute = 1\ncomponent = "web"\n',
+        ["'route' must be a string"],
+    ),
+    "private route": (
+        APP + WEB + '[[trigger.http]]\nroute = { private = true }\ncomponent = "web"\n',
+        ["private routes are not supported"],
+    ),
+    "route without slash": (
+        APP + WEB + '[[trigger.http]]\nroute = "hello"\ncomponent = "web"\n',
+        ["[[trigger.http]] #1", "route 'hello' must start with '/'", "'/hello'"],
+    ),
+    "wildcard in the middle": (
+        APP + WEB + '[[trigger.http]]\nroute = "/a/.../b"\ncomponent = "web"\n',
+        ["route '/a/.../b'", "only be the whole last segment"],
+    ),
+    "glued wildcard": (
+        APP + WEB + '[[trigger.http]]\nroute = "/a..."\ncomponent = "web"\n',
+        ["route '/a...'", "only be the whole last segment"],
+    ),
+    "star wildcard": (
+        APP + WEB + '[[trigger.http]]\nroute = "/a/*"\ncomponent = "web"\n',
+        ["trailing '/...'"],
+    ),
+    "path parameter": (
+        APP + WEB + '[[trigger.http]]\nroute = "/users/:id"\ncomponent = "web"\n',
+        ["':id' are not supported", "'/users/...'"],
+    ),
+    "empty segment": (
+        APP + WEB + '[[trigger.http]]\nroute = "/a//b"\ncomponent = "web"\n',
+        ["empty path segment"],
+    ),
+    "query in route": (
+        APP + WEB + '[[trigger.http]]\nroute = "/a?b=1"\ncomponent = "web"\n',
+        ["query string"],
+    ),
+    "duplicate exact route": (
+        APP
+        + WEB
+        + '[component.api]\nsource = "api.wasm"\n'
+        + '[[trigger.http]]\nroute = "/x"\ncomponent = "web"\n'
+        + '[[trigger.http]]\nroute = "/y"\ncomponent = "web"\n'
+        + '[[trigger.http]]\nroute = "/x"\ncomponent = "api"\n',
+        ["[[trigger.http]] #1 and #3", "route '/x' is used by two triggers", "components 'web' and 'api'"],
+    ),
+    "duplicate wildcard": (
+        APP
+        + WEB
+        + '[[trigger.http]]\nroute = "/api/..."\ncomponent = "web"\n'
+        + '[[trigger.http]]\nroute = "/api/..."\ncomponent = "web"\n',
+        ["#1 and #2", "wildcard route '/api/...' is used by two triggers", "component 'web'"],
+    ),
+    "duplicate catch-all": (
+        APP + WEB + '[[trigger.http]]\nroute = "/..."\ncomponent = "web"\n' * 2,
+        ["wildcard route '/...' is used by two triggers"],
+    ),
+    "duplicate kv trigger": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\n' * 2,
+        ["[[trigger.key-value]] #2", "declared twice"],
+    ),
+    "kv trigger without store": (
+        APP + WEB + '[[trigger.key-value]]\ncomponent = "web"\n',
+        ["[[trigger.key-value]] #1", "'store' is missing"],
+    ),
+    "kv prefix type": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\nprefix = 1\ncomponent = "web"\n',
+        ["'prefix' must be a string, not an integer"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_manifest_errors(tmp_path: Path, case: str) -> None:
+    text, fragments = ERRORS[case]
+    path = write(tmp_path, text)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"wasikv\.toml: no such file; create it, or point -f/--file"):
+        load_manifest(tmp_path / "wasikv.toml")
+    with pytest.raises(ManifestError, match="no such file"):
+        load_manifest(tmp_path)  # a directory without a manifest
+
+
+def test_manifest_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "wasikv.toml"
+    path.write_bytes(b'[application]\nname = "caf\xe9"\n')
+    with pytest.raises(ManifestError, match=r"wasikv\.toml, line 2: not valid UTF-8"):
+        load_manifest(path)
+
+
+def test_allowed_outbound_hosts_may_be_empty(tmp_path: Path) -> None:
+    app = load_manifest(write(tmp_path, APP + WEB + "allowed_outbound_hosts = []\n"))
+    assert list(app.components) == ["web"]
