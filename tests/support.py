@@ -18,10 +18,10 @@ CACHE = ROOT / ".wasikv-test"
 COMPILE_CACHE = CACHE / "compiled"
 
 
-def guest_wasm(name: str, world: str = COMMAND_WORLD) -> Path:
+def guest_wasm(name: str, world: str = COMMAND_WORLD, module: str = "app") -> Path:
     """The component for tests/guests/<name> (or a repo-relative directory), built once per content."""
     app_dir = GUESTS / name if "/" not in name else ROOT / name
-    return build_cached(app_dir, CACHE / "guests", world=world)
+    return build_cached(app_dir, CACHE / "guests", world=world, module=module)
 
 
 @dataclass

@@ -71,12 +71,15 @@ def source_digest(app_dir: str | Path, world: str = COMMAND_WORLD) -> str:
     return digest.hexdigest()
 
 
-def build_cached(app_dir: str | Path, cache_dir: str | Path, *, world: str = COMMAND_WORLD) -> Path:
+def build_cached(
+    app_dir: str | Path, cache_dir: str | Path, *, world: str = COMMAND_WORLD, module: str = "app"
+) -> Path:
     """Build `app_dir` unless a component for exactly these sources is in `cache_dir`."""
     app_dir = Path(app_dir)
-    target = Path(cache_dir) / f"{app_dir.name}-{source_digest(app_dir, world)[:20]}.wasm"
+    digest = source_digest(app_dir, f"{world};{module}")[:20]
+    target = Path(cache_dir) / f"{app_dir.name}-{module}-{digest}.wasm"
     if not target.exists():
         partial = target.with_suffix(f".{os.getpid()}.tmp")
-        componentize(app_dir, partial, world=world)
+        componentize(app_dir, partial, world=world, module=module)
         partial.replace(target)
     return target
