@@ -104,13 +104,11 @@ class WasikvApp:
                 headers += _route_headers(scope, match.route, match.path_info, uri)
                 request = HttpRequest(method, uri, headers, body)
                 response = await self._serve(match.component, request)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers],
-            }
-        )
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        if not any(name.lower() == b"content-length" for name, _ in headers):
+            # The whole body is known: say so instead of chunked encoding.
+            headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         elapsed = (time.perf_counter() - started) * 1000
         access_log.info("%s %s %d %.1fms", method, path, response.status, elapsed)

@@ -1,0 +1,142 @@
+"""HTTP trigger benchmark: `wasikv up` serving examples/http-counter on loopback.
+
+The load generator is deliberately thin (asyncio streams, keep-alive
+connections, hand-written HTTP/1.1) so that on a 2-core machine as little
+CPU as possible goes to the client. The count after the run must equal the
+number of POSTs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from wasikv import Host
+from wasikv.guest_build import build_cached
+from wasikv.triggers.http import HttpComponent, HttpRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".wasikv-test"
+WORLD = "wasikv:app/http-trigger"
+
+
+async def _client(port: int, requests: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"POST /counter HTTP/1.1\r\nhost: bench\r\ncontent-length: 0\r\n\r\n"
+    for _ in range(requests):
+        started = time.perf_counter()
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"unexpected response: {head[:40]!r}")
+        latencies.append(time.perf_counter() - started)
+    writer.close()
+
+
+async def _load(port: int, connections: int, per_connection: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(_client(port, per_connection, latencies) for _ in range(connections)))
+    return time.perf_counter() - started, latencies
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
+    """Requests/s and latency percentiles of POST /counter with a fresh instance each."""
+    wasm = build_cached(ROOT / "examples" / "http-counter", CACHE / "guests", world=WORLD)
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp)
+        shutil.copy(wasm, app / "app.wasm")
+        shutil.copy(ROOT / "examples" / "http-counter" / "wasikv.toml", app / "wasikv.toml")
+        port = _free_port()
+        env = {**os.environ, "WASIKV_CACHE_DIR": str(CACHE / "compiled")}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"],
+            cwd=app,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for(port)
+            asyncio.run(_load(port, 4, 10))  # warm up threads and caches
+            elapsed, latencies = asyncio.run(_load(port, connections, per_connection))
+            count = _get_count(port)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    total = connections * per_connection
+    latencies.sort()
+    return {
+        "requests": total,
+        "connections": connections,
+        "requests_per_s": total / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "final_count": count,
+        "expected_count": total + 40,
+    }
+
+
+def measure_instantiate(runs: int = 200) -> dict[str, float]:
+    """Per-request cost in-process: instantiate only, and instantiate + handle."""
+    wasm = build_cached(ROOT / "examples" / "http-counter", CACHE / "guests", world=WORLD)
+    with Host({"default": "memory:"}, cache_dir=CACHE / "compiled") as host:
+        component = host.load(wasm)
+        started = time.perf_counter()
+        for _ in range(runs):
+            with host.instantiate(component, stderr=io.BytesIO()):
+                pass
+        instantiate = (time.perf_counter() - started) / runs * 1000
+        handler = HttpComponent(host, component)
+        started = time.perf_counter()
+        for _ in range(runs):
+            handler.handle(HttpRequest("POST", "/counter"))
+        handle = (time.perf_counter() - started) / runs * 1000
+    return {"instantiate_ms": instantiate, "instantiate_and_handle_ms": handle}
+
+
+def _wait_for(port: int) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("wasikv up did not start")
+
+
+def _get_count(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /counter HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    return int(data.split(b"\r\n\r\n", 1)[1])
+
+
+if __name__ == "__main__":
+    print(measure_instantiate())
+    print(measure())
