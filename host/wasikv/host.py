@@ -73,10 +73,13 @@ class Host:
         if label in self._labels:
             raise ConfigError(f"store label {label!r} is defined twice")
         if isinstance(store, str):
-            opened = self._stores_by_url.get(store)
+            # Redis keeps each label under its own key prefix, so one Redis URL
+            # serves several labels; other URLs are one store whatever the label.
+            cache_key = f"{label}\0{store}" if store.lower().startswith(("redis:", "rediss:")) else store
+            opened = self._stores_by_url.get(cache_key)
             if opened is None:
-                opened = open_store(store)
-                self._stores_by_url[store] = opened
+                opened = open_store(store, label=label)
+                self._stores_by_url[cache_key] = opened
             store = opened
         self._labels[label] = store
         return store

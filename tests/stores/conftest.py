@@ -7,28 +7,45 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from wasikv.stores import MemoryStore, SqliteStore, Store
+
+from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Open stores of one backend; keyword arguments go to the constructor."""
+    """Open stores of one backend; keyword arguments go to the constructor.
+
+    Redis stores use the shared server (database 15), each under a prefix of
+    its own that is deleted afterwards.
+    """
+    if request.param == "redis":
+        require_redis()
     opened: list[Store] = []
+    prefixes: list[str] = []
 
     def make(**kwargs: Any) -> Store:
         store: Store
         if request.param == "memory":
             store = MemoryStore(**kwargs)
-        else:
+        elif request.param == "sqlite":
             store = SqliteStore(tmp_path / f"store{len(opened)}.db", **kwargs)
+        else:
+            from wasikv.stores.redis import RedisStore
+
+            prefixes.append(unique_prefix())
+            store = RedisStore(REDIS_HOST, REDIS_PORT, TEST_DB, prefix=prefixes[-1], **kwargs)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         store.close()
+    for prefix in prefixes:
+        delete_prefix(prefix)
 
 
 @pytest.fixture

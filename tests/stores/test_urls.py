@@ -88,8 +88,6 @@ def test_sqlite_options(tmp_path: Path) -> None:
         ("sqlite:/tmp/kv.db?synchronous=off", "synchronous must be"),
         ("sqlite:/tmp/kv.db?synchronous=full&synchronous=full", "given twice"),
         ("sqlite:/tmp/%ff.db", "percent-encoded"),
-        ("redis://localhost:6379/0", "redis stores are not available yet"),
-        ("rediss://localhost", "redis stores are not available yet"),
     ],
 )
 def test_invalid_urls(url: str, message: str) -> None:

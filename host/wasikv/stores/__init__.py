@@ -13,18 +13,23 @@ __all__ = ["MemoryStore", "SqliteStore", "Store", "Versioned", "open_store"]
 
 _ACCEPTED = (
     "accepted forms: 'memory:', 'memory:NAME', 'sqlite:PATH' (relative to the working directory), "
-    "'sqlite:///ABSOLUTE/PATH', optionally followed by '?busy_timeout=MS&synchronous=normal|full'"
+    "'sqlite:///ABSOLUTE/PATH', optionally followed by '?busy_timeout=MS&synchronous=normal|full', "
+    "'redis://[USER:PASSWORD@]HOST[:PORT][/DB]' and 'rediss://…' (TLS), optionally followed by "
+    "'?prefix=P&socket_timeout=S&connect_timeout=S&max_connections=N'"
 )
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, label: str | None = None) -> Store:
     """Open the store a URL names.
 
     `memory:` and `memory:NAME` give a fresh in-memory store (callers that want
     components to share one cache stores by URL). `sqlite:PATH` and
     `sqlite:///ABSOLUTE/PATH` open a SQLite file; the path is percent-decoded
     and may be followed by `?busy_timeout=MS&synchronous=normal|full`.
-    Raises `InvalidStoreUrl` for anything else.
+    `redis://` and `rediss://` URLs open a `RedisStore` (needs the
+    `wasikv[redis]` extra) whose keys live under `?prefix=`, by default
+    `wasikv:{label}:` (`wasikv:default:` without a label); only Redis uses
+    `label`. Raises `InvalidStoreUrl` for anything else.
     """
     scheme, colon, rest = url.partition(":")
     scheme = scheme.lower()
@@ -35,10 +40,21 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         return _open_sqlite(url, rest)
     if scheme in ("redis", "rediss"):
-        raise InvalidStoreUrl(
-            f"store URL {url!r}: redis stores are not available yet; use a sqlite: or memory: store"
-        )
+        return _open_redis(url, label)
     raise InvalidStoreUrl(f"store URL {url!r} has an unknown scheme {scheme!r}; {_ACCEPTED}")
+
+
+def _open_redis(url: str, label: str | None) -> Store:
+    # Imported here so that wasikv works without redis-py installed.
+    try:
+        from .redis import RedisStore
+    except ImportError as exc:
+        if exc.name != "redis":
+            raise
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: redis stores need the redis package; install wasikv[redis]"
+        ) from None
+    return RedisStore.from_url(url, label=label)
 
 
 def _open_sqlite(url: str, rest: str) -> SqliteStore:

@@ -1,0 +1,664 @@
+"""A store in Redis, shared by every host, process and machine that uses the same prefix.
+
+Data layout
+-----------
+Everything a store keeps lives under one key prefix ``P`` (default
+``wasikv:{label}:``, overridable with ``?prefix=``), so several labels and
+several applications share one Redis database without seeing each other:
+
+``P k:{key}``
+    The value, as a plain Redis string. ``GET`` from ``redis-cli`` shows it,
+    and counters are decimal text written by Redis' own ``INCRBY``, so
+    ``redis-cli INCRBY``/``GET`` interoperate with `increment`.
+``P seq``
+    A counter every write bumps; the bumped value is the version of the write.
+    It starts at the server clock in microseconds, so versions keep growing
+    even when Redis loses its data (a restart without persistence).
+``P versions``
+    A hash: key -> version of every live key.
+``P index``
+    A sorted set of the live keys, all with score 0. ``ZRANGEBYLEX`` returns
+    members in byte order, and UTF-8 byte order is code-point order, so
+    `list_keys` pages are exactly the ones the other stores return: no
+    duplicates (which ``SCAN`` can return) and no missed keys.
+``P tombstones``
+    A sorted set: deleted key -> version of its delete, so a `swap` pinned
+    before a delete fails. Tombstones older than ``tombstone_window`` writes
+    are pruned by the delete that ages them out; the newest pruned version
+    becomes ``P watermark``, the version of every key that has no entry, so
+    a handle pinned to a pruned tombstone (or to an older watermark) still
+    conflicts.
+
+Why Lua scripts with a version field
+------------------------------------
+Every write (set, delete, increment, swap, set-many, delete-many) is one Lua
+script that updates the value, the version, the index and the tombstones
+together. Redis runs a script atomically with respect to every other client,
+so the compare in `swap` ("is the version still N?") and its write cannot be
+interleaved with a write from any other process or machine, and a write
+with identical bytes still gets a new version (so ABA is detected).
+WATCH/MULTI/EXEC would also be safe, but needs a connection pinned across
+several round trips and a retry loop whenever any writer touches the key;
+a script is one round trip, never retries, and gives the same answer.
+`get_versioned` is a read-only script too, so value and version come from
+one consistent moment. The scripts use the Redis 7 ``#!lua`` shebang, so
+when Redis is out of memory it refuses the writes that add data up front
+instead of failing half-way (deletes still run: they free memory); Redis 7
+or newer is required.
+
+Failures
+--------
+Every Redis or network failure becomes a `StoreError` naming the problem and
+the Redis address (never the password). Writes are never retried: a write
+whose reply was lost may have been applied, and sending it again could apply
+an ``INCRBY`` twice, so redis-py's retry is switched off and the error says
+that the outcome is unknown. Connections come from one pool per store
+object; a connection the server closed (a restart) is replaced when it is
+taken from the pool, so the store recovers by itself when Redis is back.
+
+Writes made with raw Redis commands to ``P k:{key}`` are visible to reads
+and `increment`, but they do not bump versions or update the index: CAS and
+`list_keys` guarantees hold among wasikv writers. Redis Cluster is not
+supported (the scripts touch several keys); a hash tag in the prefix, such
+as ``?prefix={app}:``, keeps all of a store's keys in one slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..errors import InvalidStoreUrl, StoreError
+from .base import S64_MAX, S64_MIN, Store, Versioned, add_delta, parse_counter
+
+_T = TypeVar("_T")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 6379
+DEFAULT_LABEL = "default"
+DEFAULT_SOCKET_TIMEOUT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 50
+#: Idle seconds after which a pooled connection is PINGed before use, which
+#: catches connections a firewall or NAT dropped without telling either side.
+HEALTH_CHECK_INTERVAL = 30
+#: ZRANGEBYLEX takes a signed 64-bit count; larger limits mean "all".
+_MAX_LIMIT = 2**62
+
+_ACCEPTED = (
+    "accepted form: 'redis://[USER:PASSWORD@]HOST[:PORT][/DB]' or 'rediss://…' (TLS), optionally "
+    "followed by '?prefix=P&socket_timeout=S&connect_timeout=S&max_connections=N' "
+    "(rediss also takes ssl_ca_certs=PATH)"
+)
+_PARAMETERS = ("prefix", "socket_timeout", "connect_timeout", "max_connections", "ssl_ca_certs")
+
+
+def default_prefix(label: str | None) -> str:
+    """The key prefix of a label: ``wasikv:{label}:``.
+
+    ``%`` and ``:`` in the label are percent-encoded, so the prefix of one
+    label is never a prefix of another label's keys.
+    """
+    name = DEFAULT_LABEL if label is None else label
+    return "wasikv:" + name.replace("%", "%25").replace(":", "%3A") + ":"
+
+
+# -- Lua ---------------------------------------------------------------------
+#
+# KEYS[1] seq, KEYS[2] versions, KEYS[3] index, KEYS[4] tombstones,
+# KEYS[5] watermark, KEYS[6...] the value keys the script works on.
+# Keys of the store (not Redis keys) travel in ARGV as UTF-8 bytes.
+
+_HELPERS = """
+local function num(n)
+  return string.format('%.0f', n)
+end
+
+-- Reserve n versions and return the last one. A missing sequence means a new
+-- data set, or one Redis lost (a restart without persistence): it starts at
+-- the server's clock in microseconds, above every version handed out before
+-- (Redis cannot run a write per microsecond), so a handle pinned before the
+-- loss never matches a version handed out after it.
+local function bump(n)
+  local last = redis.call('INCRBY', KEYS[1], n)
+  if last == n then
+    local now = redis.call('TIME')
+    last = tonumber(now[1] .. string.format('%06d', tonumber(now[2]))) + n
+    redis.call('SET', KEYS[1], num(last))
+  end
+  return last
+end
+
+local function put(vkey, key, value, version)
+  redis.call('SET', vkey, value)
+  if redis.call('HSET', KEYS[2], key, version) == 1 then
+    redis.call('ZADD', KEYS[3], 0, key)
+    redis.call('ZREM', KEYS[4], key)
+  end
+end
+
+local function remove(vkey, key, version)
+  redis.call('DEL', vkey)
+  if redis.call('HDEL', KEYS[2], key) == 1 then
+    redis.call('ZREM', KEYS[3], key)
+  end
+  redis.call('ZADD', KEYS[4], version, key)
+end
+
+local function version_of(vkey, key)
+  local version = redis.call('HGET', KEYS[2], key)
+  if version then
+    return tonumber(version)
+  end
+  if redis.call('EXISTS', vkey) == 1 then
+    -- Created with raw Redis commands, never written through wasikv.
+    return -1
+  end
+  version = redis.call('ZSCORE', KEYS[4], key)
+  if version then
+    return tonumber(version)
+  end
+  return tonumber(redis.call('GET', KEYS[5]) or '0')
+end
+"""
+
+_GET_VERSIONED = (
+    "#!lua flags=no-writes\n"
+    + _HELPERS
+    + """
+return {redis.call('GET', KEYS[6]), num(version_of(KEYS[6], ARGV[1]))}
+"""
+)
+
+# ARGV: key1, value1, key2, value2, ...; a later duplicate wins (higher version).
+_SET_MANY = (
+    "#!lua\n"
+    + _HELPERS
+    + """
+local n = #KEYS - 5
+local first = bump(n) - n
+for i = 1, n do
+  put(KEYS[5 + i], ARGV[2 * i - 1], ARGV[2 * i], num(first + i))
+end
+return n
+"""
+)
+
+# ARGV: tombstone window, key1, key2, ...
+# Each call prunes up to 2n+8 tombstones that aged out of the window, oldest
+# first: deletes add one tombstone each, so the set stays bounded without a
+# separate sweep. Deletes run when Redis is out of memory (as DEL does):
+# they free the values, which is how an operator gets out of that state.
+_DELETE_MANY = (
+    "#!lua flags=allow-oom\n"
+    + _HELPERS
+    + """
+local n = #KEYS - 5
+local last = bump(n)
+for i = 1, n do
+  remove(KEYS[5 + i], ARGV[1 + i], num(last - n + i))
+end
+local cutoff = last - tonumber(ARGV[1])
+local stale = redis.call('ZRANGE', KEYS[4], '-inf', '(' .. num(cutoff), 'BYSCORE',
+  'LIMIT', 0, 2 * n + 8, 'WITHSCORES')
+if #stale > 0 then
+  for i = 1, #stale, 2 do
+    redis.call('ZREM', KEYS[4], stale[i])
+  end
+  local newest = tonumber(stale[#stale])
+  if newest > tonumber(redis.call('GET', KEYS[5]) or '0') then
+    redis.call('SET', KEYS[5], num(newest))
+  end
+end
+return n
+"""
+)
+
+# ARGV: key, delta. Reply {1, new value as text} or {0, Redis' error, current value}.
+# The new value is read back with GET: Lua numbers are doubles and would
+# round counters above 2**53.
+_INCREMENT = (
+    "#!lua\n"
+    + _HELPERS
+    + """
+local done = redis.pcall('INCRBY', KEYS[6], ARGV[2])
+if type(done) == 'table' and done.err then
+  local current = false
+  if redis.call('TYPE', KEYS[6]).ok == 'string' then
+    current = redis.call('GET', KEYS[6])
+  end
+  return {0, done.err, current}
+end
+local version = num(bump(1))
+if redis.call('HSET', KEYS[2], ARGV[1], version) == 1 then
+  redis.call('ZADD', KEYS[3], 0, ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
+return {1, redis.call('GET', KEYS[6])}
+"""
+)
+
+# ARGV: key, expected version, value. Reply 1 when swapped, 0 on conflict.
+_SWAP = (
+    "#!lua\n"
+    + _HELPERS
+    + """
+if version_of(KEYS[6], ARGV[1]) ~= tonumber(ARGV[2]) then
+  return 0
+end
+put(KEYS[6], ARGV[1], ARGV[3], num(bump(1)))
+return 1
+"""
+)
+
+
+class RedisStore(Store):
+    """A store in one Redis database under a key prefix; safe across threads, processes and hosts.
+
+    The constructor does not contact Redis: a host starts even when Redis is
+    down, and its operations fail with `StoreError` until Redis is back.
+    """
+
+    atomic_batches: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        db: int = 0,
+        *,
+        prefix: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        ssl_ca_certs: str | None = None,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        tombstone_window: int = 100_000,
+        url: str | None = None,
+    ) -> None:
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, not {port}")
+        if db < 0:
+            raise ValueError("db must not be negative")
+        for name, seconds in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if tombstone_window < 1:
+            raise ValueError("tombstone_window must be at least 1")
+        if ssl_ca_certs is not None and not tls:
+            raise ValueError("ssl_ca_certs needs tls=True")
+        self.host = host
+        self.port = port
+        self.db = db
+        self.prefix = default_prefix(None) if prefix is None else prefix
+        self.socket_timeout = float(socket_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_connections = max_connections
+        self.tls = tls
+        shown_host = f"[{host}]" if ":" in host else host
+        #: Where the data lives, for messages: never includes credentials.
+        self.address = f"{shown_host}:{port}/{db}"
+        scheme = "rediss" if tls else "redis"
+        self.url = url if url is not None else f"{scheme}://{self.address}"
+        self._window = tombstone_window
+        self._closed = False
+
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "db": db,
+            "username": username,
+            "password": password,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_keepalive": True,
+            "health_check_interval": HEALTH_CHECK_INTERVAL,
+            # No retries, for reads or writes. A command whose reply was lost
+            # may have run: resending an INCRBY (or a script that bumps the
+            # version) could apply it twice, so the caller gets a StoreError
+            # that says the outcome is unknown instead. Connections the server
+            # closed while idle need no retry: the pool notices them when it
+            # hands them out and reconnects before sending anything.
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "wasikv",
+        }
+        if tls:
+            options["connection_class"] = redis.SSLConnection
+            if ssl_ca_certs is not None:
+                options["ssl_ca_certs"] = ssl_ca_certs
+        # One pool per store object; a host shares the store (and so the pool)
+        # among all its components. Callers beyond max_connections wait for a
+        # free connection instead of failing at once.
+        self._pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]  # untyped in redis-py
+            max_connections=max_connections, timeout=self.socket_timeout, **options
+        )
+        self._client = redis.Redis(connection_pool=self._pool)
+        raw_prefix = self.prefix.encode("utf-8")
+        self._value_prefix = raw_prefix + b"k:"
+        self._meta: tuple[bytes, ...] = tuple(
+            raw_prefix + name for name in (b"seq", b"versions", b"index", b"tombstones", b"watermark")
+        )
+        self._index = self._meta[2]
+        self._get_versioned = self._client.register_script(_GET_VERSIONED)
+        self._set_many = self._client.register_script(_SET_MANY)
+        self._delete_many = self._client.register_script(_DELETE_MANY)
+        self._increment = self._client.register_script(_INCREMENT)
+        self._swap = self._client.register_script(_SWAP)
+
+    @classmethod
+    def from_url(cls, url: str, *, label: str | None = None) -> RedisStore:
+        """Open the store a ``redis://`` or ``rediss://`` URL names (see the module docs)."""
+        return _from_url(url, label)
+
+    # -- reads -----------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The value of `key`, or None when it does not exist."""
+        name = self._value_key(key)
+        return cast("bytes | None", self._run("get", lambda: self._client.get(name)))
+
+    def get_versioned(self, key: str) -> Versioned:
+        """The value of `key` and its version, read together (the watermark for unknown keys)."""
+        name, raw_key = self._value_key(key), _encode_key(key)
+        value, version = self._run(
+            "get", lambda: self._eval(self._get_versioned, [*self._meta, name], [raw_key])
+        )
+        return Versioned(value, int(version))
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists (an empty value exists)."""
+        name = self._value_key(key)
+        return bool(self._run("exists", lambda: self._client.exists(name)))
+
+    def list_keys(self, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` keys greater than `after`, in code-point order."""
+        if limit <= 0:
+            return []
+        if after is None:
+            start = b"-"
+        elif type(after) is str:
+            # A lone surrogate cannot be a key, but it still has a place in
+            # code-point order, and surrogatepass keeps that order in bytes.
+            start = b"(" + after.encode("utf-8", "surrogatepass")
+        else:
+            raise StoreError(f"redis store: cursor must be str, not {type(after).__name__}")
+        count = min(limit, _MAX_LIMIT)
+
+        def page() -> list[str]:
+            members = self._client.zrangebylex(self._index, start, b"+", start=0, num=count)
+            return [member.decode("utf-8") for member in cast("list[bytes]", members)]
+
+        return self._run("list-keys", page)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of `keys`, in request order, from one MGET."""
+        names = [self._value_key(key) for key in keys]
+        if not names:
+            return []
+        return cast("list[bytes | None]", self._run("get-many", lambda: self._client.mget(names)))
+
+    # -- writes ----------------------------------------------------------
+
+    def set(self, key: str, value: bytes) -> None:
+        """Create or replace `key`."""
+        self.set_many([(key, value)])
+
+    def delete(self, key: str) -> None:
+        """Remove `key`, leaving a tombstone; a missing key is not an error."""
+        self.delete_many([key])
+
+    def increment(self, key: str, delta: int) -> int:
+        """Add `delta` to the decimal counter at `key` with Redis' INCRBY; return the result."""
+        name, raw_key = self._value_key(key), _encode_key(key)
+        if type(delta) is not int or not S64_MIN <= delta <= S64_MAX:
+            raise StoreError(f"increment: delta {delta!r} for key {key!r} is not an s64 integer")
+        reply = self._run(
+            "increment",
+            lambda: self._eval(self._increment, [*self._meta, name], [raw_key, delta]),
+            write=True,
+        )
+        if reply[0] == 1:
+            return int(reply[1])
+        refusal = bytes(reply[1]).decode("utf-8", "replace")
+        if refusal.startswith("WRONGTYPE"):
+            raise StoreError(f"increment: key {key!r} holds a Redis value that is not a string")
+        # Redis refused the INCRBY and changed nothing; the shared helpers
+        # name the reason with the same words as the other stores.
+        add_delta(key, parse_counter(key, reply[2]), delta)
+        raise StoreError(f"increment: Redis refused to add {delta} to key {key!r}: {refusal}")
+
+    def swap(self, key: str, version: int, value: bytes) -> bool:
+        """Set `key` to `value` only if its version is still `version`."""
+        _check_value(key, value)
+        name, raw_key = self._value_key(key), _encode_key(key)
+        if type(version) is not int:
+            raise StoreError(f"redis store: version must be int, not {type(version).__name__}")
+        swapped = self._run(
+            "swap",
+            lambda: self._eval(self._swap, [*self._meta, name], [raw_key, version, value]),
+            write=True,
+        )
+        return bool(swapped == 1)
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Set every pair in one script (all or nothing); a later duplicate key wins."""
+        names: list[bytes] = []
+        args: list[bytes] = []
+        for key, value in items:
+            _check_value(key, value)
+            names.append(self._value_key(key))
+            args.append(_encode_key(key))
+            args.append(value)
+        if names:
+            self._run("set", lambda: self._eval(self._set_many, [*self._meta, *names], args), write=True)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete every key in one script (all or nothing)."""
+        names = [self._value_key(key) for key in keys]
+        if names:
+            args: list[bytes | int] = [self._window, *(_encode_key(key) for key in keys)]
+            self._run(
+                "delete", lambda: self._eval(self._delete_many, [*self._meta, *names], args), write=True
+            )
+
+    def close(self) -> None:
+        """Disconnect every pooled connection; later calls fail."""
+        self._closed = True
+        try:
+            self._pool.disconnect()
+        except (RedisError, OSError):
+            pass
+
+    # -- internals -------------------------------------------------------
+
+    def _value_key(self, key: str) -> bytes:
+        return self._value_prefix + _encode_key(key)
+
+    def _eval(self, script: Script, keys: list[bytes], args: Sequence[bytes | int]) -> Any:
+        # EVALSHA straight away (Script.__call__ does more per call); NOSCRIPT
+        # means nothing ran (Redis restarted or flushed its script cache), so
+        # loading the script and sending it again is safe even for writes.
+        try:
+            return self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return script(keys=keys, args=args)
+
+    def _run(self, operation: str, call: Callable[[], _T], *, write: bool = False) -> _T:
+        if self._closed:
+            raise StoreError(f"redis store at {self.address}: the store is closed")
+        try:
+            return call()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"redis store at {self.address}: {operation} failed: {self._describe(exc, write)}"
+            ) from exc
+
+    def _describe(self, exc: Exception, write: bool) -> str:
+        text = str(exc) or type(exc).__name__
+        unknown = "; the write may or may not have been applied" if write else ""
+        if isinstance(exc, RedisTimeoutError):
+            if "connecting" in text.lower():
+                return f"could not connect within {self.connect_timeout:g}s ({text})"
+            return f"Redis did not answer within {self.socket_timeout:g}s (timeout){unknown}"
+        if isinstance(exc, BusyLoadingError):
+            return "Redis is loading its dataset into memory; try again shortly"
+        if isinstance(exc, AuthenticationError):
+            return f"authentication failed: {text}"
+        if isinstance(exc, RedisConnectionError):
+            if text == "No connection available.":
+                return (
+                    f"all {self.max_connections} pooled connections stayed busy for "
+                    f"{self.socket_timeout:g}s (raise max_connections)"
+                )
+            if "connecting to" in text:
+                return f"cannot connect to Redis: {text}"
+            return f"lost the connection to Redis: {text}{unknown}"
+        if isinstance(exc, OutOfMemoryError):
+            return f"Redis is out of memory (OOM, maxmemory reached); nothing was written: {text}"
+        if isinstance(exc, ReadOnlyError):
+            return "Redis is a read-only replica (READONLY); writes need the primary"
+        if isinstance(exc, ResponseError):
+            if text.startswith(("NOAUTH", "WRONGPASS")):
+                return f"authentication failed: {text}"
+            return f"Redis refused the command: {text}"
+        if isinstance(exc, RedisError | OSError):
+            return text
+        if isinstance(exc, UnicodeDecodeError):
+            return "the key index holds a member that is not UTF-8 (written around wasikv?)"
+        return f"unexpected {type(exc).__name__}: {text}"
+
+
+def _encode_key(key: str) -> bytes:
+    if type(key) is not str:
+        raise StoreError(f"redis store: key must be str, not {type(key).__name__}")
+    try:
+        return key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError(f"redis store: key {key!r} is not valid Unicode text (lone surrogate)") from None
+
+
+def _check_value(key: str, value: bytes) -> None:
+    if type(value) is not bytes:
+        raise StoreError(f"redis store: value of key {key!r} must be bytes, not {type(value).__name__}")
+
+
+# -- URLs ----------------------------------------------------------------------
+
+
+def _from_url(url: str, label: str | None) -> RedisStore:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidStoreUrl(f"store URL {url!r}: {exc}; {_ACCEPTED}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss"):
+        raise InvalidStoreUrl(f"store URL {url!r} is not a redis URL; {_ACCEPTED}")
+    if not url[len(scheme) + 1 :].startswith("//"):
+        raise InvalidStoreUrl(f"store URL {url!r}: a redis URL starts with '{scheme}://'; {_ACCEPTED}")
+    if parts.fragment:
+        raise InvalidStoreUrl(f"store URL {url!r}: a redis URL has no '#' part")
+    try:
+        username = unquote(parts.username, errors="strict") if parts.username else None
+        password = unquote(parts.password, errors="strict") if parts.password is not None else None
+        host = unquote(parts.hostname, errors="strict") if parts.hostname else DEFAULT_HOST
+    except UnicodeDecodeError:
+        raise InvalidStoreUrl(f"store URL {url!r}: invalid percent-encoding") from None
+    path = parts.path
+    if path in ("", "/"):
+        db = 0
+    elif path[1:].isascii() and path[1:].isdigit() and len(path) < 12:
+        db = int(path[1:])
+    else:
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: the path must be a database number such as /0, not {path!r}"
+        )
+    options = _parse_query(url, parts.query)
+    if "ssl_ca_certs" in options and scheme != "rediss":
+        raise InvalidStoreUrl(f"store URL {url!r}: ssl_ca_certs needs a rediss:// (TLS) URL")
+    return RedisStore(
+        host,
+        DEFAULT_PORT if port is None else port,
+        db,
+        prefix=options.get("prefix", default_prefix(label)),
+        username=username,
+        password=password,
+        tls=scheme == "rediss",
+        ssl_ca_certs=options.get("ssl_ca_certs"),
+        socket_timeout=_seconds(url, options, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
+        connect_timeout=_seconds(url, options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        max_connections=_count(url, options, "max_connections", DEFAULT_MAX_CONNECTIONS),
+        url=url,
+    )
+
+
+def _parse_query(url: str, query: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    if not query:
+        return options
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        try:
+            name, value = unquote(name, errors="strict"), unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidStoreUrl(f"store URL {url!r}: invalid percent-encoding") from None
+        if name not in _PARAMETERS:
+            raise InvalidStoreUrl(
+                f"store URL {url!r}: unknown parameter {name!r} (known: {', '.join(_PARAMETERS)})"
+            )
+        if not equals or not value:
+            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} needs a value")
+        if name in options:
+            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} is given twice")
+        options[name] = value
+    return options
+
+
+def _seconds(url: str, options: dict[str, str], name: str, default: float) -> float:
+    text = options.get(name)
+    if text is None:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 86_400) or not text.isascii():
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: {name} must be a positive number of seconds (at most 86400), not {text!r}"
+        )
+    return seconds
+
+
+def _count(url: str, options: dict[str, str], name: str, default: int) -> int:
+    text = options.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= 100_000):
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: {name} must be a whole number from 1 to 100000, not {text!r}"
+        )
+    return int(text)
