@@ -58,11 +58,25 @@ def test_reexports() -> None:
     assert set(wasikv_sdk.__all__) == {
         "AccessDenied",
         "BucketProtocol",
+        "Cache",
+        "CacheComputeError",
+        "CacheWaitTimeout",
         "CasConflict",
         "CasHandle",
+        "CoordinationError",
+        "CorruptRecord",
+        "Counter",
         "KeyValueError",
+        "Lock",
+        "LockError",
+        "LockExists",
+        "LockTimeout",
         "NoSuchStore",
+        "NotLockOwner",
+        "ResourceLockedError",
+        "StateDictionary",
         "StoreError",
+        "all_counters",
     }
     for name in wasikv_sdk.__all__:
         assert hasattr(wasikv_sdk, name)

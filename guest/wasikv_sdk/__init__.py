@@ -16,22 +16,57 @@ Layers:
   shared with host-side Python code.
 - `wasikv_sdk.protocol`: `BucketProtocol` and `CasHandle`, the structural
   types of the Pythonic API, which host-side buckets implement as well.
+- Coordination primitives, pure Python over `BucketProtocol` (so they run
+  in guests and in host-side Python alike): `wasikv_sdk.counters`
+  (`Counter`, `all_counters`), `wasikv_sdk.locks` (`Lock`),
+  `wasikv_sdk.state` (`StateDictionary`), `wasikv_sdk.cache` (`Cache`),
+  and their errors in `wasikv_sdk.coordination` (`CoordinationError` and
+  subclasses; not `KeyValueError`s).
 
-Importing this package (or `errors` / `protocol`) works on any CPython:
+Importing this package (or `errors` / `protocol` / the primitives) works on any CPython:
 it imports neither `key_value` nor the bindings. In a guest, write::
 
     from wasikv_sdk import key_value
 """
 
+from .cache import Cache
+from .coordination import (
+    CacheComputeError,
+    CacheWaitTimeout,
+    CoordinationError,
+    CorruptRecord,
+    LockError,
+    LockExists,
+    LockTimeout,
+    NotLockOwner,
+    ResourceLockedError,
+)
+from .counters import Counter, all_counters
 from .errors import AccessDenied, CasConflict, KeyValueError, NoSuchStore, StoreError
+from .locks import Lock
 from .protocol import BucketProtocol, CasHandle
+from .state import StateDictionary
 
 __all__ = [
     "AccessDenied",
     "BucketProtocol",
+    "Cache",
+    "CacheComputeError",
+    "CacheWaitTimeout",
     "CasConflict",
     "CasHandle",
+    "CoordinationError",
+    "CorruptRecord",
+    "Counter",
     "KeyValueError",
+    "Lock",
+    "LockError",
+    "LockExists",
+    "LockTimeout",
     "NoSuchStore",
+    "NotLockOwner",
+    "ResourceLockedError",
+    "StateDictionary",
     "StoreError",
+    "all_counters",
 ]
