@@ -79,6 +79,9 @@ def test_host_side_limits(make_host: MakeHost) -> None:
         bucket.set("123456789", b"")
     with pytest.raises(LimitExceeded, match="max_value_bytes=4"):
         bucket.set("k", b"12345")
+    with bucket.cas("k") as cas, pytest.raises(LimitExceeded, match="max_value_bytes=4"):
+        cas.swap(b"12345")
+    assert not bucket.exists("k")
 
 
 @pytest.mark.parametrize(

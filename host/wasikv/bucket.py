@@ -13,9 +13,10 @@ from .stores.base import Store, Versioned
 class Cas:
     """A value read for compare-and-swap; `swap` fails if the key changed since."""
 
-    def __init__(self, store: Store, key: str, pinned: Versioned) -> None:
+    def __init__(self, store: Store, key: str, pinned: Versioned, limits: Limits) -> None:
         self._store = store
         self._pinned = pinned
+        self._limits = limits
         self.key = key
 
     @property
@@ -25,6 +26,7 @@ class Cas:
 
     def swap(self, value: bytes) -> None:
         """Write `value` unless the key was written or deleted since; else `CasConflict`."""
+        self._limits.check_value(value)
         if not self._store.swap(self.key, self._pinned.version, value):
             raise CasConflict(f"key {self.key!r} changed since it was read")
 
@@ -116,7 +118,7 @@ class Bucket:
     def cas(self, key: str) -> Iterator[Cas]:
         """Read `key` for a compare-and-swap: `with bucket.cas(k) as c: c.swap(...)`."""
         self.limits.check_key(key)
-        yield Cas(self.store, key, self.store.get_versioned(key))
+        yield Cas(self.store, key, self.store.get_versioned(key), self.limits)
 
     def update(self, key: str, fn: Callable[[bytes | None], bytes], *, max_attempts: int = 100) -> bytes:
         """Replace the value of `key` with `fn(old)`, retrying on conflicts.
