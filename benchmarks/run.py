@@ -24,6 +24,7 @@ from wasmtime.component import Component
 from wasikv import Host, MemoryStore
 from wasikv.guest_build import build_cached
 
+from . import http, redis_bench
 from .generic_host import GenericHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +134,11 @@ def main() -> int:
             rows.append({"op": op, "wasikv_us": ours, "generic_us": generic, "sqlite_us": sqlite})
             print(f"  measured {op}", file=sys.stderr)
     starts = measure_starts(counter)
+    print("  measured starts", file=sys.stderr)
+    http_figures = {**http.measure_instantiate(), **http.measure()}
+    print("  measured http", file=sys.stderr)
+    redis_figures = redis_bench.measure(measure_wasikv, bench) if redis_bench.available() else None
+    print("  measured redis", file=sys.stderr)
 
     print()
     header = ("operation", "wasikv (memory)", "generic host", "speed-up", "wasikv (sqlite)")
@@ -143,11 +149,39 @@ def main() -> int:
             f" {row['generic_us'] / row['wasikv_us']:>8.1f}x {_fmt(row['sqlite_us']):>16}"
         )
     print()
-    print(f"cold start (compile + run):     {starts['cold_ms']:8.0f} ms")
-    print(f"warm start (cached, in-process): {starts['warm_ms']:7.1f} ms")
-    print(f"instantiate + run (loaded):      {starts['instantiate_and_run_ms']:7.2f} ms")
-    print(f"`wasikv run` process, warm:      {starts['cli_warm_ms']:7.0f} ms")
-    (CACHE / "bench.json").write_text(json.dumps({"operations": rows, "starts": starts}, indent=2))
+    print(f"cold start (compile + run):      {starts['cold_ms']:8.0f} ms")
+    print(f"warm start (cached, in-process): {starts['warm_ms']:8.1f} ms")
+    print(f"instantiate + run (loaded):      {starts['instantiate_and_run_ms']:8.2f} ms")
+    print(f"`wasikv run` process, warm:      {starts['cli_warm_ms']:8.0f} ms")
+    print()
+    print(
+        f"HTTP (wasikv up, examples/http-counter, {http_figures['connections']} connections):"
+        f" {http_figures['requests_per_s']:.0f} req/s, p50 {http_figures['p50_ms']:.1f} ms,"
+        f" p99 {http_figures['p99_ms']:.1f} ms, count {http_figures['final_count']}"
+        f" of {http_figures['expected_count']}"
+    )
+    print(
+        f"per request in-process: instantiate {http_figures['instantiate_ms']:.2f} ms,"
+        f" instantiate + handle {http_figures['instantiate_and_handle_ms']:.2f} ms"
+    )
+    if redis_figures is not None:
+        print()
+        print(f"{'redis operation':<24} {'wasikv guest':>14} {'redis-py':>10} {'ratio':>7}")
+        for row in redis_figures["operations"]:
+            print(
+                f"{LABELS[row['op']]:<24} {_fmt(row['wasikv_us']):>14} {_fmt(row['redis_py_us']):>10}"
+                f" {row['wasikv_us'] / row['redis_py_us']:>6.2f}x"
+            )
+        four = redis_figures["four_hosts"]
+        print(
+            f"4 hosts x {four['increments'] // 4} increments on one key: {four['final_count']}"
+            f" (expected {four['increments']}), {four['ops_per_s_including_process_start']:.0f} ops/s"
+            " including process start"
+        )
+    else:
+        print("\nredis: no server at 127.0.0.1:6379, skipped")
+    results = {"operations": rows, "starts": starts, "http": http_figures, "redis": redis_figures}
+    (CACHE / "bench.json").write_text(json.dumps(results, indent=2))
     return 0
 
 
