@@ -8,6 +8,8 @@ from functools import partial
 
 from .. import _canonical as cv
 from ..errors import AccessDenied, KeyValueError, NoSuchStore
+from ..stores.base import Store
+from .session import KeyValueSession
 
 log = logging.getLogger("wasikv")
 
@@ -53,3 +55,18 @@ put_ok_unit = cv.put_ok_unit
 
 
 put_ok_option_bytes = cv.put_ok_option_bytes
+
+
+def bucket_arg(sessions: dict[int, KeyValueSession], ctx: int, args: int) -> tuple[KeyValueSession, Store]:
+    """The calling instance's session and the store behind its `borrow<bucket>` first argument."""
+    session = sessions[ctx]
+    return session, session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+
+
+def read_keys(session: KeyValueSession, addr: int) -> list[str]:
+    """A `list<string>` of keys, refused if the batch or any key is over its limit."""
+    session.limits.check_batch(cv.list_len(addr))
+    keys = cv.read_strings(addr)
+    for key in keys:
+        session.limits.check_key(key)
+    return keys

@@ -6,7 +6,7 @@ from wasmtime.component import LinkerInstance
 
 from .. import _canonical as cv
 from .. import _capi
-from ._wire import error_filler, guarded, put_ok_option_bytes
+from ._wire import bucket_arg, error_filler, guarded, put_ok_option_bytes
 from .session import KeyValueSession
 
 INTERFACE = "wasi:keyvalue/atomics@0.2.0-draft2"
@@ -18,8 +18,7 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def cas_new(ctx: int, args: int, results: int) -> None:
-        session = sessions[ctx]
-        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+        session, store = bucket_arg(sessions, ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
         rep = session.pin_cas(store, key)
@@ -35,8 +34,7 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def increment(ctx: int, args: int, results: int) -> None:
-        session = sessions[ctx]
-        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+        session, store = bucket_arg(sessions, ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         delta = cv.read_s64(cv.arg(args, 2))
         session.limits.check_key(key)

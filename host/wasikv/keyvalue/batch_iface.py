@@ -6,7 +6,7 @@ from wasmtime.component import LinkerInstance
 
 from .. import _canonical as cv
 from .. import _capi
-from ._wire import guarded, put_ok_unit
+from ._wire import bucket_arg, guarded, put_ok_unit, read_keys
 from .session import KeyValueSession
 
 INTERFACE = "wasi:keyvalue/batch@0.2.0-draft2"
@@ -17,21 +17,15 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def get_many(ctx: int, args: int, results: int) -> None:
-        session = sessions[ctx]
-        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
-        keys_addr = cv.arg(args, 1)
-        session.limits.check_batch(cv.list_len(keys_addr))
-        keys = cv.read_strings(keys_addr)
-        for key in keys:
-            session.limits.check_key(key)
+        session, store = bucket_arg(sessions, ctx, args)
+        keys = read_keys(session, cv.arg(args, 1))
         values = store.get_many(keys)
         session.limits.check_response_bytes(sum(len(v) for v in values if v is not None))
         cv.put_ok_key_values(results, keys, values)
 
     @guarded
     def set_many(ctx: int, args: int, results: int) -> None:
-        session = sessions[ctx]
-        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
+        session, store = bucket_arg(sessions, ctx, args)
         pairs_addr = cv.arg(args, 1)
         session.limits.check_batch(cv.list_len(pairs_addr))
         pairs = cv.read_string_bytes_pairs(pairs_addr)
@@ -43,14 +37,8 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def delete_many(ctx: int, args: int, results: int) -> None:
-        session = sessions[ctx]
-        store = session.bucket(cv.read_resource_rep(ctx, cv.arg(args, 0))).store
-        keys_addr = cv.arg(args, 1)
-        session.limits.check_batch(cv.list_len(keys_addr))
-        keys = cv.read_strings(keys_addr)
-        for key in keys:
-            session.limits.check_key(key)
-        store.delete_many(keys)
+        session, store = bucket_arg(sessions, ctx, args)
+        store.delete_many(read_keys(session, cv.arg(args, 1)))
         put_ok_unit(results)
 
     _capi.define_func(instance, "get-many", get_many)

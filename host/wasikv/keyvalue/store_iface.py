@@ -8,9 +8,8 @@ from wasmtime.component import LinkerInstance
 
 from .. import _canonical as cv
 from .. import _capi
-from ..stores.base import Store
 from . import cursor
-from ._wire import guarded, put_ok_option_bytes, put_ok_unit
+from ._wire import bucket_arg, guarded, put_ok_option_bytes, put_ok_unit
 from .session import KeyValueSession
 
 INTERFACE = "wasi:keyvalue/store@0.2.0-draft2"
@@ -26,14 +25,9 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
         rep = sessions[ctx].open_bucket(label)
         cv.put_result(results, True, lambda addr: cv.put_own_resource(ctx, addr, rep, BUCKET_TYPE))
 
-    def _bucket(ctx: int, args: int) -> tuple[KeyValueSession, Store]:
-        session = sessions[ctx]
-        rep = cv.read_resource_rep(ctx, cv.arg(args, 0))
-        return session, session.bucket(rep).store
-
     @guarded
     def get(ctx: int, args: int, results: int) -> None:
-        session, store = _bucket(ctx, args)
+        session, store = bucket_arg(sessions, ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
         value = store.get(key)
@@ -44,7 +38,7 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def set_(ctx: int, args: int, results: int) -> None:
-        session, store = _bucket(ctx, args)
+        session, store = bucket_arg(sessions, ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
         value_addr = cv.arg(args, 2)
@@ -54,7 +48,7 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def delete(ctx: int, args: int, results: int) -> None:
-        session, store = _bucket(ctx, args)
+        session, store = bucket_arg(sessions, ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
         store.delete(key)
@@ -62,14 +56,14 @@ def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> No
 
     @guarded
     def exists(ctx: int, args: int, results: int) -> None:
-        session, store = _bucket(ctx, args)
+        session, store = bucket_arg(sessions, ctx, args)
         key = cv.read_string(cv.arg(args, 1))
         session.limits.check_key(key)
         cv.put_ok_bool(results, store.exists(key))
 
     @guarded
     def list_keys(ctx: int, args: int, results: int) -> None:
-        session, store = _bucket(ctx, args)
+        session, store = bucket_arg(sessions, ctx, args)
         raw_cursor = cv.read_option_string(cv.arg(args, 1))
         after = None if raw_cursor is None else cursor.decode(raw_cursor)
         page_size = session.limits.list_page_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from ..errors import InvalidStoreUrl
+from ._url import parse_query
 from .base import Store, Versioned
 from .memory import MemoryStore
 from .sqlite import SqliteStore
@@ -75,7 +76,7 @@ def _open_sqlite(url: str, rest: str) -> SqliteStore:
         raise InvalidStoreUrl(f"store URL {url!r} names no database file; {_ACCEPTED}")
     if path == ":memory:":
         raise InvalidStoreUrl(f"store URL {url!r}: use 'memory:' for an in-memory store")
-    options = _parse_query(url, query)
+    options = parse_query(url, query, ("busy_timeout", "synchronous"))
     timeout_text = options.get("busy_timeout", "5000")
     if not (timeout_text.isascii() and timeout_text.isdigit() and int(timeout_text) < 2**31):
         raise InvalidStoreUrl(
@@ -88,22 +89,3 @@ def _open_sqlite(url: str, rest: str) -> SqliteStore:
             f"store URL {url!r}: synchronous must be 'normal' or 'full', not {options['synchronous']!r}"
         )
     return SqliteStore(path, url=url, busy_timeout_ms=int(timeout_text), synchronous=synchronous)
-
-
-def _parse_query(url: str, query: str) -> dict[str, str]:
-    options: dict[str, str] = {}
-    if not query:
-        return options
-    for part in query.split("&"):
-        name, equals, value = part.partition("=")
-        name, value = unquote(name), unquote(value)
-        if name not in ("busy_timeout", "synchronous"):
-            raise InvalidStoreUrl(
-                f"store URL {url!r}: unknown parameter {name!r} (known: busy_timeout, synchronous)"
-            )
-        if not equals or not value:
-            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} needs a value")
-        if name in options:
-            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} is given twice")
-        options[name] = value
-    return options

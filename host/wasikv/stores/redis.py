@@ -87,6 +87,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import InvalidStoreUrl, StoreError
+from ._url import parse_query
 from .base import S64_MAX, S64_MIN, Store, Versioned, add_delta, parse_counter
 
 _T = TypeVar("_T")
@@ -597,7 +598,7 @@ def _from_url(url: str, label: str | None) -> RedisStore:
         raise InvalidStoreUrl(
             f"store URL {url!r}: the path must be a database number such as /0, not {path!r}"
         )
-    options = _parse_query(url, parts.query)
+    options = parse_query(url, parts.query, _PARAMETERS)
     if "ssl_ca_certs" in options and scheme != "rediss":
         raise InvalidStoreUrl(f"store URL {url!r}: ssl_ca_certs needs a rediss:// (TLS) URL")
     return RedisStore(
@@ -614,28 +615,6 @@ def _from_url(url: str, label: str | None) -> RedisStore:
         max_connections=_count(url, options, "max_connections", DEFAULT_MAX_CONNECTIONS),
         url=url,
     )
-
-
-def _parse_query(url: str, query: str) -> dict[str, str]:
-    options: dict[str, str] = {}
-    if not query:
-        return options
-    for part in query.split("&"):
-        name, equals, value = part.partition("=")
-        try:
-            name, value = unquote(name, errors="strict"), unquote(value, errors="strict")
-        except UnicodeDecodeError:
-            raise InvalidStoreUrl(f"store URL {url!r}: invalid percent-encoding") from None
-        if name not in _PARAMETERS:
-            raise InvalidStoreUrl(
-                f"store URL {url!r}: unknown parameter {name!r} (known: {', '.join(_PARAMETERS)})"
-            )
-        if not equals or not value:
-            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} needs a value")
-        if name in options:
-            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} is given twice")
-        options[name] = value
-    return options
 
 
 def _seconds(url: str, options: dict[str, str], name: str, default: float) -> float:

@@ -1,0 +1,31 @@
+"""Query parameters of store URLs, parsed the same way for every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from ..errors import InvalidStoreUrl
+
+
+def parse_query(url: str, query: str, known: Sequence[str]) -> dict[str, str]:
+    """`name=value` pairs of `query`; unknown, empty, repeated or badly encoded ones are refused."""
+    options: dict[str, str] = {}
+    if not query:
+        return options
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        try:
+            name, value = unquote(name, errors="strict"), unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidStoreUrl(f"store URL {url!r}: invalid percent-encoding") from None
+        if name not in known:
+            raise InvalidStoreUrl(
+                f"store URL {url!r}: unknown parameter {name!r} (known: {', '.join(known)})"
+            )
+        if not equals or not value:
+            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} needs a value")
+        if name in options:
+            raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} is given twice")
+        options[name] = value
+    return options
