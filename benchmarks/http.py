@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wasikv import Host
+from wasikv import Host, InstancePool
 from wasikv.guest_build import build_cached
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
@@ -100,9 +100,9 @@ def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
 
 
 def measure_instantiate(runs: int = 200) -> dict[str, float]:
-    """Per-request cost in-process: instantiate only, and instantiate + handle."""
+    """Per-request cost in-process (pooling allocator, as `wasikv up`): instantiate, and + handle."""
     wasm = build_cached(ROOT / "examples" / "http-counter", CACHE / "guests", world=WORLD)
-    with Host({"default": "memory:"}, cache_dir=CACHE / "compiled") as host:
+    with Host({"default": "memory:"}, cache_dir=CACHE / "compiled", instance_pool=InstancePool()) as host:
         component = host.load(wasm)
         started = time.perf_counter()
         for _ in range(runs):

@@ -19,6 +19,7 @@ from .errors import (
     WasikvError,
 )
 from .host import DEFAULT_STORE_URL, GuestTrap, Host
+from .instance_pool import InstancePool
 from .limits import Limits
 from .stores import MemoryStore, SqliteStore, Store, open_store
 
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "GuestTrap",
     "Host",
+    "InstancePool",
     "KeyValueError",
     "LimitExceeded",
     "Limits",

@@ -22,8 +22,12 @@ from typing import Any
 from .app.loader import LoadedApp, load_app
 from .app.routes import Router
 from .host import Host
+from .instance_pool import InstancePool
 from .limits import Limits
 from .triggers.http import HttpComponent, HttpRequest, HttpResponse
+
+#: Request handling creates an instance per request: pool them by default.
+DEFAULT_POOL = InstancePool()
 
 log = logging.getLogger("wasikv")
 access_log = logging.getLogger("wasikv.access")
@@ -45,9 +49,12 @@ class WasikvApp:
         workers: int | None = None,
         limits: Limits | None = None,
         cache_dir: str | Path | None = None,
+        instance_pool: InstancePool | None = None,
     ) -> None:
         self.loaded = loaded
-        self.host = host or Host(loaded.stores, limits=limits, cache_dir=cache_dir)
+        self.host = host or Host(
+            loaded.stores, limits=limits, cache_dir=cache_dir, instance_pool=instance_pool
+        )
         self._owns_host = host is None
         self.router = Router(loaded.manifest.http_triggers)
         self.components: dict[str, HttpComponent] = {}
@@ -139,15 +146,18 @@ def create_app(
     workers: int | None = None,
     limits: Limits | None = None,
     cache_dir: str | Path | None = None,
+    instance_pool: InstancePool | None = DEFAULT_POOL,
 ) -> WasikvApp:
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
     `key_values` seeds the `default` store (like `spin up --key-value`).
+    Instances come from wasmtime's pooling allocator unless `instance_pool`
+    is None (see `wasikv.InstancePool`).
     Raises `wasikv.ConfigError` (a `ManifestError`) for any manifest or
     runtime-config mistake, before anything starts.
     """
     loaded = load_app(Path(manifest), runtime_config_file=runtime_config_file)
-    app = WasikvApp(loaded, workers=workers, limits=limits, cache_dir=cache_dir)
+    app = WasikvApp(loaded, workers=workers, limits=limits, cache_dir=cache_dir, instance_pool=instance_pool)
     seeds = list(key_values)
     if seeds:
         bucket = app.host.bucket("default")

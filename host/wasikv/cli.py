@@ -266,6 +266,9 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
 @click.option("--key-value", "key_values", multiple=True, metavar="KEY=VALUE", help="Seed the default store.")
 @click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
 @click.option("--workers", type=int, default=None, help="Request threads (default: 4 x CPUs, max 32).")
+@click.option(
+    "--no-instance-pool", is_flag=True, help="Use wasmtime's default allocator, not the pooling one."
+)
 def up(
     manifest: str,
     listen: str,
@@ -273,10 +276,11 @@ def up(
     key_values: tuple[str, ...],
     build_first: bool,
     workers: int | None,
+    no_instance_pool: bool,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C stops it."""
     from .app.manifest import find_manifest, load_manifest
-    from .asgi import create_app
+    from .asgi import DEFAULT_POOL, create_app
     from .serve import parse_listen, serve
 
     seeds = [_pair(kv, "--key-value") for kv in key_values]
@@ -290,5 +294,11 @@ def up(
                 build_app(load_manifest(path))
             except BuildFailed as failed:
                 raise click.ClickException(str(failed)) from None
-        app = create_app(path, runtime_config_file=runtime_config_file, key_values=seeds, workers=workers)
+        app = create_app(
+            path,
+            runtime_config_file=runtime_config_file,
+            key_values=seeds,
+            workers=workers,
+            instance_pool=None if no_instance_pool else DEFAULT_POOL,
+        )
     serve(app, listen)

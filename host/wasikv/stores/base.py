@@ -16,6 +16,18 @@ S64_MAX = 2**63 - 1
 _DECIMAL = re.compile(rb"0|-?[1-9][0-9]{0,18}")
 
 
+class Change(NamedTuple):
+    """One committed write, as the change feed reports it.
+
+    `seq` is the version the write gave the key (the store-wide sequence
+    number), `value` the value written, or None for a delete.
+    """
+
+    seq: int
+    key: str
+    value: bytes | None
+
+
 class Versioned(NamedTuple):
     """A value (or its absence) together with the version it was read at.
 
@@ -108,6 +120,35 @@ class Store(ABC):
     @abstractmethod
     def delete_many(self, keys: Sequence[str]) -> None:
         """Delete every key (atomically where `atomic_batches`)."""
+
+    # -- change feed -------------------------------------------------------
+    #
+    # Every committed write (set, delete, increment, successful swap, each
+    # item of set_many/delete_many) appends one `Change` whose `seq` is the
+    # version the write gave the key. Sequence numbers are consecutive: a
+    # feed that starts after `after + 1` was pruned past `after`, and the
+    # caller has missed `changes[0].seq - after - 1` changes. Stores keep a
+    # bounded window of recent changes. Stores without a feed keep these
+    # defaults, which raise `StoreError`.
+
+    #: Whether `wait_for_change` blocks until a write (otherwise callers poll).
+    change_notifications: ClassVar[bool] = False
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        """Up to `limit` committed changes with `seq > after`, in ascending `seq` order."""
+        raise StoreError(f"{type(self).__name__} does not support change feeds")
+
+    def last_change(self) -> int:
+        """The `seq` of the newest committed change (0 before the first write)."""
+        raise StoreError(f"{type(self).__name__} does not support change feeds")
+
+    def wait_for_change(self, after: int, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a change with `seq > after`.
+
+        Returns True if there is one. Stores whose `change_notifications` is
+        False return False at once, and their readers poll `changes`.
+        """
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources keep it
         """Release connections and files; the store is unusable afterwards."""

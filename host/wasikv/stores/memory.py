@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Sequence
+from itertools import islice
 from typing import ClassVar
 
 from ..errors import StoreError
-from .base import Store, Versioned, add_delta, format_counter, parse_counter
+from .base import Change, Store, Versioned, add_delta, format_counter, parse_counter
 
 #: Deletes between two tombstone sweeps (fewer when the window is smaller).
 _PRUNE_INTERVAL = 1000
@@ -21,15 +23,41 @@ class MemoryStore(Store):
     version; deletes leave tombstones so that `swap` notices them. Tombstones
     older than `tombstone_window` writes are dropped, and the newest dropped
     version becomes the "watermark": the version of every key without a row.
+
+    The change feed keeps the newest `change_window` changes, and fewer when
+    their values would add up to more than `change_bytes` bytes (it shares
+    the value objects with the live data, so only values that were since
+    overwritten or deleted cost extra memory); `wait_for_change` wakes up as
+    soon as a write commits.
     """
 
     atomic_batches: ClassVar[bool] = True
+    change_notifications: ClassVar[bool] = True
 
-    def __init__(self, url: str = "memory:", *, tombstone_window: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str = "memory:",
+        *,
+        tombstone_window: int = 100_000,
+        change_window: int = 100_000,
+        change_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         if tombstone_window < 1:
             raise ValueError("tombstone_window must be at least 1")
+        if change_window < 1:
+            raise ValueError("change_window must be at least 1")
+        if change_bytes < 0:
+            raise ValueError("change_bytes must not be negative")
         self.url = url
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiters = 0
+        # (seq, key, value) with consecutive seqs, oldest first; `_feed_bytes`
+        # sums the sizes of their values.
+        self._feed: deque[tuple[int, str, bytes | None]] = deque()
+        self._feed_bytes = 0
+        self._change_window = change_window
+        self._change_bytes = change_bytes
         self._live: dict[str, tuple[bytes, int]] = {}
         # Insertion order is version order: a key is removed before it is re-added.
         self._tombstones: dict[str, int] = {}
@@ -88,6 +116,8 @@ class MemoryStore(Store):
         _check_item(key, value)
         with self._lock:
             self._put(key, value)
+            if self._waiters:
+                self._changed.notify_all()
 
     def delete(self, key: str) -> None:
         """Remove `key`, leaving a tombstone; a missing key is not an error."""
@@ -95,6 +125,8 @@ class MemoryStore(Store):
         with self._lock:
             self._remove(key)
             self._after_deletes(1)
+            if self._waiters:
+                self._changed.notify_all()
 
     def increment(self, key: str, delta: int) -> int:
         """Add `delta` to the decimal counter at `key` and return the result."""
@@ -103,6 +135,8 @@ class MemoryStore(Store):
             row = self._live.get(key)
             new = add_delta(key, parse_counter(key, None if row is None else row[0]), delta)
             self._put(key, format_counter(new))
+            if self._waiters:
+                self._changed.notify_all()
         return new
 
     def swap(self, key: str, version: int, value: bytes) -> bool:
@@ -114,6 +148,8 @@ class MemoryStore(Store):
             if current != version:
                 return False
             self._put(key, value)
+            if self._waiters:
+                self._changed.notify_all()
             return True
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
@@ -124,6 +160,8 @@ class MemoryStore(Store):
         with self._lock:
             for key, value in items:
                 self._put(key, value)
+            if self._waiters:
+                self._changed.notify_all()
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Delete every key at once."""
@@ -133,6 +171,42 @@ class MemoryStore(Store):
             for key in keys:
                 self._remove(key)
             self._after_deletes(len(keys))
+            if self._waiters:
+                self._changed.notify_all()
+
+    # -- change feed -----------------------------------------------------
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        """Up to `limit` retained changes with `seq > after`, oldest first."""
+        with self._lock:
+            feed = self._feed
+            if limit <= 0 or not feed:
+                return []
+            size = len(feed)
+            start = max(0, after + 1 - feed[0][0])
+            stop = min(size, start + limit)
+            if start >= stop:
+                return []
+            if start > size - stop:
+                # Near the newest end (a watcher keeping up): walk from the right.
+                rows = list(islice(reversed(feed), size - stop, size - start))[::-1]
+            else:
+                rows = list(islice(feed, start, stop))
+        return [Change._make(row) for row in rows]
+
+    def last_change(self) -> int:
+        """The seq of the newest write (0 before the first)."""
+        with self._lock:
+            return self._seq
+
+    def wait_for_change(self, after: int, timeout: float) -> bool:
+        """Block until a write with `seq > after` commits, or `timeout` seconds pass."""
+        with self._lock:
+            self._waiters += 1
+            try:
+                return self._changed.wait_for(lambda: self._seq > after, timeout)
+            finally:
+                self._waiters -= 1
 
     def close(self) -> None:
         """Nothing to release: the data lives as long as this object."""
@@ -148,6 +222,11 @@ class MemoryStore(Store):
             else:
                 self._added.add(key)
         self._live[key] = (value, self._seq)
+        feed = self._feed
+        feed.append((self._seq, key, value))
+        self._feed_bytes += len(value)
+        if len(feed) > self._change_window or self._feed_bytes > self._change_bytes:
+            self._trim_feed()
 
     def _remove(self, key: str) -> None:
         self._seq += 1
@@ -158,6 +237,18 @@ class MemoryStore(Store):
                 self._removed.add(key)
         self._tombstones.pop(key, None)
         self._tombstones[key] = self._seq
+        feed = self._feed
+        feed.append((self._seq, key, None))
+        if len(feed) > self._change_window:
+            self._trim_feed()
+
+    def _trim_feed(self) -> None:
+        feed = self._feed
+        # The newest change always stays, however large its value.
+        while len(feed) > self._change_window or (self._feed_bytes > self._change_bytes and len(feed) > 1):
+            dropped = feed.popleft()[2]
+            if dropped is not None:
+                self._feed_bytes -= len(dropped)
 
     def _after_deletes(self, count: int) -> None:
         self._deletes += count

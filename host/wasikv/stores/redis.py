@@ -28,12 +28,22 @@ several applications share one Redis database without seeing each other:
     becomes ``P watermark``, the version of every key that has no entry, so
     a handle pinned to a pruned tombstone (or to an older watermark) still
     conflicts.
+``P changes``
+    The change feed (`changes`, `last_change`, `wait_for_change`), a Redis
+    stream with one entry per committed write: ID ``{version}-0``, fields
+    ``k`` (the key) and, for sets, ``v`` (the value written). Write scripts
+    append to it only while it exists, so stores nobody watches spend no
+    memory on it: `last_change` and `changes` create it (with one entry
+    without ``k``, marking where the feed starts). Every append trims it to
+    about ``change_window`` entries (``MAXLEN ~``). `wait_for_change` blocks
+    in ``XREAD``, so a watcher hears of a write from any process or machine
+    at once.
 
 Why Lua scripts with a version field
 ------------------------------------
 Every write (set, delete, increment, swap, set-many, delete-many) is one Lua
-script that updates the value, the version, the index and the tombstones
-together. Redis runs a script atomically with respect to every other client,
+script that updates the value, the version, the index, the tombstones and
+the change feed together. Redis runs a script atomically with respect to every other client,
 so the compare in `swap` ("is the version still N?") and its write cannot be
 interleaved with a write from any other process or machine, and a write
 with identical bytes still gets a new version (so ABA is detected).
@@ -88,7 +98,7 @@ from redis.retry import Retry
 
 from ..errors import InvalidStoreUrl, StoreError
 from ._url import parse_query
-from .base import S64_MAX, S64_MIN, Store, Versioned, add_delta, parse_counter
+from .base import S64_MAX, S64_MIN, Change, Store, Versioned, add_delta, parse_counter
 
 _T = TypeVar("_T")
 
@@ -103,6 +113,8 @@ DEFAULT_MAX_CONNECTIONS = 50
 HEALTH_CHECK_INTERVAL = 30
 #: ZRANGEBYLEX takes a signed 64-bit count; larger limits mean "all".
 _MAX_LIMIT = 2**62
+#: Changes the feed keeps (about: Redis trims whole stream nodes).
+DEFAULT_CHANGE_WINDOW = 100_000
 
 _ACCEPTED = (
     "accepted form: 'redis://[USER:PASSWORD@]HOST[:PORT][/DB]' or 'rediss://…' (TLS), optionally "
@@ -125,8 +137,9 @@ def default_prefix(label: str | None) -> str:
 # -- Lua ---------------------------------------------------------------------
 #
 # KEYS[1] seq, KEYS[2] versions, KEYS[3] index, KEYS[4] tombstones,
-# KEYS[5] watermark, KEYS[6...] the value keys the script works on.
-# Keys of the store (not Redis keys) travel in ARGV as UTF-8 bytes.
+# KEYS[5] watermark, KEYS[6] changes, KEYS[7...] the value keys the script
+# works on. Keys of the store (not Redis keys) travel in ARGV as UTF-8
+# bytes; write scripts take the change window as their last ARGV.
 
 _HELPERS = """
 local function num(n)
@@ -148,12 +161,29 @@ local function bump(n)
   return last
 end
 
+-- Append a change to the feed, if anyone asked for a feed; value nil: a delete.
+local feed = nil
+local function record(key, value, version)
+  if feed == nil then
+    feed = redis.call('EXISTS', KEYS[6]) == 1
+  end
+  if not feed then
+    return
+  end
+  if value then
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[#ARGV], version .. '-0', 'k', key, 'v', value)
+  else
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[#ARGV], version .. '-0', 'k', key)
+  end
+end
+
 local function put(vkey, key, value, version)
   redis.call('SET', vkey, value)
   if redis.call('HSET', KEYS[2], key, version) == 1 then
     redis.call('ZADD', KEYS[3], 0, key)
     redis.call('ZREM', KEYS[4], key)
   end
+  record(key, value, version)
 end
 
 local function remove(vkey, key, version)
@@ -162,6 +192,7 @@ local function remove(vkey, key, version)
     redis.call('ZREM', KEYS[3], key)
   end
   redis.call('ZADD', KEYS[4], version, key)
+  record(key, nil, version)
 end
 
 local function version_of(vkey, key)
@@ -185,25 +216,25 @@ _GET_VERSIONED = (
     "#!lua flags=no-writes\n"
     + _HELPERS
     + """
-return {redis.call('GET', KEYS[6]), num(version_of(KEYS[6], ARGV[1]))}
+return {redis.call('GET', KEYS[7]), num(version_of(KEYS[7], ARGV[1]))}
 """
 )
 
-# ARGV: key1, value1, key2, value2, ...; a later duplicate wins (higher version).
+# ARGV: key1, value1, key2, value2, ..., change window; a later duplicate wins (higher version).
 _SET_MANY = (
     "#!lua\n"
     + _HELPERS
     + """
-local n = #KEYS - 5
+local n = #KEYS - 6
 local first = bump(n) - n
 for i = 1, n do
-  put(KEYS[5 + i], ARGV[2 * i - 1], ARGV[2 * i], num(first + i))
+  put(KEYS[6 + i], ARGV[2 * i - 1], ARGV[2 * i], num(first + i))
 end
 return n
 """
 )
 
-# ARGV: tombstone window, key1, key2, ...
+# ARGV: tombstone window, key1, key2, ..., change window
 # Each call prunes up to 2n+8 tombstones that aged out of the window, oldest
 # first: deletes add one tombstone each, so the set stays bounded without a
 # separate sweep. Deletes run when Redis is out of memory (as DEL does):
@@ -212,10 +243,10 @@ _DELETE_MANY = (
     "#!lua flags=allow-oom\n"
     + _HELPERS
     + """
-local n = #KEYS - 5
+local n = #KEYS - 6
 local last = bump(n)
 for i = 1, n do
-  remove(KEYS[5 + i], ARGV[1 + i], num(last - n + i))
+  remove(KEYS[6 + i], ARGV[1 + i], num(last - n + i))
 end
 local cutoff = last - tonumber(ARGV[1])
 local stale = redis.call('ZRANGE', KEYS[4], '-inf', '(' .. num(cutoff), 'BYSCORE',
@@ -233,18 +264,18 @@ return n
 """
 )
 
-# ARGV: key, delta. Reply {1, new value as text} or {0, Redis' error, current value}.
+# ARGV: key, delta, change window. Reply {1, new value as text} or {0, Redis' error, current value}.
 # The new value is read back with GET: Lua numbers are doubles and would
 # round counters above 2**53.
 _INCREMENT = (
     "#!lua\n"
     + _HELPERS
     + """
-local done = redis.pcall('INCRBY', KEYS[6], ARGV[2])
+local done = redis.pcall('INCRBY', KEYS[7], ARGV[2])
 if type(done) == 'table' and done.err then
   local current = false
-  if redis.call('TYPE', KEYS[6]).ok == 'string' then
-    current = redis.call('GET', KEYS[6])
+  if redis.call('TYPE', KEYS[7]).ok == 'string' then
+    current = redis.call('GET', KEYS[7])
   end
   return {0, done.err, current}
 end
@@ -253,20 +284,43 @@ if redis.call('HSET', KEYS[2], ARGV[1], version) == 1 then
   redis.call('ZADD', KEYS[3], 0, ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
 end
-return {1, redis.call('GET', KEYS[6])}
+local value = redis.call('GET', KEYS[7])
+record(ARGV[1], value, version)
+return {1, value}
 """
 )
 
-# ARGV: key, expected version, value. Reply 1 when swapped, 0 on conflict.
+# ARGV: key, expected version, value, change window. Reply 1 when swapped, 0 on conflict.
 _SWAP = (
     "#!lua\n"
     + _HELPERS
     + """
-if version_of(KEYS[6], ARGV[1]) ~= tonumber(ARGV[2]) then
+if version_of(KEYS[7], ARGV[1]) ~= tonumber(ARGV[2]) then
   return 0
 end
-put(KEYS[6], ARGV[1], ARGV[3], num(bump(1)))
+put(KEYS[7], ARGV[1], ARGV[3], num(bump(1)))
 return 1
+"""
+)
+
+# Start the feed if it is missing, and return the current sequence. The
+# entry without a key marks where the feed starts: a reader whose cursor is
+# older sees that it missed the changes before (they were never recorded).
+_START_FEED = (
+    "#!lua flags=allow-oom\n"
+    + _HELPERS
+    + """
+local seq = redis.call('GET', KEYS[1])
+if not seq then
+  -- Start the sequence now, as bump would, so the first write follows on.
+  local now = redis.call('TIME')
+  seq = num(tonumber(now[1] .. string.format('%06d', tonumber(now[2]))))
+  redis.call('SET', KEYS[1], seq)
+end
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  redis.call('XADD', KEYS[6], seq .. '-0', 'start', '1')
+end
+return seq
 """
 )
 
@@ -279,6 +333,7 @@ class RedisStore(Store):
     """
 
     atomic_batches: ClassVar[bool] = True
+    change_notifications: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -295,6 +350,7 @@ class RedisStore(Store):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         tombstone_window: int = 100_000,
+        change_window: int = DEFAULT_CHANGE_WINDOW,
         url: str | None = None,
     ) -> None:
         if not 0 < port < 65536:
@@ -308,6 +364,8 @@ class RedisStore(Store):
             raise ValueError("max_connections must be at least 1")
         if tombstone_window < 1:
             raise ValueError("tombstone_window must be at least 1")
+        if change_window < 1:
+            raise ValueError("change_window must be at least 1")
         if ssl_ca_certs is not None and not tls:
             raise ValueError("ssl_ca_certs needs tls=True")
         self.host = host
@@ -324,6 +382,7 @@ class RedisStore(Store):
         scheme = "rediss" if tls else "redis"
         self.url = url if url is not None else f"{scheme}://{self.address}"
         self._window = tombstone_window
+        self._change_window = change_window
         self._closed = False
 
         options: dict[str, Any] = {
@@ -359,14 +418,17 @@ class RedisStore(Store):
         raw_prefix = self.prefix.encode("utf-8")
         self._value_prefix = raw_prefix + b"k:"
         self._meta: tuple[bytes, ...] = tuple(
-            raw_prefix + name for name in (b"seq", b"versions", b"index", b"tombstones", b"watermark")
+            raw_prefix + name
+            for name in (b"seq", b"versions", b"index", b"tombstones", b"watermark", b"changes")
         )
         self._index = self._meta[2]
+        self._feed = self._meta[5]
         self._get_versioned = self._client.register_script(_GET_VERSIONED)
         self._set_many = self._client.register_script(_SET_MANY)
         self._delete_many = self._client.register_script(_DELETE_MANY)
         self._increment = self._client.register_script(_INCREMENT)
         self._swap = self._client.register_script(_SWAP)
+        self._start_feed = self._client.register_script(_START_FEED)
 
     @classmethod
     def from_url(cls, url: str, *, label: str | None = None) -> RedisStore:
@@ -437,7 +499,7 @@ class RedisStore(Store):
             raise StoreError(f"increment: delta {delta!r} for key {key!r} is not an s64 integer")
         reply = self._run(
             "increment",
-            lambda: self._eval(self._increment, [*self._meta, name], [raw_key, delta]),
+            lambda: self._eval(self._increment, [*self._meta, name], [raw_key, delta, self._change_window]),
             write=True,
         )
         if reply[0] == 1:
@@ -458,7 +520,9 @@ class RedisStore(Store):
             raise StoreError(f"redis store: version must be int, not {type(version).__name__}")
         swapped = self._run(
             "swap",
-            lambda: self._eval(self._swap, [*self._meta, name], [raw_key, version, value]),
+            lambda: self._eval(
+                self._swap, [*self._meta, name], [raw_key, version, value, self._change_window]
+            ),
             write=True,
         )
         return bool(swapped == 1)
@@ -466,12 +530,13 @@ class RedisStore(Store):
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Set every pair in one script (all or nothing); a later duplicate key wins."""
         names: list[bytes] = []
-        args: list[bytes] = []
+        args: list[bytes | int] = []
         for key, value in items:
             _check_value(key, value)
             names.append(self._value_key(key))
             args.append(_encode_key(key))
             args.append(value)
+        args.append(self._change_window)
         if names:
             self._run("set", lambda: self._eval(self._set_many, [*self._meta, *names], args), write=True)
 
@@ -479,10 +544,47 @@ class RedisStore(Store):
         """Delete every key in one script (all or nothing)."""
         names = [self._value_key(key) for key in keys]
         if names:
-            args: list[bytes | int] = [self._window, *(_encode_key(key) for key in keys)]
+            args: list[bytes | int] = [self._window, *(_encode_key(key) for key in keys), self._change_window]
             self._run(
                 "delete", lambda: self._eval(self._delete_many, [*self._meta, *names], args), write=True
             )
+
+    # -- change feed -----------------------------------------------------
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        """Up to `limit` changes with `seq > after` from the feed stream, oldest first.
+
+        Starts the feed if it does not exist (yet, or any more: Redis lost
+        its data); the changes before that were not recorded.
+        """
+        if limit <= 0:
+            return []
+        start = f"{max(after, 0) + 1}-0"
+
+        def read() -> list[Any]:
+            entries = self._client.xrange(self._feed, min=start, max="+", count=limit)
+            if not entries and not self._client.exists(self._feed):
+                self._eval(self._start_feed, list(self._meta), [])
+            return cast("list[Any]", entries)
+
+        return _changes(self._run("changes", read))
+
+    def last_change(self) -> int:
+        """The seq of the newest committed write; starts the feed if it is missing."""
+        seq = self._run("changes", lambda: self._eval(self._start_feed, list(self._meta), []))
+        return int(seq)
+
+    def wait_for_change(self, after: int, timeout: float) -> bool:
+        """Block (in XREAD) until a change with `seq > after` is in the feed, or `timeout` passes."""
+        start = f"{max(after, 0)}-0"
+        # Block for less than the socket timeout, or redis-py gives up reading.
+        block = max(1, int(min(timeout, self.socket_timeout / 2) * 1000)) if timeout > 0 else None
+
+        def wait() -> bool:
+            found = self._client.xread({self._feed: start}, count=1, block=block)
+            return bool(found)
+
+        return self._run("changes", wait)
 
     def close(self) -> None:
         """Disconnect every pooled connection; later calls fail."""
@@ -551,6 +653,17 @@ class RedisStore(Store):
         if isinstance(exc, UnicodeDecodeError):
             return "the key index holds a member that is not UTF-8 (written around wasikv?)"
         return f"unexpected {type(exc).__name__}: {text}"
+
+
+def _changes(entries: list[Any]) -> list[Change]:
+    changes: list[Change] = []
+    for entry_id, fields in entries:
+        key = fields.get(b"k")
+        if key is None:
+            continue  # where the feed starts
+        seq = int(bytes(entry_id).partition(b"-")[0])
+        changes.append(Change(seq, key.decode("utf-8"), fields.get(b"v")))
+    return changes
 
 
 def _encode_key(key: str) -> bytes:

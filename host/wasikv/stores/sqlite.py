@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import StoreError
-from .base import Store, Versioned, add_delta, format_counter, parse_counter
+from .base import Change, Store, Versioned, add_delta, format_counter, parse_counter
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
-#: Deletes between two tombstone sweeps (fewer when the window is smaller).
+#: Deletes between two tombstone sweeps, and write transactions between two
+#: change-feed sweeps (fewer when the window is smaller).
 _PRUNE_INTERVAL = 1000
 _SYNCHRONOUS = ("normal", "full")
 _DB_ERRORS = (sqlite3.Error, OSError, UnicodeError)
@@ -36,7 +37,30 @@ _SCHEMA = (
     "INSERT OR IGNORE INTO meta (id, seq, watermark) VALUES (0, 0, 0)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
-_OWN_OBJECTS = frozenset({"kv", "kv_tombstones", "meta"})
+# The change feed, which is also the store's sequence: every write inserts
+# its change first and takes the new row's `seq` (SQLite gives a new
+# INTEGER PRIMARY KEY row the largest one plus one) as the key's version, in
+# the same transaction, so a rolled-back write leaves no change and numbers
+# are consecutive. Sweeps never delete the newest row, so numbers never go
+# back. A row with a NULL key only holds the sequence (see `_FEED_FLOOR`).
+# `meta.seq` is the sequence of stores written before the feed existed.
+_FEED_SCHEMA = (
+    # Left behind by a development version that recorded changes with triggers.
+    "DROP TRIGGER IF EXISTS kv_feed_insert",
+    "DROP TRIGGER IF EXISTS kv_feed_update",
+    """CREATE TABLE IF NOT EXISTS changes (
+        seq INTEGER PRIMARY KEY,
+        key TEXT,
+        value BLOB
+    )""",
+)
+_OLD_FEED = "SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = 'kv_feed_insert'"
+# A store written before the feed existed continues its numbers from meta.seq.
+_FEED_FLOOR = (
+    "INSERT INTO changes (seq, key, value) SELECT seq, NULL, NULL FROM meta "
+    "WHERE seq > (SELECT coalesce(max(seq), 0) FROM changes)"
+)
+_OWN_OBJECTS = frozenset({"kv", "kv_tombstones", "meta", "changes"})
 
 _BEGIN = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
@@ -48,22 +72,19 @@ _CURRENT_VERSION = "SELECT coalesce((SELECT version FROM kv WHERE key = ?), wate
 _EXISTS = "SELECT 1 FROM kv WHERE key = ? AND value IS NOT NULL"
 _LIST_FIRST = "SELECT key FROM kv WHERE value IS NOT NULL ORDER BY key LIMIT ?"
 _LIST_AFTER = "SELECT key FROM kv WHERE key > ? AND value IS NOT NULL ORDER BY key LIMIT ?"
-# Single writes bump the sequence and read it back inside the upsert; this
-# is measurably faster than UPDATE ... RETURNING plus a Python round trip.
-_BUMP = "UPDATE meta SET seq = seq + 1"
-_PUT = (
-    "INSERT INTO kv (key, value, version) SELECT ?, ?, seq FROM meta WHERE true "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
-)
-_BUMP_MANY = "UPDATE meta SET seq = seq + ? RETURNING seq"
+# A single write appends its change and reads the new seq from the cursor.
+_LOG = "INSERT INTO changes (key, value) VALUES (?, ?)"
+_LOG_AT = "INSERT INTO changes (seq, key, value) VALUES (?, ?, ?)"
 _PUT_VERSION = (
     "INSERT INTO kv (key, value, version) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
 )
-_SEQ = "SELECT seq FROM meta"
+_SEQ = "SELECT coalesce(max(seq), 0) FROM changes"
 _NEWEST_STALE = "SELECT max(version) FROM kv WHERE value IS NULL AND version < ?"
 _DROP_STALE = "DELETE FROM kv WHERE value IS NULL AND version <= ?"
 _RAISE_WATERMARK = "UPDATE meta SET watermark = max(watermark, ?)"
+_CHANGES = "SELECT seq, key, value FROM changes WHERE seq > ? AND key IS NOT NULL ORDER BY seq LIMIT ?"
+_DROP_OLD_CHANGES = "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?"
 
 
 class SqliteStore(Store):
@@ -74,6 +95,11 @@ class SqliteStore(Store):
     With `synchronous="normal"` acknowledged writes survive the process being
     killed; only a power loss can drop the last commits. `synchronous="full"`
     makes them survive power loss too, at the cost of an fsync per write.
+
+    Every write also appends to the change feed (`changes`) in the same
+    transaction. The feed keeps at least the newest `change_window` changes:
+    older ones are swept every 1000 write transactions of this process and
+    when a store is opened. Each change holds a copy of the value written.
     """
 
     atomic_batches: ClassVar[bool] = True
@@ -86,6 +112,7 @@ class SqliteStore(Store):
         busy_timeout_ms: int = 5000,
         synchronous: str = "normal",
         tombstone_window: int = 100_000,
+        change_window: int = 100_000,
     ) -> None:
         path = os.fspath(path)
         if path in ("", ":memory:"):
@@ -96,6 +123,8 @@ class SqliteStore(Store):
             raise ValueError("busy_timeout_ms must not be negative")
         if tombstone_window < 1:
             raise ValueError("tombstone_window must be at least 1")
+        if change_window < 1:
+            raise ValueError("change_window must be at least 1")
         self.path = os.path.abspath(path)
         self.url = url if url is not None else f"sqlite:{self.path}"
         self.busy_timeout_ms = busy_timeout_ms
@@ -103,6 +132,10 @@ class SqliteStore(Store):
         self._window = tombstone_window
         self._prune_every = min(_PRUNE_INTERVAL, tombstone_window)
         self._deletes = 0
+        self._change_window = change_window
+        self._sweep_changes_every = min(_PRUNE_INTERVAL, change_window)
+        # Counted per process without a lock: a lost update only delays a sweep.
+        self._writes = 0
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -205,6 +238,31 @@ class SqliteStore(Store):
         if keys:
             self._write(self._delete_keys, keys)
 
+    # -- change feed -----------------------------------------------------
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        """Up to `limit` retained changes with `seq > after`, oldest first.
+
+        Writers commit in `seq` order (each holds the write lock while it
+        takes its numbers), so a read never sees a later change without the
+        earlier ones.
+        """
+        if limit <= 0:
+            return []
+        try:
+            rows = self._connection().execute(_CHANGES, (after, limit)).fetchall()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return [Change(seq, key, value) for seq, key, value in rows]
+
+    def last_change(self) -> int:
+        """The seq of the newest committed write (0 before the first)."""
+        try:
+            (seq,) = self._connection().execute(_SEQ).fetchone()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return int(seq)
+
     def close(self) -> None:
         """Close every connection any thread opened; later calls fail."""
         with self._connections_lock:
@@ -268,8 +326,17 @@ class SqliteStore(Store):
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version == SCHEMA_VERSION:
-            return
+        if version != SCHEMA_VERSION:
+            self._create_tables(conn, version)
+        if conn.execute(_OLD_FEED).fetchone() is not None:
+            conn.execute("DROP TABLE IF EXISTS changes")
+        for statement in _FEED_SCHEMA:
+            conn.execute(statement)
+        conn.execute(_FEED_FLOOR)
+        # Processes that only ever write a little (`wasikv kv`) sweep here.
+        conn.execute(_DROP_OLD_CHANGES, (self._change_window,))
+
+    def _create_tables(self, conn: sqlite3.Connection, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"sqlite store {self.path}: schema version {version} is newer than this wasikv "
@@ -296,6 +363,10 @@ class SqliteStore(Store):
             conn.execute(_BEGIN)
             try:
                 result = body(conn, *args, **kwargs)
+                self._writes += 1
+                if self._writes >= self._sweep_changes_every:
+                    self._writes = 0
+                    conn.execute(_DROP_OLD_CHANGES, (self._change_window,))
                 conn.execute(_COMMIT)
             except BaseException:
                 _rollback(conn)
@@ -306,8 +377,7 @@ class SqliteStore(Store):
 
     def _delete_keys(self, conn: sqlite3.Connection, keys: Sequence[str]) -> None:
         if len(keys) == 1:
-            conn.execute(_BUMP)
-            conn.execute(_PUT, (keys[0], None))
+            _put(conn, keys[0], None)
         else:
             _put_many(conn, [(key, None) for key in keys])
         # Counted per process; several processes just sweep a little more often.
@@ -337,14 +407,15 @@ class SqliteStore(Store):
 
 
 def _put(conn: sqlite3.Connection, key: str, value: bytes | None) -> None:
-    conn.execute(_BUMP)
-    conn.execute(_PUT, (key, value))
+    seq = conn.execute(_LOG, (key, value)).lastrowid
+    conn.execute(_PUT_VERSION, (key, value, seq))
 
 
 def _put_many(conn: sqlite3.Connection, items: Sequence[tuple[str, bytes | None]]) -> None:
-    (last,) = conn.execute(_BUMP_MANY, (len(items),)).fetchall()[0]
-    first = last - len(items) + 1
-    conn.executemany(_PUT_VERSION, [(key, value, first + i) for i, (key, value) in enumerate(items)])
+    (last,) = conn.execute(_SEQ).fetchone()
+    rows = [(last + 1 + i, key, value) for i, (key, value) in enumerate(items)]
+    conn.executemany(_LOG_AT, rows)
+    conn.executemany(_PUT_VERSION, [(key, value, seq) for seq, key, value in rows])
 
 
 def _increment(conn: sqlite3.Connection, key: str, delta: int) -> int:
