@@ -14,6 +14,7 @@ from wasikv import (
     ComponentError,
     ConfigError,
     Host,
+    InstancePool,
     LimitExceeded,
     Limits,
     NoSuchStore,
@@ -169,3 +170,12 @@ def test_a_component_without_run_is_refused(make_host: MakeHost) -> None:
     empty = b"\0asm\x0d\x00\x01\x00"
     with pytest.raises(ComponentError, match="wasi:cli/run"):
         make_host({"default": "memory:"}).run(empty)
+
+
+def test_instance_pool_runs_guests_and_refuses_past_its_limit() -> None:
+    with Host({"default": "memory:"}, compile_cache=False, instance_pool=InstancePool(max_instances=1)) as host:
+        component = host.load(guest_wasm("conformance"))
+        assert run_in(host, "conformance", ["counter-loop", "3"]).json()["last"] == 3
+        with host.instantiate(component), pytest.raises(ComponentError, match="cannot instantiate"):
+            host.run(component, ["counter-loop", "1"])
+        assert run_in(host, "conformance", ["counter-loop", "1"]).json()["last"] == 4

@@ -17,6 +17,12 @@ from wasmtime import Config, _ffi
 
 from .errors import ConfigError
 
+# Per-component caps; a componentize-py component has a dozen or so core
+# instances and a few memories and tables. Totals scale with max_instances.
+_CORE_INSTANCES = 50
+_MEMORIES = 10
+_TABLES = 50
+
 
 @dataclass(frozen=True)
 class InstancePool:
@@ -36,15 +42,15 @@ class InstancePool:
     def apply(self, config: Config) -> None:
         """Switch `config` to the pooling allocator with these limits."""
         pool = _ffi.wasmtime_pooling_allocation_config_new()
-        # componentize-py components hold a handful of core instances,
-        # memories and tables each; the per-component caps leave room.
         _ffi.wasmtime_pooling_allocation_config_total_component_instances_set(pool, self.max_instances)
-        _ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, 10 * self.max_instances)
-        _ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, 4 * self.max_instances)
-        _ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, 10 * self.max_instances)
-        _ffi.wasmtime_pooling_allocation_config_max_core_instances_per_component_set(pool, 50)
-        _ffi.wasmtime_pooling_allocation_config_max_memories_per_component_set(pool, 10)
-        _ffi.wasmtime_pooling_allocation_config_max_tables_per_component_set(pool, 50)
+        _ffi.wasmtime_pooling_allocation_config_total_core_instances_set(
+            pool, _CORE_INSTANCES * self.max_instances
+        )
+        _ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, _MEMORIES * self.max_instances)
+        _ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, _TABLES * self.max_instances)
+        _ffi.wasmtime_pooling_allocation_config_max_core_instances_per_component_set(pool, _CORE_INSTANCES)
+        _ffi.wasmtime_pooling_allocation_config_max_memories_per_component_set(pool, _MEMORIES)
+        _ffi.wasmtime_pooling_allocation_config_max_tables_per_component_set(pool, _TABLES)
         _ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, self.max_memory_bytes)
         _ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
             pool, self.keep_resident_bytes
