@@ -1,6 +1,7 @@
 """Watcher delivery latency: from a committed write to the watcher's `on-set` having returned.
 
-For each store a `WatchRunner` follows the default store with a watcher that
+For each store (memory, SQLite, and Redis when one answers on
+127.0.0.1:6379) a `WatchRunner` follows the default store with a watcher that
 does nothing (tests/guests/watch_noop). Each sample writes one key from host
 Python code and waits until the runner has delivered it; a random pause
 before each write spreads writes over the SQLite poll cycle. Also measured:
@@ -18,6 +19,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from wasikv.triggers.watch import WatcherComponent, WatchRunner
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".wasikv-test"
 WORLD = "wasikv:app/watch-trigger"
+REDIS_ADDRESS = ("127.0.0.1", 6379)
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
@@ -72,7 +75,7 @@ def _measure_store(wasm: Path, url: str, samples: int, backlog: int, poll_interv
         finally:
             runner.stop()
     return {
-        "poll_interval_ms": _ms(poll_interval) if not store.change_notifications else None,
+        "wake_up": "notification" if store.change_notifications else f"poll every {_ms(poll_interval)} ms",
         "latency_p50_ms": _ms(statistics.median(latencies)),
         "latency_p90_ms": _ms(_percentile(latencies, 0.9)),
         "latency_p99_ms": _ms(_percentile(latencies, 0.99)),
@@ -83,16 +86,53 @@ def _measure_store(wasm: Path, url: str, samples: int, backlog: int, poll_interv
     }
 
 
+def _redis_url() -> tuple[str | None, str]:
+    """A Redis URL under a fresh prefix on the local server (db 15), or None and why not."""
+    try:
+        import redis
+    except ImportError:
+        return None, "redis-py is not installed"
+    host, port = REDIS_ADDRESS
+    client = redis.Redis(host, port, db=15, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return None, f"no Redis at {host}:{port}: {exc}"
+    finally:
+        client.close()
+    prefix = f"wasikv-bench:{uuid.uuid4().hex}:"
+    return f"redis://{host}:{port}/15?prefix={prefix}", prefix
+
+
+def _drop_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis(*REDIS_ADDRESS, db=15)
+    try:
+        names = list(client.scan_iter(match=prefix.encode() + b"*"))
+        if names:
+            client.delete(*names)
+    finally:
+        client.close()
+
+
 def measure(samples: int = 100, backlog: int = 2000, poll_interval: float = 0.05) -> dict[str, Any]:
-    """Watcher delivery figures for the memory and SQLite stores."""
+    """Watcher delivery figures for the memory, SQLite and (if one answers) Redis stores."""
     wasm = build_cached(ROOT / "tests" / "guests" / "watch_noop", CACHE / "guests", world=WORLD)
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as directory:
-        return {
-            "memory": _measure_store(wasm, "memory:", samples, backlog, poll_interval),
-            "sqlite": _measure_store(
-                wasm, f"sqlite:{Path(directory) / 'watch.db'}", samples, backlog, poll_interval
-            ),
-        }
+        results["memory"] = _measure_store(wasm, "memory:", samples, backlog, poll_interval)
+        sqlite_url = f"sqlite:{Path(directory) / 'watch.db'}"
+        results["sqlite"] = _measure_store(wasm, sqlite_url, samples, backlog, poll_interval)
+    url, prefix = _redis_url()
+    if url is None:
+        results["redis"] = {"skipped": prefix}
+    else:
+        try:
+            results["redis"] = _measure_store(wasm, url, samples, backlog, poll_interval)
+        finally:
+            _drop_prefix(prefix)
+    return results
 
 
 if __name__ == "__main__":

@@ -173,7 +173,9 @@ def test_a_component_without_run_is_refused(make_host: MakeHost) -> None:
 
 
 def test_instance_pool_runs_guests_and_refuses_past_its_limit() -> None:
-    with Host({"default": "memory:"}, compile_cache=False, instance_pool=InstancePool(max_instances=1)) as host:
+    with Host(
+        {"default": "memory:"}, compile_cache=False, instance_pool=InstancePool(max_instances=1)
+    ) as host:
         component = host.load(guest_wasm("conformance"))
         assert run_in(host, "conformance", ["counter-loop", "3"]).json()["last"] == 3
         with host.instantiate(component), pytest.raises(ComponentError, match="cannot instantiate"):

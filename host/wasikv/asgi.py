@@ -25,6 +25,7 @@ from .host import Host
 from .instance_pool import InstancePool
 from .limits import Limits
 from .triggers.http import HttpComponent, HttpRequest, HttpResponse
+from .triggers.watch import WatchTriggers
 
 #: Request handling creates an instance per request: pool them by default.
 DEFAULT_POOL = InstancePool()
@@ -69,6 +70,8 @@ class WasikvApp:
                     grants=loaded.grants[name],
                     env=spec.environment,
                 )
+        # Built now so that a broken watcher stops the app before it serves.
+        self.watchers = WatchTriggers.from_app(loaded, self.host)
         self._pool = ThreadPoolExecutor(
             max_workers=workers or min(32, 4 * (os.cpu_count() or 1)), thread_name_prefix="wasikv-http"
         )
@@ -83,6 +86,7 @@ class WasikvApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.watchers.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.close()
@@ -132,7 +136,13 @@ class WasikvApp:
             return HttpResponse(500, [("content-type", "text/plain")], b"Internal Server Error\n")
 
     def close(self) -> None:
-        """Stop the worker threads and close the stores (if this app opened them)."""
+        """Stop watchers and worker threads, and close the stores (if this app opened them).
+
+        Mounted inside another ASGI app (which does not forward lifespan
+        events), call `watchers.start()` yourself at startup and `close()` at
+        shutdown.
+        """
+        self.watchers.stop()
         self._pool.shutdown(wait=True)
         if self._owns_host:
             self.host.close()

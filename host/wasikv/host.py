@@ -187,6 +187,10 @@ class Host:
         finally:
             self._sessions.pop(ctx).close()
 
+    def session(self, store: Store) -> KeyValueSession:
+        """The key-value handle table of an instance made by `instantiate` (for triggers)."""
+        return self._sessions[_context_address(store)]
+
     def _instantiate(self, store: Store, component: Component) -> Instance:
         try:
             return self._linker.instantiate(store, component)

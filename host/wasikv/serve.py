@@ -33,6 +33,8 @@ def serve(app: WasikvApp, listen: str = "127.0.0.1:3000") -> None:
     print(f"Serving http://{host}:{port}", flush=True)
     for trigger in app.loaded.manifest.http_triggers:
         print(f"  {trigger.route}  ->  {trigger.component}", flush=True)
+    for watch in app.loaded.manifest.kv_triggers:
+        print(f"  key-value {watch.store}:{watch.prefix}*  ->  {watch.component}", flush=True)
     try:
         server.run()
     except KeyboardInterrupt:

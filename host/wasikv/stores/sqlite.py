@@ -44,17 +44,11 @@ _SCHEMA = (
 # are consecutive. Sweeps never delete the newest row, so numbers never go
 # back. A row with a NULL key only holds the sequence (see `_FEED_FLOOR`).
 # `meta.seq` is the sequence of stores written before the feed existed.
-_FEED_SCHEMA = (
-    # Left behind by a development version that recorded changes with triggers.
-    "DROP TRIGGER IF EXISTS kv_feed_insert",
-    "DROP TRIGGER IF EXISTS kv_feed_update",
-    """CREATE TABLE IF NOT EXISTS changes (
-        seq INTEGER PRIMARY KEY,
-        key TEXT,
-        value BLOB
-    )""",
-)
-_OLD_FEED = "SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = 'kv_feed_insert'"
+_FEED_SCHEMA = """CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY,
+    key TEXT,
+    value BLOB
+)"""
 # A store written before the feed existed continues its numbers from meta.seq.
 _FEED_FLOOR = (
     "INSERT INTO changes (seq, key, value) SELECT seq, NULL, NULL FROM meta "
@@ -328,10 +322,7 @@ class SqliteStore(Store):
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:
             self._create_tables(conn, version)
-        if conn.execute(_OLD_FEED).fetchone() is not None:
-            conn.execute("DROP TABLE IF EXISTS changes")
-        for statement in _FEED_SCHEMA:
-            conn.execute(statement)
+        conn.execute(_FEED_SCHEMA)
         conn.execute(_FEED_FLOOR)
         # Processes that only ever write a little (`wasikv kv`) sweep here.
         conn.execute(_DROP_OLD_CHANGES, (self._change_window,))

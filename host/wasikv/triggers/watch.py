@@ -29,7 +29,10 @@ Delivery model:
   instance, after 0.1 s, 0.5 s and 2 s (`RetryPolicy`); if the fourth attempt
   fails too it is logged as dropped (component, key, seq) and the runner
   moves on. A value larger than the host's `max_value_bytes` cannot be
-  passed to a guest and is dropped at once, with a log line.
+  passed to a guest and is dropped at once, with a log line. When no
+  instance can be created at all (the host's instance pool is full), the
+  runner waits (50 ms doubling up to 2 s) and tries again for as long as it
+  takes: that is never a reason to drop a change.
 - *Delay*: a runner that is keeping up sees a change at once on memory and
   Redis stores (the store wakes it: a condition variable, a blocking
   ``XREAD``) and within `poll_interval` (default 50 ms) on SQLite, plus the
@@ -59,6 +62,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -91,6 +95,9 @@ CURSOR_DIR = "watch"
 _MAX_NOTIFY_WAIT = 0.25
 # Progress over changes the prefix filters out is saved at most this often.
 _SKIP_SAVE_INTERVAL = 1.0
+# Waits after instances could not be created: doubling from the first to the most.
+_TRANSIENT_FIRST_WAIT = 0.05
+_TRANSIENT_MAX_WAIT = 2.0
 # A store that fails to read is retried after this long (and logged once a minute).
 _STORE_RETRY = 1.0
 _STORE_LOG_INTERVAL = 60.0
@@ -113,12 +120,19 @@ class RetryPolicy:
 
 
 class DeliveryFailed(WasikvError):
-    """Delivering a change failed after `delivered` earlier changes of the batch succeeded."""
+    """Delivering a change failed after `delivered` earlier changes of the batch succeeded.
 
-    def __init__(self, message: str, delivered: int, *, retry: bool = True) -> None:
+    `retry` is False for changes that can never be delivered. `transient`
+    marks failures that are not the change's: no instance could be created
+    (the instance pool is full, memory is short); those are retried until
+    they pass, without counting towards dropping the change.
+    """
+
+    def __init__(self, message: str, delivered: int, *, retry: bool = True, transient: bool = False) -> None:
         super().__init__(message)
         self.delivered = delivered
         self.retry = retry
+        self.transient = transient
 
 
 # ------------------------------------------------------------------ calling
@@ -169,10 +183,14 @@ class WatcherComponent:
             return 0
         delivered = 0
         try:
-            with self._instance() as (store, instance):
+            with ExitStack() as stack:
+                try:
+                    store, instance = stack.enter_context(self._instance())
+                except Exception as exc:
+                    raise DeliveryFailed(f"cannot create an instance: {exc}", 0, transient=True) from exc
                 on_set, on_delete = _watcher_funcs(store, instance)
                 ctx = _context_address(store)
-                session = self.host._sessions[ctx]
+                session = self.host.session(store)
                 limits = session.limits
                 for change in changes:
                     if len(session.buckets) >= limits.max_open_buckets:
@@ -385,6 +403,7 @@ class WatchRunner:
         self._stopping = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._started = False
         self._cursor = 0
         self._saved: int | None = None
         self._saved_at = 0.0
@@ -401,16 +420,28 @@ class WatchRunner:
         return self._cursor
 
     @property
+    def ready(self) -> bool:
+        """Whether the starting cursor is fixed (at once, unless the store was unreachable)."""
+        return self._started
+
+    @property
     def running(self) -> bool:
         """Whether the runner's thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Fix the starting cursor and start the thread."""
+        """Fix the starting cursor and start the thread.
+
+        If the store cannot be reached now, the thread keeps trying, and a
+        trigger without a saved cursor starts at the newest change of the
+        moment the store answers.
+        """
         if self._thread is not None:
             raise RuntimeError(f"watch runner {self.name} was already started")
-        self._cursor = self._initial_cursor()
-        self._save(force=True)
+        try:
+            self._begin()
+        except StoreError as exc:
+            log.error("watch runner %s: cannot read the change feed yet: %s", self.name, exc)
         self._thread = threading.Thread(target=self._run, name=f"wasikv-watch {self.name}", daemon=True)
         self._thread.start()
 
@@ -429,6 +460,11 @@ class WatchRunner:
             return self._progress.wait_for(lambda: self._cursor >= seq, timeout)
 
     # -- the thread --------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._cursor = self._initial_cursor()
+        self._started = True
+        self._save(force=True)
 
     def _initial_cursor(self) -> int:
         last = self.store.last_change()
@@ -459,6 +495,8 @@ class WatchRunner:
         try:
             while not self._stopping.is_set():
                 try:
+                    if not self._started:
+                        self._begin()
                     batch = self.store.changes(self._cursor, self.batch_size)
                 except StoreError as exc:
                     now = time.monotonic()
@@ -479,7 +517,8 @@ class WatchRunner:
                     self.missed += missed
                     log.error(
                         "watch runner %s missed %d changes (seq %d to %d): the store's change feed no "
-                        "longer holds them (it fell further behind than the feed's window)",
+                        "longer holds them (the runner fell further behind than the feed's window, or "
+                        "the store lost data)",
                         self.name,
                         missed,
                         self._cursor + 1,
@@ -491,7 +530,8 @@ class WatchRunner:
             log.exception("watch runner %s stopped by an unexpected error", self.name)
             raise
         finally:
-            self._save(force=True)
+            if self._started:
+                self._save(force=True)
 
     def _idle(self) -> None:
         if self.store.change_notifications:
@@ -507,6 +547,7 @@ class WatchRunner:
         matching = [change for change in batch if change.key.startswith(self.prefix)]
         done = 0
         attempts = 0
+        waits = 0
         while done < len(matching):
             try:
                 delivered = self.watcher.deliver(matching[done:])
@@ -516,6 +557,16 @@ class WatchRunner:
                     attempts = 0
                     self._advance(matching[done + delivered - 1].seq, delivered=delivered)
                     done += delivered
+                if failure.transient:
+                    # Not the change's fault: wait (up to 2 s at a time) and try again.
+                    delay = min(_TRANSIENT_MAX_WAIT, _TRANSIENT_FIRST_WAIT * 2 ** min(waits, 10))
+                    if waits % 30 == 0:  # the first time, then about once a minute
+                        log.warning("watcher %s: %s; trying again", self.watcher.name, failure)
+                    waits += 1
+                    if self._stopping.wait(delay):
+                        return False
+                    continue
+                waits = 0
                 change = matching[done]
                 attempts += 1
                 self.failures += 1
@@ -620,7 +671,8 @@ class WatchTriggers:
         Cursors are kept under `state_dir` (the manifest's `.wasikv/` by
         default). Raises `ComponentError` if a watcher component cannot be
         loaded or does not export `wasi:keyvalue/watcher`, and `StoreError`
-        if a watched store has no change feed.
+        if a watched store has no change feed. A store that is unreachable
+        (Redis down) is not an error: its runner retries until it answers.
         """
         manifest = loaded.manifest
         directory = Path(state_dir) if state_dir is not None else Path(manifest.state_dir)
@@ -645,8 +697,11 @@ class WatchTriggers:
                 raise ComponentError(
                     f"watcher component {trigger.component!r} ({spec.source}): {exc}"
                 ) from None
-            # Fails now, with the store's message, if the store has no feed.
-            watcher.store.last_change()
+            if type(watcher.store).changes is KeyValueStore.changes:
+                raise StoreError(
+                    f"[[trigger.key-value]] on store {trigger.store!r}: {type(watcher.store).__name__} "
+                    "has no change feed, so it cannot be watched"
+                )
             cursor_file = None
             if not isinstance(watcher.store, MemoryStore):
                 path = cursor_path(
