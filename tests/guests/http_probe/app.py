@@ -29,12 +29,12 @@ class Http(http.Handler):
             }
             return http.Response(200, {"content-type": "application/json"}, json.dumps(report).encode())
         if path.endswith("/trap"):
+            # repr recurses in C: the wasm stack overflows at once (a genuine trap).
             sys.setrecursionlimit(10**9)
-
-            def deeper(n: int) -> int:
-                return deeper(n + 1) + 1
-
-            deeper(0)
+            nested: list = []
+            for _ in range(10**6):
+                nested = [nested]
+            repr(nested)
         if path.endswith("/raise"):
             raise RuntimeError("handler failed on purpose")
         if path.endswith("/bad-status"):

@@ -18,13 +18,12 @@ class Run(exports.Run):
             print("failing on purpose", file=sys.stderr)
             raise RuntimeError("failing on purpose")
         if mode == "trap":
-            # Unbounded recursion exhausts the wasm stack: a genuine trap.
+            # repr recurses in C: the wasm stack overflows at once (a genuine trap).
             sys.setrecursionlimit(10**9)
-
-            def deeper(n: int) -> int:
-                return deeper(n + 1) + 1
-
-            deeper(0)
+            nested: list = []
+            for _ in range(10**6):
+                nested = [nested]
+            repr(nested)
         try:
             root = sorted(os.listdir("/"))
         except OSError as exc:
