@@ -24,7 +24,7 @@ from wasmtime.component import Component
 from wasikv import Host, MemoryStore
 from wasikv.guest_build import build_cached
 
-from . import http, redis_bench
+from . import http, redis_bench, watch_latency
 from .generic_host import GenericHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +139,8 @@ def main() -> int:
     print("  measured http", file=sys.stderr)
     redis_figures = redis_bench.measure(measure_wasikv, bench) if redis_bench.available() else None
     print("  measured redis", file=sys.stderr)
+    watch_figures = watch_latency.measure()
+    print("  measured watchers", file=sys.stderr)
 
     print()
     header = ("operation", "wasikv (memory)", "generic host", "speed-up", "wasikv (sqlite)")
@@ -180,7 +182,22 @@ def main() -> int:
         )
     else:
         print("\nredis: no server at 127.0.0.1:6379, skipped")
-    results = {"operations": rows, "starts": starts, "http": http_figures, "redis": redis_figures}
+    print()
+    for store, figures in watch_figures.items():
+        if "skipped" in figures:
+            print(f"watcher delivery ({store}): skipped, {figures['skipped']}")
+            continue
+        print(
+            f"watcher delivery ({store}, {figures['wake_up']}): p50 {figures['latency_p50_ms']} ms,"
+            f" p90 {figures['latency_p90_ms']} ms, p99 {figures['latency_p99_ms']} ms"
+        )
+    results = {
+        "operations": rows,
+        "starts": starts,
+        "http": http_figures,
+        "redis": redis_figures,
+        "watch": watch_figures,
+    }
     (CACHE / "bench.json").write_text(json.dumps(results, indent=2))
     return 0
 
