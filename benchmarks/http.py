@@ -62,7 +62,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
+def measure(connections: int = 16, per_connection: int = 125, workers: int | None = None) -> dict[str, Any]:
     """Requests/s and latency percentiles of POST /counter with a fresh instance each."""
     wasm = build_cached(ROOT / "examples" / "http-counter", CACHE / "guests", world=WORLD)
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +72,8 @@ def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
         port = _free_port()
         env = {**os.environ, "WASIKV_CACHE_DIR": str(CACHE / "compiled")}
         server = subprocess.Popen(
-            [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"]
+            + ([] if workers is None else ["--workers", str(workers)]),
             cwd=app,
             env=env,
             stdout=subprocess.DEVNULL,
