@@ -60,6 +60,19 @@ def add_delta(key: str, current: int, delta: int) -> int:
     return result
 
 
+def check_key(backend: str, key: str) -> None:
+    """Refuse a key that is not a `str` (a caller bug that would corrupt the store)."""
+    if type(key) is not str:
+        raise StoreError(f"{backend} store: key must be str, not {type(key).__name__}")
+
+
+def check_item(backend: str, key: str, value: bytes) -> None:
+    """Refuse a non-`str` key or a non-`bytes` value."""
+    check_key(backend, key)
+    if type(value) is not bytes:
+        raise StoreError(f"{backend} store: value of key {key!r} must be bytes, not {type(value).__name__}")
+
+
 def format_counter(value: int) -> bytes:
     """The stored form of a counter: ASCII decimal text."""
     return str(value).encode("ascii")

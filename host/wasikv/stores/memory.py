@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import ClassVar
 
-from ..errors import StoreError
-from .base import Change, Store, Versioned, add_delta, format_counter, parse_counter
+from .base import Change, Store, Versioned, add_delta, check_item, check_key, format_counter, parse_counter
 
 #: Deletes between two tombstone sweeps (fewer when the window is smaller).
 _PRUNE_INTERVAL = 1000
@@ -113,7 +112,7 @@ class MemoryStore(Store):
 
     def set(self, key: str, value: bytes) -> None:
         """Create or replace `key`."""
-        _check_item(key, value)
+        check_item("memory", key, value)
         with self._lock:
             self._put(key, value)
             if self._waiters:
@@ -121,7 +120,7 @@ class MemoryStore(Store):
 
     def delete(self, key: str) -> None:
         """Remove `key`, leaving a tombstone; a missing key is not an error."""
-        _check_key(key)
+        check_key("memory", key)
         with self._lock:
             self._remove(key)
             self._after_deletes(1)
@@ -130,7 +129,7 @@ class MemoryStore(Store):
 
     def increment(self, key: str, delta: int) -> int:
         """Add `delta` to the decimal counter at `key` and return the result."""
-        _check_key(key)
+        check_key("memory", key)
         with self._lock:
             row = self._live.get(key)
             new = add_delta(key, parse_counter(key, None if row is None else row[0]), delta)
@@ -141,7 +140,7 @@ class MemoryStore(Store):
 
     def swap(self, key: str, version: int, value: bytes) -> bool:
         """Set `key` to `value` only if its version is still `version`."""
-        _check_item(key, value)
+        check_item("memory", key, value)
         with self._lock:
             row = self._live.get(key)
             current = row[1] if row is not None else self._tombstones.get(key, self._watermark)
@@ -156,7 +155,7 @@ class MemoryStore(Store):
         """Set every pair at once; a later duplicate key wins."""
         # Validate everything first: nothing below can fail, so the batch is atomic.
         for key, value in items:
-            _check_item(key, value)
+            check_item("memory", key, value)
         with self._lock:
             for key, value in items:
                 self._put(key, value)
@@ -166,7 +165,7 @@ class MemoryStore(Store):
     def delete_many(self, keys: Sequence[str]) -> None:
         """Delete every key at once."""
         for key in keys:
-            _check_key(key)
+            check_key("memory", key)
         with self._lock:
             for key in keys:
                 self._remove(key)
@@ -282,15 +281,3 @@ class MemoryStore(Store):
             self._sorted.sort()
             self._added = set()
         return self._sorted
-
-
-def _check_key(key: str) -> None:
-    if type(key) is not str:
-        raise StoreError(f"memory store: key must be str, not {type(key).__name__}")
-
-
-def _check_item(key: str, value: bytes) -> None:
-    if type(key) is not str:
-        raise StoreError(f"memory store: key must be str, not {type(key).__name__}")
-    if type(value) is not bytes:
-        raise StoreError(f"memory store: value of key {key!r} must be bytes, not {type(value).__name__}")

@@ -98,7 +98,7 @@ from redis.retry import Retry
 
 from ..errors import InvalidStoreUrl, StoreError
 from ._url import parse_query
-from .base import S64_MAX, S64_MIN, Change, Store, Versioned, add_delta, parse_counter
+from .base import S64_MAX, S64_MIN, Change, Store, Versioned, add_delta, check_item, parse_counter
 
 _T = TypeVar("_T")
 
@@ -514,7 +514,7 @@ class RedisStore(Store):
 
     def swap(self, key: str, version: int, value: bytes) -> bool:
         """Set `key` to `value` only if its version is still `version`."""
-        _check_value(key, value)
+        check_item("redis", key, value)
         name, raw_key = self._value_key(key), _encode_key(key)
         if type(version) is not int:
             raise StoreError(f"redis store: version must be int, not {type(version).__name__}")
@@ -532,7 +532,7 @@ class RedisStore(Store):
         names: list[bytes] = []
         args: list[bytes | int] = []
         for key, value in items:
-            _check_value(key, value)
+            check_item("redis", key, value)
             names.append(self._value_key(key))
             args.append(_encode_key(key))
             args.append(value)
@@ -673,11 +673,6 @@ def _encode_key(key: str) -> bytes:
         return key.encode("utf-8")
     except UnicodeEncodeError:
         raise StoreError(f"redis store: key {key!r} is not valid Unicode text (lone surrogate)") from None
-
-
-def _check_value(key: str, value: bytes) -> None:
-    if type(value) is not bytes:
-        raise StoreError(f"redis store: value of key {key!r} must be bytes, not {type(value).__name__}")
 
 
 # -- URLs ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import StoreError
-from .base import Change, Store, Versioned, add_delta, format_counter, parse_counter
+from .base import Change, Store, Versioned, add_delta, check_item, check_key, format_counter, parse_counter
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -200,35 +200,35 @@ class SqliteStore(Store):
 
     def set(self, key: str, value: bytes) -> None:
         """Create or replace `key`."""
-        _check_item(key, value)
+        check_item("sqlite", key, value)
         self._write(_put, key, value)
 
     def delete(self, key: str) -> None:
         """Remove `key`, leaving a tombstone; a missing key is not an error."""
-        _check_key(key)
+        check_key("sqlite", key)
         self._write(self._delete_keys, (key,))
 
     def increment(self, key: str, delta: int) -> int:
         """Add `delta` to the decimal counter at `key` and return the result."""
-        _check_key(key)
+        check_key("sqlite", key)
         return self._write(_increment, key, delta)
 
     def swap(self, key: str, version: int, value: bytes) -> bool:
         """Set `key` to `value` only if its version is still `version`."""
-        _check_item(key, value)
+        check_item("sqlite", key, value)
         return self._write(_swap, key, version, value)
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Set every pair in one transaction; a later duplicate key wins."""
         for key, value in items:
-            _check_item(key, value)
+            check_item("sqlite", key, value)
         if items:
             self._write(_put_many, items)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Delete every key in one transaction."""
         for key in keys:
-            _check_key(key)
+            check_key("sqlite", key)
         if keys:
             self._write(self._delete_keys, keys)
 
@@ -431,15 +431,3 @@ def _rollback(conn: sqlite3.Connection) -> None:
         except sqlite3.Error:
             # The original failure matters more; SQLite may have rolled back already.
             pass
-
-
-def _check_key(key: str) -> None:
-    if type(key) is not str:
-        raise StoreError(f"sqlite store: key must be str, not {type(key).__name__}")
-
-
-def _check_item(key: str, value: bytes) -> None:
-    if type(key) is not str:
-        raise StoreError(f"sqlite store: key must be str, not {type(key).__name__}")
-    if type(value) is not bytes:
-        raise StoreError(f"sqlite store: value of key {key!r} must be bytes, not {type(value).__name__}")
