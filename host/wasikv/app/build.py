@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -104,13 +105,20 @@ def watched_files(build: BuildSpec, exclude: Collection[Path] = ()) -> list[Path
 def input_digest(spec: ComponentSpec, *, exclude: Collection[Path] = ()) -> str:
     """The hash of a component's build inputs: its command, workdir, watch globs and watched files.
 
-    The component's source, and the paths in `exclude`, are never inputs.
+    The versions of wasikv (its SDK) and componentize-py count too, so an
+    upgrade rebuilds. The component's source, and the paths in `exclude`,
+    are never inputs.
     """
     build = spec.build
     if build is None:
         raise ValueError(f"component {spec.name!r} has no build section")
     digest = hashlib.sha256()
-    header = {"command": build.command, "workdir": str(build.workdir), "watch": list(build.watch)}
+    header = {
+        "command": build.command,
+        "workdir": str(build.workdir),
+        "watch": list(build.watch),
+        "toolchain": [_version("wasikv"), _version("componentize-py")],
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for path in watched_files(build, exclude=[spec.source, *exclude]):
         digest.update(os.path.relpath(path, build.workdir).encode("utf-8", "surrogateescape") + b"\0")
@@ -120,6 +128,13 @@ def input_digest(spec: ComponentSpec, *, exclude: Collection[Path] = ()) -> str:
         except OSError:
             digest.update(b"(unreadable)")
     return digest.hexdigest()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _glob(workdir: str, pattern: str) -> Iterator[str]:
