@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_size_t, c_uint32, c_void_p
 
-from wasmtime import _ffi
+from wasmtime import Store, _ffi
 from wasmtime.component import LinkerInstance
 
 log = logging.getLogger("wasikv")
@@ -109,6 +109,11 @@ def _ignore(_env: int | None) -> None:
 
 # wasmtime calls the finalizer when a definition is dropped; ours keep nothing.
 _no_finalizer = _FINALIZER(_ignore)
+
+
+def context_address(store: Store) -> int:
+    """The address of a wasmtime store's context (what host functions receive as `ctx`)."""
+    return ctypes.cast(store._context(), c_void_p).value or 0
 
 
 def trap(message: str) -> int:

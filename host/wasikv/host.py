@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import BinaryIO
 from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, Func, Instance, Linker
 
+from ._capi import context_address
 from .bucket import Bucket
 from .compile_cache import CompileCache, default_cache_dir
 from .errors import AccessDenied, ComponentError, ConfigError, NoSuchStore
@@ -180,7 +180,7 @@ class Host:
         _route_output(wasi, stdout, stderr)
         store.set_wasi(wasi)
         granted = None if grants is None else frozenset(grants)
-        ctx = _context_address(store)
+        ctx = context_address(store)
         self._sessions[ctx] = KeyValueSession(lambda label: self._resolve(label, granted), self.limits)
         try:
             yield store, self._instantiate(store, component)
@@ -189,7 +189,7 @@ class Host:
 
     def session(self, store: Store) -> KeyValueSession:
         """The key-value handle table of an instance made by `instantiate` (for triggers)."""
-        return self._sessions[_context_address(store)]
+        return self._sessions[context_address(store)]
 
     def _instantiate(self, store: Store, component: Component) -> Instance:
         try:
@@ -210,10 +210,6 @@ class Host:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def _context_address(store: Store) -> int:
-    return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
 
 
 def _find_run(instance: Instance, store: Store) -> Func:

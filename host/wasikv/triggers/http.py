@@ -7,20 +7,19 @@ bodies cross the boundary in bulk rather than one byte at a time.
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from wasmtime import Store, WasmtimeError, _ffi
-from wasmtime.component import Component, Func, Instance
+from wasmtime import Store
+from wasmtime.component import Component, Instance
 
 from .. import _canonical as cv
-from .. import _capi
 from ..errors import ComponentError
-from ..host import GuestTrap, Host
+from ..host import Host
+from ._exports import call_export, export_func
 
 log = logging.getLogger("wasikv")
 
@@ -75,23 +74,12 @@ class HttpComponent:
             with self.host.instantiate(
                 self.component, argv=[self.name], env=self.env, grants=self.grants, stderr=stderr
             ) as (store, instance):
-                return _call_handle_request(store, _handler(store, instance), request)
+                return _call_handle_request(store, instance, request)
         finally:
             output = stderr.getvalue()
             if output:
                 for line in output.decode("utf-8", "replace").rstrip().splitlines():
                     log.warning("[%s] %s", self.name, line)
-
-
-def _handler(store: Store, instance: Instance) -> Func:
-    index = instance.get_export_index(store, HTTP_INTERFACE)
-    func_index = None if index is None else instance.get_export_index(store, "handle-request", index)
-    func = None if func_index is None else instance.get_func(store, func_index)
-    if func is None:
-        raise ComponentError(
-            f"the component does not export {HTTP_INTERFACE} (build it for wasikv:app/http-trigger)"
-        )
-    return func
 
 
 def _put_request(addr: int, request: HttpRequest) -> None:
@@ -109,37 +97,21 @@ def _put_request(addr: int, request: HttpRequest) -> None:
     )
 
 
-def _call_handle_request(store: Store, func: Func, request: HttpRequest) -> HttpResponse:
-    slots = ctypes.create_string_buffer(2 * cv.VAL_SIZE)
-    args = ctypes.addressof(slots)
-    results = args + cv.VAL_SIZE
-    func_ptr = ctypes.addressof(func._func)
-    ctx = ctypes.cast(store._context(), ctypes.c_void_p).value
-    _put_request(args, request)
-    try:
-        error = _capi.func_call(func_ptr, ctx, args, 1, results, 1)
-    finally:
-        _capi.val_delete(args)
-    if error:
-        raise GuestTrap(f"component trapped: {_error_text(error)}")
-    try:
-        fields = cv.read_record(results)
-        response = HttpResponse(
-            status=cv.read_u16(fields["status"]),
-            headers=cv.read_string_pairs(fields["headers"]),
-            body=cv.read_bytes(fields["body"]),
-        )
-    finally:
-        _capi.val_delete(results)
-    error = _capi.func_post_return(func_ptr, ctx)
-    if error:
-        raise GuestTrap(f"component trapped after returning: {_error_text(error)}")
+def _call_handle_request(store: Store, instance: Instance, request: HttpRequest) -> HttpResponse:
+    func = export_func(store, instance, HTTP_INTERFACE, "handle-request", "wasikv:app/http-trigger")
+    response = call_export(store, func, [partial(_put_request, request=request)], _read_response)
+    assert response is not None
     _validate(response)
     return response
 
 
-def _error_text(error: int) -> str:
-    return str(WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))))
+def _read_response(addr: int) -> HttpResponse:
+    fields = cv.read_record(addr)
+    return HttpResponse(
+        status=cv.read_u16(fields["status"]),
+        headers=cv.read_string_pairs(fields["headers"]),
+        body=cv.read_bytes(fields["body"]),
+    )
 
 
 def _validate(response: HttpResponse) -> None:

@@ -52,7 +52,6 @@ another prefix or another store for what it writes.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import io
 import json
@@ -64,24 +63,25 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from wasmtime import Store as WasmStore
-from wasmtime import WasmtimeError, _ffi
 from wasmtime.component import Component, Func, Instance
 
 from .. import _canonical as cv
-from .. import _capi
+from .._capi import context_address
 from ..app.loader import LoadedApp
 from ..errors import ComponentError, KeyValueError, StoreError, WasikvError
-from ..host import Host
+from ..host import GuestTrap, Host
 from ..keyvalue.session import KeyValueSession
 from ..keyvalue.store_iface import BUCKET_TYPE
 from ..stores.base import Change
 from ..stores.base import Store as KeyValueStore
 from ..stores.memory import MemoryStore
+from ._exports import call_export, export_func
 
 log = logging.getLogger("wasikv.watch")
 
@@ -189,7 +189,7 @@ class WatcherComponent:
                 except Exception as exc:
                     raise DeliveryFailed(f"cannot create an instance: {exc}", 0, transient=True) from exc
                 on_set, on_delete = _watcher_funcs(store, instance)
-                ctx = _context_address(store)
+                ctx = context_address(store)
                 session = self.host.session(store)
                 limits = session.limits
                 for change in changes:
@@ -262,59 +262,32 @@ class _CapturedInstance:
                         log.log(level, "[%s] %s", self.watcher.name, line)
 
 
-def _context_address(store: WasmStore) -> int:
-    return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
-
-
 def _watcher_funcs(store: WasmStore, instance: Instance) -> tuple[Func, Func]:
-    index = instance.get_export_index(store, WATCHER_INTERFACE)
-    funcs: list[Func] = []
-    for name in ("on-set", "on-delete"):
-        func_index = None if index is None else instance.get_export_index(store, name, index)
-        func = None if func_index is None else instance.get_func(store, func_index)
-        if func is None:
-            raise ComponentError(
-                f"the component does not export {WATCHER_INTERFACE} (build it for wasikv:app/watch-trigger)"
-            )
-        funcs.append(func)
-    return funcs[0], funcs[1]
+    on_set, on_delete = (
+        export_func(store, instance, WATCHER_INTERFACE, name, "wasikv:app/watch-trigger")
+        for name in ("on-set", "on-delete")
+    )
+    return on_set, on_delete
 
 
 def _call_watcher(
     store: WasmStore, ctx: int, func: Func, session: KeyValueSession, label: str, change: Change
 ) -> None:
     rep = session.open_bucket(label)
-    count = 3 if change.value is not None else 2
-    slots = ctypes.create_string_buffer(count * cv.VAL_SIZE)
-    args = ctypes.addressof(slots)
-    func_ptr = ctypes.addressof(func._func)
+    args: list[cv.Filler] = [
+        lambda addr: cv.put_own_resource(ctx, addr, rep, BUCKET_TYPE),
+        partial(cv.put_string, value=change.key),
+    ]
+    if change.value is not None:
+        args.append(partial(cv.put_bytes, value=change.value))
     try:
-        cv.put_own_resource(ctx, args, rep, BUCKET_TYPE)
-        cv.put_string(args + cv.VAL_SIZE, change.key)
-        if change.value is not None:
-            cv.put_bytes(args + 2 * cv.VAL_SIZE, change.value)
-        error = _capi.func_call(func_ptr, ctx, args, count, None, 0)
+        call_export(store, func, args)
+    except GuestTrap as trap:
+        raise DeliveryFailed(str(trap), 0) from None
     except BaseException:
         # The handle never reached the guest.
         session.buckets.pop(rep, None)
         raise
-    finally:
-        for i in range(count):
-            _capi.val_delete(args + i * cv.VAL_SIZE)
-    if error:
-        raise DeliveryFailed(f"component trapped: {_error_text(error)}", 0)
-    error = _capi.func_post_return(func_ptr, ctx)
-    if error:
-        raise DeliveryFailed(f"component trapped after returning: {_error_text(error)}", 0)
-
-
-def _error_text(error: int) -> str:
-    text = str(WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))))
-    log.debug("trap: %s", text)
-    # Keep log lines short: the cause, without the wasm backtrace.
-    head, _, cause = text.partition("Caused by:")
-    lines = [line.strip() for line in (cause or head).splitlines() if line.strip()]
-    return lines[-1] if cause and lines else (lines[0] if lines else "unknown error")
 
 
 # ------------------------------------------------------------------ cursors

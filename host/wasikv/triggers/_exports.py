@@ -1,0 +1,81 @@
+"""Calling a component's exports with wasikv's own value conversion.
+
+Shared by the triggers: find an exported function, write its arguments
+with `_canonical` fillers, call into wasm (the GIL is released), read the
+result, free every value and run post-return.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from wasmtime import Store, WasmtimeError, _ffi
+from wasmtime.component import Func, Instance
+
+from .. import _canonical as cv
+from .. import _capi
+from .._capi import context_address
+from ..errors import ComponentError
+from ..host import GuestTrap
+
+log = logging.getLogger("wasikv")
+
+_T = TypeVar("_T")
+
+
+def export_func(store: Store, instance: Instance, interface: str, name: str, world: str) -> Func:
+    """The function `name` of the exported `interface`; `ComponentError` if it is missing."""
+    index = instance.get_export_index(store, interface)
+    func_index = None if index is None else instance.get_export_index(store, name, index)
+    func = None if func_index is None else instance.get_func(store, func_index)
+    if func is None:
+        raise ComponentError(f"the component does not export {interface} (build it for {world})")
+    return func
+
+
+def call_export(
+    store: Store, func: Func, args: Sequence[cv.Filler], read: Callable[[int], _T] | None = None
+) -> _T | None:
+    """Call `func` with arguments written by `args`; return `read(result)` (None without `read`).
+
+    Raises `GuestTrap` when the call traps. A filler that raises leaves the
+    call unmade; the caller owns whatever it had set up for it.
+    """
+    ctx = context_address(store)
+    count = len(args)
+    slots = ctypes.create_string_buffer((count + 1) * cv.VAL_SIZE)
+    base = ctypes.addressof(slots)
+    results = base + count * cv.VAL_SIZE
+    func_ptr = ctypes.addressof(func._func)
+    try:
+        for i, fill in enumerate(args):
+            fill(base + i * cv.VAL_SIZE)
+        error = _capi.func_call(func_ptr, ctx, base, count, results if read else None, 1 if read else 0)
+    finally:
+        # Unfilled slots are zero, a `false`: deleting them is harmless.
+        for i in range(count):
+            _capi.val_delete(base + i * cv.VAL_SIZE)
+    if error:
+        raise GuestTrap(f"component trapped: {trap_text(error)}")
+    value = None
+    if read is not None:
+        try:
+            value = read(results)
+        finally:
+            _capi.val_delete(results)
+    error = _capi.func_post_return(func_ptr, ctx)
+    if error:
+        raise GuestTrap(f"component trapped after returning: {trap_text(error)}")
+    return value
+
+
+def trap_text(error: int) -> str:
+    """The cause of a wasmtime error, without the wasm backtrace (logged at debug level)."""
+    text = str(WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))))
+    log.debug("trap: %s", text)
+    head, _, cause = text.partition("Caused by:")
+    lines = [line.strip() for line in (cause or head).splitlines() if line.strip()]
+    return lines[-1] if cause and lines else (lines[0] if lines else "unknown error")
