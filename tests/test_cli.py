@@ -131,3 +131,11 @@ def test_kv_on_a_corrupt_file_reports_the_file(tmp_path: Path) -> None:
     done = wasikv("kv", "get", "--store", "sqlite:bad.db", "k", cwd=tmp_path)
     assert done.returncode == 1
     assert "bad.db" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_granting_an_undefined_label_is_refused(tmp_path: Path) -> None:
+    done = wasikv(
+        "run", "--store", "default=memory:", "--grant", "nope", str(guest_wasm("probe")), cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert "'nope' not defined" in done.stderr and "Traceback" not in done.stderr

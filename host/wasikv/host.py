@@ -180,6 +180,12 @@ class Host:
         _route_output(wasi, stdout, stderr)
         store.set_wasi(wasi)
         granted = None if grants is None else frozenset(grants)
+        undefined = sorted((granted or frozenset()) - self._labels.keys())
+        if undefined:
+            raise ConfigError(
+                f"granted store label(s) {', '.join(map(repr, undefined))} not defined; "
+                f"defined: {', '.join(map(repr, self.labels)) or 'none'}"
+            )
         ctx = context_address(store)
         self._sessions[ctx] = KeyValueSession(lambda label: self._resolve(label, granted), self.limits)
         try:
