@@ -128,7 +128,35 @@ def open_default() -> Bucket:
     return open(DEFAULT_LABEL)
 
 
-class Cas:
+class _HostHandle:
+    """Owns one host resource handle (`_raw`); closing releases it once."""
+
+    _raw: Any
+
+    @property
+    def closed(self) -> bool:
+        """Whether the host handle was released (by `close`, exit, or `Cas.swap`)."""
+        return self._raw is None
+
+    def close(self) -> None:
+        """Release the host handle if this object still holds it; idempotent."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            _release(raw)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Cas(_HostHandle):
     """A compare-and-swap handle, pinned to the version of one key.
 
     Get one from `Bucket.cas` and use it as a context manager; the host
@@ -158,11 +186,6 @@ class Cas:
         """The value at the pinned version; None when the key did not exist."""
         return self._current
 
-    @property
-    def closed(self) -> bool:
-        """Whether the host handle was released (by `swap`, `close` or exit)."""
-        return self._raw is None
-
     def swap(self, value: bytes) -> None:
         """Write `value` if the key is still at the pinned version.
 
@@ -185,29 +208,12 @@ class Cas:
         except Err as e:
             raise _translate(e.value, self._label) from None
 
-    def close(self) -> None:
-        """Release the host handle if it was not used; idempotent."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            _release(raw)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Cas key={self.key!r} current={self._current!r} {state}>"
 
 
-class Bucket:
+class Bucket(_HostHandle):
     """One key-value namespace (a wrapped `store.Bucket` handle).
 
     Implements `wasikv_sdk.protocol.BucketProtocol`. Use it as a context
@@ -238,28 +244,6 @@ class Bucket:
             StoreError: the bucket is closed.
         """
         return self._handle()
-
-    @property
-    def closed(self) -> bool:
-        """Whether `close` was called."""
-        return self._raw is None
-
-    def close(self) -> None:
-        """Release the host handle; idempotent. The bucket is unusable afterwards."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            _release(raw)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
