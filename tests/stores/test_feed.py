@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +15,20 @@ from wasikv.errors import StoreError
 from wasikv.stores import MemoryStore, SqliteStore, Store
 from wasikv.stores.base import Change, Versioned
 
-from .redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
+from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
+from .conftest import StoreFactory
 
-StoreFactory = Callable[..., Store]
 
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    if request.param == "redis":
-        require_redis()
-    opened: list[Store] = []
-    prefixes: list[str] = []
+@pytest.fixture
+def make_store(make_store: StoreFactory) -> StoreFactory:
+    """The contract suite's stores, with the feed started (Redis records changes once watched)."""
 
     def make(**kwargs: Any) -> Store:
-        store: Store
-        if request.param == "memory":
-            store = MemoryStore(**kwargs)
-        elif request.param == "sqlite":
-            store = SqliteStore(tmp_path / f"feed{len(opened)}.db", **kwargs)
-        else:
-            from wasikv.stores.redis import RedisStore
-
-            prefixes.append(unique_prefix())
-            store = RedisStore(REDIS_HOST, REDIS_PORT, TEST_DB, prefix=prefixes[-1], **kwargs)
-            # Versions on Redis start at its clock, not at 1: renumber from 1 for
-            # the expectations below, and start the feed (nobody watched before).
-            store.last_change()
-        opened.append(store)
+        store = make_store(**kwargs)
+        store.last_change()
         return store
 
-    yield make
-    for store in opened:
-        store.close()
-    for prefix in prefixes:
-        delete_prefix(prefix)
+    return make
 
 
 class Feed:
@@ -210,7 +190,7 @@ def test_redis_records_changes_only_once_someone_follows_the_feed() -> None:
     require_redis()
     from wasikv.stores.redis import RedisStore
 
-    from .redis_support import raw_client
+    from ..redis_support import raw_client
 
     prefix = unique_prefix()
     store = RedisStore(REDIS_HOST, REDIS_PORT, TEST_DB, prefix=prefix)
