@@ -22,6 +22,7 @@ import ctypes
 import struct
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from . import _capi
 
@@ -50,6 +51,8 @@ _KIND_Q64 = struct.Struct("<B7xq")
 _KIND_RESULT = struct.Struct("<B7x?7xQ")
 _unpack_pair = _PAIR.unpack_from
 _unpack_u64 = _U64.unpack_from
+
+_V = TypeVar("_V")
 
 #: Fills the 32-byte value slot at the given address.
 Filler = Callable[[int], None]
@@ -125,14 +128,19 @@ def read_u16(addr: int) -> int:
     return value
 
 
-def read_string_pairs(addr: int) -> list[tuple[str, str]]:
-    """A `list<tuple<string, string>>` value."""
+def _read_keyed_pairs(addr: int, second: Callable[[int], _V]) -> list[tuple[str, _V]]:
+    # A list<tuple<string, T>>: each tuple's fields are two values in a row.
     size, data = _pair(addr + 8)
     pairs = []
     for i in range(size):
         fields = _u64(data + i * VAL_SIZE + 16)
-        pairs.append((read_string(fields), read_string(fields + VAL_SIZE)))
+        pairs.append((read_string(fields), second(fields + VAL_SIZE)))
     return pairs
+
+
+def read_string_pairs(addr: int) -> list[tuple[str, str]]:
+    """A `list<tuple<string, string>>` value."""
+    return _read_keyed_pairs(addr, read_string)
 
 
 def read_record(addr: int) -> dict[str, int]:
@@ -165,12 +173,7 @@ def read_strings(addr: int) -> list[str]:
 
 def read_string_bytes_pairs(addr: int) -> list[tuple[str, bytes]]:
     """A `list<tuple<string, list<u8>>>` value."""
-    size, data = _pair(addr + 8)
-    pairs = []
-    for i in range(size):
-        fields = _u64(data + i * VAL_SIZE + 16)
-        pairs.append((read_string(fields), read_bytes(fields + VAL_SIZE)))
-    return pairs
+    return _read_keyed_pairs(addr, read_bytes)
 
 
 def read_resource_rep(ctx: int, addr: int) -> int:
