@@ -1,19 +1,25 @@
-"""Reading and writing `wasmtime_component_val_t` memory for wasikv's WIT types.
+"""Reading and writing `wasmtime_component_val_t` memory, one value kind at a time.
 
-A `wasmtime_component_val_t` is 32 bytes: a kind byte at offset 0 and a
-24-byte payload union at offset 8. Arguments of a host call are owned by
-wasmtime (it drops them after the call), so readers only copy out of them.
-Results are written into wasmtime-owned slots; every nested value is
-allocated with wasmtime's own allocator (`val_new`, `vallist_new_uninit`,
-`byte_vec_new`) so wasmtime frees it after converting the result.
+A `wasmtime_component_val_t` is a kind byte followed by a payload union;
+the layout constants below come from wasmtime-py's own ctypes definitions
+(`_ffi`) and are checked against them at import. Arguments of a host call
+are owned by wasmtime (it drops them after the call), so readers only copy
+out of them. Results are written into wasmtime-owned slots; every nested
+value is allocated with wasmtime's own allocator (`val_new`,
+`vallist_new_uninit`, `byte_vec_new`) so wasmtime frees it after converting
+the result.
+
+Every reader checks the kind byte of the value it reads and raises
+`CodecError` on a mismatch, so no input (a component whose types differ
+from what wasikv declared, a bug) can make the host follow a payload as a
+pointer it is not. `codec` builds whole readers and writers for WIT types
+out of these pieces.
 
 Memory is accessed through `_MEM`, one byte view of the address space:
 `struct.pack_into`/`unpack_from` and slices on it cost a fraction of a ctypes
-call, which matters on a path taken for every guest call.
-
-`list<u8>` is the reason this module exists: wasmtime represents it as one
-32-byte value per byte. Both directions move the bytes with one strided
-slice copy instead of a Python loop.
+call, which matters on a path taken for every guest call. `list<u8>` is why
+this module exists: wasmtime represents it as one value per byte, and both
+directions move the bytes with one strided slice copy instead of a loop.
 """
 
 from __future__ import annotations
@@ -22,40 +28,106 @@ import ctypes
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+
+from wasmtime import _ffi
 
 from . import _capi
 
-VAL_SIZE = 32
-BOOL = 0
-U8 = 2
-S64 = 7
-STRING = 12
-LIST = 13
-RECORD = 14
-TUPLE = 15
-VARIANT = 16
-OPTION = 18
-RESULT = 19
-RESOURCE = 21
+
+def _offset(struct_type: type, field_name: str) -> int:
+    offset: int = getattr(struct_type, field_name).offset
+    return offset
+
+
+_VAL = _ffi.wasmtime_component_val_t
+VAL_SIZE = ctypes.sizeof(_VAL)
+_PAYLOAD = _offset(_VAL, "of")
+_RECORD_ENTRY = ctypes.sizeof(_ffi.wasmtime_component_valrecord_entry_t)
+_ENTRY_VAL = _offset(_ffi.wasmtime_component_valrecord_entry_t, "val")
+
+BOOL = _ffi.WASMTIME_COMPONENT_BOOL.value
+S8 = _ffi.WASMTIME_COMPONENT_S8.value
+U8 = _ffi.WASMTIME_COMPONENT_U8.value
+S16 = _ffi.WASMTIME_COMPONENT_S16.value
+U16 = _ffi.WASMTIME_COMPONENT_U16.value
+S32 = _ffi.WASMTIME_COMPONENT_S32.value
+U32 = _ffi.WASMTIME_COMPONENT_U32.value
+S64 = _ffi.WASMTIME_COMPONENT_S64.value
+U64 = _ffi.WASMTIME_COMPONENT_U64.value
+STRING = _ffi.WASMTIME_COMPONENT_STRING.value
+LIST = _ffi.WASMTIME_COMPONENT_LIST.value
+RECORD = _ffi.WASMTIME_COMPONENT_RECORD.value
+TUPLE = _ffi.WASMTIME_COMPONENT_TUPLE.value
+VARIANT = _ffi.WASMTIME_COMPONENT_VARIANT.value
+OPTION = _ffi.WASMTIME_COMPONENT_OPTION.value
+RESULT = _ffi.WASMTIME_COMPONENT_RESULT.value
+RESOURCE = _ffi.WASMTIME_COMPONENT_RESOURCE.value
+
+KIND_NAMES = {
+    getattr(_ffi, name).value: name.removeprefix("WASMTIME_COMPONENT_").lower()
+    for name in dir(_ffi)
+    if name.startswith("WASMTIME_COMPONENT_")
+    and not name.startswith(("WASMTIME_COMPONENT_VALTYPE_", "WASMTIME_COMPONENT_ITEM_"))
+    and isinstance(getattr(_ffi, name), ctypes.c_uint8)
+}
+
+
+def _check_layout() -> None:
+    # The struct formats below hard-code this layout; a wasmtime-py upgrade
+    # that changes it must fail loudly here, not corrupt memory later.
+    union = _ffi.wasmtime_component_valunion_t
+    expected = {
+        "size": (VAL_SIZE, 32),
+        "payload offset": (_PAYLOAD, 8),
+        "record entry": (_RECORD_ENTRY, 48),
+        "record entry value offset": (_ENTRY_VAL, 16),
+        "string size/data": (
+            (_offset(_ffi.wasm_byte_vec_t, "size"), _offset(_ffi.wasm_byte_vec_t, "data")),
+            (0, 8),
+        ),
+        "list size/data": (
+            (
+                _offset(_ffi.wasmtime_component_vallist_t, "size"),
+                _offset(_ffi.wasmtime_component_vallist_t, "data"),
+            ),
+            (0, 8),
+        ),
+        "variant value offset": (_offset(_ffi.wasmtime_component_valvariant_t, "val"), 16),
+        "result value offset": (_offset(_ffi.wasmtime_component_valresult_t, "val"), 8),
+        "resource pointer offset": (_offset(union, "resource"), 0),
+    }
+    wrong = [name for name, (actual, wanted) in expected.items() if actual != wanted]
+    if wrong:
+        raise ImportError(f"wasmtime_component_val_t layout changed ({', '.join(wrong)}); update wasikv")
+
+
+_check_layout()
 
 # Every user-space address on 64-bit Linux and macOS is below 2**48.
 _MEM = memoryview((ctypes.c_char * (1 << 48)).from_address(0)).cast("B")
 
 _U64 = struct.Struct("<Q")
-_S64 = struct.Struct("<q")
 _PAIR = struct.Struct("<QQ")
-_KIND_ONLY = struct.Struct("<B7x")
 _KIND_U64 = struct.Struct("<B7xQ")
 _KIND_Q64 = struct.Struct("<B7xq")
 _KIND_RESULT = struct.Struct("<B7x?7xQ")
 _unpack_pair = _PAIR.unpack_from
 _unpack_u64 = _U64.unpack_from
 
-_V = TypeVar("_V")
-
-#: Fills the 32-byte value slot at the given address.
+#: Fills the value slot at the given address.
 Filler = Callable[[int], None]
+
+
+class CodecError(Exception):
+    """A value's kind is not the one its type requires (a mistyped component or a bug)."""
+
+
+def _kind_error(addr: int, expected: int) -> CodecError:
+    found = _MEM[addr]
+    return CodecError(
+        f"value kind mismatch: expected {KIND_NAMES.get(expected, expected)}, "
+        f"found {KIND_NAMES.get(found, f'kind {found}')}"
+    )
 
 
 def _pair(addr: int) -> tuple[int, int]:
@@ -71,6 +143,12 @@ def _u64(addr: int) -> int:
 def kind(addr: int) -> int:
     """The kind byte of the value at `addr`."""
     return _MEM[addr]
+
+
+def expect(addr: int, expected: int) -> None:
+    """Raise `CodecError` unless the value at `addr` is of kind `expected`."""
+    if _MEM[addr] != expected:
+        raise _kind_error(addr, expected)
 
 
 def arg(args: int, index: int) -> int:
@@ -94,63 +172,120 @@ _scratch = _Scratch()
 # ---------------------------------------------------------------- readers
 
 
+_PRIM_FORMATS = {
+    BOOL: struct.Struct("<?"),
+    S8: struct.Struct("<b"),
+    U8: struct.Struct("<B"),
+    S16: struct.Struct("<h"),
+    U16: struct.Struct("<H"),
+    S32: struct.Struct("<i"),
+    U32: struct.Struct("<I"),
+    S64: struct.Struct("<q"),
+    U64: struct.Struct("<Q"),
+}
+
+
+def prim_reader(expected: int) -> Callable[[int], int | bool]:
+    """A reader of one integer or bool kind."""
+    unpack = _PRIM_FORMATS[expected].unpack_from
+
+    def read(addr: int) -> int | bool:
+        if _MEM[addr] != expected:
+            raise _kind_error(addr, expected)
+        value: int | bool = unpack(_MEM, addr + _PAYLOAD)[0]
+        return value
+
+    return read
+
+
+read_s64 = prim_reader(S64)
+read_u64 = prim_reader(U64)
+read_u16 = prim_reader(U16)
+
+
 def read_string(addr: int) -> str:
     """A `string` value."""
-    size, data = _unpack_pair(_MEM, addr + 8)
+    if _MEM[addr] != STRING:
+        raise _kind_error(addr, STRING)
+    size, data = _unpack_pair(_MEM, addr + _PAYLOAD)
     if size == 0:
         return ""
     return str(_MEM[data : data + size], "utf-8")
 
 
-def read_s64(addr: int) -> int:
-    """An `s64` value."""
-    value: int = _S64.unpack_from(_MEM, addr + 8)[0]
-    return value
-
-
 def list_len(addr: int) -> int:
     """The number of elements of a `list<T>` value."""
-    return _u64(addr + 8)
+    if _MEM[addr] != LIST:
+        raise _kind_error(addr, LIST)
+    return _u64(addr + _PAYLOAD)
+
+
+def list_items(addr: int) -> range:
+    """The element addresses of a `list<T>` value."""
+    if _MEM[addr] != LIST:
+        raise _kind_error(addr, LIST)
+    size, data = _pair(addr + _PAYLOAD)
+    return range(data, data + size * VAL_SIZE, VAL_SIZE)
+
+
+def tuple_items(addr: int, count: int) -> range:
+    """The field addresses of a `tuple<...>` value of `count` fields."""
+    if _MEM[addr] != TUPLE:
+        raise _kind_error(addr, TUPLE)
+    size, data = _pair(addr + _PAYLOAD)
+    if size != count:
+        raise CodecError(f"value kind mismatch: expected a tuple of {count}, found one of {size}")
+    return range(data, data + size * VAL_SIZE, VAL_SIZE)
 
 
 def read_bytes(addr: int) -> bytes:
     """A `list<u8>` value, copied out in one strided pass."""
-    size, data = _unpack_pair(_MEM, addr + 8)
+    if _MEM[addr] != LIST:
+        raise _kind_error(addr, LIST)
+    size, data = _unpack_pair(_MEM, addr + _PAYLOAD)
     if size == 0:
         return b""
-    start = data + 8
+    # A list's elements share one type, so checking the first is enough; and
+    # only each element's payload byte is read, which stays inside it.
+    if _MEM[data] != U8:
+        raise _kind_error(data, U8)
+    start = data + _PAYLOAD
     return bytes(_MEM[start : start + size * VAL_SIZE : VAL_SIZE])
 
 
-def read_u16(addr: int) -> int:
-    """A `u16` value."""
-    value: int = struct.unpack_from("<H", _MEM, addr + 8)[0]
-    return value
+def read_strings(addr: int) -> list[str]:
+    """A `list<string>` value."""
+    return [read_string(item) for item in list_items(addr)]
 
 
-def _read_keyed_pairs(addr: int, second: Callable[[int], _V]) -> list[tuple[str, _V]]:
+def _read_keyed_pairs(addr: int, second: Callable[[int], object]) -> list[tuple[str, object]]:
     # A list<tuple<string, T>>: each tuple's fields are two values in a row.
-    size, data = _pair(addr + 8)
     pairs = []
-    for i in range(size):
-        fields = _u64(data + i * VAL_SIZE + 16)
-        pairs.append((read_string(fields), second(fields + VAL_SIZE)))
+    for item in list_items(addr):
+        first, rest = tuple_items(item, 2)
+        pairs.append((read_string(first), second(rest)))
     return pairs
 
 
 def read_string_pairs(addr: int) -> list[tuple[str, str]]:
     """A `list<tuple<string, string>>` value."""
-    return _read_keyed_pairs(addr, read_string)
+    return _read_keyed_pairs(addr, read_string)  # type: ignore[return-value]
 
 
-def read_record(addr: int) -> dict[str, int]:
-    """The field addresses of a record value, by field name."""
-    size, data = _pair(addr + 8)
-    fields = {}
-    for i in range(size):
-        entry = data + i * (16 + VAL_SIZE)
-        fields[read_name(entry)] = entry + 16
-    return fields
+def read_string_bytes_pairs(addr: int) -> list[tuple[str, bytes]]:
+    """A `list<tuple<string, list<u8>>>` value."""
+    return _read_keyed_pairs(addr, read_bytes)  # type: ignore[return-value]
+
+
+def record_fields(addr: int, names: Sequence[str]) -> list[int]:
+    """The field value addresses of a record whose fields are `names`, in order."""
+    if _MEM[addr] != RECORD:
+        raise _kind_error(addr, RECORD)
+    size, data = _pair(addr + _PAYLOAD)
+    found = [read_name(data + i * _RECORD_ENTRY) for i in range(size)]
+    if found != list(names):
+        raise CodecError(f"value kind mismatch: expected record fields {list(names)}, found {found}")
+    return [data + i * _RECORD_ENTRY + _ENTRY_VAL for i in range(size)]
 
 
 def read_name(addr: int) -> str:
@@ -159,21 +294,31 @@ def read_name(addr: int) -> str:
     return str(_MEM[data : data + size], "utf-8") if size else ""
 
 
+def option_payload(addr: int) -> int:
+    """The payload address of an `option<T>` value, 0 for `none`."""
+    if _MEM[addr] != OPTION:
+        raise _kind_error(addr, OPTION)
+    return _u64(addr + _PAYLOAD)
+
+
 def read_option_string(addr: int) -> str | None:
     """An `option<string>` value."""
-    inner = _u64(addr + 8)
+    inner = option_payload(addr)
     return None if inner == 0 else read_string(inner)
 
 
-def read_strings(addr: int) -> list[str]:
-    """A `list<string>` value."""
-    size, data = _pair(addr + 8)
-    return [read_string(data + i * VAL_SIZE) for i in range(size)]
+def result_parts(addr: int) -> tuple[bool, int]:
+    """(is ok, payload address or 0) of a `result<T, E>` value."""
+    if _MEM[addr] != RESULT:
+        raise _kind_error(addr, RESULT)
+    return bool(_MEM[addr + _PAYLOAD]), _u64(addr + _PAYLOAD + 8)
 
 
-def read_string_bytes_pairs(addr: int) -> list[tuple[str, bytes]]:
-    """A `list<tuple<string, list<u8>>>` value."""
-    return _read_keyed_pairs(addr, read_bytes)
+def variant_parts(addr: int) -> tuple[str, int]:
+    """(case name, payload address or 0) of a variant value."""
+    if _MEM[addr] != VARIANT:
+        raise _kind_error(addr, VARIANT)
+    return read_name(addr + _PAYLOAD), _u64(addr + _PAYLOAD + 16)
 
 
 def read_resource_rep(ctx: int, addr: int) -> int:
@@ -183,8 +328,10 @@ def read_resource_rep(ctx: int, addr: int) -> int:
     ownership of an `own`), so this must run exactly once per resource
     argument; wasmtime drops the `resource_any` itself after the call.
     """
+    if _MEM[addr] != RESOURCE:
+        raise _kind_error(addr, RESOURCE)
     scratch = _scratch
-    error = _capi.resource_any_to_host(ctx, _u64(addr + 8), scratch.out_addr)
+    error = _capi.resource_any_to_host(ctx, _u64(addr + _PAYLOAD), scratch.out_addr)
     if error:
         _capi.raise_if_error(error, "resource argument")
     host = scratch.out.value
@@ -211,21 +358,22 @@ def boxed(fill: Filler) -> int:
     return int(_capi.val_new(ctypes.addressof(slot)))
 
 
-def put_bool(addr: int, value: bool) -> None:
-    """Write a `bool`."""
-    _KIND_U64.pack_into(_MEM, addr, BOOL, 1 if value else 0)
+def prim_writer(kind_code: int) -> Callable[[int, int | bool], None]:
+    """A writer of one integer or bool kind (raises `struct.error` when out of range)."""
+    pack = _PRIM_FORMATS[kind_code].pack_into
 
+    def write(addr: int, value: int | bool) -> None:
+        _MEM[addr] = kind_code
+        pack(_MEM, addr + _PAYLOAD, value)
 
-def put_s64(addr: int, value: int) -> None:
-    """Write an `s64`."""
-    _KIND_Q64.pack_into(_MEM, addr, S64, value)
+    return write
 
 
 def put_string(addr: int, value: str) -> None:
     """Write a `string`."""
     encoded = value.encode("utf-8")
     _MEM[addr] = STRING
-    _capi.byte_vec_new(addr + 8, len(encoded), encoded)
+    _capi.byte_vec_new(addr + _PAYLOAD, len(encoded), encoded)
 
 
 _U8_KINDS: dict[int, bytes] = {}
@@ -235,14 +383,14 @@ def put_bytes(addr: int, value: bytes) -> None:
     """Write a `list<u8>` in one strided pass (plus one for the kind bytes)."""
     size = len(value)
     _MEM[addr] = LIST
-    _capi.vallist_new_uninit(addr + 8, size)
+    _capi.vallist_new_uninit(addr + _PAYLOAD, size)
     if size == 0:
         return
-    data = _u64(addr + 16)
+    data = _u64(addr + _PAYLOAD + 8)
     end = data + size * VAL_SIZE
     # Only the kind byte and the u8 payload of each element are ever read.
     _MEM[data:end:VAL_SIZE] = _u8_kinds(size)
-    _MEM[data + 8 : end + 8 : VAL_SIZE] = value
+    _MEM[data + _PAYLOAD : end + _PAYLOAD : VAL_SIZE] = value
 
 
 def _u8_kinds(size: int) -> bytes:
@@ -271,15 +419,15 @@ def put_variant(addr: int, case: str, fill: Filler | None = None) -> None:
     payload = 0 if fill is None else boxed(fill)
     encoded = case.encode("ascii")
     _MEM[addr] = VARIANT
-    _capi.byte_vec_new(addr + 8, len(encoded), encoded)
-    _U64.pack_into(_MEM, addr + 24, payload)
+    _capi.byte_vec_new(addr + _PAYLOAD, len(encoded), encoded)
+    _U64.pack_into(_MEM, addr + _PAYLOAD + 16, payload)
 
 
 def put_list(addr: int, fills: Sequence[Filler]) -> None:
     """Write a `list<T>` whose elements are written by `fills`."""
     _MEM[addr] = LIST
-    _capi.vallist_new_uninit(addr + 8, len(fills))
-    data = _u64(addr + 16)
+    _capi.vallist_new_uninit(addr + _PAYLOAD, len(fills))
+    data = _u64(addr + _PAYLOAD + 8)
     for i, fill in enumerate(fills):
         fill(data + i * VAL_SIZE)
 
@@ -287,25 +435,22 @@ def put_list(addr: int, fills: Sequence[Filler]) -> None:
 def put_tuple(addr: int, fills: Sequence[Filler]) -> None:
     """Write a `tuple<...>` whose fields are written by `fills`."""
     _MEM[addr] = TUPLE
-    _capi.valtuple_new_uninit(addr + 8, len(fills))
-    data = _u64(addr + 16)
+    _capi.valtuple_new_uninit(addr + _PAYLOAD, len(fills))
+    data = _u64(addr + _PAYLOAD + 8)
     for i, fill in enumerate(fills):
         fill(data + i * VAL_SIZE)
-
-
-_RECORD_ENTRY = 16 + VAL_SIZE
 
 
 def put_record(addr: int, fields: Sequence[tuple[str, Filler]]) -> None:
     """Write a record; `fields` gives each field's name and filler in WIT order."""
     _MEM[addr] = RECORD
-    _capi.valrecord_new_uninit(addr + 8, len(fields))
-    data = _u64(addr + 16)
+    _capi.valrecord_new_uninit(addr + _PAYLOAD, len(fields))
+    data = _u64(addr + _PAYLOAD + 8)
     for i, (name, fill) in enumerate(fields):
         entry = data + i * _RECORD_ENTRY
         encoded = name.encode("ascii")
         _capi.byte_vec_new(entry, len(encoded), encoded)
-        fill(entry + 16)
+        fill(entry + _ENTRY_VAL)
 
 
 def put_own_resource(ctx: int, addr: int, rep: int, type_id: int) -> None:
@@ -327,8 +472,8 @@ def put_own_resource(ctx: int, addr: int, rep: int, type_id: int) -> None:
 def put_string_pair(addr: int, pair: tuple[str, str]) -> None:
     """Write a `tuple<string, string>`."""
     _MEM[addr] = TUPLE
-    _capi.valtuple_new_uninit(addr + 8, 2)
-    fields = _u64(addr + 16)
+    _capi.valtuple_new_uninit(addr + _PAYLOAD, 2)
+    fields = _u64(addr + _PAYLOAD + 8)
     put_string(fields, pair[0])
     put_string(fields + VAL_SIZE, pair[1])
 
@@ -364,17 +509,17 @@ def put_ok_option_bytes(results: int, value: bytes | None) -> None:
     _KIND_RESULT.pack_into(_MEM, results, RESULT, True, option)
 
 
-def put_ok_key_values(results: int, keys: Sequence[str], values: Sequence[bytes | None]) -> None:
-    """Write `ok(list<tuple<string, option<list<u8>>>>)` (batch.get-many)."""
+def put_ok_key_values(results: int, pairs: Sequence[tuple[str, bytes | None]]) -> None:
+    """Write `ok(list<tuple<string, option<list<u8>>>>)` (Spin's batch.get-many)."""
     slot = _scratch.slot_addr
     _MEM[slot] = LIST
-    _capi.vallist_new_uninit(slot + 8, len(keys))
-    data = _u64(slot + 16)
-    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+    _capi.vallist_new_uninit(slot + _PAYLOAD, len(pairs))
+    data = _u64(slot + _PAYLOAD + 8)
+    for i, (key, value) in enumerate(pairs):
         entry = data + i * VAL_SIZE
         _MEM[entry] = TUPLE
-        _capi.valtuple_new_uninit(entry + 8, 2)
-        fields = _u64(entry + 16)
+        _capi.valtuple_new_uninit(entry + _PAYLOAD, 2)
+        fields = _u64(entry + _PAYLOAD + 8)
         put_string(fields, key)
         if value is None:
             _KIND_U64.pack_into(_MEM, fields + VAL_SIZE, OPTION, 0)

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_size_t, c_uint32, c_void_p
 
 from wasmtime import Store, _ffi
-from wasmtime.component import LinkerInstance
+from wasmtime._slab import Slab
+from wasmtime.component import LinkerInstance, ResourceType
 
 log = logging.getLogger("wasikv")
 
@@ -99,16 +100,11 @@ HostFunc = Callable[[int, int, int], None]
 #: Signature of a resource destructor: (context address, rep).
 HostDtor = Callable[[int, int], None]
 
-# ctypes callbacks must outlive every linker that refers to them.
-_KEEP_ALIVE: list[object] = []
-
-
-def _ignore(_env: int | None) -> None:
-    return None
-
-
-# wasmtime calls the finalizer when a definition is dropped; ours keep nothing.
-_no_finalizer = _FINALIZER(_ignore)
+# Python callables behind the C trampolines, by the handle passed as their
+# `env`; wasmtime calls `_finalize` when a definition is dropped (the linker
+# and every instance made from it are gone), which frees the slot.
+_funcs: Slab[HostFunc] = Slab()
+_dtors: Slab[HostDtor] = Slab()
 
 
 def context_address(store: Store) -> int:
@@ -125,10 +121,9 @@ def raise_if_error(error: int | None, what: str) -> None:
     """Turn a non-null `wasmtime_error_t*` into a Python exception."""
     if not error:
         return
-    vec = (ctypes.c_char * 16)()
+    vec = _ffi.wasm_byte_vec_t()
     error_message(error, ctypes.addressof(vec))
-    size, data = ctypes.c_size_t.from_buffer(vec).value, ctypes.c_void_p.from_buffer(vec, 8).value
-    message = ctypes.string_at(data, size).decode("utf-8", "replace") if data else "unknown error"
+    message = ctypes.string_at(vec.data, vec.size).decode("utf-8", "replace") if vec.data else "unknown error"
     error_delete(ctypes.addressof(vec))
     wasmtime_error_delete(error)
     raise RuntimeError(f"{what}: {message}")
@@ -138,46 +133,70 @@ def _linker_ptr(instance: LinkerInstance) -> int:
     return ctypes.cast(instance.ptr(), c_void_p).value or 0
 
 
+def _call_func_py(env: int, ctx: int, _ty: int, args: int, _nargs: int, results: int, _nres: int) -> int:
+    # Nothing may escape a callback: an exception here would unwind into Rust.
+    try:
+        _funcs.get(env or 0)(ctx, args or 0, results or 0)
+    except GuestFault as fault:
+        return trap(str(fault))
+    except BaseException as exc:
+        log.exception("host function failed")
+        return trap(f"wasikv host function failed: {exc!r}")
+    return 0
+
+
+def _call_dtor_py(env: int, ctx: int, rep: int) -> int:
+    try:
+        _dtors.get(env or 0)(ctx, rep)
+    except BaseException as exc:
+        log.exception("resource destructor failed")
+        return trap(f"wasikv resource destructor failed: {exc!r}")
+    return 0
+
+
+def _finalize_func_py(env: int | None) -> None:
+    _funcs.deallocate(env or 0)
+
+
+def _finalize_dtor_py(env: int | None) -> None:
+    _dtors.deallocate(env or 0)
+
+
+# The C trampolines: one of each for the whole process, never freed.
+_call_func = _FUNC_CALLBACK(_call_func_py)
+_call_dtor = _DTOR_CALLBACK(_call_dtor_py)
+_finalize_func = _FINALIZER(_finalize_func_py)
+_finalize_dtor = _FINALIZER(_finalize_dtor_py)
+
+
+class GuestFault(Exception):
+    """A host function refused its input (a mistyped value): the call traps with this message."""
+
+
 def define_func(instance: LinkerInstance, name: str, func: HostFunc) -> None:
     """Define `name` in a linker instance, implemented by `func` on raw values.
 
-    An exception escaping `func` becomes a trap of the calling guest; it is a
-    bug in wasikv, so it is logged with its traceback.
+    `GuestFault` escaping `func` traps the guest with its message; any other
+    exception is a bug in wasikv: it is logged with its traceback, then the
+    guest traps.
     """
-
-    def callback(_env: int, ctx: int, _ty: int, args: int, _nargs: int, results: int, _nres: int) -> int:
-        try:
-            func(ctx, args or 0, results or 0)
-        except BaseException as exc:
-            log.exception("host function %s failed", name)
-            return trap(f"wasikv host function {name} failed: {exc!r}")
-        return 0
-
-    raw = _FUNC_CALLBACK(callback)
-    _KEEP_ALIVE.append(raw)
+    handle = _funcs.allocate(func)
     encoded = name.encode("utf-8")
-    raise_if_error(_add_func(_linker_ptr(instance), encoded, len(encoded), raw, None, _no_finalizer), name)
+    error = _add_func(_linker_ptr(instance), encoded, len(encoded), _call_func, handle, _finalize_func)
+    if error:
+        _funcs.deallocate(handle)
+    raise_if_error(error, name)
 
 
 def define_resource(instance: LinkerInstance, name: str, type_id: int, dtor: HostDtor) -> None:
     """Define a host resource type whose handles are dropped through `dtor`."""
-    from wasmtime.component import ResourceType
-
-    def callback(_env: int, ctx: int, rep: int) -> int:
-        try:
-            dtor(ctx, rep)
-        except BaseException as exc:
-            log.exception("destructor of %s failed", name)
-            return trap(f"wasikv destructor of {name} failed: {exc!r}")
-        return 0
-
-    raw = _DTOR_CALLBACK(callback)
-    _KEEP_ALIVE.append(raw)
+    handle = _dtors.allocate(dtor)
     resource_type = ResourceType.host(type_id)
-    _KEEP_ALIVE.append(resource_type)
     type_ptr = ctypes.cast(resource_type.ptr(), c_void_p).value
     encoded = name.encode("utf-8")
-    raise_if_error(
-        _add_resource(_linker_ptr(instance), encoded, len(encoded), type_ptr, raw, None, _no_finalizer),
-        name,
+    error = _add_resource(
+        _linker_ptr(instance), encoded, len(encoded), type_ptr, _call_dtor, handle, _finalize_dtor
     )
+    if error:
+        _dtors.deallocate(handle)
+    raise_if_error(error, name)

@@ -2,76 +2,71 @@
 
 from __future__ import annotations
 
-from wasmtime.component import LinkerInstance
+from ..codec import Case
+from ..host_functions import HostFunction, HostInterface, HostResource, Param
+from ..wit_types import S64, ResultOf, VariantOf
+from .session import KeyValueSession, OpenBucket, PinnedCas
+from .wit import CAS, CAS_SELF, CAS_TAKEN, CAS_TYPE, ERROR, KEY, OPTION_BYTES, VALUE, bucket_param, wasi_error
 
-from .. import _canonical as cv
-from .. import _capi
-from ._wire import bucket_arg, error_filler, guarded, put_ok_option_bytes
-from .session import KeyValueSession
+NAME = "wasi:keyvalue/atomics@0.2.0-draft2"
 
-INTERFACE = "wasi:keyvalue/atomics@0.2.0-draft2"
-CAS_TYPE = 0x6B76_0002
+CAS_ERROR = VariantOf((("store-error", ERROR), ("cas-failed", CAS)), name="cas-error")
+BUCKET = bucket_param("bucket")
 
 
-def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> None:
-    """Add the atomics interface to a linker instance."""
+class CasFailed(Exception):
+    """The key changed since the handle was made; `rep` is a fresh handle on it."""
 
-    @guarded
-    def cas_new(ctx: int, args: int, results: int) -> None:
-        session, store = bucket_arg(sessions, ctx, args)
-        key = cv.read_string(cv.arg(args, 1))
-        session.limits.check_key(key)
-        rep = session.pin_cas(store, key)
-        cv.put_result(results, True, lambda addr: cv.put_own_resource(ctx, addr, rep, CAS_TYPE))
+    def __init__(self, rep: int) -> None:
+        super().__init__("cas failed")
+        self.rep = rep
 
-    @guarded
-    def cas_current(ctx: int, args: int, results: int) -> None:
-        session = sessions[ctx]
-        pinned = session.cas[cv.read_resource_rep(ctx, cv.arg(args, 0))].pinned
-        if pinned.value is not None:
-            session.limits.check_value(pinned.value)
-        put_ok_option_bytes(results, pinned.value)
 
-    @guarded
-    def increment(ctx: int, args: int, results: int) -> None:
-        session, store = bucket_arg(sessions, ctx, args)
-        key = cv.read_string(cv.arg(args, 1))
-        delta = cv.read_s64(cv.arg(args, 2))
-        session.limits.check_key(key)
-        cv.put_ok_s64(results, store.increment(key, delta))
+def cas_new(session: KeyValueSession, bucket: OpenBucket, key: str) -> int:
+    return session.pin_cas(bucket.store, key)
 
-    def swap(ctx: int, args: int, results: int) -> None:
-        # The handle is `own<cas>`: the guest gives it up, so it leaves the
-        # table whatever the outcome.
-        session = sessions[ctx]
-        handle = session.cas.pop(cv.read_resource_rep(ctx, cv.arg(args, 0)))
-        try:
-            value_addr = cv.arg(args, 1)
-            session.limits.check_value_size(cv.list_len(value_addr))
-            swapped = handle.store.swap(handle.key, handle.pinned.version, cv.read_bytes(value_addr))
-            if swapped:
-                cv.put_result(results, True)
-                return
-            rep = session.pin_cas(handle.store, handle.key)
-        except Exception as exc:
-            failure = error_filler(exc)
-            cv.put_result(results, False, lambda addr: cv.put_variant(addr, "store-error", failure))
-            return
-        cv.put_result(
-            results,
-            False,
-            lambda addr: cv.put_variant(
-                addr, "cas-failed", lambda inner: cv.put_own_resource(ctx, inner, rep, CAS_TYPE)
-            ),
-        )
 
-    def drop_cas(ctx: int, rep: int) -> None:
-        session = sessions.get(ctx)
-        if session is not None:
-            session.cas.pop(rep, None)
+def cas_current(session: KeyValueSession, cas: PinnedCas) -> bytes | None:
+    # The value as of now: if it changed since the handle was made, the swap
+    # fails whatever the guest computes from it, so a fresh read is safe and
+    # the host never holds a copy per handle.
+    value = cas.store.get(cas.key)
+    if value is not None:
+        session.limits.check_value(value)
+    return value
 
-    _capi.define_resource(instance, "cas", CAS_TYPE, drop_cas)
-    _capi.define_func(instance, "[static]cas.new", cas_new)
-    _capi.define_func(instance, "[method]cas.current", cas_current)
-    _capi.define_func(instance, "increment", increment)
-    _capi.define_func(instance, "swap", swap)
+
+def increment(_session: KeyValueSession, bucket: OpenBucket, key: str, delta: int) -> int:
+    return bucket.store.increment(key, delta)
+
+
+def swap(session: KeyValueSession, cas: PinnedCas, value: bytes) -> None:
+    if not cas.store.swap(cas.key, cas.version, value):
+        raise CasFailed(session.pin_cas(cas.store, cas.key))
+
+
+def cas_error(exc: BaseException) -> Case:
+    """The `cas-error` value for an exception raised by `swap`."""
+    if isinstance(exc, CasFailed):
+        return Case("cas-failed", exc.rep)
+    return Case("store-error", wasi_error(exc))
+
+
+def _drop_cas(session: KeyValueSession, rep: int) -> None:
+    session.cas.pop(rep, None)
+
+
+INTERFACE = HostInterface(
+    NAME,
+    (
+        HostFunction("[static]cas.new", (BUCKET, KEY), ResultOf(CAS, ERROR), cas_new, wasi_error),
+        HostFunction(
+            "[method]cas.current", (CAS_SELF,), ResultOf(OPTION_BYTES, ERROR), cas_current, wasi_error
+        ),
+        HostFunction(
+            "increment", (BUCKET, KEY, Param("delta", S64)), ResultOf(S64, ERROR), increment, wasi_error
+        ),
+        HostFunction("swap", (CAS_TAKEN, VALUE), ResultOf(None, CAS_ERROR), swap, cas_error),
+    ),
+    resources=(HostResource("cas", CAS_TYPE, _drop_cas),),
+)

@@ -2,45 +2,39 @@
 
 from __future__ import annotations
 
-from wasmtime.component import LinkerInstance
+from collections.abc import Sequence
 
-from .. import _canonical as cv
-from .. import _capi
-from ._wire import bucket_arg, guarded, put_ok_unit, read_keys
-from .session import KeyValueSession
+from ..host_functions import HostFunction, HostInterface
+from ..wit_types import STRING, ListOf, ResultOf, TupleOf
+from .session import KeyValueSession, OpenBucket
+from .wit import ERROR, KEY_VALUES_PARAM, KEYS_PARAM, OPTION_BYTES, bucket_param, wasi_error
 
-INTERFACE = "wasi:keyvalue/batch@0.2.0-draft2"
+NAME = "wasi:keyvalue/batch@0.2.0-draft2"
+
+#: Spin's shape of get-many's result: every requested key, with its value or none.
+KEYED_VALUES = ListOf(TupleOf((STRING, OPTION_BYTES)))
+BUCKET = bucket_param("bucket")
 
 
-def define(instance: LinkerInstance, sessions: dict[int, KeyValueSession]) -> None:
-    """Add the batch interface to a linker instance."""
+def get_many(session: KeyValueSession, bucket: OpenBucket, keys: list[str]) -> list[tuple[str, bytes | None]]:
+    values = bucket.store.get_many(keys)
+    session.limits.check_response_bytes(sum(len(v) for v in values if v is not None))
+    return list(zip(keys, values, strict=True))
 
-    @guarded
-    def get_many(ctx: int, args: int, results: int) -> None:
-        session, store = bucket_arg(sessions, ctx, args)
-        keys = read_keys(session, cv.arg(args, 1))
-        values = store.get_many(keys)
-        session.limits.check_response_bytes(sum(len(v) for v in values if v is not None))
-        cv.put_ok_key_values(results, keys, values)
 
-    @guarded
-    def set_many(ctx: int, args: int, results: int) -> None:
-        session, store = bucket_arg(sessions, ctx, args)
-        pairs_addr = cv.arg(args, 1)
-        session.limits.check_batch(cv.list_len(pairs_addr))
-        pairs = cv.read_string_bytes_pairs(pairs_addr)
-        for key, value in pairs:
-            session.limits.check_key(key)
-            session.limits.check_value(value)
-        store.set_many(pairs)
-        put_ok_unit(results)
+def set_many(_session: KeyValueSession, bucket: OpenBucket, pairs: Sequence[tuple[str, bytes]]) -> None:
+    bucket.store.set_many(pairs)
 
-    @guarded
-    def delete_many(ctx: int, args: int, results: int) -> None:
-        session, store = bucket_arg(sessions, ctx, args)
-        store.delete_many(read_keys(session, cv.arg(args, 1)))
-        put_ok_unit(results)
 
-    _capi.define_func(instance, "get-many", get_many)
-    _capi.define_func(instance, "set-many", set_many)
-    _capi.define_func(instance, "delete-many", delete_many)
+def delete_many(_session: KeyValueSession, bucket: OpenBucket, keys: list[str]) -> None:
+    bucket.store.delete_many(keys)
+
+
+INTERFACE = HostInterface(
+    NAME,
+    (
+        HostFunction("get-many", (BUCKET, KEYS_PARAM), ResultOf(KEYED_VALUES, ERROR), get_many, wasi_error),
+        HostFunction("set-many", (BUCKET, KEY_VALUES_PARAM), ResultOf(None, ERROR), set_many, wasi_error),
+        HostFunction("delete-many", (BUCKET, KEYS_PARAM), ResultOf(None, ERROR), delete_many, wasi_error),
+    ),
+)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import LimitExceeded
 from ..limits import Limits
-from ..stores.base import Store, Versioned
+from ..stores.base import Store
 
 #: Resolves a label to its store, raising `NoSuchStore` or `AccessDenied`.
 StoreResolver = Callable[[str], Store]
@@ -24,11 +24,15 @@ class OpenBucket:
 
 @dataclass
 class PinnedCas:
-    """A `cas` handle: one key of one store, pinned at a version."""
+    """A `cas` handle: one key of one store, pinned at a version.
+
+    Only the version is kept, never the value: a guest holding many handles
+    on a large value costs the host a few bytes each, not a copy each.
+    """
 
     store: Store
     key: str
-    pinned: Versioned
+    version: int
 
 
 class KeyValueSession:
@@ -64,9 +68,9 @@ class KeyValueSession:
                 f"open cas handle limit: {len(self.cas)} open, max_open_cas="
                 f"{self.limits.max_open_cas}; drop cas handles you no longer use"
             )
-        pinned = store.get_versioned(key)
+        version = store.get_versioned(key).version
         rep = next(self._reps)
-        self.cas[rep] = PinnedCas(store, key, pinned)
+        self.cas[rep] = PinnedCas(store, key, version)
         return rep
 
     def bucket(self, rep: int) -> OpenBucket:

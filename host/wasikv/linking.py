@@ -1,0 +1,151 @@
+"""Typed linking: a component's imports checked against what wasikv implements.
+
+wasmtime checks the types of WASI imports itself, but host functions defined
+through the component C API are untyped: a component built against another
+WIT under the same interface name would instantiate and then read values of
+the wrong kind. So before a component is instantiated, every import that
+names an interface wasikv implements is compared, function by function,
+with wasikv's declared signatures (`HostInterface`). Several implementations
+may share an interface name (shapes of one WIT); the component gets the one
+whose signatures match all the functions it imports, and a component that
+matches none is refused with one error naming the import, the function, the
+type the component wants and the one wasikv has.
+
+Exports are checked the same way before a trigger calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wasmtime import Engine
+from wasmtime.component import Component
+from wasmtime.component import _types as wt
+
+from .errors import ComponentError
+from .host_functions import HostInterface
+from .wit_types import FuncSig, describe_mismatch, func_from_wasmtime, instance_names
+
+#: Interface-name prefixes wasikv owns: an import under one that wasikv does
+#: not implement is refused here with a clear message instead of wasmtime's.
+OWNED_PACKAGES = ("wasi:keyvalue/",)
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """The implementation chosen for each wasikv interface a component imports."""
+
+    interfaces: tuple[HostInterface, ...]
+
+
+def imported_functions(engine: Engine, component: Component) -> dict[str, dict[str, FuncSig]]:
+    """The functions of every instance a component imports: {interface: {function: signature}}."""
+    return _functions(engine, component.type.imports(engine))
+
+
+def exported_functions(engine: Engine, component: Component) -> dict[str, dict[str, FuncSig]]:
+    """The functions of every instance a component exports: {interface: {function: signature}}."""
+    return _functions(engine, component.type.exports(engine))
+
+
+def _functions(engine: Engine, items: Mapping[str, Any]) -> dict[str, dict[str, FuncSig]]:
+    found: dict[str, dict[str, FuncSig]] = {}
+    for name, extern in items.items():
+        ty = extern.ty
+        if not isinstance(ty, wt.ComponentInstanceType):
+            continue
+        members = {member: item.ty for member, item in ty.exports(engine).items()}
+        names = instance_names(members)
+        found[name] = {
+            member: func_from_wasmtime(item, names)
+            for member, item in members.items()
+            if isinstance(item, wt.FuncType)
+        }
+    return found
+
+
+def plan_imports(
+    imports: Mapping[str, Mapping[str, FuncSig]],
+    provided: Mapping[str, Sequence[HostInterface]],
+    origin: str,
+) -> LinkPlan:
+    """Choose an implementation for each provided interface the component imports.
+
+    Raises `ComponentError` listing every import that no implementation
+    matches, one line each.
+    """
+    chosen: list[HostInterface] = []
+    problems: list[str] = []
+    for name, functions in imports.items():
+        candidates = provided.get(name)
+        if not candidates:
+            if name.startswith(OWNED_PACKAGES):
+                offered = ", ".join(sorted(n for n in provided if n.startswith(OWNED_PACKAGES)))
+                problems.append(f"{name}: wasikv does not implement this interface (it implements {offered})")
+            continue
+        match, mismatches = _best_match(functions, candidates)
+        if match is not None:
+            chosen.append(match)
+        else:
+            problems.extend(f"{name} {problem}" for problem in mismatches)
+    if problems:
+        raise ComponentError("\n".join(f"{origin}: {problem}" for problem in problems))
+    return LinkPlan(tuple(chosen))
+
+
+def _best_match(
+    functions: Mapping[str, FuncSig], candidates: Sequence[HostInterface]
+) -> tuple[HostInterface | None, list[str]]:
+    # Report the mismatches of the candidate that comes closest.
+    best: list[str] | None = None
+    for candidate in candidates:
+        mismatches = list(_mismatches(functions, candidate))
+        if not mismatches:
+            return candidate, []
+        if best is None or len(mismatches) < len(best):
+            best = mismatches
+    return None, best or []
+
+
+def _mismatches(functions: Mapping[str, FuncSig], interface: HostInterface) -> Iterable[str]:
+    for name, wanted in functions.items():
+        have = interface.function(name)
+        if have is None:
+            yield f"{name}: the component imports it, wasikv does not implement it"
+        elif have.signature != wanted:
+            yield f"{name}: {describe_mismatch(wanted, have.signature)}"
+
+
+def check_exports(
+    exports: Mapping[str, Mapping[str, FuncSig]],
+    interface: str,
+    expected: Mapping[str, FuncSig],
+    origin: str,
+    world: str,
+) -> None:
+    """Raise `ComponentError` unless `interface` is exported with exactly these function types."""
+    functions = exports.get(interface)
+    if functions is None:
+        raise ComponentError(f"{origin}: the component does not export {interface} (build it for {world})")
+    problems = []
+    for name, signature in expected.items():
+        found = functions.get(name)
+        if found is None:
+            problems.append(f"{origin}: {interface} does not export {name} (build it for {world})")
+        elif found != signature:
+            mismatch = describe_mismatch(found, signature).replace("wasikv implements", "wasikv calls")
+            problems.append(f"{origin}: {interface} {name}: {mismatch}")
+    if problems:
+        raise ComponentError("\n".join(problems))
+
+
+__all__ = [
+    "OWNED_PACKAGES",
+    "LinkPlan",
+    "check_exports",
+    "exported_functions",
+    "imported_functions",
+    "plan_imports",
+]
