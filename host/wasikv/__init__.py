@@ -12,13 +12,16 @@ from .errors import (
     CasConflict,
     ComponentError,
     ConfigError,
+    GuestInterrupted,
+    GuestTimeout,
+    GuestTrap,
     KeyValueError,
     LimitExceeded,
     NoSuchStore,
     StoreError,
     WasikvError,
 )
-from .host import DEFAULT_STORE_URL, GuestTrap, Host
+from .host import DEFAULT_STORE_URL, Host
 from .instance_pool import InstancePool
 from .limits import Limits
 from .stores import MemoryStore, SqliteStore, Store, open_store
@@ -31,6 +34,8 @@ __all__ = [
     "CasConflict",
     "ComponentError",
     "ConfigError",
+    "GuestInterrupted",
+    "GuestTimeout",
     "GuestTrap",
     "Host",
     "InstancePool",

@@ -5,7 +5,11 @@ can mount Wasm components next to its own routes (Starlette's `Mount`,
 FastAPI's `app.mount`), and `wasikv up` serves the same object with uvicorn.
 
 Each request runs in a fresh component instance on a worker thread; wasm runs
-without the GIL, so requests are served in parallel.
+without the GIL, so requests are served in parallel. Every request has a
+deadline (`request_timeout`, 30 s by default): a guest still running then is
+stopped and the request answered 504, and its worker is free again. Requests
+that find every worker busy wait in a bounded queue; past `queue_limit` they
+are answered 503 with `Retry-After` at once.
 """
 
 from __future__ import annotations
@@ -15,20 +19,28 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .app.loader import LoadedApp, load_app
 from .app.routes import Router
+from .errors import ComponentError, GuestInterrupted, GuestTimeout
 from .host import Host
 from .instance_pool import InstancePool
-from .limits import Limits
+from .limits import DEFAULT_REQUEST_TIMEOUT, Limits
 from .triggers.http import HttpComponent, HttpRequest, HttpResponse
 from .triggers.watch import WatchTriggers
+from .workers import Overloaded, WorkerPool
 
 #: Request handling creates an instance per request: pool them by default.
 DEFAULT_POOL = InstancePool()
+# How long past its deadline a request waits for a guest blocked in a host
+# call (which epochs cannot stop) before it is answered 504 anyway, and how
+# often that is checked.
+_STUCK_GRACE = 1.0
+_STUCK_CHECK = 0.5
+#: The `Retry-After` of a 503 from a full queue, in seconds.
+RETRY_AFTER = 1
 
 log = logging.getLogger("wasikv")
 access_log = logging.getLogger("wasikv.access")
@@ -51,30 +63,38 @@ class WasikvApp:
         limits: Limits | None = None,
         cache_dir: str | Path | None = None,
         instance_pool: InstancePool | None = None,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        queue_limit: int | None = None,
     ) -> None:
+        if request_timeout is not None and request_timeout <= 0:
+            raise ValueError("request_timeout must be positive (or None for no limit)")
         self.loaded = loaded
         self.host = host or Host(
             loaded.stores, limits=limits, cache_dir=cache_dir, instance_pool=instance_pool
         )
         self._owns_host = host is None
+        self.request_timeout = request_timeout
         self.router = Router(loaded.manifest.http_triggers)
         self.components: dict[str, HttpComponent] = {}
         for trigger in loaded.manifest.http_triggers:
             name = trigger.component
             if name not in self.components:
                 spec = loaded.manifest.components[name]
-                self.components[name] = HttpComponent(
-                    self.host,
-                    self.host.load(spec.source),
-                    name=name,
-                    grants=loaded.grants[name],
-                    env=spec.environment,
-                )
+                try:
+                    self.components[name] = HttpComponent(
+                        self.host,
+                        self.host.load(spec.source),
+                        name=name,
+                        grants=loaded.grants[name],
+                        env=spec.environment,
+                        timeout=request_timeout,
+                    )
+                except ComponentError as exc:
+                    raise ComponentError(f"component {name!r}: {exc}") from None
         # Built now so that a broken watcher stops the app before it serves.
-        self.watchers = WatchTriggers.from_app(loaded, self.host)
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers or min(32, 4 * (os.cpu_count() or 1)), thread_name_prefix="wasikv-http"
-        )
+        self.watchers = WatchTriggers.from_app(loaded, self.host, timeout=request_timeout)
+        count = workers or min(32, 4 * (os.cpu_count() or 1))
+        self._pool = WorkerPool(count, 4 * count if queue_limit is None else queue_limit, name="wasikv-http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -104,17 +124,20 @@ class WasikvApp:
         query = scope.get("query_string", b"").decode("latin-1")
         match = self.router.match(path)
         if match is None:
-            response = HttpResponse(404, [("content-type", "text/plain")], b"Not Found\n")
+            response = _plain(404, "Not Found")
+        elif self._pool.full:
+            # Refused before the body is read: a full queue holds no bodies.
+            response = _overloaded()
         else:
             body = await _read_body(receive, self.host.limits.max_value_bytes)
             if body is None:
-                response = HttpResponse(413, [("content-type", "text/plain")], b"Payload Too Large\n")
+                response = _plain(413, "Payload Too Large")
             else:
                 uri = path + ("?" + query if query else "")
                 headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
                 headers += _route_headers(scope, match.route, match.path_info, uri)
                 request = HttpRequest(method, uri, headers, body)
-                response = await self._serve(match.component, request)
+                response = await self._serve(match.component, match.route, request)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         if not any(name.lower() == b"content-length" for name, _ in headers):
             # The whole body is known: say so instead of chunked encoding.
@@ -124,16 +147,68 @@ class WasikvApp:
         elapsed = (time.perf_counter() - started) * 1000
         access_log.info("%s %s %d %.1fms", method, path, response.status, elapsed)
 
-    async def _serve(self, name: str, request: HttpRequest) -> HttpResponse:
+    async def _serve(self, name: str, route: str, request: HttpRequest) -> HttpResponse:
         component = self.components[name]
-        loop = asyncio.get_running_loop()
+        timeout = self.request_timeout
+        started: list[float] = []
+
+        def handle() -> HttpResponse:
+            started.append(time.monotonic())
+            return component.handle(request)
+
         try:
-            return await loop.run_in_executor(self._pool, component.handle, request)
+            future = self._pool.submit(handle)
+        except Overloaded as exc:
+            log.warning("component %s on %s %s: 503, %s", name, request.method, route, exc)
+            return _overloaded()
+        waiting = asyncio.wrap_future(future)
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=_STUCK_CHECK)
+                if done:
+                    response: HttpResponse = waiting.result()
+                    return response
+                if timeout is not None and started and time.monotonic() > started[0] + timeout + _STUCK_GRACE:
+                    break
+            # The guest is blocked in a host call past its deadline (epochs
+            # stop only running wasm): answer now, let a fresh worker take its place.
+            self._pool.write_off(future)
+            log.error(
+                "component %s on route %s (%s %s) is blocked past its %g s request timeout; "
+                "answered 504, its worker is written off",
+                name,
+                route,
+                request.method,
+                request.uri,
+                timeout,
+            )
+            return _plain(504, "Gateway Timeout")
+        except GuestTimeout:
+            log.error(
+                "component %s on route %s (%s %s) ran past the %g s request timeout; answered 504",
+                name,
+                route,
+                request.method,
+                request.uri,
+                timeout,
+            )
+            return _plain(504, "Gateway Timeout")
+        except GuestInterrupted:
+            return _plain(503, "Service Unavailable")
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # this request was cancelled, not its work
+            return _plain(503, "Service Unavailable")
         except Exception as exc:
             # A trap or a bad response is the component's failure, not the
             # server's: answer 500, log it, keep serving.
             log.error("component %s failed on %s %s: %s", name, request.method, request.uri, exc)
-            return HttpResponse(500, [("content-type", "text/plain")], b"Internal Server Error\n")
+            return _plain(500, "Internal Server Error")
+
+    def interrupt(self, grace: float = 0.0) -> None:
+        """Stop this app's running guests `grace` seconds from now (for shutdown)."""
+        if self._owns_host:
+            self.host.interrupt(grace)
 
     def close(self) -> None:
         """Stop watchers and worker threads, and close the stores (if this app opened them).
@@ -142,8 +217,9 @@ class WasikvApp:
         events), call `watchers.start()` yourself at startup and `close()` at
         shutdown.
         """
+        self.interrupt(grace=0.0)
         self.watchers.stop()
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(timeout=5.0)
         if self._owns_host:
             self.host.close()
 
@@ -157,17 +233,33 @@ def create_app(
     limits: Limits | None = None,
     cache_dir: str | Path | None = None,
     instance_pool: InstancePool | None = DEFAULT_POOL,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    queue_limit: int | None = None,
 ) -> WasikvApp:
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
     `key_values` seeds the `default` store (like `spin up --key-value`).
     Instances come from wasmtime's pooling allocator unless `instance_pool`
-    is None (see `wasikv.InstancePool`).
+    is None (see `wasikv.InstancePool`). A request whose guest runs longer
+    than `request_timeout` seconds (None: no limit) is answered 504; a
+    watcher call that long fails. Requests waiting for one of the `workers`
+    (default 4 x CPUs, at most 32) are capped at `queue_limit` (default 4 x
+    workers); more are answered 503 with `Retry-After`.
     Raises `wasikv.ConfigError` (a `ManifestError`) for any manifest or
-    runtime-config mistake, before anything starts.
+    runtime-config mistake, and `wasikv.ComponentError` for a component
+    that cannot serve its trigger (missing export, mistyped imports or
+    exports), before anything starts.
     """
     loaded = load_app(Path(manifest), runtime_config_file=runtime_config_file)
-    app = WasikvApp(loaded, workers=workers, limits=limits, cache_dir=cache_dir, instance_pool=instance_pool)
+    app = WasikvApp(
+        loaded,
+        workers=workers,
+        limits=limits,
+        cache_dir=cache_dir,
+        instance_pool=instance_pool,
+        request_timeout=request_timeout,
+        queue_limit=queue_limit,
+    )
     seeds = list(key_values)
     if seeds:
         bucket = app.host.bucket("default")
@@ -191,6 +283,14 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _plain(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
+    return HttpResponse(status, [("content-type", "text/plain"), *headers], f"{text}\n".encode())
+
+
+def _overloaded() -> HttpResponse:
+    return _plain(503, "Service Unavailable", [("retry-after", str(RETRY_AFTER))])
 
 
 def _route_headers(scope: Scope, route: str, path_info: str, uri: str) -> list[tuple[str, str]]:

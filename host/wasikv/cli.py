@@ -11,12 +11,25 @@ from typing import BinaryIO
 
 import click
 
-from .errors import KeyValueError, WasikvError
+from .errors import GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
-from .host import DEFAULT_STORE_URL, GuestTrap, Host
-from .limits import Limits
+from .host import DEFAULT_STORE_URL, Host
+from .limits import DEFAULT_REQUEST_TIMEOUT, Limits
 from .stores import open_store
 from .stores.base import Store
+
+#: Exit statuses of `run`, as `timeout(1)` and shells use them.
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
+
+_max_memory_option = click.option(
+    "--max-memory",
+    type=click.IntRange(min=1),
+    default=Limits().max_memory_bytes >> 20,
+    show_default=True,
+    metavar="MIB",
+    help="The most linear memory each guest instance may use; past it, allocations fail.",
+)
 
 
 def _pair(value: str, option: str) -> tuple[str, str]:
@@ -74,6 +87,13 @@ def main(verbose: bool) -> None:
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
 @click.option("--no-cache", is_flag=True, help="Compile without reading or writing the cache.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop the guest after this long (exit 124). Default: no limit.",
+)
+@_max_memory_option
 @click.argument("app", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
@@ -83,13 +103,16 @@ def run(
     grants: tuple[str, ...],
     cache_dir: str | None,
     no_cache: bool,
+    timeout: float | None,
+    max_memory: int,
     app: str,
     args: tuple[str, ...],
 ) -> None:
     """Run the command component APP with ARGS; exit with its exit code.
 
     The guest's argv is [APP, *ARGS], as with `wasmtime run`. It gets no
-    filesystem, no network and only the environment given with --env.
+    filesystem, no network and only the environment given with --env. A
+    guest stopped by --timeout exits 124; Ctrl-C stops it and exits 130.
     """
     labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
     environment = {}
@@ -97,16 +120,25 @@ def run(
         name, sep, value = item.partition("=")
         environment[name] = value if sep else os.environ.get(name, "")
     seeds = [_pair(kv, "--key-value") for kv in key_values]
-    with _reported(), Host(labels, cache_dir=cache_dir, compile_cache=not no_cache) as host:
+    limits = Limits(max_memory_bytes=max_memory << 20)
+    with _reported(), Host(labels, limits=limits, cache_dir=cache_dir, compile_cache=not no_cache) as host:
         if seeds:
             bucket = host.bucket("default")
             for key, value in seeds:
                 bucket.set(key, value.encode("utf-8"))
         try:
-            code = host.run(app, args, env=environment, grants=grants or None, program_name=app)
+            code = host.run(
+                app, args, env=environment, grants=grants or None, program_name=app, timeout=timeout
+            )
+        except GuestTimeout:
+            click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)
+            code = EXIT_TIMEOUT
         except GuestTrap as trap:
             click.echo(f"Error: {trap}", err=True)
             code = 1
+        except KeyboardInterrupt:
+            click.echo(f"Error: {app}: interrupted", err=True)
+            code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
@@ -265,10 +297,28 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
 )
 @click.option("--key-value", "key_values", multiple=True, metavar="KEY=VALUE", help="Seed the default store.")
 @click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
-@click.option("--workers", type=int, default=None, help="Request threads (default: 4 x CPUs, max 32).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Request threads (default: 4 x CPUs, max 32)."
+)
 @click.option(
     "--no-instance-pool", is_flag=True, help="Use wasmtime's default allocator, not the pooling one."
 )
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_REQUEST_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Answer 504 and stop the guest when a request takes longer (also the limit per watcher call).",
+)
+@click.option(
+    "--queue-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Requests that may wait for a worker; more get 503 (default: 4 x workers).",
+)
+@_max_memory_option
 def up(
     manifest: str,
     listen: str,
@@ -277,8 +327,11 @@ def up(
     build_first: bool,
     workers: int | None,
     no_instance_pool: bool,
+    request_timeout: float,
+    queue_limit: int | None,
+    max_memory: int,
 ) -> None:
-    """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C stops it."""
+    """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it."""
     from .app.manifest import find_manifest, load_manifest
     from .asgi import DEFAULT_POOL, create_app
     from .serve import parse_listen, serve
@@ -300,5 +353,8 @@ def up(
             key_values=seeds,
             workers=workers,
             instance_pool=None if no_instance_pool else DEFAULT_POOL,
+            request_timeout=request_timeout,
+            queue_limit=queue_limit,
+            limits=Limits(max_memory_bytes=max_memory << 20),
         )
     serve(app, listen)

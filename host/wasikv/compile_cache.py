@@ -8,6 +8,7 @@ or an upgraded wasmtime never loads a stale artifact.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -30,6 +31,26 @@ def default_cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "wasikv"
+
+
+def _release_freed_memory() -> None:
+    # Compiling a componentize-py component allocates ~300 MB that glibc
+    # keeps after it is freed; a server that compiled once would carry it for
+    # its whole life. malloc_trim hands it back (about 340 -> 90 MB here).
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return libc
+
+
+_libc = _glibc()
 
 
 class CompileCache:
@@ -64,6 +85,7 @@ class CompileCache:
             raise ComponentError(f"{origin}: invalid component: {exc}") from None
         if path is not None:
             self._store(path, component)
+        _release_freed_memory()
         return component
 
     def _store(self, path: Path, component: Component) -> None:

@@ -13,6 +13,9 @@ __all__ = [
     "CasConflict",
     "ComponentError",
     "ConfigError",
+    "GuestInterrupted",
+    "GuestTimeout",
+    "GuestTrap",
     "KeyValueError",
     "LimitExceeded",
     "NoSuchStore",
@@ -31,6 +34,22 @@ class ConfigError(WasikvError):
 
 class ComponentError(WasikvError):
     """A component could not be loaded, linked or run."""
+
+
+class GuestTrap(ComponentError):
+    """The component trapped (a wasm trap or a failed host call)."""
+
+
+class GuestTimeout(GuestTrap):
+    """The component ran past its deadline and was stopped; `timeout` is the limit in seconds."""
+
+    def __init__(self, message: str, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class GuestInterrupted(GuestTrap):
+    """The component was stopped because its host is shutting down or it was cancelled."""
 
 
 class LimitExceeded(StoreError):

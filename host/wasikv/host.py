@@ -1,25 +1,34 @@
-"""The embeddable host: stores by label, compiled components, running them."""
+"""The embeddable host: stores by label, compiled components, running them in a sandbox."""
 
 from __future__ import annotations
 
+import atexit
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError
+from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError, _wasi
 from wasmtime.component import Component, Func, Instance, Linker
 
+from . import deadlines
 from ._capi import context_address
 from .bucket import Bucket
 from .compile_cache import CompileCache, default_cache_dir
-from .errors import AccessDenied, ComponentError, ConfigError, NoSuchStore
+from .deadlines import Deadline, Shutdown
+from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore
+from .host_functions import HostInterface
 from .instance_pool import InstancePool
-from .keyvalue import KeyValueSession, add_to_linker
+from .keyvalue import INTERFACES, KeyValueSession
 from .limits import Limits
+from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
+from .wit_types import FuncSig
 
 log = logging.getLogger("wasikv")
 
@@ -27,10 +36,11 @@ log = logging.getLogger("wasikv")
 DEFAULT_STORE_URL = "sqlite:.wasikv/default.db"
 
 _RUN_INTERFACE = "wasi:cli/run@0.2."
+# How long past its deadline (or Ctrl-C) a guest blocked in a host call is
+# waited for before it is left behind.
+_GRACE = 1.0
 
-
-class GuestTrap(ComponentError):
-    """The component trapped (a wasm trap or a failed host call)."""
+_T = TypeVar("_T")
 
 
 class Host:
@@ -43,7 +53,16 @@ class Host:
     several threads at once: each `run` gets its own wasmtime store.
     `instance_pool` switches wasmtime to its pooling allocator, which makes
     fresh instances cheaper for servers (see `InstancePool`).
+
+    Every instance is sandboxed: its key-value imports are type-checked
+    before it is instantiated, its memory and tables are capped by `limits`,
+    and it can be given a deadline (`run(timeout=)`); `interrupt` stops every
+    running guest of the host.
     """
+
+    #: Whether guest code checks for deadlines (only benchmarks turn it off,
+    #: to measure what the checks cost).
+    _epoch_interruption = True
 
     def __init__(
         self,
@@ -56,17 +75,24 @@ class Host:
     ) -> None:
         self.limits = limits or Limits()
         config = Config()
-        settings = "default-config"
+        config.epoch_interruption = self._epoch_interruption
+        settings = "default-config;epoch" if self._epoch_interruption else "default-config"
         if instance_pool is not None:
-            instance_pool.apply(config)
-            settings += ";" + instance_pool.describe()
+            instance_pool.apply(config, self.limits)
+            settings += ";" + instance_pool.describe(self.limits)
         self.engine = Engine(config)
+        deadlines.ticker.register(self.engine)
+        self.shutdown = Shutdown()
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = CompileCache(self.engine, directory if compile_cache else None, settings)
         self._sessions: dict[int, KeyValueSession] = {}
-        self._linker = Linker(self.engine)
-        self._linker.add_wasip2()
-        add_to_linker(self._linker, self._sessions)
+        self._provided: dict[str, list[HostInterface]] = {}
+        for interface in INTERFACES:
+            self._provided.setdefault(interface.name, []).append(interface)
+        self._linkers: dict[LinkPlan, Linker] = {}
+        self._plans: weakref.WeakKeyDictionary[Component, LinkPlan] = weakref.WeakKeyDictionary()
+        self._origins: weakref.WeakKeyDictionary[Component, str] = weakref.WeakKeyDictionary()
+        self._link_lock = threading.Lock()
         self._stores_by_url: dict[str, KeyValueStore] = {}
         self._labels: dict[str, KeyValueStore] = {}
         for label, store in (stores if stores is not None else {"default": DEFAULT_STORE_URL}).items():
@@ -112,15 +138,52 @@ class Host:
     # -------------------------------------------------------- components
 
     def load(self, source: str | Path | bytes) -> Component:
-        """Compile (or fetch from the compile cache) a component."""
+        """Compile (or fetch from the compile cache) a component, and check its imports.
+
+        Raises `ComponentError` if the file cannot be read, is not a
+        component, or imports a wasi:keyvalue interface with types other than
+        the ones wasikv implements.
+        """
         if isinstance(source, bytes):
-            return self._cache.load(source, "component")
-        path = Path(source)
-        try:
-            wasm = path.read_bytes()
-        except OSError as exc:
-            raise ComponentError(f"{path}: cannot read component: {exc.strerror or exc}") from None
-        return self._cache.load(wasm, str(path))
+            origin, wasm = "component", source
+        else:
+            path = Path(source)
+            origin = str(path)
+            try:
+                wasm = path.read_bytes()
+            except OSError as exc:
+                raise ComponentError(f"{path}: cannot read component: {exc.strerror or exc}") from None
+        component = self._cache.load(wasm, origin)
+        self._origins[component] = origin
+        self._plan(component)
+        return component
+
+    def exports(self, component: Component) -> dict[str, dict[str, FuncSig]]:
+        """The functions a component exports, by interface (for checking a trigger's export)."""
+        return exported_functions(self.engine, component)
+
+    def origin(self, component: Component) -> str:
+        """Where a component was loaded from (for messages)."""
+        return self._origins.get(component, "component")
+
+    def _plan(self, component: Component) -> LinkPlan:
+        plan = self._plans.get(component)
+        if plan is None:
+            imports = imported_functions(self.engine, component)
+            plan = plan_imports(imports, self._provided, self.origin(component))
+            self._plans[component] = plan
+        return plan
+
+    def _linker(self, plan: LinkPlan) -> Linker:
+        with self._link_lock:
+            linker = self._linkers.get(plan)
+            if linker is None:
+                linker = Linker(self.engine)
+                linker.add_wasip2()
+                for interface in plan.interfaces:
+                    interface.define(linker, self._sessions)
+                self._linkers[plan] = linker
+            return linker
 
     def run(
         self,
@@ -132,6 +195,7 @@ class Host:
         stdout: BinaryIO | None = None,
         stderr: BinaryIO | None = None,
         program_name: str | None = None,
+        timeout: float | None = None,
     ) -> int:
         """Run a `wasi:cli/run` component and return its exit code.
 
@@ -139,21 +203,33 @@ class Host:
         `wasmtime run` does). The guest sees only the `env` given here, no
         filesystem and no network. `grants` limits the labels it may open
         (all labels when None). Output goes to `stdout`/`stderr` when given,
-        else to this process's. Raises `GuestTrap` if the component traps.
+        else to this process's. `timeout` (seconds) stops a guest that runs
+        longer with `GuestTimeout`. Raises `GuestTrap` if the component traps.
+
+        Called from the main thread, the guest runs on a helper thread so
+        that Ctrl-C still works: `KeyboardInterrupt` stops the guest and is
+        raised again here.
         """
         component = source if isinstance(source, Component) else self.load(source)
         if program_name is None:
             program_name = str(source) if isinstance(source, (str, Path)) else "app.wasm"
         with self.instantiate(
-            component, argv=[program_name, *args], env=env, grants=grants, stdout=stdout, stderr=stderr
+            component,
+            argv=[program_name, *args],
+            env=env,
+            grants=grants,
+            stdout=stdout,
+            stderr=stderr,
+            timeout=timeout,
         ) as (store, instance):
             run = _find_run(instance, store)
+            deadline = self.deadline(store)
             try:
-                outcome = run(store)
+                outcome = _interruptible(lambda: run(store), deadline)
             except ExitTrap as exit_:
                 return exit_.code
             except WasmtimeError as exc:
-                raise GuestTrap(f"component trapped: {exc}") from None
+                raise deadline.error(str(exc)) from None
             # `result` without payloads lifts as a tagged Variant.
             return 0 if getattr(outcome, "tag", None) == "ok" else 1
 
@@ -167,18 +243,15 @@ class Host:
         grants: Iterable[str] | None = None,
         stdout: BinaryIO | None = None,
         stderr: BinaryIO | None = None,
+        timeout: float | None = None,
     ) -> Iterator[tuple[Store, Instance]]:
         """A fresh instance of `component` in its own wasmtime store.
 
         For triggers that call exports other than `wasi:cli/run`. The
-        instance's key-value handles are released when the block ends.
+        instance's key-value handles are released when the block ends. Its
+        deadline (`timeout` seconds from now, None for none) is `deadline(store)`.
         """
-        store = Store(self.engine)
-        wasi = WasiConfig()
-        wasi.argv = list(argv)
-        wasi.env = list((env or {}).items())
-        _route_output(wasi, stdout, stderr)
-        store.set_wasi(wasi)
+        linker = self._linker(self._plan(component))
         granted = None if grants is None else frozenset(grants)
         undefined = sorted((granted or frozenset()) - self._labels.keys())
         if undefined:
@@ -186,24 +259,65 @@ class Host:
                 f"granted store label(s) {', '.join(map(repr, undefined))} not defined; "
                 f"defined: {', '.join(map(repr, self.labels)) or 'none'}"
             )
+        store = Store(self.engine)
+        limits = self.limits
+        store.set_limits(
+            memory_size=limits.max_memory_bytes,
+            table_elements=limits.max_table_elements,
+            instances=limits.max_instances,
+            tables=limits.max_tables,
+            memories=limits.max_memories,
+        )
+        wasi = WasiConfig()
+        wasi.argv = list(argv)
+        wasi.env = list((env or {}).items())
+        _route_output(wasi, stdout, stderr)
+        store.set_wasi(wasi)
         ctx = context_address(store)
+        deadline = Deadline(timeout, self.shutdown)
+        deadlines.arm(store, ctx, deadline)
         self._sessions[ctx] = KeyValueSession(lambda label: self._resolve(label, granted), self.limits)
         try:
-            yield store, self._instantiate(store, component)
+            try:
+                instance = linker.instantiate(store, component)
+            except WasmtimeError as exc:
+                raise ComponentError(f"{self.origin(component)}: cannot instantiate: {exc}") from None
+            yield store, instance
         finally:
-            self._sessions.pop(ctx).close()
+            if not deadline.abandoned:
+                self._sessions.pop(ctx).close()
+                deadlines.disarm(ctx)
+                # Free the wasmtime store now, on this thread, while the
+                # interpreter runs: left to the garbage collector (a traceback
+                # cycle can keep it until interpreter shutdown), its drop runs
+                # ctypes finalizers on wasmtime's threads, which abort the
+                # process when they cannot take the GIL.
+                store.close()
+            else:
+                # A thread still runs the guest in this store: never free it,
+                # not even when the interpreter exits.
+                store._consume()
 
     def session(self, store: Store) -> KeyValueSession:
         """The key-value handle table of an instance made by `instantiate` (for triggers)."""
         return self._sessions[context_address(store)]
 
-    def _instantiate(self, store: Store, component: Component) -> Instance:
-        try:
-            return self._linker.instantiate(store, component)
-        except WasmtimeError as exc:
-            raise ComponentError(f"cannot instantiate component: {exc}") from None
+    def deadline(self, store: Store) -> Deadline:
+        """The deadline of an instance made by `instantiate`."""
+        deadline = deadlines.deadline_of(context_address(store))
+        if deadline is None:
+            raise ComponentError("this store was not made by Host.instantiate")
+        return deadline
 
     # ------------------------------------------------------------ lifecycle
+
+    def interrupt(self, grace: float = 0.0) -> None:
+        """Stop every guest of this host `grace` seconds from now, and every later one at once.
+
+        Guests running wasm stop within a quarter of a second of the cut-off
+        with `GuestInterrupted`; for shutting a server down.
+        """
+        self.shutdown.begin(grace)
 
     def close(self) -> None:
         """Close every store this host opened from a URL."""
@@ -216,6 +330,46 @@ class Host:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:
+    """`call()`; on the main thread, run it on a helper so that Ctrl-C can stop the guest.
+
+    A guest blocked in a host call (a sleep) cannot be stopped by epochs: if
+    it is still there `_GRACE` seconds after Ctrl-C or after its deadline,
+    it is left behind on its daemon thread (`deadline.abandoned`) and this
+    returns at once with `KeyboardInterrupt` or `GuestTimeout`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    outcome: list[_T] = []
+    failure: list[BaseException] = []
+    # An Event, not Thread.join: a join interrupted by Ctrl-C can leave the
+    # thread marked as finished while it still runs the guest.
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="wasikv-run", daemon=True).start()
+    try:
+        while not finished.wait(0.1):
+            if time.monotonic() > deadline.expires + _GRACE:
+                deadline.stopped = "timeout"
+                deadline.abandoned = True
+                raise deadline.error("blocked in a host call past its deadline")
+    except KeyboardInterrupt:
+        deadline.cancel()
+        deadline.abandoned = not finished.wait(deadlines.CHECK + _GRACE)
+        raise
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def _find_run(instance: Instance, store: Store) -> Func:
@@ -247,3 +401,24 @@ def _writer(stream: BinaryIO) -> object:
         return len(data)
 
     return write
+
+
+def _drain_output_callbacks(timeout: float = 1.0) -> None:
+    """Wait until wasmtime's threads have released every guest-output callback.
+
+    wasmtime writes a guest's custom stdout/stderr from its own threads and
+    releases the Python callback there when the stream's worker ends, a
+    moment after the store is freed. A ctypes callback entered after the
+    interpreter began finalizing cannot take the GIL and aborts the process
+    ("panic in a function that cannot unwind"), so at exit, while threads can
+    still run Python, let those releases happen first.
+    """
+    deadline = time.monotonic() + timeout
+    while _wasi.CUSTOM_OUTPUTS.handles and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+atexit.register(_drain_output_callbacks)
+
+
+__all__ = ["DEFAULT_STORE_URL", "GuestTrap", "Host"]

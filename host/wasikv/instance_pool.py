@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from wasmtime import Config, _ffi
 
 from .errors import ConfigError
+from .limits import Limits
 
 # Per-component caps; a componentize-py component has a dozen or so core
 # instances and a few memories and tables. Totals scale with max_instances.
@@ -30,16 +31,30 @@ class InstancePool:
 
     #: Component instances that may exist at once; one more fails to instantiate.
     max_instances: int = 100
-    #: Linear memory kept resident (and reset in place) per slot.
-    keep_resident_bytes: int = 128 << 20
-    #: The most linear memory one wasm memory may grow to.
-    max_memory_bytes: int = 1 << 30
+    #: Linear memory kept resident (and reset in place) per warm slot.
+    keep_resident_bytes: int = 64 << 20
+    #: Unused slots kept warm (with their resident memory); more are released
+    #: to the kernel. With `keep_resident_bytes` this bounds the memory an
+    #: idle pool holds: at most `warm_slots x keep_resident_bytes`.
+    warm_slots: int = 8
+    #: The most linear memory one wasm memory may grow to; None: the host's
+    #: `Limits.max_memory_bytes` (the size of each slot's reservation).
+    max_memory_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_instances < 1 or self.keep_resident_bytes < 0 or self.max_memory_bytes < 1 << 16:
+        memory = self.max_memory_bytes
+        if (
+            self.max_instances < 1
+            or self.keep_resident_bytes < 0
+            or (memory is not None and memory < 1 << 16)
+        ):
             raise ConfigError(f"invalid instance pool settings: {self}")
 
-    def apply(self, config: Config) -> None:
+    def memory_bytes(self, limits: Limits) -> int:
+        """The slot size: this pool's `max_memory_bytes`, else the host's memory limit."""
+        return limits.max_memory_bytes if self.max_memory_bytes is None else self.max_memory_bytes
+
+    def apply(self, config: Config, limits: Limits) -> None:
         """Switch `config` to the pooling allocator with these limits."""
         pool = _ffi.wasmtime_pooling_allocation_config_new()
         _ffi.wasmtime_pooling_allocation_config_total_component_instances_set(pool, self.max_instances)
@@ -51,14 +66,15 @@ class InstancePool:
         _ffi.wasmtime_pooling_allocation_config_max_core_instances_per_component_set(pool, _CORE_INSTANCES)
         _ffi.wasmtime_pooling_allocation_config_max_memories_per_component_set(pool, _MEMORIES)
         _ffi.wasmtime_pooling_allocation_config_max_tables_per_component_set(pool, _TABLES)
-        _ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, self.max_memory_bytes)
+        _ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, self.memory_bytes(limits))
         _ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
             pool, self.keep_resident_bytes
         )
+        _ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pool, self.warm_slots)
         _ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 1 << 20)
         _ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
         _ffi.wasmtime_pooling_allocation_config_delete(pool)
 
-    def describe(self) -> str:
+    def describe(self, limits: Limits) -> str:
         """A stable description, part of the compile-cache key."""
-        return f"pool={self.max_instances},{self.keep_resident_bytes},{self.max_memory_bytes}"
+        return f"pool={self.max_instances},{self.memory_bytes(limits)}"

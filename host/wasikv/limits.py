@@ -11,13 +11,19 @@ from .errors import ConfigError, LimitExceeded
 #: values, i.e. 2 796 202 list elements); this leaves room for the rest.
 MAX_TRANSFER_BYTES = 2_621_440
 
+#: Seconds an HTTP request (or a watcher call) may run under `wasikv up` by default.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits applied to every guest call (and to host-side buckets).
+    """Limits applied to every instance and every guest call (and to host-side buckets).
 
-    Each violation is reported as `LimitExceeded`, which guests receive as
-    `error::other("... limit ...")`.
+    Key-value violations are reported as `LimitExceeded`, which guests receive
+    as `error::other("... limit ...")`. The instance limits (memory, tables,
+    instances) make a growth past them fail the way the guest's own code sees
+    an allocation failure (`memory.grow` returns -1: `MemoryError` in Python);
+    an instance that needs more than them just to start is refused.
     """
 
     max_key_bytes: int = 4096
@@ -26,6 +32,14 @@ class Limits:
     max_open_buckets: int = 256
     max_open_cas: int = 1024
     list_page_size: int = 1000
+    #: The most bytes each linear memory of an instance may grow to.
+    max_memory_bytes: int = 256 * 1024 * 1024
+    #: The most elements each table of an instance may hold (8 bytes each).
+    max_table_elements: int = 1 << 20
+    #: Core and component instances, tables and memories one instance may create.
+    max_instances: int = 100
+    max_tables: int = 100
+    max_memories: int = 20
 
     def __post_init__(self) -> None:
         for name in (
@@ -34,9 +48,15 @@ class Limits:
             "max_batch_keys",
             "max_open_buckets",
             "max_open_cas",
+            "max_table_elements",
+            "max_instances",
+            "max_tables",
+            "max_memories",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limit {name} must be at least 1")
+        if self.max_memory_bytes < 1 << 16:
+            raise ConfigError("limit max_memory_bytes must be at least 65536 (one wasm page)")
         if self.list_page_size < 1:
             raise ConfigError("limit list_page_size must be at least 1")
         if self.max_value_bytes > MAX_TRANSFER_BYTES:

@@ -18,8 +18,8 @@ from wasmtime.component import Func, Instance
 from .. import _canonical as cv
 from .. import _capi
 from .._capi import context_address
-from ..errors import ComponentError
-from ..host import GuestTrap
+from ..deadlines import deadline_of
+from ..errors import ComponentError, GuestTrap
 
 log = logging.getLogger("wasikv")
 
@@ -59,17 +59,24 @@ def call_export(
         for i in range(count):
             _capi.val_delete(base + i * cv.VAL_SIZE)
     if error:
-        raise GuestTrap(f"component trapped: {trap_text(error)}")
+        raise _trap(ctx, trap_text(error))
     value = None
     if read is not None:
         try:
             value = read(results)
+        except cv.CodecError as exc:
+            raise ComponentError(f"the component returned a value of another type: {exc}") from None
         finally:
             _capi.val_delete(results)
     error = _capi.func_post_return(func_ptr, ctx)
     if error:
-        raise GuestTrap(f"component trapped after returning: {trap_text(error)}")
+        raise _trap(ctx, f"after returning: {trap_text(error)}")
     return value
+
+
+def _trap(ctx: int, text: str) -> GuestTrap:
+    deadline = deadline_of(ctx)
+    return GuestTrap(f"component trapped: {text}") if deadline is None else deadline.error(text)
 
 
 def trap_text(error: int) -> str:

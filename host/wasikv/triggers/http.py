@@ -16,14 +16,29 @@ from functools import partial
 from wasmtime import Store
 from wasmtime.component import Component, Instance
 
-from .. import _canonical as cv
+from .._capi import context_address
+from ..codec import reader, writer
 from ..errors import ComponentError
 from ..host import Host
+from ..linking import check_exports
+from ..wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import call_export, export_func
 
 log = logging.getLogger("wasikv")
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
+HTTP_WORLD = "wasikv:app/http-trigger"
+
+_HEADERS = ListOf(TupleOf((STRING, STRING)))
+REQUEST = RecordOf(
+    (("method", STRING), ("uri", STRING), ("headers", _HEADERS), ("body", ListOf(U8))), name="request"
+)
+RESPONSE = RecordOf((("status", U16), ("headers", _HEADERS), ("body", ListOf(U8))), name="response")
+#: The export the trigger calls, as `wit/http.wit` declares it.
+HANDLE_REQUEST = FuncSig((("request", REQUEST),), RESPONSE)
+
+_write_request = writer(REQUEST)
+_read_response = reader(RESPONSE)
 
 
 @dataclass(frozen=True)
@@ -60,19 +75,37 @@ class HttpComponent:
         name: str = "app",
         grants: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
+        check_exports(
+            host.exports(component),
+            HTTP_INTERFACE,
+            {"handle-request": HANDLE_REQUEST},
+            f"component {name!r} ({host.origin(component)})",
+            HTTP_WORLD,
+        )
         self.host = host
         self.component = component
         self.name = name
         self.grants = None if grants is None else frozenset(grants)
         self.env = dict(env or {})
+        self.timeout = timeout
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        """Serve one request. Raises `GuestTrap` or `BadResponse` on failure."""
+        """Serve one request in a fresh instance, stopped `timeout` seconds after it starts.
+
+        Raises `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
+        """
+        timeout = self.timeout
         stderr = io.BytesIO()
         try:
             with self.host.instantiate(
-                self.component, argv=[self.name], env=self.env, grants=self.grants, stderr=stderr
+                self.component,
+                argv=[self.name],
+                env=self.env,
+                grants=self.grants,
+                stderr=stderr,
+                timeout=timeout,
             ) as (store, instance):
                 return _call_handle_request(store, instance, request)
         finally:
@@ -82,36 +115,17 @@ class HttpComponent:
                     log.warning("[%s] %s", self.name, line)
 
 
-def _put_request(addr: int, request: HttpRequest) -> None:
-    cv.put_record(
-        addr,
-        [
-            ("method", partial(cv.put_string, value=request.method)),
-            ("uri", partial(cv.put_string, value=request.uri)),
-            (
-                "headers",
-                lambda a: cv.put_list(a, [partial(cv.put_string_pair, pair=h) for h in request.headers]),
-            ),
-            ("body", partial(cv.put_bytes, value=request.body)),
-        ],
-    )
-
-
 def _call_handle_request(store: Store, instance: Instance, request: HttpRequest) -> HttpResponse:
-    func = export_func(store, instance, HTTP_INTERFACE, "handle-request", "wasikv:app/http-trigger")
-    response = call_export(store, func, [partial(_put_request, request=request)], _read_response)
-    assert response is not None
+    func = export_func(store, instance, HTTP_INTERFACE, "handle-request", HTTP_WORLD)
+    fields = (request.method, request.uri, request.headers, request.body)
+    ctx = context_address(store)
+    raw = call_export(
+        store, func, [lambda addr: _write_request(ctx, addr, fields)], partial(_read_response, ctx)
+    )
+    assert raw is not None
+    response = HttpResponse(raw["status"], raw["headers"], raw["body"])
     _validate(response)
     return response
-
-
-def _read_response(addr: int) -> HttpResponse:
-    fields = cv.read_record(addr)
-    return HttpResponse(
-        status=cv.read_u16(fields["status"]),
-        headers=cv.read_string_pairs(fields["headers"]),
-        body=cv.read_bytes(fields["body"]),
-    )
 
 
 def _validate(response: HttpResponse) -> None:

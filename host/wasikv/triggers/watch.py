@@ -74,18 +74,26 @@ from wasmtime.component import Component, Func, Instance
 from .. import _canonical as cv
 from .._capi import context_address
 from ..app.loader import LoadedApp
-from ..errors import ComponentError, KeyValueError, StoreError, WasikvError
-from ..host import GuestTrap, Host
+from ..errors import ComponentError, GuestTrap, KeyValueError, StoreError, WasikvError
+from ..host import Host
 from ..keyvalue.session import KeyValueSession
-from ..keyvalue.store_iface import BUCKET_TYPE
+from ..keyvalue.wit import BUCKET_TYPE
+from ..linking import check_exports
 from ..stores.base import Change
 from ..stores.base import Store as KeyValueStore
 from ..stores.memory import MemoryStore
+from ..wit_types import STRING, U8, FuncSig, ListOf, Own
 from ._exports import call_export, export_func
 
 log = logging.getLogger("wasikv.watch")
 
 WATCHER_INTERFACE = "wasi:keyvalue/watcher@0.2.0-draft2"
+WATCH_WORLD = "wasikv:app/watch-trigger"
+#: The exports the trigger calls, as `wit/deps/keyvalue/watcher.wit` declares them.
+WATCHER_FUNCTIONS = {
+    "on-set": FuncSig((("bucket", Own("bucket")), ("key", STRING), ("value", ListOf(U8))), None),
+    "on-delete": FuncSig((("bucket", Own("bucket")), ("key", STRING)), None),
+}
 #: The environment variable that tells a watcher which store label it watches.
 STORE_ENV = "WASIKV_WATCH_STORE"
 #: Where cursors live, under an application's state directory.
@@ -155,11 +163,14 @@ class WatcherComponent:
         name: str = "watcher",
         grants: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.host = host
         self.component = component
         self.store_label = store_label
         self.name = name
+        #: Seconds each call of `on-set`/`on-delete` may run; past it the delivery fails.
+        self.timeout = timeout
         self.grants = None if grants is None else frozenset(grants)
         if self.grants is not None and store_label not in self.grants:
             raise ComponentError(f"watcher {name!r} is not granted the store {store_label!r} it watches")
@@ -167,9 +178,19 @@ class WatcherComponent:
         self.store = host.bucket(store_label).store
 
     def check(self) -> None:
-        """Raise `ComponentError` unless the component instantiates and exports the watcher."""
-        with self._instance() as (store, instance):
-            _watcher_funcs(store, instance)
+        """Raise `ComponentError` unless the component exports the watcher's types and instantiates."""
+        check_exports(
+            self.host.exports(self.component),
+            WATCHER_INTERFACE,
+            WATCHER_FUNCTIONS,
+            f"watcher component {self.name!r} ({self.host.origin(self.component)})",
+            WATCH_WORLD,
+        )
+        try:
+            with self._instance() as (store, instance):
+                _watcher_funcs(store, instance)
+        except ComponentError as exc:
+            raise ComponentError(f"watcher component {self.name!r}: {exc}") from None
 
     def deliver(self, changes: Sequence[Change]) -> int:
         """Call `on-set`/`on-delete` for `changes`, in order, in one fresh instance.
@@ -191,6 +212,7 @@ class WatcherComponent:
                 on_set, on_delete = _watcher_funcs(store, instance)
                 ctx = context_address(store)
                 session = self.host.session(store)
+                deadline = self.host.deadline(store)
                 limits = session.limits
                 for change in changes:
                     if len(session.buckets) >= limits.max_open_buckets:
@@ -206,6 +228,7 @@ class WatcherComponent:
                             delivered,
                             retry=False,
                         )
+                    deadline.restart()
                     _call_watcher(
                         store,
                         ctx,
@@ -241,7 +264,13 @@ class _CapturedInstance:
     def __enter__(self) -> tuple[WasmStore, Instance]:
         w = self.watcher
         self._context = w.host.instantiate(
-            w.component, argv=[w.name], env=w.env, grants=w.grants, stdout=self.stdout, stderr=self.stderr
+            w.component,
+            argv=[w.name],
+            env=w.env,
+            grants=w.grants,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            timeout=w.timeout,
         )
         pair: tuple[WasmStore, Instance] = self._context.__enter__()
         return pair
@@ -264,8 +293,7 @@ class _CapturedInstance:
 
 def _watcher_funcs(store: WasmStore, instance: Instance) -> tuple[Func, Func]:
     on_set, on_delete = (
-        export_func(store, instance, WATCHER_INTERFACE, name, "wasikv:app/watch-trigger")
-        for name in ("on-set", "on-delete")
+        export_func(store, instance, WATCHER_INTERFACE, name, WATCH_WORLD) for name in ("on-set", "on-delete")
     )
     return on_set, on_delete
 
@@ -638,8 +666,12 @@ class WatchTriggers:
         poll_interval: float = 0.05,
         batch_size: int = 64,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> WatchTriggers:
         """Runners for a `wasikv.app.loader.LoadedApp`'s key-value triggers, on `host`.
+
+        `timeout` is how long one `on-set`/`on-delete` call may run (None: no
+        limit); a call past it fails like a trap (retried, then dropped).
 
         Cursors are kept under `state_dir` (the manifest's `.wasikv/` by
         default). Raises `ComponentError` if a watcher component cannot be
@@ -655,7 +687,10 @@ class WatchTriggers:
             spec = manifest.components[trigger.component]
             component = components.get(trigger.component)
             if component is None:
-                component = components[trigger.component] = host.load(spec.source)
+                try:
+                    component = components[trigger.component] = host.load(spec.source)
+                except ComponentError as exc:
+                    raise ComponentError(f"watcher component {trigger.component!r}: {exc}") from None
             watcher = WatcherComponent(
                 host,
                 component,
@@ -663,13 +698,9 @@ class WatchTriggers:
                 name=trigger.component,
                 grants=loaded.grants[trigger.component],
                 env=spec.environment,
+                timeout=timeout,
             )
-            try:
-                watcher.check()
-            except ComponentError as exc:
-                raise ComponentError(
-                    f"watcher component {trigger.component!r} ({spec.source}): {exc}"
-                ) from None
+            watcher.check()
             if type(watcher.store).changes is KeyValueStore.changes:
                 raise StoreError(
                     f"[[trigger.key-value]] on store {trigger.store!r}: {type(watcher.store).__name__} "

@@ -1,0 +1,142 @@
+"""A bounded pool of worker threads for guest calls.
+
+Unlike `concurrent.futures.ThreadPoolExecutor`, it refuses work instead of
+queueing it without bound (`Overloaded` once `queue_limit` tasks wait), and
+it can write off a worker whose task overran its deadline while blocked in a
+host call that epoch interruption cannot stop (a guest's `time.sleep`): a
+replacement thread starts at once so capacity is kept, and the stuck thread
+exits when its task finally returns. Threads are daemons, so a stuck one never
+holds up the process at exit.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+
+class Overloaded(Exception):
+    """Every worker is busy and the queue is full."""
+
+
+class WorkerPool:
+    """`workers` daemon threads running submitted calls in order, with at most `queue_limit` waiting."""
+
+    def __init__(
+        self, workers: int, queue_limit: int, *, max_written_off: int | None = None, name: str = "wasikv"
+    ) -> None:
+        if workers < 1 or queue_limit < 0:
+            raise ValueError("a worker pool needs at least one worker and a queue limit >= 0")
+        self.workers = workers
+        self.queue_limit = queue_limit
+        #: Stuck workers replaced at most at once; past it, no more are replaced.
+        self.max_written_off = workers if max_written_off is None else max_written_off
+        self._name = name
+        self._tasks: collections.deque[tuple[Future[Any], Callable[[], Any]]] = collections.deque()
+        self._cond = threading.Condition()
+        self._running: dict[Future[Any], int] = {}
+        self._written_off: set[int] = set()
+        self._threads = 0
+        self._idle = 0
+        self._closed = False
+        self._serial = 0
+        for _ in range(workers):
+            self._spawn()
+
+    @property
+    def waiting(self) -> int:
+        """Tasks submitted and not yet started."""
+        return len(self._tasks)
+
+    @property
+    def full(self) -> bool:
+        """Whether `submit` would raise `Overloaded` now."""
+        return len(self._tasks) - self._idle >= self.queue_limit
+
+    @property
+    def written_off(self) -> int:
+        """Workers currently written off (their tasks still running)."""
+        return len(self._written_off)
+
+    def submit(self, call: Callable[[], Any]) -> Future[Any]:
+        """Queue `call`; raises `Overloaded` if `queue_limit` tasks are already waiting."""
+        future: Future[Any] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            if self.full:
+                raise Overloaded(f"all {self.workers} workers are busy and {len(self._tasks)} requests wait")
+            self._tasks.append((future, call))
+            self._cond.notify()
+        return future
+
+    def write_off(self, future: Future[Any]) -> bool:
+        """Give up on the worker running `future` and start a replacement; False if none was started."""
+        with self._cond:
+            ident = self._running.get(future)
+            if ident is None or ident in self._written_off or len(self._written_off) >= self.max_written_off:
+                return False
+            self._written_off.add(ident)
+            self._spawn()
+            return True
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Refuse new work, cancel waiting tasks, wait up to `timeout` for running ones; True if all ended."""
+        with self._cond:
+            self._closed = True
+            while self._tasks:
+                future, _ = self._tasks.popleft()
+                future.cancel()
+            self._cond.notify_all()
+            end = time.monotonic() + timeout
+            while self._running and len(self._running) > len(self._written_off):
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    # -- the threads ---------------------------------------------------------
+
+    def _spawn(self) -> None:
+        self._serial += 1
+        self._threads += 1
+        thread = threading.Thread(target=self._work, name=f"{self._name}-{self._serial}", daemon=True)
+        thread.start()
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        while True:
+            with self._cond:
+                while not self._tasks and not self._closed:
+                    self._idle += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._idle -= 1
+                if not self._tasks:
+                    self._threads -= 1
+                    return
+                future, call = self._tasks.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                self._running[future] = ident
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+            with self._cond:
+                del self._running[future]
+                self._cond.notify_all()
+                if ident in self._written_off:
+                    # A replacement took this thread's place long ago.
+                    self._written_off.discard(ident)
+                    self._threads -= 1
+                    return
+
+
+__all__ = ["Overloaded", "WorkerPool"]
