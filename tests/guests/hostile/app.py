@@ -1,0 +1,125 @@
+"""A hostile guest: one component that misbehaves on request, through every trigger.
+
+Built for the `wasikv:app/sdk` world, so the same component is a command
+(`wasi:cli/run`), an HTTP handler and a watcher. The behaviour is chosen by
+argv[1] (command), the request path's last segment (HTTP: `/x/loop`) or the
+changed key's last segment (watcher: `jobs/loop`):
+
+- `ok`: behave (print/answer "ok"; a watcher records the key under `seen/`);
+- `loop`: spin forever in pure Python;
+- `sleep`: sleep for an hour (blocks in a host call, not in wasm);
+- `alloc`: allocate 1 MiB blocks until refused, then report how far it got;
+- `hog`: allocate until refused and keep the memory (then loop forever);
+- `recurse`: unbounded Python recursion (a RecursionError, caught);
+- `overflow`: a C-level stack overflow (a genuine wasm trap);
+- `cas`: open as many cas handles on key `big` as the host allows, report the count.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from wasikv_sdk import http, key_value, watch
+from wasikv_sdk.errors import StoreError
+from wasikv_sdk.wit import exports
+from wasikv_sdk.wit.imports import atomics, store
+
+blocks_kept: list[bytearray] = []
+
+
+def spin() -> None:
+    n = 0
+    while True:
+        n += 1
+
+
+def allocate(keep: bool) -> dict[str, Any]:
+    blocks: list[bytearray] = []
+    try:
+        while True:
+            blocks.append(bytearray(1 << 20))
+    except MemoryError:
+        got = len(blocks)
+    if keep:
+        blocks_kept.extend(blocks)
+        spin()
+    blocks.clear()
+    return {"allocated_mib": got, "memory_error": True}
+
+
+def recurse(depth: int = 0) -> int:
+    return recurse(depth + 1) + 1
+
+
+def overflow() -> None:
+    sys.setrecursionlimit(10**9)
+    nested: list[Any] = []
+    for _ in range(10**6):
+        nested = [nested]
+    repr(nested)
+
+
+def cas_handles() -> dict[str, Any]:
+    bucket = store.open("default")
+    handles = []
+    error = None
+    try:
+        while True:
+            handles.append(atomics.Cas.new(bucket, "big"))
+    except Exception as exc:  # the host refuses with error::other past its limit
+        error = f"{type(exc).__name__}: {getattr(exc, 'value', exc)}"
+    count = len(handles)
+    sizes = {len(h.current() or b"") for h in handles[:3]}
+    for h in handles:
+        h.__exit__(None, None, None)
+    return {"handles": count, "error": error, "value_sizes": sorted(sizes)}
+
+
+def behave(mode: str) -> dict[str, Any]:
+    if mode == "ok":
+        return {"ok": True}
+    if mode == "loop":
+        spin()
+    if mode == "sleep":
+        time.sleep(3600)
+        return {"slept": True}
+    if mode == "alloc":
+        return allocate(keep=False)
+    if mode == "hog":
+        return allocate(keep=True)
+    if mode == "recurse":
+        try:
+            recurse()
+        except RecursionError:
+            return {"recursion_error": True}
+    if mode == "overflow":
+        overflow()
+    if mode == "cas":
+        return cas_handles()
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+class Run(exports.Run):
+    def run(self) -> None:
+        mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
+        print(json.dumps(behave(mode)), flush=True)
+
+
+class Http(http.Handler):
+    def handle(self, request: http.Request) -> http.Response:
+        mode = request.path.rstrip("/").rsplit("/", 1)[-1]
+        body = json.dumps(behave(mode)).encode()
+        return http.Response(200, {"content-type": "application/json"}, body)
+
+
+class Watcher(watch.Watcher):
+    def on_set(self, bucket: key_value.Bucket, key: str, value: bytes) -> None:
+        mode = key.rsplit("/", 1)[-1]
+        result = behave(mode)
+        try:
+            bucket.set(f"seen/{key}", json.dumps(result).encode())
+        except StoreError:
+            pass

@@ -1,0 +1,162 @@
+"""Deadlines: a guest that loops forever is stopped, whatever runs it, and the host goes on."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wasikv import GuestInterrupted, GuestTimeout, GuestTrap, Host
+from wasikv.app.loader import load_app
+from wasikv.triggers.watch import RetryPolicy, WatchTriggers
+
+from ..support import COMPILE_CACHE
+
+
+def _run(host: Host, wasm: Path, mode: str, timeout: float | None) -> tuple[int, bytes]:
+    out = io.BytesIO()
+    code = host.run(wasm, [mode], stdout=out, stderr=io.BytesIO(), timeout=timeout)
+    return code, out.getvalue()
+
+
+def test_a_looping_guest_is_stopped_at_its_deadline(hostile_wasm: Path) -> None:
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        host.load(hostile_wasm)
+        started = time.monotonic()
+        with pytest.raises(GuestTimeout, match=r"deadline of 0\.5 s") as stopped:
+            _run(host, hostile_wasm, "loop", 0.5)
+        elapsed = time.monotonic() - started
+        assert stopped.value.timeout == 0.5
+        assert 0.5 <= elapsed < 2.0
+        # The host is unharmed: the next run of the same component works.
+        assert _run(host, hostile_wasm, "ok", 0.5) == (0, b'{"ok": true}\n')
+
+
+def test_a_deadline_never_stops_a_guest_that_finishes_in_time(hostile_wasm: Path) -> None:
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        for _ in range(20):
+            assert _run(host, hostile_wasm, "ok", 5.0)[0] == 0
+
+
+def test_a_trap_is_not_mistaken_for_a_timeout(hostile_wasm: Path) -> None:
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        with pytest.raises(GuestTrap) as trapped:
+            _run(host, hostile_wasm, "overflow", 30.0)
+        assert type(trapped.value) is GuestTrap
+
+
+def test_interrupt_stops_running_guests_of_the_host(hostile_wasm: Path) -> None:
+    import threading
+
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        host.load(hostile_wasm)
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                _run(host, hostile_wasm, "loop", None)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=loop) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        host.interrupt()
+        for thread in threads:
+            thread.join(5)
+        assert time.monotonic() - started < 1.5
+        assert [type(e) for e in errors] == [GuestInterrupted, GuestInterrupted]
+        # Later guests of an interrupted host are stopped at once too.
+        with pytest.raises(GuestInterrupted):
+            _run(host, hostile_wasm, "loop", None)
+
+
+def _wasikv(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wasikv", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+    )
+
+
+def test_wasikv_run_timeout_exits_124(hostile_wasm: Path, tmp_path: Path) -> None:
+    proc = _wasikv("run", "--timeout", "1", str(hostile_wasm), "loop", cwd=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 124
+    assert f"Error: {hostile_wasm}: stopped after the --timeout of 1 s" in err
+    assert "panicked" not in err and "Traceback" not in err
+
+
+def test_wasikv_run_timeout_leaves_a_sleeping_guest_behind(hostile_wasm: Path, tmp_path: Path) -> None:
+    # A guest inside a WASI sleep is not running wasm, so epochs cannot stop
+    # it: `run` gives up on it a second after the deadline.
+    started = time.monotonic()
+    proc = _wasikv("run", "--timeout", "1", str(hostile_wasm), "sleep", cwd=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 124, err
+    assert time.monotonic() - started < 15
+    assert "panicked" not in err
+
+
+def test_ctrl_c_stops_wasikv_run_of_a_looping_guest(hostile_wasm: Path, tmp_path: Path) -> None:
+    proc = _wasikv("run", str(hostile_wasm), "loop", cwd=tmp_path)
+    time.sleep(3)  # compiled already: the guest is looping by now
+    assert proc.poll() is None
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 3
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "panicked" not in err
+
+
+WATCH_MANIFEST = """\
+spin_manifest_version = 2
+[application]
+name = "watch-hostile"
+
+[[trigger.key-value]]
+store = "default"
+prefix = "jobs/"
+component = "hostile"
+
+[component.hostile]
+source = "hostile.wasm"
+key_value_stores = ["default"]
+"""
+
+
+def test_a_looping_watcher_fails_its_delivery_and_the_runner_moves_on(
+    hostile_wasm: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "hostile.wasm").write_bytes(hostile_wasm.read_bytes())
+    (tmp_path / "wasikv.toml").write_text(WATCH_MANIFEST)
+    loaded = load_app(tmp_path / "wasikv.toml")
+    with Host(loaded.stores, cache_dir=COMPILE_CACHE) as host:
+        watchers = WatchTriggers.from_app(loaded, host, retry=RetryPolicy((0.1,)), timeout=0.5)
+        runner = watchers.runners[0]
+        bucket = host.bucket()
+        with watchers, caplog.at_level("WARNING", logger="wasikv.watch"):
+            bucket.set("jobs/a/ok", b"1")
+            bucket.set("jobs/b/loop", b"1")
+            bucket.set("jobs/c/ok", b"1")
+            assert runner.wait_for(bucket.store.last_change(), timeout=30)
+        # Both attempts of the looping change failed on the deadline; it was
+        # dropped and logged, and the changes around it were delivered.
+        assert runner.dropped == 1 and runner.failures == 2 and runner.delivered == 2
+        assert bucket.get("seen/jobs/a/ok") == b'{"ok": true}'
+        assert bucket.get("seen/jobs/c/ok") == b'{"ok": true}'
+        assert bucket.get("seen/jobs/b/loop") is None
+        dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(dropped) == 1 and "'jobs/b/loop'" in dropped[0] and "deadline of 0.5 s" in dropped[0]
