@@ -56,6 +56,12 @@ async def _load(port: int, connections: int, per_connection: int) -> tuple[float
     return time.perf_counter() - started, latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,7 +88,9 @@ def measure(connections: int = 16, per_connection: int = 125, workers: int | Non
         try:
             _wait_for(port)
             asyncio.run(_load(port, 4, 10))  # warm up threads and caches
+            cpu_before = _cpu_seconds(server.pid)
             elapsed, latencies = asyncio.run(_load(port, connections, per_connection))
+            cpu = _cpu_seconds(server.pid) - cpu_before
             count = _get_count(port)
         finally:
             server.terminate()
@@ -93,6 +101,8 @@ def measure(connections: int = 16, per_connection: int = 125, workers: int | Non
         "requests": total,
         "connections": connections,
         "requests_per_s": total / elapsed,
+        # Server CPU per request: steadier than req/s when the client shares the cores.
+        "cpu_ms_per_request": cpu * 1000 / total,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "final_count": count,

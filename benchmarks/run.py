@@ -184,7 +184,8 @@ def main() -> int:
     print()
     print(
         f"HTTP (wasikv up, examples/http-counter, {http_figures['connections']} connections):"
-        f" {http_figures['requests_per_s']:.0f} req/s, p50 {http_figures['p50_ms']:.1f} ms,"
+        f" {http_figures['requests_per_s']:.0f} req/s, {http_figures['cpu_ms_per_request']:.2f} ms server CPU"
+        f" per request, p50 {http_figures['p50_ms']:.1f} ms,"
         f" p99 {http_figures['p99_ms']:.1f} ms, count {http_figures['final_count']}"
         f" of {http_figures['expected_count']}"
     )

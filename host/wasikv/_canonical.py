@@ -483,10 +483,13 @@ def put_ok_unit(results: int) -> None:
     _KIND_RESULT.pack_into(_MEM, results, RESULT, True, 0)
 
 
+_TRUE = _KIND_U64.pack(BOOL, 1)
+_FALSE = _KIND_U64.pack(BOOL, 0)
+
+
 def put_ok_bool(results: int, value: bool) -> None:
     """Write `ok(bool)`."""
-    payload = _boxed_packed(_KIND_U64.pack(BOOL, 1 if value else 0))
-    _KIND_RESULT.pack_into(_MEM, results, RESULT, True, payload)
+    _KIND_RESULT.pack_into(_MEM, results, RESULT, True, _boxed_packed(_TRUE if value else _FALSE))
 
 
 def put_ok_s64(results: int, value: int) -> None:

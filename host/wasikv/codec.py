@@ -74,15 +74,19 @@ _STRING_PAIRS = ListOf(TupleOf((STRING, STRING)))
 _STRING_BYTES_PAIRS = ListOf(TupleOf((STRING, _BYTES)))
 
 
-def reader(ty: WitType) -> Reader:
-    """A function reading a value of type `ty`: `(ctx, addr) -> value`."""
+def plain_reader(ty: WitType) -> Callable[[int], Any] | None:
+    """A reader of `ty` that needs no store context, `addr -> value`, when there is a fast one."""
     kind_code = _PRIM_KINDS.get(ty)  # type: ignore[call-overload]
     if kind_code is not None:
-        read_prim = cv.prim_reader(kind_code)
-        return lambda _ctx, addr: read_prim(addr)
-    fast = _FAST_READERS.get(ty)
-    if fast is not None:
-        return lambda _ctx, addr: fast(addr)
+        return cv.prim_reader(kind_code)
+    return _FAST_READERS.get(ty)
+
+
+def reader(ty: WitType) -> Reader:
+    """A function reading a value of type `ty`: `(ctx, addr) -> value`."""
+    plain = plain_reader(ty)
+    if plain is not None:
+        return lambda _ctx, addr: plain(addr)
     if isinstance(ty, (Own, Borrow)):
         return cv.read_resource_rep
     if isinstance(ty, ListOf):
@@ -219,4 +223,4 @@ def _write_case(ctx: int, addr: int, value: Case | str, cases: Mapping[str, Writ
     cv.put_variant(addr, case.name, None if write is None else _bind(write, ctx, case.payload))
 
 
-__all__ = ["Case", "Err", "Ok", "Reader", "Writer", "reader", "writer"]
+__all__ = ["Case", "Err", "Ok", "Reader", "Writer", "plain_reader", "reader", "writer"]

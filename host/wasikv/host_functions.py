@@ -28,7 +28,7 @@ from wasmtime.component import Linker
 
 from . import _canonical as cv
 from . import _capi
-from .codec import Ok, Writer, reader, writer
+from .codec import Ok, Writer, plain_reader, reader, writer
 from .wit_types import BOOL, S64, STRING, U8, FuncSig, ListOf, OptionOf, ResultOf, TupleOf, WitType
 
 #: Converts a value read from the guest before the body sees it: (context, value) -> value.
@@ -116,48 +116,92 @@ def _dropper(resource: HostResource, contexts: Mapping[int, Any]) -> _capi.HostD
 def _dispatcher(
     function: HostFunction, contexts: Mapping[int, Any], type_ids: Mapping[str, int]
 ) -> _capi.HostFunc:
-    """The raw callback of a declared function: read, convert, call, write."""
+    """The raw callback of a declared function: read, convert, call, write.
+
+    The callback runs on every guest call, so it is generated as straight-line
+    Python for this declaration (as `dataclasses` generates `__init__`): one
+    read and one conversion per parameter, the body, one write, and no loops,
+    lists or wrappers in between.
+    """
     name = function.name
-    body = function.body
-    slots = [(i * cv.VAL_SIZE, reader(p.type)) for i, p in enumerate(function.params)]
-    converts = [(i, p.convert) for i, p in enumerate(function.params) if p.convert is not None]
     result = function.result
     errors = function.errors
-    write_ok = _ok_writer(result, type_ids)
-    write_err: Writer | None = None
+    if errors is not None and (not isinstance(result, ResultOf) or result.err is None):
+        raise TypeError(f"{name}: `errors` needs a result<T, E> result")
+    scope: dict[str, Any] = {
+        "contexts": contexts,
+        "body": function.body,
+        "CodecError": cv.CodecError,
+        "GuestFault": _capi.GuestFault,
+        "prefix": f"{name}: ",
+    }
+    reads, args = [], []
+    for i, param in enumerate(function.params):
+        plain = plain_reader(param.type)
+        if plain is not None:
+            scope[f"read{i}"] = plain
+            reads.append(f"        a{i} = read{i}(args + {i * cv.VAL_SIZE})")
+        else:
+            scope[f"read{i}"] = reader(param.type)
+            reads.append(f"        a{i} = read{i}(ctx, args + {i * cv.VAL_SIZE})")
+        if param.convert is None:
+            args.append(f"a{i}")
+        else:
+            scope[f"convert{i}"] = param.convert
+            args.append(f"convert{i}(context, a{i})")
+    lines = [
+        "def call(ctx, args, results):",
+        "    context = contexts[ctx]",
+        "    try:",
+        # Every argument is read before any conversion can fail, so each
+        # borrowed handle is released exactly once.
+        *(reads or ["        pass"]),
+        "    except CodecError as exc:",
+        "        raise GuestFault(prefix + str(exc)) from None",
+    ]
+    call_body = f"value = body(context{''.join(', ' + a for a in args)})"
     if errors is not None:
-        if not isinstance(result, ResultOf) or result.err is None:
-            raise TypeError(f"{name}: `errors` needs a result<T, E> result")
-        err_writer = writer(result.err, type_ids)
-
-        def write_err(ctx: int, addr: int, exc: Any) -> None:
-            cv.put_result(addr, False, lambda inner: err_writer(ctx, inner, errors(exc)))
-
-    def call(ctx: int, args: int, results: int) -> None:
-        context = contexts[ctx]
-        try:
-            # Every argument is read before any conversion can fail, so each
-            # borrowed handle is released exactly once.
-            values = [read(ctx, args + offset) for offset, read in slots]
-        except cv.CodecError as exc:
-            raise _capi.GuestFault(f"{name}: {exc}") from None
-        try:
-            for index, convert in converts:
-                values[index] = convert(context, values[index])
-            value = body(context, *values)
-        except Exception as exc:
-            if write_err is None:
-                raise
-            write_err(ctx, results, exc)
-            return
-        if write_ok is not None:
-            write_ok(ctx, results, value)
-
+        assert isinstance(result, ResultOf) and result.err is not None
+        scope["write_err"] = _err_writer(result.err, errors, type_ids)
+        lines += [
+            "    try:",
+            f"        {call_body}",
+            "    except Exception as exc:",
+            "        write_err(ctx, results, exc)",
+            "        return",
+        ]
+    else:
+        lines.append(f"    {call_body}")
+    fast_ok = _FAST_OK.get(result.ok) if isinstance(result, ResultOf) else None
+    if fast_ok is not None:
+        scope["write_ok"] = fast_ok
+        lines.append("    write_ok(results, value)")
+    elif result is not None:
+        write = writer(result, type_ids)
+        scope["write_ok"] = write
+        scope["Ok"] = Ok
+        lines.append(
+            "    write_ok(ctx, results, Ok(value))"
+            if isinstance(result, ResultOf)
+            else "    write_ok(ctx, results, value)"
+        )
+    # The source is built above from the declaration alone, never from input.
+    exec("\n".join(lines), scope)
+    call: _capi.HostFunc = scope["call"]
     return call
 
 
-# `ok(T)` of the results every key-value call returns, written without
-# building intermediate fillers.
+def _err_writer(err: WitType, errors: Callable[[Exception], Any], type_ids: Mapping[str, int]) -> Writer:
+    write = writer(err, type_ids)
+
+    def write_err(ctx: int, addr: int, exc: Exception) -> None:
+        cv.put_result(addr, False, lambda inner: write(ctx, inner, errors(exc)))
+
+    return write_err
+
+
+# `ok(T)` of the results every key-value call returns, written in one step:
+# (results address, value).
 _FAST_OK: dict[WitType | None, Callable[[int, Any], None]] = {
     None: lambda addr, _value: cv.put_ok_unit(addr),
     BOOL: cv.put_ok_bool,
@@ -165,18 +209,6 @@ _FAST_OK: dict[WitType | None, Callable[[int, Any], None]] = {
     OptionOf(ListOf(U8)): cv.put_ok_option_bytes,
     ListOf(TupleOf((STRING, OptionOf(ListOf(U8))))): cv.put_ok_key_values,
 }
-
-
-def _ok_writer(result: WitType | None, type_ids: Mapping[str, int]) -> Writer | None:
-    if result is None:
-        return None
-    if isinstance(result, ResultOf) and result.ok in _FAST_OK:
-        fast = _FAST_OK[result.ok]
-        return lambda _ctx, addr, value: fast(addr, value)
-    write = writer(result, type_ids)
-    if isinstance(result, ResultOf):
-        return lambda ctx, addr, value: write(ctx, addr, Ok(value))
-    return write
 
 
 __all__ = ["Convert", "HostFunction", "HostInterface", "HostResource", "Param"]

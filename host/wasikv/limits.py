@@ -75,6 +75,8 @@ class Limits:
 
     def check_key(self, key: str) -> None:
         """Refuse keys longer than `max_key_bytes` (UTF-8)."""
+        if len(key) * 4 <= self.max_key_bytes:
+            return  # no UTF-8 encoding can be too long: skip encoding it
         size = len(key.encode("utf-8"))
         if size > self.max_key_bytes:
             raise LimitExceeded(f"key size limit: {size} bytes > max_key_bytes={self.max_key_bytes}")

@@ -7,16 +7,21 @@ host call that epoch interruption cannot stop (a guest's `time.sleep`): a
 replacement thread starts at once so capacity is kept, and the stuck thread
 exits when its task finally returns. Threads are daemons, so a stuck one never
 holds up the process at exit.
+
+Tasks travel through a `queue.SimpleQueue`, as in the standard executor: a
+finished task wakes nobody, and a new one wakes exactly one idle worker.
 """
 
 from __future__ import annotations
 
-import collections
+import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
+
+_Task = tuple[Future[Any], Callable[[], Any]] | None
 
 
 class Overloaded(Exception):
@@ -36,12 +41,14 @@ class WorkerPool:
         #: Stuck workers replaced at most at once; past it, no more are replaced.
         self.max_written_off = workers if max_written_off is None else max_written_off
         self._name = name
-        self._tasks: collections.deque[tuple[Future[Any], Callable[[], Any]]] = collections.deque()
-        self._cond = threading.Condition()
+        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)
+        self._waiting = 0  # submitted, not yet taken by a worker
+        self._idle = 0  # workers blocked waiting for a task
         self._running: dict[Future[Any], int] = {}
         self._written_off: set[int] = set()
         self._threads = 0
-        self._idle = 0
         self._closed = False
         self._serial = 0
         for _ in range(workers):
@@ -50,12 +57,12 @@ class WorkerPool:
     @property
     def waiting(self) -> int:
         """Tasks submitted and not yet started."""
-        return len(self._tasks)
+        return self._waiting
 
     @property
     def full(self) -> bool:
         """Whether `submit` would raise `Overloaded` now."""
-        return len(self._tasks) - self._idle >= self.queue_limit
+        return self._waiting - self._idle >= self.queue_limit
 
     @property
     def written_off(self) -> int:
@@ -65,18 +72,18 @@ class WorkerPool:
     def submit(self, call: Callable[[], Any]) -> Future[Any]:
         """Queue `call`; raises `Overloaded` if `queue_limit` tasks are already waiting."""
         future: Future[Any] = Future()
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             if self.full:
-                raise Overloaded(f"all {self.workers} workers are busy and {len(self._tasks)} requests wait")
-            self._tasks.append((future, call))
-            self._cond.notify()
+                raise Overloaded(f"all {self.workers} workers are busy and {self._waiting} requests wait")
+            self._waiting += 1
+        self._tasks.put((future, call))
         return future
 
     def write_off(self, future: Future[Any]) -> bool:
         """Give up on the worker running `future` and start a replacement; False if none was started."""
-        with self._cond:
+        with self._lock:
             ident = self._running.get(future)
             if ident is None or ident in self._written_off or len(self._written_off) >= self.max_written_off:
                 return False
@@ -86,23 +93,33 @@ class WorkerPool:
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Refuse new work, cancel waiting tasks, wait up to `timeout` for running ones; True if all ended."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            while self._tasks:
-                future, _ = self._tasks.popleft()
-                future.cancel()
-            self._cond.notify_all()
-            end = time.monotonic() + timeout
-            while self._running and len(self._running) > len(self._written_off):
+            threads = self._threads
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                task[0].cancel()
+                with self._lock:
+                    self._waiting -= 1
+        for _ in range(threads):
+            self._tasks.put(None)
+        end = time.monotonic() + timeout
+        with self._finished:
+            while len(self._running) > len(self._written_off):
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
-            return True
+                self._finished.wait(remaining)
+        return True
 
     # -- the threads ---------------------------------------------------------
 
     def _spawn(self) -> None:
+        # Called with the lock held.
         self._serial += 1
         self._threads += 1
         thread = threading.Thread(target=self._work, name=f"{self._name}-{self._serial}", daemon=True)
@@ -111,17 +128,16 @@ class WorkerPool:
     def _work(self) -> None:
         ident = threading.get_ident()
         while True:
-            with self._cond:
-                while not self._tasks and not self._closed:
-                    self._idle += 1
-                    try:
-                        self._cond.wait()
-                    finally:
-                        self._idle -= 1
-                if not self._tasks:
+            with self._lock:
+                self._idle += 1
+            task = self._tasks.get()
+            with self._lock:
+                self._idle -= 1
+                if task is None:
                     self._threads -= 1
                     return
-                future, call = self._tasks.popleft()
+                self._waiting -= 1
+                future, call = task
                 if not future.set_running_or_notify_cancel():
                     continue
                 self._running[future] = ident
@@ -129,9 +145,10 @@ class WorkerPool:
                 future.set_result(call())
             except BaseException as exc:
                 future.set_exception(exc)
-            with self._cond:
+            with self._lock:
                 del self._running[future]
-                self._cond.notify_all()
+                if self._closed:
+                    self._finished.notify_all()
                 if ident in self._written_off:
                     # A replacement took this thread's place long ago.
                     self._written_off.discard(ident)
