@@ -281,6 +281,8 @@ class Host:
             try:
                 instance = linker.instantiate(store, component)
             except WasmtimeError as exc:
+                if deadline.stopped is not None:  # stopped while its start-up code ran
+                    raise deadline.error(str(exc)) from None
                 raise ComponentError(f"{self.origin(component)}: cannot instantiate: {exc}") from None
             yield store, instance
         finally:

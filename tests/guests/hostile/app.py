@@ -6,6 +6,8 @@ argv[1] (command), the request path's last segment (HTTP: `/x/loop`) or the
 changed key's last segment (watcher: `jobs/loop`):
 
 - `ok`: behave (print/answer "ok"; a watcher records the key under `seen/`);
+- `count`: increment the counter `hits` in the default store and report it
+  (a store failure escapes: a 500 with the traceback on stderr);
 - `loop`: spin forever in pure Python;
 - `sleep`: sleep for an hour (blocks in a host call, not in wasm);
 - `alloc`: allocate 1 MiB blocks until refused, then report how far it got;
@@ -81,6 +83,9 @@ def cas_handles() -> dict[str, Any]:
 def behave(mode: str) -> dict[str, Any]:
     if mode == "ok":
         return {"ok": True}
+    if mode == "count":
+        with key_value.open_default() as bucket:
+            return {"hits": bucket.increment("hits")}
     if mode == "loop":
         spin()
     if mode == "sleep":
