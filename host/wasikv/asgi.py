@@ -173,26 +173,12 @@ class WasikvApp:
             # The guest is blocked in a host call past its deadline (epochs
             # stop only running wasm): answer now, let a fresh worker take its place.
             self._pool.write_off(future)
-            log.error(
-                "component %s on route %s (%s %s) is blocked past its %g s request timeout; "
-                "answered 504, its worker is written off",
-                name,
-                route,
-                request.method,
-                request.uri,
-                timeout,
-            )
-            return _plain(504, "Gateway Timeout")
+            why = "is blocked past its {} s request timeout; answered 504, its worker is written off"
+            return _gateway_timeout(name, route, request, why.format(f"{timeout:g}"))
         except GuestTimeout:
-            log.error(
-                "component %s on route %s (%s %s) ran past the %g s request timeout; answered 504",
-                name,
-                route,
-                request.method,
-                request.uri,
-                timeout,
+            return _gateway_timeout(
+                name, route, request, f"ran past the {timeout:g} s request timeout; answered 504"
             )
-            return _plain(504, "Gateway Timeout")
         except GuestInterrupted:
             return _plain(503, "Service Unavailable")
         except asyncio.CancelledError:
@@ -283,6 +269,11 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _gateway_timeout(name: str, route: str, request: HttpRequest, why: str) -> HttpResponse:
+    log.error("component %s on route %s (%s %s) %s", name, route, request.method, request.uri, why)
+    return _plain(504, "Gateway Timeout")
 
 
 def _plain(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ..support import foreign_guest_wasm, guest_wasm
+from ..support import COMPILE_CACHE, foreign_guest_wasm, guest_wasm
 
 #: The hostile guest exports run, http and the watcher (the SDK's union world).
 SDK_WORLD = "wasikv:app/sdk"
+
+
+def start_wasikv(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """`python -m wasikv ARGS` started in `cwd` with the test compile cache, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "wasikv", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+    )
+
+
+def run_wasikv(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m wasikv ARGS` run to its end: (return code, stdout, stderr)."""
+    proc = start_wasikv(*args, cwd=cwd)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="session")

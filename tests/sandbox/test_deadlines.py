@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from wasikv.app.loader import load_app
 from wasikv.triggers.watch import RetryPolicy, WatchTriggers
 
 from ..support import COMPILE_CACHE
+from .conftest import start_wasikv
 
 
 def _run(host: Host, wasm: Path, mode: str, timeout: float | None) -> tuple[int, bytes]:
@@ -79,19 +77,8 @@ def test_interrupt_stops_running_guests_of_the_host(hostile_wasm: Path) -> None:
             _run(host, hostile_wasm, "loop", None)
 
 
-def _wasikv(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "wasikv", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
-    )
-
-
 def test_wasikv_run_timeout_exits_124(hostile_wasm: Path, tmp_path: Path) -> None:
-    proc = _wasikv("run", "--timeout", "1", str(hostile_wasm), "loop", cwd=tmp_path)
+    proc = start_wasikv("run", "--timeout", "1", str(hostile_wasm), "loop", cwd=tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 124
     assert f"Error: {hostile_wasm}: stopped after the --timeout of 1 s" in err
@@ -102,7 +89,7 @@ def test_wasikv_run_timeout_leaves_a_sleeping_guest_behind(hostile_wasm: Path, t
     # A guest inside a WASI sleep is not running wasm, so epochs cannot stop
     # it: `run` gives up on it a second after the deadline.
     started = time.monotonic()
-    proc = _wasikv("run", "--timeout", "1", str(hostile_wasm), "sleep", cwd=tmp_path)
+    proc = start_wasikv("run", "--timeout", "1", str(hostile_wasm), "sleep", cwd=tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 124, err
     assert time.monotonic() - started < 15
@@ -110,7 +97,7 @@ def test_wasikv_run_timeout_leaves_a_sleeping_guest_behind(hostile_wasm: Path, t
 
 
 def test_ctrl_c_stops_wasikv_run_of_a_looping_guest(hostile_wasm: Path, tmp_path: Path) -> None:
-    proc = _wasikv("run", str(hostile_wasm), "loop", cwd=tmp_path)
+    proc = start_wasikv("run", str(hostile_wasm), "loop", cwd=tmp_path)
     time.sleep(3)  # compiled already: the guest is looping by now
     assert proc.poll() is None
     sent = time.monotonic()

@@ -13,6 +13,7 @@ import pytest
 from wasikv import Host, InstancePool, Limits
 
 from ..support import COMPILE_CACHE
+from .conftest import run_wasikv
 
 
 def _report(host: Host, wasm: Path, mode: str) -> dict[str, object]:
@@ -39,14 +40,7 @@ def test_allocation_past_the_cap_is_a_memory_error_in_the_guest(
 
 
 def test_the_cli_takes_max_memory(hostile_wasm: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "wasikv", "run", "--max-memory", "96", str(hostile_wasm), "alloc"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        env={"WASIKV_CACHE_DIR": str(COMPILE_CACHE), "PATH": "/usr/bin:/bin"},
-    )
+    done = run_wasikv("run", "--max-memory", "96", str(hostile_wasm), "alloc", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert 48 < json.loads(done.stdout)["allocated_mib"] < 96
 

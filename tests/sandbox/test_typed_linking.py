@@ -5,8 +5,6 @@ from __future__ import annotations
 import ctypes
 import shutil
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from wasikv import _canonical as cv
 from wasikv.asgi import create_app
 
 from ..support import COMPILE_CACHE, guest_wasm
+from .conftest import run_wasikv
 
 LIST_KEYS = (
     "wasi:keyvalue/store@0.2.0-draft2 [method]bucket.list-keys: component expects "
@@ -48,14 +47,7 @@ def test_mistyped_imports_are_refused_with_every_difference(mistyped_wasm: Path,
 
 @pytest.mark.parametrize("call", ["list", "increment"])
 def test_wasikv_run_refuses_a_mistyped_component(mistyped_wasm: Path, tmp_path: Path, call: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "wasikv", "run", "--store", "default=memory:", str(mistyped_wasm), call],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        env={"WASIKV_CACHE_DIR": str(COMPILE_CACHE), "PATH": "/usr/bin:/bin"},
-    )
+    done = run_wasikv("run", "--store", "default=memory:", str(mistyped_wasm), call, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"Error: {mistyped_wasm}: wasi:keyvalue/")
     assert LIST_KEYS in done.stderr and INCREMENT in done.stderr
@@ -91,14 +83,7 @@ def test_up_refuses_a_component_without_the_export_its_trigger_calls(tmp_path: P
     manifest = _manifest(tmp_path, guest_wasm("probe"), "http")
     with pytest.raises(ComponentError, match=r"component 'app'.*does not export wasikv:app/http@0.1.0"):
         create_app(manifest, cache_dir=COMPILE_CACHE)
-    done = subprocess.run(
-        [sys.executable, "-m", "wasikv", "up", "--listen", "127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        env={"WASIKV_CACHE_DIR": str(COMPILE_CACHE), "PATH": "/usr/bin:/bin"},
-    )
+    done = run_wasikv("up", "--listen", "127.0.0.1:1", cwd=tmp_path)
     assert done.returncode == 1 and "Serving" not in done.stdout
     assert "does not export wasikv:app/http@0.1.0" in done.stderr
 
