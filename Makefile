@@ -26,8 +26,9 @@ demo: examples/counter/counter.wasm
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Benchmarks: our host vs a host on wasmtime-py's generic conversion, in one run.
+## Benchmarks: our host vs wasmtime's own Rust host and a generic-conversion host, in one run.
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.run
 
 lint: $(STAMP)

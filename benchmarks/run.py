@@ -21,10 +21,11 @@ from typing import Any
 from wasmtime import Engine
 from wasmtime.component import Component
 
+from tests.support import foreign_guest_wasm
 from wasikv import Host, MemoryStore
 from wasikv.guest_build import build_cached
 
-from . import http, redis_bench, watch_latency
+from . import http, redis_bench, wasmtime_host, watch_latency
 from .generic_host import GenericHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +163,8 @@ def main() -> int:
     print("  measured redis", file=sys.stderr)
     watch_figures = watch_latency.measure()
     print("  measured watchers", file=sys.stderr)
+    native = wasmtime_host.measure(foreign_guest_wasm("keyvalue-0.2.0-draft"))
+    print("  measured wasmtime's host", file=sys.stderr)
 
     print()
     header = ("operation", "wasikv (memory)", "no deadlines", "cost", "generic host", "speed-up", "sqlite")
@@ -218,8 +221,22 @@ def main() -> int:
             f"watcher delivery ({store}, {figures['wake_up']}): p50 {figures['latency_p50_ms']} ms,"
             f" p90 {figures['latency_p90_ms']} ms, p99 {figures['latency_p99_ms']} ms"
         )
+    print()
+    if "skipped" in native:
+        print(f"wasmtime's own host: skipped, {native['skipped']}")
+    else:
+        print(
+            f"one 0.2.0-draft guest on {native['wasmtime']} (run -S keyvalue) and on wasikv, both in memory"
+        )
+        print(f"{'operation':<24} {'wasmtime (Rust)':>16} {'wasikv':>12} {'ratio':>7}")
+        for row in native["operations"]:
+            print(
+                f"{LABELS[row['op']]:<24} {_fmt(row['wasmtime_us']):>16} {_fmt(row['wasikv_us']):>12}"
+                f" {row['wasikv_us'] / row['wasmtime_us']:>6.1f}x"
+            )
     results = {
         "operations": rows,
+        "wasmtime_host": native,
         "starts": starts,
         "http": http_figures,
         "redis": redis_figures,

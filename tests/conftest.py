@@ -9,6 +9,7 @@ import pytest
 
 from wasikv import Host, Limits
 
+from .redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 from .support import COMPILE_CACHE, guest_wasm
 
 
@@ -16,6 +17,20 @@ from .support import COMPILE_CACHE, guest_wasm
 def build_guest() -> Callable[[str], Path]:
     """Build (or reuse) a guest component by directory name."""
     return guest_wasm
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of each kind of store, private to the test (Redis: a unique prefix, deleted after)."""
+    if request.param == "memory":
+        yield "memory:"
+    elif request.param == "sqlite":
+        yield f"sqlite:{tmp_path / 'kv.db'}"
+    else:
+        require_redis()
+        prefix = unique_prefix()
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{TEST_DB}?prefix={prefix}"
+        delete_prefix(prefix)
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import Host
-from wasikv.guest_build import COMMAND_WORLD, build_cached
+from wasikv.guest_build import COMMAND_WORLD, build_cached, componentize
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "tests" / "guests"
@@ -33,48 +32,49 @@ def guest_wasm(name: str, world: str = COMMAND_WORLD, module: str = "app") -> Pa
 FOREIGN_WIT = ROOT / "tests" / "wit"
 
 
-def foreign_guest_wasm(name: str, keyvalue: str, world: str, *, relabel: str | None = None) -> Path:
-    """Build tests/guests/<name> against the foreign keyvalue WIT tests/wit/<keyvalue>.
+_KEYVALUE_PACKAGE = re.compile(r"package wasi:keyvalue@([^;]+);")
 
-    The WIT tree is that package (its version replaced by `relabel` if
-    given), wasikv's vendored WASI 0.2.0 packages and the guest's own
-    `world.wit`; the app imports its bindings as `wit_world`. Built once per
-    content, like `guest_wasm`.
+
+def foreign_guest_wasm(*keyvalue: str, relabel: str | None = None, name: str = "foreign") -> Path:
+    """Build tests/guests/<name> against the foreign keyvalue WITs tests/wit/<keyvalue>...
+
+    The WIT tree is those packages (the version of the first replaced by
+    `relabel`, for a guest that lies about its types), wasikv's vendored WASI
+    0.2.0 packages and the guest's own `world.wit` (its one world), whose
+    KEYVALUE_VERSION becomes the first package's version. The app imports its
+    bindings as `wit_world`. Built once per content, like `guest_wasm`.
     """
     app_dir = GUESTS / name
-    package = FOREIGN_WIT / keyvalue
-    digest = hashlib.sha256(f"{keyvalue};{world};{relabel}".encode())
-    for path in sorted([*app_dir.iterdir(), *package.iterdir()]):
+    packages = [FOREIGN_WIT / package for package in keyvalue]
+    digest = hashlib.sha256(f"{keyvalue};{relabel}".encode())
+    for path in sorted(p for d in (app_dir, *packages) for p in d.iterdir()):
         if path.is_file():
             digest.update(path.name.encode() + path.read_bytes())
-    target = CACHE / "guests" / f"{name}-{keyvalue}-{relabel or 'as-is'}-{digest.hexdigest()[:20]}.wasm"
+    label = "+".join(keyvalue) + (f"-as-{relabel}" if relabel else "")
+    target = CACHE / "guests" / f"{name}-{label}-{digest.hexdigest()[:20]}.wasm"
     if target.exists():
         return target
+    found = _KEYVALUE_PACKAGE.search((packages[0] / "world.wit").read_text())
+    assert found is not None, f"{packages[0]}/world.wit declares no wasi:keyvalue package"
+    version = relabel or found.group(1)
+    world_source = (app_dir / "world.wit").read_text()
+    world = re.search(r"^world (\S+) \{", world_source, re.MULTILINE)
+    assert world is not None, f"{app_dir}/world.wit has no world"
     with tempfile.TemporaryDirectory() as scratch:
         wit = Path(scratch) / "wit"
         for dep in (ROOT / "wit" / "deps").iterdir():
             if dep.name != "keyvalue":
                 shutil.copytree(dep, wit / "deps" / dep.name)
-        (wit / "deps" / "keyvalue").mkdir()
-        for source in package.glob("*.wit"):
-            text = source.read_text()
-            if relabel is not None:
-                text = text.replace(
-                    "package wasi:keyvalue@0.2.0-draft2;", f"package wasi:keyvalue@{relabel};"
-                )
-                text = text.replace("package wasi:keyvalue@0.2.0-draft;", f"package wasi:keyvalue@{relabel};")
-            (wit / "deps" / "keyvalue" / source.name).write_text(text)
-        shutil.copy(app_dir / "world.wit", wit / "world.wit")
-        componentize_py = str(Path(sys.executable).with_name("componentize-py"))
+        for index, package in enumerate(packages):
+            (wit / "deps" / f"keyvalue-{index}").mkdir()
+            for source in package.glob("*.wit"):
+                text = source.read_text()
+                if index == 0:
+                    text = _KEYVALUE_PACKAGE.sub(f"package wasi:keyvalue@{version};", text)
+                (wit / "deps" / f"keyvalue-{index}" / source.name).write_text(text)
+        (wit / "world.wit").write_text(world_source.replace("KEYVALUE_VERSION", version))
         partial = target.with_suffix(f".{os.getpid()}.tmp")
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-        command = [componentize_py, "-d", str(wit), "-w", world, "componentize", "-p", str(app_dir)]
-        done = subprocess.run(
-            [*command, "app", "-o", str(partial)], capture_output=True, text=True, env=env, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"componentize-py failed for {name}:\n{done.stderr[-4000:]}")
+        componentize(app_dir, partial, world=world.group(1), wit=wit)
         partial.replace(target)
     return target
 

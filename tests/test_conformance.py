@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from wasikv import Host, Limits
 
-from .redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 from .support import GuestRun, run_in
 
 OTHER = "other"
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "memory":
-        yield "memory:"
-    elif request.param == "sqlite":
-        yield f"sqlite:{tmp_path / 'kv.db'}"
-    else:
-        require_redis()
-        prefix = unique_prefix()
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{TEST_DB}?prefix={prefix}"
-        delete_prefix(prefix)
 
 
 @pytest.fixture

@@ -512,6 +512,28 @@ def put_ok_option_bytes(results: int, value: bytes | None) -> None:
     _KIND_RESULT.pack_into(_MEM, results, RESULT, True, option)
 
 
+def put_ok_present_pairs(results: int, items: Sequence[tuple[str, bytes] | None]) -> None:
+    """Write `ok(list<option<tuple<string, list<u8>>>>)` (upstream's batch.get-many)."""
+    slot = _scratch.slot_addr
+    _MEM[slot] = LIST
+    _capi.vallist_new_uninit(slot + _PAYLOAD, len(items))
+    data = _u64(slot + _PAYLOAD + 8)
+    for i, item in enumerate(items):
+        entry = data + i * VAL_SIZE
+        if item is None:
+            _KIND_U64.pack_into(_MEM, entry, OPTION, 0)
+            continue
+        # Build the tuple in the entry's own slot, move it into a box, then
+        # write the option over the emptied slot.
+        _MEM[entry] = TUPLE
+        _capi.valtuple_new_uninit(entry + _PAYLOAD, 2)
+        fields = _u64(entry + _PAYLOAD + 8)
+        put_string(fields, item[0])
+        put_bytes(fields + VAL_SIZE, item[1])
+        _KIND_U64.pack_into(_MEM, entry, OPTION, _capi.val_new(entry))
+    _KIND_RESULT.pack_into(_MEM, results, RESULT, True, _capi.val_new(slot))
+
+
 def put_ok_key_values(results: int, pairs: Sequence[tuple[str, bytes | None]]) -> None:
     """Write `ok(list<tuple<string, option<list<u8>>>>)` (Spin's batch.get-many)."""
     slot = _scratch.slot_addr

@@ -235,6 +235,28 @@ def kv_incr(url: str, key: str, delta: int) -> None:
         click.echo(store.increment(key, delta))
 
 
+@main.command("inspect")
+@click.argument("app", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
+def inspect_cmd(app: str, as_json: bool, cache_dir: str | None) -> None:
+    """Show what APP imports and exports, what wasikv provides for it and how it can run.
+
+    For each import: whether wasikv provides it (and in which shape of
+    wasi:keyvalue) or wasmtime's WASI 0.2 does, or why nobody does. For each
+    of wasikv's worlds (command, http-trigger, watch-trigger): whether the
+    component fits it. Exits 1 if wasikv cannot run the component at all.
+    """
+    import json
+
+    from .inspect import inspect_component
+
+    with _reported(), Host({}, cache_dir=cache_dir) as host:
+        report = inspect_component(host, app)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
+    sys.exit(0 if report.runnable else 1)
+
+
 @main.command("componentize")
 @click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .wasm to write.")

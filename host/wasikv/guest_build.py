@@ -39,15 +39,20 @@ def componentize(
     module: str = "app",
     world: str = COMMAND_WORLD,
     python_path: Iterable[str | Path] = (),
+    wit: str | Path | None = None,
 ) -> Path:
     """Build `app_dir/<module>.py` into a component at `output`.
 
     The SDK's directory is put on componentize-py's path, so this works
-    whether wasikv is installed normally or in editable mode.
+    whether wasikv is installed normally or in editable mode. With `wit` (a
+    WIT directory holding `world`), the app is built against that WIT
+    instead, without the SDK, and imports its bindings as `wit_world`.
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [_componentize_py(), "-w", world, "componentize", "-p", str(sdk_path()), "-p", str(app_dir)]
+    sdk = [] if wit is not None else ["-p", str(sdk_path())]
+    target = ["-w", world] if wit is None else ["-d", str(wit), "-w", world]
+    command = [_componentize_py(), *target, "componentize", *sdk, "-p", str(app_dir)]
     for extra in python_path:
         command += ["-p", str(extra)]
     command += [module, "-o", str(output)]

@@ -23,7 +23,7 @@ from .deadlines import Deadline, Shutdown
 from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore
 from .host_functions import HostInterface
 from .instance_pool import InstancePool
-from .keyvalue import INTERFACES, KeyValueSession
+from .keyvalue import INTERFACES, KeyValueSession, NumberedCursors
 from .limits import Limits
 from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .stores import open_store
@@ -86,6 +86,7 @@ class Host:
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = CompileCache(self.engine, directory if compile_cache else None, settings)
         self._sessions: dict[int, KeyValueSession] = {}
+        self._cursors = NumberedCursors()
         self._provided: dict[str, list[HostInterface]] = {}
         for interface in INTERFACES:
             self._provided.setdefault(interface.name, []).append(interface)
@@ -137,12 +138,13 @@ class Host:
 
     # -------------------------------------------------------- components
 
-    def load(self, source: str | Path | bytes) -> Component:
+    def load(self, source: str | Path | bytes, *, check: bool = True) -> Component:
         """Compile (or fetch from the compile cache) a component, and check its imports.
 
         Raises `ComponentError` if the file cannot be read, is not a
-        component, or imports a wasi:keyvalue interface with types other than
-        the ones wasikv implements.
+        component, or (unless `check` is False, for inspecting it) imports a
+        wasi:keyvalue interface with types other than the ones wasikv
+        implements.
         """
         if isinstance(source, bytes):
             origin, wasm = "component", source
@@ -155,8 +157,18 @@ class Host:
                 raise ComponentError(f"{path}: cannot read component: {exc.strerror or exc}") from None
         component = self._cache.load(wasm, origin)
         self._origins[component] = origin
-        self._plan(component)
+        if check:
+            self._plan(component)
         return component
+
+    @property
+    def provided(self) -> Mapping[str, Sequence[HostInterface]]:
+        """The interfaces wasikv implements itself, by name (several shapes may share one)."""
+        return self._provided
+
+    def imports(self, component: Component) -> dict[str, dict[str, FuncSig]]:
+        """The functions a component imports, by interface."""
+        return imported_functions(self.engine, component)
 
     def exports(self, component: Component) -> dict[str, dict[str, FuncSig]]:
         """The functions a component exports, by interface (for checking a trigger's export)."""
@@ -169,8 +181,7 @@ class Host:
     def _plan(self, component: Component) -> LinkPlan:
         plan = self._plans.get(component)
         if plan is None:
-            imports = imported_functions(self.engine, component)
-            plan = plan_imports(imports, self._provided, self.origin(component))
+            plan = plan_imports(self.imports(component), self._provided, self.origin(component))
             self._plans[component] = plan
         return plan
 
@@ -276,7 +287,9 @@ class Host:
         ctx = context_address(store)
         deadline = Deadline(timeout, self.shutdown)
         deadlines.arm(store, ctx, deadline)
-        self._sessions[ctx] = KeyValueSession(lambda label: self._resolve(label, granted), self.limits)
+        self._sessions[ctx] = KeyValueSession(
+            lambda label: self._resolve(label, granted), self.limits, self._cursors
+        )
         try:
             try:
                 instance = linker.instantiate(store, component)

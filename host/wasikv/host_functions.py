@@ -81,8 +81,10 @@ class HostInterface:
     name: str
     functions: tuple[HostFunction, ...]
     resources: tuple[HostResource, ...] = ()
-    #: Which variant of a WIT this is, when several share the name (for messages).
-    shape: str = ""
+    #: The variants of its WIT this implementation belongs to, when several
+    #: share the name: a component must get all its interfaces of a package
+    #: from one shape (see `linking`).
+    shapes: frozenset[str] = frozenset()
     _by_name: dict[str, HostFunction] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -208,6 +210,7 @@ _FAST_OK: dict[WitType | None, Callable[[int, Any], None]] = {
     S64: cv.put_ok_s64,
     OptionOf(ListOf(U8)): cv.put_ok_option_bytes,
     ListOf(TupleOf((STRING, OptionOf(ListOf(U8))))): cv.put_ok_key_values,
+    ListOf(OptionOf(TupleOf((STRING, ListOf(U8))))): cv.put_ok_present_pairs,
 }
 
 

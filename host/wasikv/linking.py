@@ -38,6 +38,26 @@ class LinkPlan:
     """The implementation chosen for each wasikv interface a component imports."""
 
     interfaces: tuple[HostInterface, ...]
+    #: The shapes (WIT variants) the chosen implementations share; empty when
+    #: the component imports none that has shapes.
+    shapes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ImportMatch:
+    """How one import of a component meets what wasikv implements."""
+
+    name: str
+    functions: Mapping[str, FuncSig]
+    #: The implementations whose signatures match every function it imports.
+    matches: tuple[HostInterface, ...]
+    #: Why none matches: one line per function (empty when one does).
+    problems: tuple[str, ...]
+
+    @property
+    def ours(self) -> bool:
+        """Whether wasikv implements (or owns) this interface name."""
+        return bool(self.matches or self.problems)
 
 
 def imported_functions(engine: Engine, component: Component) -> dict[str, dict[str, FuncSig]]:
@@ -66,6 +86,24 @@ def _functions(engine: Engine, items: Mapping[str, Any]) -> dict[str, dict[str, 
     return found
 
 
+def match_imports(
+    imports: Mapping[str, Mapping[str, FuncSig]], provided: Mapping[str, Sequence[HostInterface]]
+) -> list[ImportMatch]:
+    """Compare every import with the implementations wasikv has under its name."""
+    found = []
+    for name, functions in imports.items():
+        candidates = provided.get(name, ())
+        matches = tuple(c for c in candidates if not list(_mismatches(functions, c)))
+        problems: tuple[str, ...] = ()
+        if candidates and not matches:
+            problems = tuple(_closest_mismatches(functions, candidates))
+        elif not candidates and name.startswith(OWNED_PACKAGES):
+            offered = ", ".join(sorted(n for n in provided if n.startswith(OWNED_PACKAGES)))
+            problems = (f"wasikv does not implement this interface (it implements {offered})",)
+        found.append(ImportMatch(name, functions, matches, problems))
+    return found
+
+
 def plan_imports(
     imports: Mapping[str, Mapping[str, FuncSig]],
     provided: Mapping[str, Sequence[HostInterface]],
@@ -74,39 +112,57 @@ def plan_imports(
     """Choose an implementation for each provided interface the component imports.
 
     Raises `ComponentError` listing every import that no implementation
-    matches, one line each.
+    matches, one line each, or naming the shapes a component mixes.
     """
-    chosen: list[HostInterface] = []
-    problems: list[str] = []
-    for name, functions in imports.items():
-        candidates = provided.get(name)
-        if not candidates:
-            if name.startswith(OWNED_PACKAGES):
-                offered = ", ".join(sorted(n for n in provided if n.startswith(OWNED_PACKAGES)))
-                problems.append(f"{name}: wasikv does not implement this interface (it implements {offered})")
-            continue
-        match, mismatches = _best_match(functions, candidates)
-        if match is not None:
-            chosen.append(match)
-        else:
-            problems.extend(f"{name} {problem}" for problem in mismatches)
+    found = match_imports(imports, provided)
+    problems = [f"{origin}: {m.name} {problem}" for m in found for problem in m.problems]
     if problems:
-        raise ComponentError("\n".join(f"{origin}: {problem}" for problem in problems))
-    return LinkPlan(tuple(chosen))
+        raise ComponentError("\n".join(problems))
+    matched = [m for m in found if m.matches]
+    shapes = common_shapes(matched)
+    if shapes is None:
+        raise ComponentError(f"{origin}: {mixed_shapes(matched)}")
+    return LinkPlan(tuple(_pick(m.matches, shapes) for m in matched), shapes)
 
 
-def _best_match(
-    functions: Mapping[str, FuncSig], candidates: Sequence[HostInterface]
-) -> tuple[HostInterface | None, list[str]]:
+def common_shapes(matched: Sequence[ImportMatch]) -> frozenset[str] | None:
+    """The shapes every shaped import can be served in (empty: none has shapes; None: they disagree)."""
+    common: frozenset[str] | None = None
+    for match in matched:
+        offered = frozenset().union(*(c.shapes for c in match.matches))
+        if offered:
+            common = offered if common is None else common & offered
+    if common is None:
+        return frozenset()
+    return common or None
+
+
+def mixed_shapes(matched: Sequence[ImportMatch]) -> str:
+    """The message for a component whose imports come from different WITs of one package."""
+    offered = "; ".join(
+        f"{m.name} is {' or '.join(sorted(frozenset().union(*(c.shapes for c in m.matches))))}"
+        for m in matched
+        if any(c.shapes for c in m.matches)
+    )
+    return f"imports interfaces of different WITs of one package ({offered}); build it against one"
+
+
+def _pick(matches: Sequence[HostInterface], shapes: frozenset[str]) -> HostInterface:
+    # The first (preferred) implementation in one of the shapes chosen.
+    for candidate in matches:
+        if not shapes or not candidate.shapes or candidate.shapes & shapes:
+            return candidate
+    return matches[0]
+
+
+def _closest_mismatches(functions: Mapping[str, FuncSig], candidates: Sequence[HostInterface]) -> list[str]:
     # Report the mismatches of the candidate that comes closest.
     best: list[str] | None = None
     for candidate in candidates:
         mismatches = list(_mismatches(functions, candidate))
-        if not mismatches:
-            return candidate, []
         if best is None or len(mismatches) < len(best):
             best = mismatches
-    return None, best or []
+    return best or []
 
 
 def _mismatches(functions: Mapping[str, FuncSig], interface: HostInterface) -> Iterable[str]:
@@ -143,9 +199,13 @@ def check_exports(
 
 __all__ = [
     "OWNED_PACKAGES",
+    "ImportMatch",
     "LinkPlan",
     "check_exports",
+    "common_shapes",
     "exported_functions",
     "imported_functions",
+    "match_imports",
+    "mixed_shapes",
     "plan_imports",
 ]

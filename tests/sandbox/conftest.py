@@ -43,4 +43,4 @@ def hostile_wasm() -> Path:
 @pytest.fixture(scope="session")
 def mistyped_wasm() -> Path:
     """A component importing the 0.2.0-draft shapes under wasikv's draft2 interface names."""
-    return foreign_guest_wasm("mistyped", "keyvalue-0.2.0-draft", "foreign-command", relabel="0.2.0-draft2")
+    return foreign_guest_wasm("keyvalue-0.2.0-draft", relabel="0.2.0-draft2")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import LimitExceeded
 from ..limits import Limits
 from ..stores.base import Store
+from .cursor import NumberedCursors
 
 #: Resolves a label to its store, raising `NoSuchStore` or `AccessDenied`.
 StoreResolver = Callable[[str], Store]
@@ -42,9 +43,11 @@ class KeyValueSession:
     only name handles it was given, and wasmtime checks their types.
     """
 
-    def __init__(self, resolve: StoreResolver, limits: Limits) -> None:
+    def __init__(self, resolve: StoreResolver, limits: Limits, cursors: NumberedCursors) -> None:
         self.resolve = resolve
         self.limits = limits
+        #: The host's u64 list-keys cursors (wasi:keyvalue@0.2.0-draft).
+        self.cursors = cursors
         self.buckets: dict[int, OpenBucket] = {}
         self.cas: dict[int, PinnedCas] = {}
         self._reps = itertools.count(1)

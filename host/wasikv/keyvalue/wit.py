@@ -20,7 +20,16 @@ from .session import KeyValueSession, OpenBucket, PinnedCas
 
 log = logging.getLogger("wasikv")
 
-#: Host type ids of the resources (any distinct 32-bit numbers).
+#: The three shapes of wasi:keyvalue guests are built against. Spin's copy of
+#: draft2 and upstream's differ only in `batch.get-many`'s result; 0.2.0-draft
+#: has u64 increments and cursors and no compare-and-swap.
+SPIN_DRAFT2_SHAPE = "wasi:keyvalue@0.2.0-draft2 (Spin)"
+UPSTREAM_DRAFT2_SHAPE = "wasi:keyvalue@0.2.0-draft2 (upstream)"
+DRAFT_SHAPE = "wasi:keyvalue@0.2.0-draft"
+DRAFT2_SHAPES = frozenset({SPIN_DRAFT2_SHAPE, UPSTREAM_DRAFT2_SHAPE})
+
+#: Host type ids of the resources (any distinct 32-bit numbers). Every shape
+#: shares them: a bucket is a bucket whichever WIT the guest was built with.
 BUCKET_TYPE = 0x6B76_0001
 CAS_TYPE = 0x6B76_0002
 

@@ -88,6 +88,8 @@ from ._exports import call_export, export_func
 log = logging.getLogger("wasikv.watch")
 
 WATCHER_INTERFACE = "wasi:keyvalue/watcher@0.2.0-draft2"
+#: Every version of the watcher the trigger calls (with the same functions).
+WATCHER_INTERFACES = (WATCHER_INTERFACE, "wasi:keyvalue/watcher@0.2.0-draft")
 WATCH_WORLD = "wasikv:app/watch-trigger"
 #: The exports the trigger calls, as `wit/deps/keyvalue/watcher.wit` declares them.
 WATCHER_FUNCTIONS = {
@@ -176,19 +178,22 @@ class WatcherComponent:
             raise ComponentError(f"watcher {name!r} is not granted the store {store_label!r} it watches")
         self.env = {**(env or {}), STORE_ENV: store_label}
         self.store = host.bucket(store_label).store
+        self._exports = host.exports(component)
+        #: The watcher interface the component exports (either version).
+        self.interface = next((i for i in WATCHER_INTERFACES if i in self._exports), WATCHER_INTERFACE)
 
     def check(self) -> None:
-        """Raise `ComponentError` unless the component exports the watcher's types and instantiates."""
+        """Raise `ComponentError` unless the component exports a well-typed watcher and instantiates."""
         check_exports(
-            self.host.exports(self.component),
-            WATCHER_INTERFACE,
+            self._exports,
+            self.interface,
             WATCHER_FUNCTIONS,
             f"watcher component {self.name!r} ({self.host.origin(self.component)})",
             WATCH_WORLD,
         )
         try:
             with self._instance() as (store, instance):
-                _watcher_funcs(store, instance)
+                _watcher_funcs(store, instance, self.interface)
         except ComponentError as exc:
             raise ComponentError(f"watcher component {self.name!r}: {exc}") from None
 
@@ -209,7 +214,7 @@ class WatcherComponent:
                     store, instance = stack.enter_context(self._instance())
                 except Exception as exc:
                     raise DeliveryFailed(f"cannot create an instance: {exc}", 0, transient=True) from exc
-                on_set, on_delete = _watcher_funcs(store, instance)
+                on_set, on_delete = _watcher_funcs(store, instance, self.interface)
                 ctx = context_address(store)
                 session = self.host.session(store)
                 deadline = self.host.deadline(store)
@@ -291,9 +296,9 @@ class _CapturedInstance:
                         log.log(level, "[%s] %s", self.watcher.name, line)
 
 
-def _watcher_funcs(store: WasmStore, instance: Instance) -> tuple[Func, Func]:
+def _watcher_funcs(store: WasmStore, instance: Instance, interface: str) -> tuple[Func, Func]:
     on_set, on_delete = (
-        export_func(store, instance, WATCHER_INTERFACE, name, WATCH_WORLD) for name in ("on-set", "on-delete")
+        export_func(store, instance, interface, name, WATCH_WORLD) for name in ("on-set", "on-delete")
     )
     return on_set, on_delete
 
@@ -771,6 +776,7 @@ def _redacted(url: str) -> str:
 __all__ = [
     "STORE_ENV",
     "WATCHER_INTERFACE",
+    "WATCHER_INTERFACES",
     "CursorFile",
     "DeliveryFailed",
     "RetryPolicy",
