@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 
 from ._cas import cas_loop
+from .constants import S64_MAX, S64_MIN
 from .coordination import CorruptRecord
 from .protocol import BucketProtocol
 
@@ -33,8 +34,6 @@ __all__ = ["KEY_PREFIX", "Counter", "all_counters"]
 #: Every counter's key is KEY_PREFIX + its name.
 KEY_PREFIX = "counter/"
 
-_S64_MIN = -(2**63)
-_S64_MAX = 2**63 - 1
 _DECIMAL = re.compile(rb"0|-?[1-9][0-9]{0,18}")
 _BATCH = 500
 
@@ -50,7 +49,7 @@ def _parse(key: str, raw: bytes | None) -> int:
 def _check(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"counter values are int, not {type(value).__name__}")
-    if not _S64_MIN <= value <= _S64_MAX:
+    if not S64_MIN <= value <= S64_MAX:
         raise ValueError(f"{value} is outside the signed 64-bit range of counters")
     return value
 

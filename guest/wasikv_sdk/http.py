@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .constants import HOSTCALL_BUDGET_BYTES
+
 __all__ = ["Handler", "Request", "Response"]
 
 #: Headers the host adds to describe how the request was routed.
@@ -103,4 +105,13 @@ class Handler:
         except Exception:
             traceback.print_exc(file=sys.stderr)
             return wit_http.Response(500, [("content-type", "text/plain")], b"Internal Server Error\n")
-        return wit_http.Response(response.status, response.header_pairs(), bytes(response.body))
+        body = bytes(response.body)
+        if len(body) > HOSTCALL_BUDGET_BYTES:
+            # wasmtime would trap returning it: say why instead.
+            print(
+                f"response body of {len(body)} bytes is over the {HOSTCALL_BUDGET_BYTES} bytes"
+                " one call can carry; answering 500",
+                file=sys.stderr,
+            )
+            return wit_http.Response(500, [("content-type", "text/plain")], b"Response Too Large\n")
+        return wit_http.Response(response.status, response.header_pairs(), body)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from componentize_py_types import Err
 
+from .constants import HOSTCALL_BUDGET_BYTES, S64_MAX, S64_MIN
 from .errors import AccessDenied, CasConflict, KeyValueError, NoSuchStore, StoreError
 from .wit.imports import atomics, batch, store
 
@@ -47,9 +48,6 @@ __all__ = ["DEFAULT_LABEL", "Bucket", "Cas", "open", "open_default"]
 
 #: The label `open_default` opens.
 DEFAULT_LABEL = "default"
-
-_S64_MIN = -(2**63)
-_S64_MAX = 2**63 - 1
 
 
 def _translate(error: Any, label: str) -> KeyValueError:
@@ -96,10 +94,23 @@ def _key(key: str) -> str:
 
 def _value(value: bytes | bytearray | memoryview) -> bytes:
     if isinstance(value, bytes):
-        return value
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"values must be bytes, not {type(value).__name__}")
+        data = value
+    elif isinstance(value, bytearray | memoryview):
+        data = bytes(value)
+    else:
+        raise TypeError(f"values must be bytes, not {type(value).__name__}")
+    _within_budget(len(data))
+    return data
+
+
+def _within_budget(size: int) -> None:
+    # wasmtime traps a call that carries more, before the host sees it: refuse
+    # here with the error the host gives for its own limits.
+    if size > HOSTCALL_BUDGET_BYTES:
+        raise StoreError(
+            f"hostcall budget: {size} bytes of values in one call > {HOSTCALL_BUDGET_BYTES}"
+            " (what wasmtime lets one call copy); send fewer or smaller values per call"
+        )
 
 
 def open(label: str) -> Bucket:
@@ -386,6 +397,7 @@ class Bucket(_HostHandle):
         raw = self._handle()
         pairs: Iterable[tuple[str, bytes]] = items.items() if isinstance(items, Mapping) else items
         payload = [(_key(key), _value(value)) for key, value in pairs]
+        _within_budget(sum(len(value) for _, value in payload))
         try:
             batch.set_many(raw, payload)
         except Err as e:
@@ -420,7 +432,7 @@ class Bucket(_HostHandle):
             ValueError: `delta` is outside the signed 64-bit range.
         """
         raw = self._handle()
-        if not _S64_MIN <= delta <= _S64_MAX:
+        if not S64_MIN <= delta <= S64_MAX:
             raise ValueError(f"delta {delta} is outside the signed 64-bit range")
         try:
             result: int = atomics.increment(raw, _key(key), delta)

@@ -27,7 +27,7 @@ from .app.routes import Router
 from .errors import ComponentError, GuestInterrupted, GuestTimeout
 from .host import Host
 from .instance_pool import InstancePool
-from .limits import DEFAULT_REQUEST_TIMEOUT, Limits
+from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Limits
 from .triggers.http import HttpComponent, HttpRequest, HttpResponse
 from .triggers.watch import WatchTriggers
 from .workers import Overloaded, WorkerPool
@@ -65,9 +65,13 @@ class WasikvApp:
         instance_pool: InstancePool | None = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         queue_limit: int | None = None,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
     ) -> None:
-        if request_timeout is not None and request_timeout <= 0:
-            raise ValueError("request_timeout must be positive (or None for no limit)")
+        for name, value in (("request_timeout", request_timeout), ("body_timeout", body_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (or None for no limit)")
+        #: Seconds a client has to send a request's whole body (408 after).
+        self.body_timeout = body_timeout
         self.loaded = loaded
         self.host = host or Host(
             loaded.stores, limits=limits, cache_dir=cache_dir, instance_pool=instance_pool
@@ -129,19 +133,26 @@ class WasikvApp:
             # Refused before the body is read: a full queue holds no bodies.
             response = _overloaded()
         else:
-            body = await _read_body(receive, self.host.limits.max_value_bytes)
-            if body is None:
-                response = _plain(413, "Payload Too Large")
+            try:
+                body = await _read_body(receive, self.host.limits.max_value_bytes, self.body_timeout)
+            except _BodyTimeout:
+                log.warning("%s %s: no whole body within %g s; answered 408", method, path, self.body_timeout)
+                response = _plain(408, "Request Timeout", [("connection", "close")])
             else:
-                uri = path + ("?" + query if query else "")
-                headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-                headers += _route_headers(scope, match.route, match.path_info, uri)
-                request = HttpRequest(method, uri, headers, body)
-                response = await self._serve(match.component, match.route, request)
+                if body is None:
+                    response = _plain(413, "Payload Too Large")
+                else:
+                    uri = path + ("?" + query if query else "")
+                    headers = [
+                        (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+                    ]
+                    headers += _route_headers(scope, match.route, match.path_info, uri)
+                    request = HttpRequest(method, uri, headers, body)
+                    response = await self._serve(match.component, match.route, request)
+        # Guest responses come checked, without content-length or hop-by-hop
+        # headers: the length is always the host's own.
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        if not any(name.lower() == b"content-length" for name, _ in headers):
-            # The whole body is known: say so instead of chunked encoding.
-            headers.append((b"content-length", str(len(response.body)).encode()))
+        headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         elapsed = (time.perf_counter() - started) * 1000
@@ -221,6 +232,7 @@ def create_app(
     instance_pool: InstancePool | None = DEFAULT_POOL,
     request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     queue_limit: int | None = None,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
 ) -> WasikvApp:
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
@@ -230,7 +242,8 @@ def create_app(
     than `request_timeout` seconds (None: no limit) is answered 504; a
     watcher call that long fails. Requests waiting for one of the `workers`
     (default 4 x CPUs, at most 32) are capped at `queue_limit` (default 4 x
-    workers); more are answered 503 with `Retry-After`.
+    workers); more are answered 503 with `Retry-After`. A client that has not
+    sent a request's whole body within `body_timeout` seconds gets 408.
     Raises `wasikv.ConfigError` (a `ManifestError`) for any manifest or
     runtime-config mistake, and `wasikv.ComponentError` for a component
     that cannot serve its trigger (missing export, mistyped imports or
@@ -245,6 +258,7 @@ def create_app(
         instance_pool=instance_pool,
         request_timeout=request_timeout,
         queue_limit=queue_limit,
+        body_timeout=body_timeout,
     )
     seeds = list(key_values)
     if seeds:
@@ -254,11 +268,22 @@ def create_app(
     return app
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+class _BodyTimeout(Exception):
+    """The client did not send the whole body in time."""
+
+
+async def _read_body(receive: Receive, limit: int, timeout: float | None) -> bytes | None:
+    """The request body; None if it is over `limit`; `_BodyTimeout` if not all there within `timeout` s."""
     chunks: list[bytes] = []
     size = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(
+                receive(), None if deadline is None else deadline - time.monotonic()
+            )
+        except TimeoutError:
+            raise _BodyTimeout from None
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")

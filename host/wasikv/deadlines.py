@@ -29,6 +29,8 @@ from typing import Any
 
 from wasmtime import Engine, Store, _ffi
 
+from wasikv_sdk.constants import HOSTCALL_BUDGET_BYTES
+
 from . import _capi
 from .errors import GuestInterrupted, GuestTimeout, GuestTrap
 
@@ -38,6 +40,8 @@ TICK = 0.01
 CHECK = 0.25
 
 _CONTINUE = 0
+# How wasmtime says a call moved more list elements than its hostcall budget.
+_BUDGET_TRAP = "fuel allocated for hostcalls has been exhausted"
 
 _DEADLINE_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_size_t,
@@ -118,6 +122,11 @@ class Deadline:
             return GuestTimeout(f"component ran past its deadline of {self.timeout:g} s", self.timeout)
         if self.stopped == "interrupted":
             return GuestInterrupted("component interrupted (the host is stopping it)")
+        if _BUDGET_TRAP in message:
+            return GuestTrap(
+                "component trapped: one call between it and the host carried more than wasmtime lets a"
+                f" call copy (about {HOSTCALL_BUDGET_BYTES} bytes of list<u8>, e.g. a response body)"
+            )
         return GuestTrap(f"component trapped: {message}")
 
 

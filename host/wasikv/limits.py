@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wasikv_sdk.constants import HOSTCALL_BUDGET_BYTES
+
 from .errors import ConfigError, LimitExceeded
 
-#: The most bytes one call may move across the component boundary. wasmtime
-#: traps a hostcall that copies more than its fuel allows (128 MiB of 48-byte
-#: values, i.e. 2 796 202 list elements); this leaves room for the rest.
-MAX_TRANSFER_BYTES = 2_621_440
+#: The most bytes one call may move across the component boundary (see
+#: `wasikv_sdk.constants`, which the guest SDK checks against too).
+MAX_TRANSFER_BYTES = HOSTCALL_BUDGET_BYTES
 
 #: Seconds an HTTP request (or a watcher call) may run under `wasikv up` by default.
 DEFAULT_REQUEST_TIMEOUT = 30.0
+#: Seconds a client has to send a request's headers, and its whole body, by default.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+#: Seconds an idle keep-alive connection is kept, and the most connections at once.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 512
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,86 @@
-"""`wasikv up`: serving an app's HTTP triggers with uvicorn."""
+"""`wasikv up`: serving an app's HTTP triggers with uvicorn.
+
+uvicorn closes idle keep-alive connections, but gives a client unlimited
+time to send a request's headers (its keep-alive timer starts only after a
+first response, and any byte cancels it), so slow or silent connections
+could be held up to the descriptor limit. `_GuardedH11Protocol` adds a
+deadline for the request line and headers of every request; the body has
+its own in the ASGI app; `limit_concurrency` caps connections.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from types import FrameType
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .asgi import WasikvApp
 from .errors import ConfigError
+from .limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+
+log = logging.getLogger("wasikv")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """How long clients may take, and how many may be connected at once."""
+
+    #: Seconds from a connection's first byte (or from accepting it) to the end of a request's headers.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    #: Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    #: Connections (and requests in flight) at once; past it, 503.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def __post_init__(self) -> None:
+        if self.header_timeout <= 0 or self.keep_alive_timeout <= 0 or self.max_connections < 1:
+            raise ConfigError(f"invalid server limits: {self}")
+
+
+class _GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's line and headers."""
+
+    header_timeout = DEFAULT_HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()  # a request has begun (or is awaited): its headers are due
+        else:
+            self._cancel_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.warning(
+                "closed a connection from %s: no request headers within %g s",
+                self.client,
+                self.header_timeout,
+            )
+            self.transport.close()
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -22,6 +94,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
 #: Seconds in-flight requests get to finish after SIGINT/SIGTERM before their
 #: guests are stopped; the server is gone a couple of seconds later.
 SHUTDOWN_GRACE = 5.0
+
+
+def _protocol(limits: ServerLimits) -> type[H11Protocol]:
+    return type("GuardedH11Protocol", (_GuardedH11Protocol,), {"header_timeout": limits.header_timeout})
 
 
 class _Server(uvicorn.Server):
@@ -38,9 +114,10 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: WasikvApp, listen: str = "127.0.0.1:3000") -> None:
+def serve(app: WasikvApp, listen: str = "127.0.0.1:3000", limits: ServerLimits | None = None) -> None:
     """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then stop within `SHUTDOWN_GRACE` + 2 s."""
     host, port = parse_listen(listen)
+    limits = limits or ServerLimits()
     access = logging.getLogger("wasikv.access")
     if not access.handlers:
         handler = logging.StreamHandler()
@@ -56,6 +133,9 @@ def serve(app: WasikvApp, listen: str = "127.0.0.1:3000") -> None:
         lifespan="on",
         log_level="warning",
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE) + 2,
+        http=_protocol(limits),
+        timeout_keep_alive=int(limits.keep_alive_timeout),
+        limit_concurrency=limits.max_connections,
     )
     server = _Server(config, app)
     print(f"Serving http://{host}:{port}", flush=True)

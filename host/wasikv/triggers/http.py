@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -123,14 +124,46 @@ def _call_handle_request(store: Store, instance: Instance, request: HttpRequest)
         store, func, [lambda addr: _write_request(ctx, addr, fields)], partial(_read_response, ctx)
     )
     assert raw is not None
-    response = HttpResponse(raw["status"], raw["headers"], raw["body"])
-    _validate(response)
-    return response
+    return checked_response(HttpResponse(raw["status"], raw["headers"], raw["body"]))
 
 
-def _validate(response: HttpResponse) -> None:
-    if not 100 <= response.status <= 599:
-        raise BadResponse(f"status {response.status} is not a valid HTTP status")
+#: Headers that describe the connection or the framing, not the response:
+#: wasikv frames every response itself (it knows the body's length), so
+#: these are dropped from what a guest returns.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 field-value: visible ASCII, obs-text (0x80-0xFF), spaces and tabs.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def checked_response(response: HttpResponse) -> HttpResponse:
+    """The response as wasikv sends it, or `BadResponse` saying what is wrong with it.
+
+    The status must be a final one (200-599); header names RFC 9110 tokens
+    and values RFC 9110 field values (no control characters such as NUL,
+    CR or LF; nothing outside Latin-1). Hop-by-hop headers and the guest's
+    `content-length` are dropped: the server computes the length itself, so
+    a wrong one can never truncate a response. Names are lower-cased and
+    values trimmed of surrounding whitespace.
+    """
+    status = response.status
+    if not 200 <= status <= 599:
+        raise BadResponse(f"status {status} is not a final HTTP status (200-599)")
+    if status in (204, 304) and response.body:
+        raise BadResponse(f"status {status} must not carry a body ({len(response.body)} bytes)")
+    headers = []
     for name, value in response.headers:
-        if not name or any(c in name for c in " \t\r\n:") or "\r" in value or "\n" in value:
-            raise BadResponse(f"invalid response header {name!r}: {value[:64]!r}")
+        if not _TOKEN.fullmatch(name):
+            raise BadResponse(f"response header name {name[:64]!r} is not an RFC 9110 token")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise BadResponse(
+                f"response header {name!r} has a value RFC 9110 does not allow "
+                f"(control characters or characters beyond Latin-1): {value[:64]!r}"
+            )
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP or lowered == "content-length":
+            continue
+        headers.append((lowered, value.strip(" \t")))
+    return HttpResponse(status, headers, response.body)

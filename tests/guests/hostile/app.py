@@ -14,7 +14,12 @@ changed key's last segment (watcher: `jobs/loop`):
 - `hog`: allocate until refused and keep the memory (then loop forever);
 - `recurse`: unbounded Python recursion (a RecursionError, caught);
 - `overflow`: a C-level stack overflow (a genuine wasm trap);
-- `cas`: open as many cas handles on key `big` as the host allows, report the count.
+- `cas`: open as many cas handles on key `big` as the host allows, report the count;
+- `bigbatch`: one set-many of two 1.5 MiB values (past what one call may carry), raw
+  bindings (a trap: wasmtime refuses the call before the host sees it);
+- `bigbatch-sdk`: the same through `wasikv_sdk.key_value`, reporting its error;
+- `bigbody`: (HTTP) answer with a 3 MiB body; `badheader`: answer with a header value
+  holding a NUL; `framing`: answer with a wrong content-length and hop-by-hop headers.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 from wasikv_sdk import http, key_value, watch
 from wasikv_sdk.errors import StoreError
 from wasikv_sdk.wit import exports
-from wasikv_sdk.wit.imports import atomics, store
+from wasikv_sdk.wit.imports import atomics, batch, store
 
 blocks_kept: list[bytearray] = []
 
@@ -104,6 +109,16 @@ def behave(mode: str) -> dict[str, Any]:
         overflow()
     if mode == "cas":
         return cas_handles()
+    if mode == "bigbatch":
+        batch.set_many(store.open("default"), [("one", bytes(1536 * 1024)), ("two", bytes(1536 * 1024))])
+        return {"stored": True}
+    if mode == "bigbatch-sdk":
+        with key_value.open_default() as bucket:
+            try:
+                bucket.set_many({"one": bytes(1536 * 1024), "two": bytes(1536 * 1024)})
+            except StoreError as exc:
+                return {"error": str(exc)}
+        return {"stored": True}
     raise ValueError(f"unknown mode {mode!r}")
 
 
@@ -113,9 +128,29 @@ class Run(exports.Run):
         print(json.dumps(behave(mode)), flush=True)
 
 
+RESPONSES = {
+    "bigbody": lambda: http.Response(200, {"content-type": "application/octet-stream"}, bytes(3 << 20)),
+    "badheader": lambda: http.Response(200, [("x-bad", "a\x00b")], b"nul"),
+    "latin": lambda: http.Response(200, [("x-name", "\u0141ukasz")], b"not latin-1"),
+    "badname": lambda: http.Response(200, [("bad name", "v")], b"space in a name"),
+    "framing": lambda: http.Response(
+        200,
+        [
+            ("content-length", "1000"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+            ("x-ok", "1"),
+        ],
+        b"short body",
+    ),
+}
+
+
 class Http(http.Handler):
     def handle(self, request: http.Request) -> http.Response:
         mode = request.path.rstrip("/").rsplit("/", 1)[-1]
+        if mode in RESPONSES:
+            return RESPONSES[mode]()
         body = json.dumps(behave(mode)).encode()
         return http.Response(200, {"content-type": "application/json"}, body)
 
