@@ -18,7 +18,7 @@ import pytest
 from wasikv import ComponentError, Host, InstancePool, Limits, SqliteStore
 from wasikv.stores.base import Change
 from wasikv.triggers.http import HttpComponent, HttpRequest
-from wasikv.triggers.watch import CursorFile, RetryPolicy, WatcherComponent, WatchRunner
+from wasikv.triggers.watch import RetryPolicy, WatcherComponent, WatchRunner
 
 from .redis_support import (
     REDIS_HOST,
@@ -226,7 +226,7 @@ def test_memory_store_delivery(hosts: Callable[..., Host], start: Callable[..., 
     bucket.increment("n", 2)
     caught_up(runner)
     assert sets(host) == [("a", "1"), ("b", "2"), ("c", "3"), ("n", "2")]
-    assert runner.cursor_file is None  # a memory store's feed does not outlive the process
+    assert runner.position is None  # a memory store's feed does not outlive the process
 
 
 # ------------------------------------------------------- what and in which order
@@ -409,42 +409,45 @@ def test_writers_are_never_blocked_or_failed_by_a_watcher(
     assert runner.dropped == 1
 
 
-# -------------------------------------------------------------- cursors
+# ------------------------------------------------------------ positions
+
+POSITION = "probe position"
 
 
 def test_a_new_trigger_starts_at_the_newest_change(
     hosts: Callable[..., Host], start: Callable[..., WatchRunner], tmp_path: Path
 ) -> None:
     host = hosts(f"sqlite:{tmp_path / 'kv.db'}")
-    host.bucket().set("old", b"before the trigger existed")
-    cursor = CursorFile(tmp_path / "state" / "probe.json", {"component": "probe"})
-    runner = start(host, cursor_file=cursor)
-    assert cursor.load() == 1  # saved at once: a restart cannot skip what comes next
+    store = host.bucket().store
+    store.set("old", b"before the trigger existed")
+    runner = start(host, position=POSITION)
+    assert store.load_position(POSITION) == 1  # saved at once: a restart cannot skip what comes next
     host.bucket().set("new", b"after")
     caught_up(runner)
     assert sets(host) == [("new", "after")]
 
 
-def test_a_restart_resumes_from_the_saved_cursor(
+def test_a_restart_resumes_from_the_saved_position(
     hosts: Callable[..., Host], start: Callable[..., WatchRunner], tmp_path: Path
 ) -> None:
     host = hosts(f"sqlite:{tmp_path / 'kv.db'}")
     bucket = host.bucket()
-    cursor = CursorFile(tmp_path / "state" / "probe.json", {"component": "probe"})
-    first = start(host, cursor_file=cursor)
+    store = bucket.store
+    first = start(host, position=POSITION)
     bucket.set("a", b"1")
     bucket.set("b", b"2")
     caught_up(first)
     first.stop()
-    assert cursor.load() == 2
+    assert store.load_position(POSITION) == 2
     bucket.set("c", b"3")  # written while nobody watches
     bucket.delete("a")
-    second = start(host, cursor_file=cursor)
+    second = start(host, position=POSITION)
     caught_up(second)
     second.stop()
     assert ops(host) == [("set", "a", "1"), ("set", "b", "2"), ("set", "c", "3"), ("delete", "a", None)]
-    assert cursor.load() == 4
-    assert json.loads(cursor.path.read_text())["component"] == "probe"
+    assert store.load_position(POSITION) == 4
+    # The position is neither a key nor a change.
+    assert store.list_keys(None, 10) == ["b", "c"] and store.last_change() == 4
 
 
 def test_a_crash_before_saving_redelivers_never_loses(
@@ -452,15 +455,14 @@ def test_a_crash_before_saving_redelivers_never_loses(
 ) -> None:
     host = hosts(f"sqlite:{tmp_path / 'kv.db'}")
     bucket = host.bucket()
-    cursor = CursorFile(tmp_path / "state" / "probe.json", {"component": "probe"})
-    first = start(host, cursor_file=cursor)
+    first = start(host, position=POSITION)
     for key in "abc":
         bucket.set(key, key.encode())
     caught_up(first)
     first.stop()
-    cursor.save(1)  # as if the process died after delivering b and c but before saving
+    bucket.store.save_position(POSITION, 1)  # as if the process died after delivering b and c
     bucket.set("d", b"d")
-    second = start(host, cursor_file=cursor)
+    second = start(host, position=POSITION)
     caught_up(second)
     assert [key for key, _ in sets(host)] == ["a", "b", "c", "b", "c", "d"]
 
@@ -473,15 +475,14 @@ def test_a_runner_that_fell_behind_the_feed_reports_what_it_missed(
 ) -> None:
     store = SqliteStore(tmp_path / "kv.db", change_window=10)
     host = hosts(store)
-    cursor = CursorFile(tmp_path / "state" / "probe.json", {"component": "probe"})
-    first = start(host, cursor_file=cursor)
+    first = start(host, position=POSITION)
     first.stop()
     for i in range(100):
         store.set(f"k{i}", str(i).encode())
     held = store.changes(0, 1000)
     assert held[0].seq > 1  # the feed no longer holds the first changes
     caplog.set_level(logging.ERROR, logger="wasikv.watch")
-    second = start(host, cursor_file=cursor)
+    second = start(host, position=POSITION)
     caught_up(second)
     store.close()
     assert second.missed == held[0].seq - 1
@@ -492,31 +493,15 @@ def test_a_runner_that_fell_behind_the_feed_reports_what_it_missed(
     )
 
 
-def test_a_cursor_past_the_store_starts_over(
+def test_a_position_past_the_store_starts_over(
     hosts: Callable[..., Host], start: Callable[..., WatchRunner], tmp_path: Path
 ) -> None:
     host = hosts(f"sqlite:{tmp_path / 'kv.db'}")
     host.bucket().set("a", b"1")
-    cursor = CursorFile(tmp_path / "state" / "probe.json", {})
-    cursor.save(500)  # the store was recreated since
-    runner = start(host, cursor_file=cursor)
+    host.bucket().store.save_position(POSITION, 500)  # cannot be this store's: deliver all it holds
+    runner = start(host, position=POSITION)
     caught_up(runner)
     assert sets(host) == [("a", "1")]
-
-
-def test_an_unreadable_cursor_delivers_everything_held(
-    hosts: Callable[..., Host], start: Callable[..., WatchRunner], tmp_path: Path
-) -> None:
-    host = hosts(f"sqlite:{tmp_path / 'kv.db'}")
-    host.bucket().set("a", b"1")
-    path = tmp_path / "state" / "probe.json"
-    path.parent.mkdir()
-    path.write_text("{not json")
-    runner = start(host, cursor_file=CursorFile(path, {}))
-    caught_up(runner)
-    runner.stop()
-    assert sets(host) == [("a", "1")]
-    assert json.loads(path.read_text())["cursor"] == 1
 
 
 # ------------------------------------------------------------ components

@@ -19,7 +19,7 @@ import pytest
 from wasikv import ComponentError, Host
 from wasikv.app.loader import LoadedApp, load_app
 from wasikv.triggers.http import HttpComponent, HttpRequest
-from wasikv.triggers.watch import WatchTriggers
+from wasikv.triggers.watch import WatchTriggers, position_name
 
 from .support import COMPILE_CACHE, ROOT, guest_wasm
 
@@ -106,11 +106,10 @@ def test_every_change_under_notes_is_audited(host: tuple[LoadedApp, Host], app_d
         ("delete", "notes/shopping", None),
     ]
     assert {e["store"] for e in audit_log(wasikv_host)} == {"default"}
-    # The cursor is kept next to the manifest, for the next start.
-    (cursor_file,) = (app_dir / ".wasikv" / "watch").glob("*.json")
-    saved = json.loads(cursor_file.read_text())
-    assert saved["component"] == "audit" and saved["prefix"] == "notes/"
-    assert saved["cursor"] == wasikv_host.bucket().store.last_change()
+    # The position is kept in the watched store itself, for the next start.
+    store = wasikv_host.bucket().store
+    assert store.load_position(position_name("watch-audit", "audit", "notes/")) == store.last_change()
+    assert not (app_dir / ".wasikv" / "watch").exists()
 
     # Changes made while the app is down are audited at the next start, once.
     wasikv_host.bucket().set("notes/offline", b"while nobody watched")

@@ -401,3 +401,75 @@ class TestConcurrency:
 
         run_threads(4, writer)
         assert len(store.list_keys(None, 1000)) == 400
+
+
+@pytest.fixture
+def positioned(store: Store) -> Store:
+    """`store`, if its backend implements change-feed positions yet."""
+    if type(store).load_position is Store.load_position:
+        pytest.skip(f"{type(store).__name__} does not implement change-feed positions (load/save_position)")
+    return store
+
+
+class TestPositions:
+    def test_a_reader_that_never_saved_has_none(self, positioned: Store) -> None:
+        assert positioned.load_position("reader") is None
+
+    def test_save_replaces_forwards_and_backwards(self, positioned: Store) -> None:
+        positioned.save_position("reader", 5)
+        assert positioned.load_position("reader") == 5
+        positioned.save_position("reader", 9)
+        positioned.save_position("reader", 3)
+        assert positioned.load_position("reader") == 3
+        positioned.save_position("reader", 0)
+        assert positioned.load_position("reader") == 0
+        positioned.save_position("reader", S64_MAX)
+        assert positioned.load_position("reader") == S64_MAX
+
+    @pytest.mark.parametrize(
+        "name", ["", "é", "😀", "nul\x00byte", '["app","web","notes/"]', "app\x00web", "x" * 400]
+    )
+    def test_names_are_arbitrary_and_independent(self, positioned: Store, name: str) -> None:
+        positioned.save_position(name, 7)
+        positioned.save_position(name + "\x00", 8)
+        positioned.save_position("~" + name, 9)
+        assert positioned.load_position(name) == 7
+        assert positioned.load_position(name + "\x00") == 8
+        assert positioned.load_position(name + "x") is None
+
+    def test_a_position_is_neither_a_key_nor_a_change(self, positioned: Store) -> None:
+        last = positioned.last_change()  # a feed that starts when first read starts here
+        positioned.set("k", b"v")
+        feed = positioned.changes(last, 10)
+        assert [change.key for change in feed] == ["k"]
+        positioned.save_position("k", 1)
+        positioned.save_position("reader", 1)
+        assert positioned.list_keys(None, 10) == ["k"]
+        assert positioned.get("reader") is None and not positioned.exists("reader")
+        assert positioned.get("k") == b"v"
+        assert positioned.changes(last, 10) == feed
+        assert positioned.last_change() == feed[-1].seq
+        version = positioned.get_versioned("k").version
+        positioned.save_position("k", 2)
+        assert positioned.swap("k", version, b"w")  # saving a position wrote no key
+
+    @pytest.mark.parametrize("seq", [-1, True, 1.0, "1", None, 2**63])
+    def test_bad_positions_refused(self, positioned: Store, seq: object) -> None:
+        with pytest.raises(StoreError):
+            positioned.save_position("reader", seq)  # type: ignore[arg-type]
+        assert positioned.load_position("reader") is None
+
+    def test_bad_names_refused(self, positioned: Store) -> None:
+        with pytest.raises(StoreError):
+            positioned.save_position(b"reader", 1)  # type: ignore[arg-type]
+        with pytest.raises(StoreError):
+            positioned.load_position(None)  # type: ignore[arg-type]
+
+    def test_threaded_saves(self, positioned: Store) -> None:
+        def work() -> None:
+            name = f"reader-{threading.get_ident()}"
+            for seq in range(50):
+                positioned.save_position(name, seq)
+                assert positioned.load_position(name) == seq
+
+        run_threads(4, work)

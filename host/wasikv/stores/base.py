@@ -73,6 +73,19 @@ def check_item(backend: str, key: str, value: bytes) -> None:
         raise StoreError(f"{backend} store: value of key {key!r} must be bytes, not {type(value).__name__}")
 
 
+def check_position_name(backend: str, name: str) -> None:
+    """Refuse a change-feed reader name that is not a `str`."""
+    if type(name) is not str:
+        raise StoreError(f"{backend} store: position name must be str, not {type(name).__name__}")
+
+
+def check_position(backend: str, name: str, seq: int) -> None:
+    """Refuse a non-`str` reader name, or a position that is not an int from 0 to 2**63-1."""
+    check_position_name(backend, name)
+    if type(seq) is not int or not 0 <= seq <= S64_MAX:
+        raise StoreError(f"{backend} store: position {name!r} must be an int from 0 to 2**63-1, not {seq!r}")
+
+
 def format_counter(value: int) -> bytes:
     """The stored form of a counter: ASCII decimal text."""
     return str(value).encode("ascii")
@@ -162,6 +175,30 @@ class Store(ABC):
         False return False at once, and their readers poll `changes`.
         """
         return False
+
+    # -- change-feed reader positions ----------------------------------------
+    #
+    # A reader of the feed (a watch trigger) keeps the seq of the last change
+    # it handled in the store itself, beside the data and the feed, so that
+    # the position lives exactly as long as the feed it refers to. Positions
+    # are outside the keyspace (`list_keys` never shows them) and writing one
+    # is not a change. Stores that keep none keep these defaults.
+
+    #: Whether saved positions outlive the process (False: there are none, or
+    #: they vanish with the process, as the feed itself does).
+    keeps_positions: ClassVar[bool] = False
+
+    def load_position(self, name: str) -> int | None:
+        """The saved position of the change-feed reader `name`; None if it never saved one."""
+        raise StoreError(f"{type(self).__name__} keeps no change-feed positions")
+
+    def save_position(self, name: str, seq: int) -> None:
+        """Save `seq` (a non-negative int) as the position of the change-feed reader `name`.
+
+        Names are arbitrary strings of up to a few hundred bytes. Saving
+        replaces the previous position; it is not part of the change feed.
+        """
+        raise StoreError(f"{type(self).__name__} keeps no change-feed positions")
 
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources keep it
         """Release connections and files; the store is unusable afterwards."""

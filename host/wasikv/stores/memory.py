@@ -9,7 +9,18 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import ClassVar
 
-from .base import Change, Store, Versioned, add_delta, check_item, check_key, format_counter, parse_counter
+from .base import (
+    Change,
+    Store,
+    Versioned,
+    add_delta,
+    check_item,
+    check_key,
+    check_position,
+    check_position_name,
+    format_counter,
+    parse_counter,
+)
 
 #: Deletes between two tombstone sweeps (fewer when the window is smaller).
 _PRUNE_INTERVAL = 1000
@@ -27,7 +38,8 @@ class MemoryStore(Store):
     their values would add up to more than `change_bytes` bytes (it shares
     the value objects with the live data, so only values that were since
     overwritten or deleted cost extra memory); `wait_for_change` wakes up as
-    soon as a write commits.
+    soon as a write commits. Change-feed reader positions are kept in a dict
+    and end with the object, as the feed does (`keeps_positions` is False).
     """
 
     atomic_batches: ClassVar[bool] = True
@@ -71,6 +83,7 @@ class MemoryStore(Store):
         self._sorted: list[str] = []
         self._added: set[str] = set()
         self._removed: set[str] = set()
+        self._positions: dict[str, int] = {}
 
     # -- reads -----------------------------------------------------------
 
@@ -206,6 +219,20 @@ class MemoryStore(Store):
                 return self._changed.wait_for(lambda: self._seq > after, timeout)
             finally:
                 self._waiters -= 1
+
+    # -- change-feed positions -------------------------------------------
+
+    def load_position(self, name: str) -> int | None:
+        """The position `name` saved in this process; None if it never saved one."""
+        check_position_name("memory", name)
+        with self._lock:
+            return self._positions.get(name)
+
+    def save_position(self, name: str, seq: int) -> None:
+        """Remember `seq` as the position of `name` (for as long as this object lives)."""
+        check_position("memory", name, seq)
+        with self._lock:
+            self._positions[name] = seq
 
     def close(self) -> None:
         """Nothing to release: the data lives as long as this object."""

@@ -9,7 +9,18 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import StoreError
-from .base import Change, Store, Versioned, add_delta, check_item, check_key, format_counter, parse_counter
+from .base import (
+    Change,
+    Store,
+    Versioned,
+    add_delta,
+    check_item,
+    check_key,
+    check_position,
+    check_position_name,
+    format_counter,
+    parse_counter,
+)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -54,7 +65,14 @@ _FEED_FLOOR = (
     "INSERT INTO changes (seq, key, value) SELECT seq, NULL, NULL FROM meta "
     "WHERE seq > (SELECT coalesce(max(seq), 0) FROM changes)"
 )
-_OWN_OBJECTS = frozenset({"kv", "kv_tombstones", "meta", "changes"})
+# Where each change-feed reader (a watch trigger) is: the seq of the last
+# change it handled. Created on open like the feed, so older stores get it
+# without a schema version bump; saving a position is not a change.
+_POSITIONS_SCHEMA = """CREATE TABLE IF NOT EXISTS watch_positions (
+    name TEXT PRIMARY KEY NOT NULL,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID"""
+_OWN_OBJECTS = frozenset({"kv", "kv_tombstones", "meta", "changes", "watch_positions"})
 
 _BEGIN = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
@@ -79,6 +97,11 @@ _DROP_STALE = "DELETE FROM kv WHERE value IS NULL AND version <= ?"
 _RAISE_WATERMARK = "UPDATE meta SET watermark = max(watermark, ?)"
 _CHANGES = "SELECT seq, key, value FROM changes WHERE seq > ? AND key IS NOT NULL ORDER BY seq LIMIT ?"
 _DROP_OLD_CHANGES = "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?"
+_LOAD_POSITION = "SELECT seq FROM watch_positions WHERE name = ?"
+_SAVE_POSITION = (
+    "INSERT INTO watch_positions (name, seq) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
+)
 
 
 class SqliteStore(Store):
@@ -94,9 +117,12 @@ class SqliteStore(Store):
     transaction. The feed keeps at least the newest `change_window` changes:
     older ones are swept every 1000 write transactions of this process and
     when a store is opened. Each change holds a copy of the value written.
+    Change-feed readers keep their positions in the same file
+    (`load_position`/`save_position`), so they go wherever the feed goes.
     """
 
     atomic_batches: ClassVar[bool] = True
+    keeps_positions: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -257,6 +283,22 @@ class SqliteStore(Store):
             raise self._error(exc) from exc
         return int(seq)
 
+    # -- change-feed positions -------------------------------------------
+
+    def load_position(self, name: str) -> int | None:
+        """The saved position of the change-feed reader `name`; None if it never saved one."""
+        check_position_name("sqlite", name)
+        try:
+            row = self._connection().execute(_LOAD_POSITION, (name,)).fetchone()
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from exc
+        return None if row is None else int(row[0])
+
+    def save_position(self, name: str, seq: int) -> None:
+        """Save `seq` as the position of `name`, in a transaction of its own (not a change)."""
+        check_position("sqlite", name, seq)
+        self._write(_save_position, name, seq)
+
     def close(self) -> None:
         """Close every connection any thread opened; later calls fail."""
         with self._connections_lock:
@@ -324,6 +366,7 @@ class SqliteStore(Store):
             self._create_tables(conn, version)
         conn.execute(_FEED_SCHEMA)
         conn.execute(_FEED_FLOOR)
+        conn.execute(_POSITIONS_SCHEMA)
         # Processes that only ever write a little (`wasikv kv`) sweep here.
         conn.execute(_DROP_OLD_CHANGES, (self._change_window,))
 
@@ -422,6 +465,10 @@ def _swap(conn: sqlite3.Connection, key: str, version: int, value: bytes) -> boo
         return False
     _put(conn, key, value)
     return True
+
+
+def _save_position(conn: sqlite3.Connection, name: str, seq: int) -> None:
+    conn.execute(_SAVE_POSITION, (name, seq))
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -16,11 +16,25 @@ Delivery model:
   not coalesced. A runner that cannot keep up falls behind; it never blocks
   or fails a writer (it only reads the feed).
 - *At least once*: the cursor (the `seq` of the last change handled) is
-  stored in `<state dir>/watch/` after each batch, with an atomic replace, so
-  a restarted runner resumes where it stopped; changes of a batch that was
-  cut short by a crash are delivered again. Watchers should be idempotent.
-  A trigger seen for the first time starts at the store's newest change.
-  Memory stores do not outlive the process, so their cursors are not stored.
+  saved after each batch as the trigger's *position*, in the watched store
+  itself (`Store.save_position`, under `position_name(app, component,
+  prefix)`), beside the data and the change feed but outside the keyspace
+  and the feed. A restarted runner resumes where it stopped; changes of a
+  batch that was cut short by a crash are delivered again. Watchers should
+  be idempotent. Because the position lives and dies with the feed it
+  points into, no file outside the store can lose it: a trigger without a
+  position never ran on this store (or the store was recreated, feed and
+  positions together) and starts at the store's newest change, saving that
+  position at once. Memory stores do not outlive the process
+  (`keeps_positions` is False), so their runners always start at the
+  newest change.
+- *Old cursor files*: wasikv used to keep positions in
+  `<state dir>/watch/<trigger>.json`. When the store holds no position for
+  a trigger and that file exists, it is read once, strictly (a regular file
+  of at most 4 KiB holding `{"cursor": <seq>}`; opened without blocking, so
+  a FIFO cannot hang start-up), its position is saved into the store and
+  the file is deleted. A file that cannot be used is a start-up error
+  (`ConfigError`) naming it, never a silent replay or skip.
 - *Instances*: one fresh instance per batch of up to `batch_size` changes
   (default 64): module state may carry over between the changes of a
   batch, never between batches. After a trap the instance is discarded and
@@ -43,7 +57,7 @@ Delivery model:
   for each failing change ahead in the feed.
 - *Gaps*: feeds are bounded (each store keeps about the newest 100 000
   changes by default). A runner that falls further behind than that, or a
-  cursor older than the feed, finds the feed starting after its cursor; it
+  position older than the feed, finds the feed starting after its cursor; it
   logs how many changes it missed and continues from the oldest one held.
 
 A watcher that writes to keys it watches is told about its own writes: use
@@ -58,6 +72,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -74,12 +89,12 @@ from wasmtime.component import Component, Func, Instance
 from .. import _canonical as cv
 from .._capi import context_address
 from ..app.loader import LoadedApp
-from ..errors import ComponentError, GuestTrap, KeyValueError, StoreError, WasikvError
+from ..errors import ComponentError, ConfigError, GuestTrap, KeyValueError, StoreError, WasikvError
 from ..host import Host
 from ..keyvalue.session import KeyValueSession
 from ..keyvalue.wit import BUCKET_TYPE
 from ..linking import check_exports
-from ..stores.base import Change
+from ..stores.base import S64_MAX, Change
 from ..stores.base import Store as KeyValueStore
 from ..stores.memory import MemoryStore
 from ..wit_types import STRING, U8, FuncSig, ListOf, Own
@@ -98,8 +113,12 @@ WATCHER_FUNCTIONS = {
 }
 #: The environment variable that tells a watcher which store label it watches.
 STORE_ENV = "WASIKV_WATCH_STORE"
-#: Where cursors live, under an application's state directory.
+#: Where wasikv used to keep cursor files, under an application's state directory.
 CURSOR_DIR = "watch"
+#: The largest old cursor file that is read (they hold a few short fields).
+OLD_CURSOR_MAX_BYTES = 4096
+# Longer position names are replaced by a digest (stores take a few hundred bytes).
+_MAX_POSITION_NAME = 256
 
 # Longest single wait for a store's wake-up, so that `stop` is never slow.
 _MAX_NOTIFY_WAIT = 0.25
@@ -323,47 +342,24 @@ def _call_watcher(
         raise
 
 
-# ------------------------------------------------------------------ cursors
+# ---------------------------------------------------------------- positions
 
 
-class CursorFile:
-    """A runner's cursor in a small JSON file, replaced atomically on every save."""
+def position_name(app: str, component: str, prefix: str) -> str:
+    """The name a trigger's position is saved under in its store: one per (application, component, prefix).
 
-    def __init__(self, path: Path, identity: Mapping[str, str]) -> None:
-        self.path = path
-        self.identity = dict(identity)
-
-    def load(self) -> int | None:
-        """The saved cursor; None if there is none. Raises `ValueError` if the file is unreadable."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise ValueError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        try:
-            cursor = json.loads(text)["cursor"]
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{self.path} is not a cursor file") from None
-        if type(cursor) is not int or cursor < 0:
-            raise ValueError(f"{self.path} holds an invalid cursor {cursor!r}")
-        return cursor
-
-    def save(self, cursor: int) -> None:
-        """Write `cursor` (a crash leaves the old file or the new one, never a mix)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        body = json.dumps({**self.identity, "cursor": cursor}, indent=2) + "\n"
-        try:
-            temporary.write_text(body, encoding="utf-8")
-            os.replace(temporary, self.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+    A JSON list, so that it is unambiguous and readable in `sqlite3` or
+    `redis-cli`; a name longer than 256 bytes becomes `sha256:<hex digest>`.
+    """
+    name = json.dumps([app, component, prefix], ensure_ascii=False, separators=(",", ":"))
+    encoded = name.encode("utf-8")
+    if len(encoded) > _MAX_POSITION_NAME:
+        return "sha256:" + hashlib.sha256(encoded).hexdigest()
+    return name
 
 
 def cursor_path(state_dir: Path, component: str, store_label: str, store_url: str, prefix: str) -> Path:
-    """Where the cursor of one trigger is kept: one file per (component, store, prefix)."""
+    """Where wasikv used to keep the cursor of one trigger (read once, to migrate it into the store)."""
     digest = hashlib.sha256(f"{component}\0{store_url}\0{prefix}".encode()).hexdigest()[:12]
     return state_dir / CURSOR_DIR / f"{_slug(component)}.{_slug(store_label)}.{digest}.json"
 
@@ -372,16 +368,85 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:40] or "_"
 
 
+def read_old_cursor(path: Path) -> int | None:
+    """The cursor in an old cursor file; None if there is no file.
+
+    Never blocks: the file is opened non-blocking and anything but a regular
+    file of at most `OLD_CURSOR_MAX_BYTES` holding a JSON object with a
+    non-negative int `cursor` raises `ConfigError` (naming the file and what
+    to do) without being read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise _old_cursor_error(path, f"cannot be opened ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _old_cursor_error(path, f"is {_file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > OLD_CURSOR_MAX_BYTES:
+            raise _old_cursor_error(path, f"is {info.st_size} bytes, more than a cursor file holds")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= OLD_CURSOR_MAX_BYTES:
+            chunk = os.read(fd, OLD_CURSOR_MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise _old_cursor_error(path, f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if size > OLD_CURSOR_MAX_BYTES:
+        raise _old_cursor_error(path, "grew past the size of a cursor file while being read")
+    try:
+        document = json.loads(b"".join(chunks).decode("utf-8"))
+    except ValueError:
+        raise _old_cursor_error(path, "is not valid JSON") from None
+    cursor = document.get("cursor") if isinstance(document, dict) else None
+    if type(cursor) is not int or not 0 <= cursor <= S64_MAX:
+        shown = repr(cursor)[:40]
+        raise _old_cursor_error(path, f"holds no valid cursor (a non-negative integer), but {shown}")
+    return cursor
+
+
+def _old_cursor_error(path: Path, problem: str) -> ConfigError:
+    return ConfigError(
+        f"old watch cursor file {path} {problem}. Delete it to start this trigger from the store's "
+        "newest change (changes written while wasikv was stopped are then not delivered), or make it "
+        'a JSON file holding {"cursor": <seq of the last change handled>} to resume after that change'
+    )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
 # ------------------------------------------------------------------ runners
 
 
 class WatchRunner:
     """Follows one store's change feed and delivers matching changes to a watcher.
 
-    `start` fixes the starting cursor before it returns (the saved one, or
-    the store's newest change), so every write committed after `start`
-    returns is delivered. `stop` finishes the change being delivered, saves
-    the cursor and joins the thread.
+    `start` fixes the starting cursor before it returns (the position saved
+    in the store under `position`, or the store's newest change), so every
+    write committed after `start` returns is delivered. `stop` finishes the
+    change being delivered, saves the position and joins the thread.
+
+    With `position` None nothing is saved and every start begins at the
+    newest change. `old_cursor` names an old cursor file to migrate into the
+    store (see `prepare`).
     """
 
     def __init__(
@@ -389,7 +454,8 @@ class WatchRunner:
         watcher: WatcherComponent,
         *,
         prefix: str = "",
-        cursor_file: CursorFile | None = None,
+        position: str | None = None,
+        old_cursor: Path | None = None,
         poll_interval: float = 0.05,
         batch_size: int = 64,
         retry: RetryPolicy | None = None,
@@ -400,8 +466,15 @@ class WatchRunner:
             raise ValueError("batch_size must be at least 1")
         self.watcher = watcher
         self.store: KeyValueStore = watcher.store
+        if position is not None and type(self.store).load_position is KeyValueStore.load_position:
+            raise StoreError(f"{type(self.store).__name__} keeps no change-feed positions")
         self.prefix = prefix
-        self.cursor_file = cursor_file
+        #: The name of this runner's position in its store (None: not saved).
+        self.position = position
+        #: The old cursor file to migrate into the store, if it exists.
+        self.old_cursor = old_cursor if position is not None else None
+        self._prepared = False
+        self._old_value: int | None = None
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
@@ -413,6 +486,7 @@ class WatchRunner:
         self._cursor = 0
         self._saved: int | None = None
         self._saved_at = 0.0
+        self._save_failed_at: float | None = None
         #: Changes delivered, dropped after failing, missed because the feed
         #: was pruned past the cursor, and failed attempts (retries included).
         self.delivered = 0
@@ -435,15 +509,48 @@ class WatchRunner:
         """Whether the runner's thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
+    def prepare(self) -> None:
+        """Read the old cursor file, if the store holds no position and the file exists.
+
+        Raises `ConfigError` naming the file when it cannot be used. Runs once
+        (`WatchTriggers.from_app` calls it, `start` does if nobody did); the
+        position read is saved into the store, and the file deleted, when the
+        runner starts.
+        """
+        if self._prepared:
+            return
+        path = self.old_cursor
+        if path is not None and self.position is not None:
+            try:
+                saved = self.store.load_position(self.position)
+            except StoreError:
+                saved = None  # unknown yet: read the file now, decide when the store answers
+            if saved is None:
+                try:
+                    self._old_value = read_old_cursor(path)
+                except ConfigError as exc:
+                    raise ConfigError(f"watch trigger {self.name}: {exc}") from None
+            elif os.path.lexists(path):
+                log.info(
+                    "watch runner %s: ignoring the old cursor file %s: the store holds the trigger's "
+                    "position (%d); the file can be deleted",
+                    self.name,
+                    path,
+                    saved,
+                )
+        self._prepared = True
+
     def start(self) -> None:
         """Fix the starting cursor and start the thread.
 
         If the store cannot be reached now, the thread keeps trying, and a
-        trigger without a saved cursor starts at the newest change of the
-        moment the store answers.
+        trigger without a saved position starts at the newest change of the
+        moment the store answers. Raises `ConfigError` if an old cursor file
+        cannot be used (see `prepare`).
         """
         if self._thread is not None:
             raise RuntimeError(f"watch runner {self.name} was already started")
+        self.prepare()
         try:
             self._begin()
         except StoreError as exc:
@@ -452,7 +559,7 @@ class WatchRunner:
         self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop after the current delivery, save the cursor, and wait for the thread."""
+        """Stop after the current delivery, save the position, and wait for the thread."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -474,25 +581,48 @@ class WatchRunner:
 
     def _initial_cursor(self) -> int:
         last = self.store.last_change()
-        if self.cursor_file is None:
+        if self.position is None:
             return last
-        try:
-            saved = self.cursor_file.load()
-        except ValueError as exc:
-            # At least once: rather everything the feed still holds than a silent loss.
-            log.error("watch runner %s: %s; starting from the oldest change the store holds", self.name, exc)
-            return 0
+        saved = self.store.load_position(self.position)
+        if self._old_value is not None and self.old_cursor is not None:
+            saved = self._migrate(self.position, self.old_cursor, saved, self._old_value)
         if saved is None:
             return last
         if saved > last:
             log.warning(
-                "watch runner %s: saved cursor %d is past the store's newest change %d (was the store "
+                "watch runner %s: saved position %d is past the store's newest change %d (was the store "
                 "recreated?); starting from the oldest change the store holds",
                 self.name,
                 saved,
                 last,
             )
             return 0
+        return saved
+
+    def _migrate(self, position: str, path: Path, saved: int | None, old: int) -> int:
+        """Save the old cursor file's position into the store (unless it has one), then delete the file."""
+        if saved is None:
+            self.store.save_position(position, old)
+            saved = old
+            log.info("watch runner %s: moved its position %d from %s into the store", self.name, old, path)
+        self._old_value = None
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning(
+                "watch runner %s: cannot delete the old cursor file %s (%s); it is no longer used, delete it",
+                self.name,
+                path,
+                exc.strerror or exc,
+            )
+        else:
+            log.info("watch runner %s: deleted the old cursor file %s", self.name, path)
+        try:
+            path.parent.rmdir()  # only once the last old file is gone
+        except OSError:
+            pass
         return saved
 
     def _run(self) -> None:
@@ -624,20 +754,22 @@ class WatchRunner:
             self._progress.notify_all()
 
     def _save(self, *, force: bool) -> None:
-        if self.cursor_file is None or self._saved == self._cursor:
+        if self.position is None or self._saved == self._cursor:
             return
         now = time.monotonic()
         if not force and now - self._saved_at < _SKIP_SAVE_INTERVAL:
             return
+        self._saved_at = now
         try:
-            self.cursor_file.save(self._cursor)
-        except OSError as exc:
-            log.error(
-                "watch runner %s: cannot save its cursor to %s: %s", self.name, self.cursor_file.path, exc
-            )
+            self.store.save_position(self.position, self._cursor)
+        except StoreError as exc:
+            # The next batch saves again; a store that stays down is logged once a minute.
+            if self._save_failed_at is None or now - self._save_failed_at >= _STORE_LOG_INTERVAL:
+                log.error("watch runner %s: cannot save its position %d: %s", self.name, self._cursor, exc)
+                self._save_failed_at = now
             return
         self._saved = self._cursor
-        self._saved_at = now
+        self._save_failed_at = None
 
 
 def _what(change: Change) -> str:
@@ -678,11 +810,16 @@ class WatchTriggers:
         `timeout` is how long one `on-set`/`on-delete` call may run (None: no
         limit); a call past it fails like a trap (retried, then dropped).
 
-        Cursors are kept under `state_dir` (the manifest's `.wasikv/` by
-        default). Raises `ComponentError` if a watcher component cannot be
-        loaded or does not export `wasi:keyvalue/watcher`, and `StoreError`
-        if a watched store has no change feed. A store that is unreachable
-        (Redis down) is not an error: its runner retries until it answers.
+        Positions are kept in the watched stores (those whose
+        `keeps_positions` is True), named by `position_name`. Old cursor files
+        under `state_dir` (the manifest's `.wasikv/` by default) are read here
+        and moved into the store at `start`.
+
+        Raises `ComponentError` if a watcher component cannot be loaded or
+        does not export `wasi:keyvalue/watcher`, `StoreError` if a watched
+        store has no change feed, and `ConfigError` if an old cursor file
+        cannot be used. A store that is unreachable (Redis down) is not an
+        error: its runner retries until it answers.
         """
         manifest = loaded.manifest
         directory = Path(state_dir) if state_dir is not None else Path(manifest.state_dir)
@@ -711,30 +848,30 @@ class WatchTriggers:
                     f"[[trigger.key-value]] on store {trigger.store!r}: {type(watcher.store).__name__} "
                     "has no change feed, so it cannot be watched"
                 )
-            cursor_file = None
-            if not isinstance(watcher.store, MemoryStore):
-                path = cursor_path(
+            position = old_cursor = None
+            if watcher.store.keeps_positions:
+                position = position_name(manifest.name, trigger.component, trigger.prefix)
+                old_cursor = cursor_path(
                     directory, trigger.component, trigger.store, watcher.store.url, trigger.prefix
                 )
-                cursor_file = CursorFile(
-                    path,
-                    {
-                        "component": trigger.component,
-                        "store": trigger.store,
-                        "url": _redacted(watcher.store.url),
-                        "prefix": trigger.prefix,
-                    },
+            elif not isinstance(watcher.store, MemoryStore):
+                log.warning(
+                    "[[trigger.key-value]] on store %r: %s keeps no positions, so the trigger starts at "
+                    "the newest change on every start (changes written while stopped are not delivered)",
+                    trigger.store,
+                    type(watcher.store).__name__,
                 )
-            runners.append(
-                WatchRunner(
-                    watcher,
-                    prefix=trigger.prefix,
-                    cursor_file=cursor_file,
-                    poll_interval=poll_interval,
-                    batch_size=batch_size,
-                    retry=retry,
-                )
+            runner = WatchRunner(
+                watcher,
+                prefix=trigger.prefix,
+                position=position,
+                old_cursor=old_cursor,
+                poll_interval=poll_interval,
+                batch_size=batch_size,
+                retry=retry,
             )
+            runner.prepare()
+            runners.append(runner)
         return cls(runners)
 
     def start(self) -> None:
@@ -768,20 +905,16 @@ class WatchTriggers:
         self.stop()
 
 
-def _redacted(url: str) -> str:
-    # Never write a password (redis://user:secret@host) into a state file.
-    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
-
-
 __all__ = [
     "STORE_ENV",
     "WATCHER_INTERFACE",
     "WATCHER_INTERFACES",
-    "CursorFile",
     "DeliveryFailed",
     "RetryPolicy",
     "WatchRunner",
     "WatchTriggers",
     "WatcherComponent",
     "cursor_path",
+    "position_name",
+    "read_old_cursor",
 ]
