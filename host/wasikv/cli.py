@@ -235,6 +235,30 @@ def kv_incr(url: str, key: str, delta: int) -> None:
         click.echo(store.increment(key, delta))
 
 
+@kv.command("migrate-redis")
+@click.option("--store", "url", required=True, metavar="URL", help="The store: redis://HOST/DB?prefix=P.")
+@click.option("--label", help="The store's label, if the URL has no ?prefix= (then it is wasikv:LABEL:).")
+def kv_migrate_redis(url: str, label: str | None) -> None:
+    """Move a Redis store from the old key layout (P seq, P k:KEY) to the new one (P|seq, P|k:KEY).
+
+    Stop every wasikv process that uses the prefix first: the renames are
+    many commands, not one transaction. Stores refuse the prefix until the
+    migration has finished; it is safe to run again, and refuses when the
+    new layout already holds data beside the old one.
+    """
+    if not url.lower().startswith(("redis://", "rediss://")):
+        raise click.BadParameter("not a redis:// or rediss:// URL", param_hint="--store")
+    with _reported():
+        store = open_store(url, label=label)
+        try:
+            from .stores.redis import RedisStore, migrate_layout  # open_store found redis-py
+
+            assert isinstance(store, RedisStore)
+            click.echo(migrate_layout(store).summary())
+        finally:
+            store.close()
+
+
 @main.command("inspect")
 @click.argument("app", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

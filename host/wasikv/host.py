@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -116,6 +117,9 @@ class Host:
                 opened = open_store(store, label=label)
                 self._stores_by_url[cache_key] = opened
             store = opened
+        # Loaded only when a Redis store exists (wasikv runs without redis-py).
+        if (redis_stores := sys.modules.get("wasikv.stores.redis")) is not None:
+            redis_stores.check_disjoint_prefixes(label, store, self._labels)
         self._labels[label] = store
         return store
 

@@ -195,7 +195,7 @@ def test_redis_records_changes_only_once_someone_follows_the_feed() -> None:
     prefix = unique_prefix()
     store = RedisStore(REDIS_HOST, REDIS_PORT, TEST_DB, prefix=prefix)
     raw = raw_client()
-    stream = prefix.encode() + b"changes"
+    stream = prefix.encode() + b"|changes"
     try:
         store.set("unwatched", b"1")
         assert raw.exists(stream) == 0  # nobody asked: no memory spent on a feed

@@ -9,6 +9,8 @@ restart, crash and freeze them for real.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -129,6 +131,7 @@ def test_tls_and_ipv6_urls(tmp_path: Path) -> None:
         ("default", "wasikv:default:"),
         ("a", "wasikv:a:"),
         ("a:b%", "wasikv:a%3Ab%25:"),
+        ("a|b", "wasikv:a%7Cb:"),
     ],
 )
 def test_default_prefix_from_label(label: str | None, prefix: str) -> None:
@@ -161,6 +164,8 @@ def test_default_prefix_from_label(label: str | None, prefix: str) -> None:
         ("redis://h/0?max_connections=1.5", "max_connections"),
         ("redis://h/0?ssl_ca_certs=/ca.pem", "needs a rediss://"),
         ("redis://h/0?prefix=%ff", "percent-encoding"),
+        ("redis://h/0?prefix=app|", r"prefix 'app\|' contains '\|'"),
+        ("redis://h/0?prefix=a%7Cb:", r"prefix 'a\|b:' contains '\|'"),
     ],
 )
 def test_invalid_redis_urls(url: str, message: str) -> None:
@@ -183,7 +188,7 @@ def test_store_does_not_connect_until_used() -> None:
 
 def test_layout_is_plain_redis(open_redis: OpenRedis, raw: Any) -> None:
     store = open_redis()
-    p = store.prefix.encode()
+    p = store.prefix.encode() + b"|"
     store.set("hello", b"world")
     store.set("gone", b"x")
     store.delete("gone")
@@ -208,7 +213,7 @@ def test_layout_is_plain_redis(open_redis: OpenRedis, raw: Any) -> None:
 
 def test_incrby_interop(open_redis: OpenRedis, raw: Any) -> None:
     store = open_redis()
-    name = store.prefix.encode() + b"k:hits"
+    name = store.prefix.encode() + b"|k:hits"
     assert raw.incrby(name, 5) == 5  # created by redis-cli, not through wasikv
     assert store.get("hits") == b"5"
     assert store.increment("hits", 10) == 15
@@ -224,7 +229,7 @@ def test_incrby_interop(open_redis: OpenRedis, raw: Any) -> None:
     assert not store.swap("hits", pinned.version, b"0")
     # Values the store writes are INCRBY-able too.
     store.set("n", b"41")
-    assert raw.incrby(store.prefix.encode() + b"k:n", 1) == 42
+    assert raw.incrby(store.prefix.encode() + b"|k:n", 1) == 42
     assert store.get("n") == b"42"
 
 
@@ -235,7 +240,7 @@ def test_increment_refusals_change_nothing(open_redis: OpenRedis, raw: Any) -> N
     with pytest.raises(StoreError, match="not a decimal integer: '12abc'"):
         store.increment("text", 1)
     assert store.get_versioned("text") == pinned
-    raw.rpush(store.prefix.encode() + b"k:list", b"x")
+    raw.rpush(store.prefix.encode() + b"|k:list", b"x")
     with pytest.raises(StoreError, match="not a string"):
         store.increment("list", 1)
     with pytest.raises(StoreError, match="WRONGTYPE"):
@@ -312,6 +317,294 @@ def test_label_isolation_through_urls() -> None:
             delete_prefix(store.prefix)
 
 
+def test_prefix_with_the_separator_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"contains '\|'"):
+        RedisStore(prefix="app|")
+    store = open_store("redis://127.0.0.1/0", label="a|b")
+    assert isinstance(store, RedisStore)
+    assert (store.prefix, store.legacy_prefix) == ("wasikv:a%7Cb:", "wasikv:a|b:")
+    store.close()
+
+
+def test_nested_prefixes_cannot_reach_each_other(open_redis: OpenRedis, raw: Any) -> None:
+    # Issue 10: "x" at app: read "y" at app:k: through keys "k:...", and broke
+    # its writes by writing "index". Here each is its own host, so no start-up
+    # check runs: the layout alone keeps them apart.
+    base = unique_prefix()
+    x, y = open_redis(base + "app:"), open_redis(base + "app:k:")
+    y.set_many([("ysecret/1", b"s1"), ("n", b"5")])
+    y.last_change()  # y's feed exists too
+    y.save_position("watcher", 7)
+    probes = ["k:ysecret/1", "k:k:ysecret/1", "|k:ysecret/1", "k:|k:ysecret/1", "k:n", "k:|k:n"]
+    assert x.get_many(probes) == [None] * len(probes)
+    assert not any(x.exists(key) for key in probes)
+    assert x.list_keys(None, 100) == []
+    names = ["index", "seq", "versions", "tombstones", "watermark", "changes", "positions"]
+    hostile = [*names, *(f"k:{n}" for n in names), *(f"k:|{n}" for n in names), "k:|k:n", "k:k:n"]
+    x.set_many([(key, b"junk") for key in hostile])
+    x.delete_many(["k:|k:ysecret/1", "k:k:ysecret/1"])
+    x.increment("k:|k:count", 1)
+    # y is untouched and every operation still works.
+    assert y.get_many(["ysecret/1", "n"]) == [b"s1", b"5"]
+    assert y.list_keys(None, 100) == ["n", "ysecret/1"]
+    assert y.increment("n", 1) == 6
+    pinned = y.get_versioned("ysecret/1")
+    assert y.swap("ysecret/1", pinned.version, b"s2")
+    y.delete("n")
+    assert y.changes(0, 100)[-2:][0].key == "ysecret/1"
+    assert y.load_position("watcher") == 7
+    # And the other way round: nothing y writes shows up in x.
+    assert x.list_keys(None, 100) == sorted([*hostile, "k:|k:count"])
+    assert y.get_many(hostile) == [None] * len(hostile)
+    for name in raw.scan_iter(match=base.encode() + b"*"):
+        assert name.startswith((base.encode() + b"app:|", base.encode() + b"app:k:|")), name
+
+
+def host_with(stores: dict[str, Any]) -> Any:
+    from wasikv import Host
+
+    return Host(stores, cache_dir=None, compile_cache=False)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "relation"),
+    [
+        (f"{SHARED_URL}?prefix=app:", f"{SHARED_URL}?prefix=app:k:", "nest"),
+        (f"{SHARED_URL}?prefix=app:k:", f"{SHARED_URL}?prefix=app:", "nest"),
+        (f"{SHARED_URL}?prefix=app:", f"{SHARED_URL}?prefix=app:", "are equal"),
+        (
+            f"redis://localhost:{REDIS_PORT}/{TEST_DB}?prefix=wasikv:",
+            f"redis://[::1]:{REDIS_PORT}/{TEST_DB}",
+            "nest",
+        ),
+    ],
+)
+def test_overlapping_prefixes_are_a_config_error(first: str, second: str, relation: str) -> None:
+    from wasikv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=relation) as caught:
+        host_with({"x": first, "y": second})
+    message = str(caught.value)
+    x_prefix, y_prefix = (
+        RedisStore.from_url(url, label=label).prefix for url, label in ((first, "x"), (second, "y"))
+    )
+    assert "'x'" in message and "'y'" in message
+    assert repr(x_prefix) in message and repr(y_prefix) in message
+
+
+def test_disjoint_prefixes_and_other_databases_are_fine() -> None:
+    host = host_with(
+        {
+            "x": f"{SHARED_URL}?prefix=app:",
+            "y": f"{SHARED_URL}?prefix=app2:",
+            "z": f"redis://{REDIS_HOST}:{REDIS_PORT}/{TEST_DB - 1}?prefix=app:",
+            "w": f"redis://{REDIS_HOST}:6380/{TEST_DB}?prefix=app:",
+            "d1": SHARED_URL,
+            "d2": SHARED_URL,  # default prefixes: wasikv:d1:, wasikv:d2:
+            "m": "memory:",
+        }
+    )
+    store = RedisStore(prefix="shared:")
+    host.add_store("alias1", store)
+    host.add_store("alias2", store)  # one store object under two labels is an alias
+    from wasikv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'alias1' and 'other'"):
+        host.add_store("other", RedisStore(prefix="shared:more:"))
+    host.close()
+    store.close()
+
+
+def test_wasikv_up_refuses_overlapping_prefixes(tmp_path: Path) -> None:
+    (tmp_path / "app.wasm").write_bytes(b"\0asm")  # never loaded: the stores come first
+    (tmp_path / "wasikv.toml").write_text(
+        'spin_manifest_version = 2\n\n[application]\nname = "prefixes"\n\n'
+        '[[trigger.http]]\nroute = "/..."\ncomponent = "app"\n\n'
+        '[component.app]\nsource = "app.wasm"\nkey_value_stores = ["x"]\n'
+    )
+    (tmp_path / "runtime-config.toml").write_text(
+        f'[key_value_store.x]\ntype = "redis"\nurl = "{SHARED_URL}?prefix=app:"\n\n'
+        f'[key_value_store.y]\ntype = "redis"\nurl = "{SHARED_URL}?prefix=app:k:"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "wasikv", "up", "--listen", "127.0.0.1:1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: store labels 'x' and 'y'"), done.stderr
+    assert "'app:'" in lines[0] and "'app:k:'" in lines[0]
+
+
+# -- the old layout (no separator) and its migration --------------------------------
+
+
+def write_old_layout(raw: Any, prefix: str) -> None:
+    """A store as wasikv wrote it before the separator: ``P seq``, ``P k:{key}``, ..."""
+    p = prefix.encode()
+    raw.set(p + b"seq", b"1000000010")
+    raw.hset(p + b"versions", mapping={b"a": 1000000001, b"n": 1000000002, b"b|c": 1000000003})
+    raw.zadd(p + b"index", {b"a": 0, b"n": 0, b"b|c": 0})
+    raw.mset({p + b"k:a": b"alpha", p + b"k:n": b"41", p + b"k:b|c": b"pipe", p + b"k:raw": b"r"})
+    raw.zadd(p + b"tombstones", {b"gone": 1000000004})
+    raw.set(p + b"watermark", b"1000000000")
+    raw.xadd(p + b"changes", {b"start": b"1"}, id=b"1000000000-0")
+    raw.xadd(p + b"changes", {b"k": b"a", b"v": b"alpha"}, id=b"1000000001-0")
+
+
+def test_old_layout_is_refused_until_migrated(open_redis: OpenRedis, raw: Any) -> None:
+    from wasikv.stores.redis import migrate_layout
+
+    store = open_redis()
+    write_old_layout(raw, store.prefix)
+    for operation in (lambda: store.get("a"), lambda: store.list_keys(None, 10), lambda: store.set("a", b"")):
+        with pytest.raises(StoreError, match="old layout") as caught:
+            operation()
+        message = str(caught.value)
+        assert repr(store.prefix) in message
+        assert "wasikv kv migrate-redis --store 'redis://127.0.0.1:6379/15?prefix=" in message
+    assert raw.get(store.prefix.encode() + b"k:a") == b"alpha"  # nothing was written
+
+    done = migrate_layout(store)
+    assert done.moved == 4 + 6  # values a, n, b|c, raw; seq, versions, index, tombstones, watermark, changes
+    assert done.left == ()
+    p = store.prefix.encode()
+    assert all(name.startswith(p + b"|") for name in raw.scan_iter(match=p + b"*"))
+    # The same store object works now, with versions, tombstones and the feed intact.
+    assert store.get_many(["a", "b|c", "raw"]) == [b"alpha", b"pipe", b"r"]
+    assert store.list_keys(None, 10) == ["a", "b|c", "n"]
+    assert store.get_versioned("a").version == 1000000001
+    assert not store.swap("a", 1000000000, b"stale")
+    assert store.swap("a", 1000000001, b"beta")
+    assert store.get_versioned("a").version == 1000000011  # the sequence carried on
+    assert not store.swap("gone", 1000000003, b"x")
+    assert store.swap("gone", 1000000004, b"back")
+    assert store.increment("n", 1) == 42
+    assert [change.key for change in store.changes(1000000000, 10)] == ["a", "a", "gone", "n"]
+    # Safe to run again: nothing left to do.
+    assert migrate_layout(store).moved == 0
+
+
+def test_migrate_redis_command(open_redis: OpenRedis, raw: Any) -> None:
+    store = open_redis()
+    write_old_layout(raw, store.prefix)
+    with pytest.raises(StoreError, match="migrate-redis") as caught:
+        store.get("a")
+    arguments = str(caught.value).split("wasikv kv migrate-redis ")[1].split("`")[0]
+    command = [sys.executable, "-m", "wasikv", "kv", "migrate-redis", *shlex.split(arguments)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"prefix {store.prefix!r}: moved 10 Redis keys" in done.stdout
+    assert store.get("a") == b"alpha"
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert "nothing to migrate" in again.stdout
+    wrong = subprocess.run([*command[:5], "--store", "memory:"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "redis://" in wrong.stderr
+
+
+def test_old_layout_of_a_label_with_the_separator() -> None:
+    require_redis()
+    from wasikv.stores.redis import migrate_layout
+
+    label = f"wasikv-test-{uuid.uuid4().hex}|x"
+    store = open_store(SHARED_URL, label=label)
+    assert isinstance(store, RedisStore)
+    raw = raw_client()
+    try:
+        write_old_layout(raw, store.legacy_prefix)
+        with pytest.raises(StoreError, match=re.escape(f"--label '{label}'")):
+            store.get("a")
+        assert migrate_layout(store).moved == 10
+        assert store.get("a") == b"alpha"
+        assert raw.exists(store.prefix.encode() + b"|seq") == 1
+    finally:
+        store.close()
+        raw.close()
+        delete_prefix(store.prefix)
+        delete_prefix(store.legacy_prefix)
+
+
+def test_migration_refusals(open_redis: OpenRedis, raw: Any) -> None:
+    from wasikv.stores.redis import migrate_layout
+
+    # Data in both layouts: an old process wrote after the migration.
+    both = open_redis()
+    both.set("new", b"1")
+    write_old_layout(raw, both.prefix)
+    fresh = open_redis(both.prefix)  # checks the layout on its first operation
+    with pytest.raises(StoreError, match="both the old layout of wasikv"):
+        fresh.get("new")
+    with pytest.raises(StoreError, match="both layouts hold data"):
+        migrate_layout(fresh)
+
+    # A key in both layouts: the others move, the sequence stays, stores keep refusing.
+    clash = open_redis()
+    write_old_layout(raw, clash.prefix)
+    raw.set(clash.prefix.encode() + b"|k:a", b"new a")
+    with pytest.raises(StoreError, match="1 keys exist in both layouts"):
+        migrate_layout(clash)
+    assert raw.exists(clash.prefix.encode() + b"seq") == 1
+    with pytest.raises(StoreError, match="old layout"):
+        clash.get("n")
+    raw.delete(clash.prefix.encode() + b"|k:a")
+    assert migrate_layout(clash).moved == 2  # k:a and seq
+    assert clash.get("a") == b"alpha"
+
+
+def test_migrating_nested_old_layouts(open_redis: OpenRedis, raw: Any) -> None:
+    from wasikv.stores.redis import migrate_layout
+
+    base = unique_prefix()
+    outer, inner = open_redis(base + "app:"), open_redis(base + "app:k:")
+    write_old_layout(raw, inner.prefix)
+    raw.set(outer.prefix.encode() + b"seq", b"5")
+    raw.set(outer.prefix.encode() + b"k:other", b"o")
+    with pytest.raises(StoreError, match=f"migrate '{base}app:k:' first"):
+        migrate_layout(outer)
+    assert migrate_layout(inner).moved == 10
+    done = migrate_layout(outer)
+    assert done.moved == 2  # k:other and seq; inner's new keys (with "|") stay
+    assert done.left and all("|" in key for key in done.left)
+    assert outer.get("other") == b"o"
+    assert inner.get_many(["a", "b|c"]) == [b"alpha", b"pipe"]
+    assert inner.list_keys(None, 10) == ["a", "b|c", "n"]
+
+
+# -- change-feed positions ------------------------------------------------------------
+
+
+def test_positions_round_trip(open_redis: OpenRedis, raw: Any) -> None:
+    store = open_redis()
+    assert RedisStore.keeps_positions
+    assert store.load_position("watch:orders") is None
+    start = store.last_change()
+    store.save_position("watch:orders", 5)
+    store.save_position("wätch 😀", 2**63 - 1)
+    assert store.load_position("watch:orders") == 5
+    store.save_position("watch:orders", 0)
+    assert store.load_position("watch:orders") == 0
+    assert store.load_position("wätch 😀") == 2**63 - 1
+    # Outside the keyspace and the feed; kept by any store object on the prefix.
+    assert store.list_keys(None, 10) == [] and store.get("watch:orders") is None
+    assert store.last_change() == start and store.changes(0, 10) == []
+    assert raw.hgetall(store.prefix.encode() + b"|positions") == {
+        b"watch:orders": b"0",
+        "wätch 😀".encode(): str(2**63 - 1).encode(),
+    }
+    assert open_redis(store.prefix).load_position("watch:orders") == 0
+    for bad in (-1, 2**63, "5", 1.0, True):
+        with pytest.raises(StoreError, match="must be an int"):
+            store.save_position("w", bad)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="must be str"):
+        store.load_position(b"w")  # type: ignore[arg-type]
+    raw.hset(store.prefix.encode() + b"|positions", b"junk", b"x")
+    with pytest.raises(StoreError, match="not a number"):
+        store.load_position("junk")
+
+
 # -- listing ----------------------------------------------------------------------
 
 
@@ -329,7 +622,7 @@ def test_exactly_once_listing_of_2500_keys(open_redis: OpenRedis, raw: Any) -> N
     assert seen == sorted(keys)
     assert len(set(seen)) == 2500
     # SCAN over the same keys may repeat some; the index never does.
-    assert raw.zcard(store.prefix.encode() + b"index") == 2500
+    assert raw.zcard(store.prefix.encode() + b"|index") == 2500
 
 
 def test_walk_never_misses_stable_keys_under_churn(open_redis: OpenRedis) -> None:
@@ -365,7 +658,7 @@ def test_tombstones_stay_bounded(open_redis: OpenRedis, raw: Any) -> None:
     for i in range(1000):
         store.set(f"k{i}", b"v")
         store.delete(f"k{i}")
-    p = store.prefix.encode()
+    p = store.prefix.encode() + b"|"
     assert 0 < raw.zcard(p + b"tombstones") <= 60
     assert int(raw.get(p + b"watermark")) > int(raw.get(p + b"seq")) - 200
     assert raw.hlen(p + b"versions") == 0

@@ -2,33 +2,34 @@
 
 Data layout
 -----------
-Everything a store keeps lives under one key prefix ``P`` (default
-``wasikv:{label}:``, overridable with ``?prefix=``), so several labels and
-several applications share one Redis database without seeing each other:
+Everything a store keeps lives under its key prefix ``P`` (default
+``wasikv:{label}:``, overridable with ``?prefix=``) followed by ``|``, a
+character no prefix may contain, so several labels and several applications
+share one Redis database without seeing each other:
 
-``P k:{key}``
+``P|k:{key}``
     The value, as a plain Redis string. ``GET`` from ``redis-cli`` shows it,
     and counters are decimal text written by Redis' own ``INCRBY``, so
     ``redis-cli INCRBY``/``GET`` interoperate with `increment`.
-``P seq``
+``P|seq``
     A counter every write bumps; the bumped value is the version of the write.
     It starts at the server clock in microseconds, so versions keep growing
     even when Redis loses its data (a restart without persistence).
-``P versions``
+``P|versions``
     A hash: key -> version of every live key.
-``P index``
+``P|index``
     A sorted set of the live keys, all with score 0. ``ZRANGEBYLEX`` returns
     members in byte order, and UTF-8 byte order is code-point order, so
     `list_keys` pages are exactly the ones the other stores return: no
     duplicates (which ``SCAN`` can return) and no missed keys.
-``P tombstones``
+``P|tombstones``
     A sorted set: deleted key -> version of its delete, so a `swap` pinned
     before a delete fails. Tombstones older than ``tombstone_window`` writes
     are pruned by the delete that ages them out; the newest pruned version
-    becomes ``P watermark``, the version of every key that has no entry, so
+    becomes ``P|watermark``, the version of every key that has no entry, so
     a handle pinned to a pruned tombstone (or to an older watermark) still
     conflicts.
-``P changes``
+``P|changes``
     The change feed (`changes`, `last_change`, `wait_for_change`), a Redis
     stream with one entry per committed write: ID ``{version}-0``, fields
     ``k`` (the key) and, for sets, ``v`` (the value written). Write scripts
@@ -38,6 +39,35 @@ several applications share one Redis database without seeing each other:
     about ``change_window`` entries (``MAXLEN ~``). `wait_for_change` blocks
     in ``XREAD``, so a watcher hears of a write from any process or machine
     at once.
+``P|positions``
+    A hash: change-feed reader name -> the seq of the last change it handled
+    (`load_position`, `save_position`). It is not a key of the store and
+    saving a position is not a change.
+
+Why the separator
+-----------------
+Every Redis key a store uses is ``P + "|" + rest``, and ``P`` contains no
+``|``: the first ``|`` of the key name comes right after the prefix, so the
+prefix is recoverable from the key name alone (everything before the first
+``|``). Two stores with different prefixes therefore never share a key, even
+when one prefix extends the other: with ``app:`` and ``app:k:``, every key of
+the second starts with ``app:k:|`` while every key of the first starts with
+``app:|``, and the two differ at the byte after ``app:``. Within one store,
+values (``k:``) and the metadata names above never collide, as no metadata
+name starts with ``k:``. Label-derived prefixes percent-encode ``%``, ``:``
+and ``|``, so they never contain the separator and never nest.
+
+Without the separator (the layout of earlier wasikv versions: ``P seq``,
+``P k:{key}``, ...) the value keys of ``app:`` included every key of
+``app:k:``: a guest granted only the first label could read the second's
+values, and break its writes (WRONGTYPE) by writing a key named ``index``.
+A store whose prefix holds data in that layout (``P seq`` exists) refuses
+every operation with a `StoreError` that says to run ``wasikv kv
+migrate-redis`` (`migrate_layout`); it checks once, on its first operation.
+Hosts also refuse to define two labels whose prefixes on one server and
+database are equal or nest (`check_disjoint_prefixes`): they no longer share
+keys, but ``SCAN MATCH app:*`` (inspection, cleanup scripts) would still
+sweep both.
 
 Why Lua scripts with a version field
 ------------------------------------
@@ -66,7 +96,7 @@ that the outcome is unknown. Connections come from one pool per store
 object; a connection the server closed (a restart) is replaced when it is
 taken from the pool, so the store recovers by itself when Redis is back.
 
-Writes made with raw Redis commands to ``P k:{key}`` are visible to reads
+Writes made with raw Redis commands to ``P|k:{key}`` are visible to reads
 and `increment`, but they do not bump versions or update the index: CAS and
 `list_keys` guarantees hold among wasikv writers. Redis Cluster is not
 supported (the scripts touch several keys); a hash tag in the prefix, such
@@ -75,10 +105,13 @@ as ``?prefix={app}:``, keeps all of a store's keys in one slot.
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Callable, Sequence
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -96,9 +129,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import InvalidStoreUrl, StoreError
+from ..errors import ConfigError, InvalidStoreUrl, StoreError
 from ._url import parse_query
-from .base import S64_MAX, S64_MIN, Change, Store, Versioned, add_delta, check_item, parse_counter
+from .base import (
+    S64_MAX,
+    S64_MIN,
+    Change,
+    Store,
+    Versioned,
+    add_delta,
+    check_item,
+    check_position,
+    check_position_name,
+    parse_counter,
+)
 
 _T = TypeVar("_T")
 
@@ -115,6 +159,12 @@ HEALTH_CHECK_INTERVAL = 30
 _MAX_LIMIT = 2**62
 #: Changes the feed keeps (about: Redis trims whole stream nodes).
 DEFAULT_CHANGE_WINDOW = 100_000
+#: Ends every prefix in key names (``P|seq``, ``P|k:{key}``); no prefix may contain it.
+SEPARATOR = "|"
+_SEP = SEPARATOR.encode()
+#: The names of a store's metadata keys, in the order the scripts take them
+#: as KEYS; ``P seq`` in the old layout moves last (see `migrate_layout`).
+_META_NAMES = (b"seq", b"versions", b"index", b"tombstones", b"watermark", b"changes")
 
 _ACCEPTED = (
     "accepted form: 'redis://[USER:PASSWORD@]HOST[:PORT][/DB]' or 'rediss://…' (TLS), optionally "
@@ -127,9 +177,16 @@ _PARAMETERS = ("prefix", "socket_timeout", "connect_timeout", "max_connections",
 def default_prefix(label: str | None) -> str:
     """The key prefix of a label: ``wasikv:{label}:``.
 
-    ``%`` and ``:`` in the label are percent-encoded, so the prefix of one
-    label is never a prefix of another label's keys.
+    ``%``, ``:`` and ``|`` in the label are percent-encoded, so the prefix of
+    one label never starts with another label's prefix and never contains
+    the separator.
     """
+    name = DEFAULT_LABEL if label is None else label
+    return "wasikv:" + name.replace("%", "%25").replace(":", "%3A").replace("|", "%7C") + ":"
+
+
+def _legacy_default_prefix(label: str | None) -> str:
+    # Before the separator, "|" in labels was kept as it is.
     name = DEFAULT_LABEL if label is None else label
     return "wasikv:" + name.replace("%", "%25").replace(":", "%3A") + ":"
 
@@ -329,11 +386,14 @@ class RedisStore(Store):
     """A store in one Redis database under a key prefix; safe across threads, processes and hosts.
 
     The constructor does not contact Redis: a host starts even when Redis is
-    down, and its operations fail with `StoreError` until Redis is back.
+    down, and its operations fail with `StoreError` until Redis is back. The
+    first operation also checks that `legacy_prefix` (default: `prefix`)
+    holds no data in the old layout, which `migrate_layout` moves.
     """
 
     atomic_batches: ClassVar[bool] = True
     change_notifications: ClassVar[bool] = True
+    keeps_positions: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -352,6 +412,7 @@ class RedisStore(Store):
         tombstone_window: int = 100_000,
         change_window: int = DEFAULT_CHANGE_WINDOW,
         url: str | None = None,
+        legacy_prefix: str | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"port must be between 1 and 65535, not {port}")
@@ -368,10 +429,14 @@ class RedisStore(Store):
             raise ValueError("change_window must be at least 1")
         if ssl_ca_certs is not None and not tls:
             raise ValueError("ssl_ca_certs needs tls=True")
+        if prefix is not None and SEPARATOR in prefix:
+            raise ValueError(f"prefix {prefix!r} contains {SEPARATOR!r}, which ends prefixes in key names")
         self.host = host
         self.port = port
         self.db = db
         self.prefix = default_prefix(None) if prefix is None else prefix
+        #: Where data of the old layout (before the separator) would be.
+        self.legacy_prefix = self.prefix if legacy_prefix is None else legacy_prefix
         self.socket_timeout = float(socket_timeout)
         self.connect_timeout = float(connect_timeout)
         self.max_connections = max_connections
@@ -384,6 +449,9 @@ class RedisStore(Store):
         self._window = tombstone_window
         self._change_window = change_window
         self._closed = False
+        self._layout_checked = False
+        # What `wasikv kv migrate-redis` needs to find this store, for messages.
+        self._migrate_arguments = f"--store {shlex.quote(self._bare_url(with_prefix=True))}"
 
         options: dict[str, Any] = {
             "host": host,
@@ -415,14 +483,13 @@ class RedisStore(Store):
             max_connections=max_connections, timeout=self.socket_timeout, **options
         )
         self._client = redis.Redis(connection_pool=self._pool)
-        raw_prefix = self.prefix.encode("utf-8")
+        raw_prefix = (self.prefix + SEPARATOR).encode("utf-8")
         self._value_prefix = raw_prefix + b"k:"
-        self._meta: tuple[bytes, ...] = tuple(
-            raw_prefix + name
-            for name in (b"seq", b"versions", b"index", b"tombstones", b"watermark", b"changes")
-        )
+        self._meta: tuple[bytes, ...] = tuple(raw_prefix + name for name in _META_NAMES)
         self._index = self._meta[2]
         self._feed = self._meta[5]
+        self._positions = raw_prefix + b"positions"
+        self._legacy_seq = self.legacy_prefix.encode("utf-8") + b"seq"
         self._get_versioned = self._client.register_script(_GET_VERSIONED)
         self._set_many = self._client.register_script(_SET_MANY)
         self._delete_many = self._client.register_script(_DELETE_MANY)
@@ -586,6 +653,27 @@ class RedisStore(Store):
 
         return self._run("changes", wait)
 
+    # -- change-feed positions -------------------------------------------
+
+    def load_position(self, name: str) -> int | None:
+        """The position the change-feed reader `name` saved (in ``P|positions``), or None."""
+        field = _position_field(name)
+        saved = self._run("load-position", lambda: self._client.hget(self._positions, field))
+        if saved is None:
+            return None
+        try:
+            return int(cast("bytes", saved))
+        except ValueError:
+            raise StoreError(
+                f"redis store at {self.address}: position {name!r} holds {saved!r}, not a number "
+                "(written around wasikv?)"
+            ) from None
+
+    def save_position(self, name: str, seq: int) -> None:
+        """Save `seq` as the position of the change-feed reader `name` (not a change, not a key)."""
+        field = _position_field(name, seq)
+        self._run("save-position", lambda: self._client.hset(self._positions, field, seq), write=True)
+
     def close(self) -> None:
         """Disconnect every pooled connection; later calls fail."""
         self._closed = True
@@ -599,6 +687,33 @@ class RedisStore(Store):
     def _value_key(self, key: str) -> bytes:
         return self._value_prefix + _encode_key(key)
 
+    def _bare_url(self, *, with_prefix: bool) -> str:
+        """This store's URL without credentials or options (which the operator adds)."""
+        url = f"{'rediss' if self.tls else 'redis'}://{self.address}"
+        return url + "?prefix=" + quote(self.prefix, safe=":{}") if with_prefix else url
+
+    def _check_layout(self) -> None:
+        # Once per store object: a prefix with data of the old layout must not
+        # look empty, nor take writes beside data that reads cannot see. Data
+        # in both layouts (an old wasikv process still writing after the
+        # migration) is refused too: serving either half would hide the other.
+        if not self._client.exists(self._legacy_seq):
+            self._layout_checked = True
+            return
+        found = f"found the key {self._legacy_seq.decode(errors='replace')!r}"
+        if self._client.exists(self._meta[0]):
+            raise StoreError(
+                f"redis store at {self.address}: prefix {self.legacy_prefix!r} holds data in both the "
+                f"old layout of wasikv ({found}) and the new one: a wasikv process older than this one "
+                "still writes to it; stop it, then merge or delete the old-layout keys by hand"
+            )
+        raise StoreError(
+            f"redis store at {self.address}: prefix {self.legacy_prefix!r} holds data in the old "
+            f"layout of wasikv, without {SEPARATOR!r} after the prefix ({found}); stop every wasikv "
+            f"process that uses it and run `wasikv kv migrate-redis {self._migrate_arguments}` "
+            "(add USER:PASSWORD@ to the URL if the server needs them)"
+        )
+
     def _eval(self, script: Script, keys: list[bytes], args: Sequence[bytes | int]) -> Any:
         # EVALSHA straight away (Script.__call__ does more per call); NOSCRIPT
         # means nothing ran (Redis restarted or flushed its script cache), so
@@ -608,10 +723,14 @@ class RedisStore(Store):
         except NoScriptError:
             return script(keys=keys, args=args)
 
-    def _run(self, operation: str, call: Callable[[], _T], *, write: bool = False) -> _T:
+    def _run(
+        self, operation: str, call: Callable[[], _T], *, write: bool = False, check_layout: bool = True
+    ) -> _T:
         if self._closed:
             raise StoreError(f"redis store at {self.address}: the store is closed")
         try:
+            if check_layout and not self._layout_checked:
+                self._check_layout()
             return call()
         except StoreError:
             raise
@@ -655,6 +774,196 @@ class RedisStore(Store):
         return f"unexpected {type(exc).__name__}: {text}"
 
 
+# -- prefixes: the start-up check and the old layout ----------------------------
+
+
+def check_disjoint_prefixes(label: str, store: Store, others: Mapping[str, Store]) -> None:
+    """Refuse to define `label` as `store` when another label's Redis store overlaps its prefix.
+
+    `others` maps the labels defined so far to their stores. Two Redis
+    stores overlap when they use the same server (host names compared
+    without case, every loopback address counting as one; same port) and
+    database, and one prefix starts with the other, equal prefixes included.
+    Their keys are disjoint (see the module docs), but equal prefixes are
+    one store under two labels, which defeats grants, and ``SCAN MATCH P*``
+    over a prefix (inspection, clean-up scripts) would sweep a nested one.
+    Stores that are not Redis stores pass, and so does the very same store
+    object under another label (an alias, as with every backend). Raises
+    `ConfigError` naming both labels and both prefixes.
+    """
+    if not isinstance(store, RedisStore):
+        return
+    place = _server(store)
+    for other_label, other in others.items():
+        if other is store or not isinstance(other, RedisStore) or _server(other) != place:
+            continue
+        if not (store.prefix.startswith(other.prefix) or other.prefix.startswith(store.prefix)):
+            continue
+        relation = "are equal" if store.prefix == other.prefix else "nest (one starts with the other)"
+        raise ConfigError(
+            f"store labels {other_label!r} and {label!r} use one Redis database ({store.address}) with "
+            f"prefixes {other.prefix!r} and {store.prefix!r}, which {relation}; give each label a "
+            "prefix that does not start with another's (without ?prefix=, a label gets wasikv:LABEL:)"
+        )
+
+
+def _server(store: RedisStore) -> tuple[str, int, int]:
+    host = store.host.lower()
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            host = "localhost"
+    except ValueError:
+        pass  # a host name
+    return host, store.port, store.db
+
+
+@dataclass(frozen=True)
+class LayoutMigration:
+    """What `migrate_layout` did."""
+
+    #: Where the data was (old layout) and where it is now (``prefix|...``).
+    legacy_prefix: str
+    prefix: str
+    #: How many Redis keys were renamed.
+    moved: int
+    #: Keys under ``legacy_prefix k:`` left in place: they contain the
+    #: separator and the store never wrote them, so they are the keys of a
+    #: longer prefix in the new layout.
+    left: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line for the operator."""
+        if not self.moved:
+            text = f"prefix {self.legacy_prefix!r}: nothing to migrate (no data in the old layout)"
+        else:
+            text = (
+                f"prefix {self.legacy_prefix!r}: moved {self.moved} Redis keys to the new layout "
+                f"under {self.prefix + SEPARATOR!r}"
+            )
+        if self.left:
+            text += f"; left {len(self.left)} keys of a longer prefix in place (such as {self.left[0]!r})"
+        return text
+
+
+#: Keys asked for per SCAN call while migrating.
+_SCAN_COUNT = 1000
+
+
+def migrate_layout(store: RedisStore) -> LayoutMigration:
+    """Rename a store's keys from the old layout (``P seq``, ``P k:{key}``, ...) to ``P|seq``, ...
+
+    Run it while no wasikv process, of any version, uses the prefix: it is
+    many commands, and a write between them (or an old process writing
+    afterwards) leaves data behind. ``P seq`` is renamed last, so stores
+    refuse to work until a run has finished; that also makes it safe to run
+    again after an interruption, and a run with nothing left to move changes
+    nothing. Value keys are found with ``SCAN``, so values written with raw
+    Redis commands move too, except keys containing ``|`` that the store
+    never wrote: those belong to a longer prefix in the new layout.
+
+    Raises `StoreError` without renaming anything when the new layout
+    already holds data (``P|seq`` exists) beside old-layout data, or when a
+    longer prefix nested in this one (``P k:...``) still holds old-layout
+    data, whose keys the old layout mixed with this store's values: migrate
+    that prefix first. (Where the old layout nested two prefixes, the longer
+    one's keys were also values of the shorter one; migrating the longer one
+    first gives such a key to it.) A key that exists in both layouts stays
+    where it is, and the run fails before renaming ``P seq``.
+    """
+    old = store.legacy_prefix.encode("utf-8")
+    new = (store.prefix + SEPARATOR).encode("utf-8")
+    old_values = old + b"k:"
+    where = f"migrate-redis of prefix {store.legacy_prefix!r}"
+    client = store._client
+
+    def refuse(problem: str) -> StoreError:
+        return StoreError(f"redis store at {store.address}: {where}: {problem}")
+
+    def migrate() -> LayoutMigration:
+        old_seq, new_seq = old + b"seq", new + b"seq"
+        if client.exists(new_seq):
+            if client.exists(old_seq):
+                raise refuse(
+                    f"both layouts hold data ({old_seq!r} and {new_seq!r} exist): a wasikv process "
+                    "older than this one wrote after a migration; stop it, then merge or delete the "
+                    "old-layout keys by hand"
+                )
+            return LayoutMigration(store.legacy_prefix, store.prefix, 0)
+        pattern = _glob_escape(old_values) + b"*"
+        # A hash under "P k:" ending in "versions" is another store's version
+        # table (wasikv values are strings): the old layout of a nested prefix.
+        for name in client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash"):
+            inner = cast("bytes", name)[len(old_values) :]
+            if inner.endswith(b"versions") and _SEP not in inner:
+                nested = (old_values + inner[: -len(b"versions")]).decode("utf-8", "replace")
+                raise refuse(
+                    f"the longer prefix {nested!r} holds data in the old layout too, and the old layout "
+                    f"mixed its keys with those of {store.legacy_prefix!r}: migrate {nested!r} first"
+                )
+        moved = 0
+        left: list[str] = []
+        clashes: list[bytes] = []
+        cursor = 0
+        while True:
+            cursor, page = client.scan(cursor, match=pattern, count=_SCAN_COUNT)
+            keys = [name[len(old_values) :] for name in cast("list[bytes]", page)]
+            foreign = _foreign_keys(client, old, new, [key for key in keys if _SEP in key])
+            left.extend(key.decode("utf-8", "replace") for key in foreign)
+            keys = [key for key in keys if key not in foreign]
+            if keys:
+                rename = client.pipeline(transaction=False)
+                for key in keys:
+                    rename.renamenx(old_values + key, new + b"k:" + key)
+                for key, done in zip(keys, rename.execute(raise_on_error=False), strict=True):
+                    if isinstance(done, ResponseError) and "no such key" in str(done).lower():
+                        continue  # SCAN may list a key twice; it is moved already
+                    if isinstance(done, Exception):
+                        raise done
+                    if done:
+                        moved += 1
+                    else:
+                        clashes.append(old_values + key)
+            if cursor == 0:
+                break
+        # The metadata after the values, and the sequence last: until it moves,
+        # stores refuse the prefix, so an interrupted run is never served.
+        for meta in (*_META_NAMES[1:], _META_NAMES[0]):
+            if clashes and meta == _META_NAMES[0]:
+                shown = ", ".join(repr(name.decode("utf-8", "replace")) for name in clashes[:3])
+                raise refuse(
+                    f"{len(clashes)} keys exist in both layouts (such as {shown}); moved the others but "
+                    f"left {old_seq!r}, so stores keep refusing the prefix; merge or delete those keys "
+                    "by hand and run the migration again"
+                )
+            if client.exists(old + meta):
+                if client.renamenx(old + meta, new + meta):
+                    moved += 1
+                else:
+                    clashes.append(old + meta)
+        return LayoutMigration(store.legacy_prefix, store.prefix, moved, tuple(left))
+
+    return store._run("migrate-redis", migrate, write=True, check_layout=False)
+
+
+def _foreign_keys(client: redis.Redis, old: bytes, new: bytes, keys: list[bytes]) -> set[bytes]:
+    """The `keys` (found under the old ``P k:``, holding the separator) the store never wrote."""
+    if not keys:
+        return set()
+    check = client.pipeline(transaction=False)
+    for key in keys:
+        check.hexists(old + b"versions", key)
+        check.hexists(new + b"versions", key)
+    known = check.execute()
+    return {key for i, key in enumerate(keys) if not (known[2 * i] or known[2 * i + 1])}
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """`raw` as a SCAN MATCH pattern that matches only itself."""
+    for special in (b"\\", b"*", b"?", b"[", b"]"):
+        raw = raw.replace(special, b"\\" + special)
+    return raw
+
+
 def _changes(entries: list[Any]) -> list[Change]:
     changes: list[Change] = []
     for entry_id, fields in entries:
@@ -664,6 +973,17 @@ def _changes(entries: list[Any]) -> list[Change]:
         seq = int(bytes(entry_id).partition(b"-")[0])
         changes.append(Change(seq, key.decode("utf-8"), fields.get(b"v")))
     return changes
+
+
+def _position_field(name: str, seq: int | None = None) -> bytes:
+    if seq is None:
+        check_position_name("redis", name)
+    else:
+        check_position("redis", name, seq)
+    try:
+        return name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError(f"redis store: position name {name!r} is not valid Unicode text") from None
 
 
 def _encode_key(key: str) -> bytes:
@@ -709,11 +1029,17 @@ def _from_url(url: str, label: str | None) -> RedisStore:
     options = parse_query(url, parts.query, _PARAMETERS)
     if "ssl_ca_certs" in options and scheme != "rediss":
         raise InvalidStoreUrl(f"store URL {url!r}: ssl_ca_certs needs a rediss:// (TLS) URL")
-    return RedisStore(
+    if SEPARATOR in options.get("prefix", ""):
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: the prefix {options['prefix']!r} contains {SEPARATOR!r}, which "
+            "wasikv puts after the prefix in every key name; choose a prefix without it"
+        )
+    store = RedisStore(
         host,
         DEFAULT_PORT if port is None else port,
         db,
         prefix=options.get("prefix", default_prefix(label)),
+        legacy_prefix=options.get("prefix", _legacy_default_prefix(label)),
         username=username,
         password=password,
         tls=scheme == "rediss",
@@ -723,6 +1049,12 @@ def _from_url(url: str, label: str | None) -> RedisStore:
         max_connections=_count(url, options, "max_connections", DEFAULT_MAX_CONNECTIONS),
         url=url,
     )
+    if store.legacy_prefix != store.prefix:
+        # Only a label with "|" has a prefix of its own in the old layout.
+        store._migrate_arguments = (
+            f"--store {shlex.quote(store._bare_url(with_prefix=False))} --label {shlex.quote(str(label))}"
+        )
+    return store
 
 
 def _seconds(url: str, options: dict[str, str], name: str, default: float) -> float:
