@@ -72,6 +72,27 @@ def _translate(error: Any, label: str) -> KeyValueError:
     return StoreError(f"unexpected error from the host: {error!r}")
 
 
+class _HostErrors:
+    """`with errors:` turns an `Err` from the bindings into the SDK's exception.
+
+    The one place calls into the host are guarded (with `_translate`, the
+    one place errors are mapped). A class rather than a generator-based
+    context manager: it runs on every call, in the guest's interpreter.
+    """
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, Err):
+            raise _translate(exc.value, self.label) from None
+
+
 def _release(resource: Any) -> None:
     """Drop a host handle now instead of waiting for garbage collection.
 
@@ -121,10 +142,8 @@ def open(label: str) -> Bucket:
         AccessDenied: the store exists but this component was not granted it.
         StoreError: any other failure (e.g. too many open buckets).
     """
-    try:
+    with _HostErrors(label):
         raw = store.open(_key(label))
-    except Err as e:
-        raise _translate(e.value, label) from None
     return Bucket(raw, label)
 
 
@@ -214,10 +233,8 @@ class Cas(_HostHandle):
         if raw is None:
             raise StoreError(f"the compare-and-swap handle for key {self.key!r} was already used or closed")
         self._raw = None  # swap takes ownership of the host handle
-        try:
+        with _HostErrors(self._label):
             atomics.swap(raw, data)
-        except Err as e:
-            raise _translate(e.value, self._label) from None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -235,6 +252,7 @@ class Bucket(_HostHandle):
         """Wrap a raw `store.Bucket` opened under `label` (use `open` instead)."""
         self._raw: Any = raw
         self.label = label
+        self._errors = _HostErrors(label)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -270,10 +288,8 @@ class Bucket(_HostHandle):
                 limit, or the bucket is closed.
         """
         raw = self._handle()
-        try:
+        with self._errors:
             value: bytes | None = raw.get(_key(key))
-        except Err as e:
-            raise self._error(e) from None
         return value
 
     def set(self, key: str, value: bytes) -> None:
@@ -285,10 +301,8 @@ class Bucket(_HostHandle):
             TypeError: `value` is not bytes.
         """
         raw = self._handle()
-        try:
+        with self._errors:
             raw.set(_key(key), _value(value))
-        except Err as e:
-            raise self._error(e) from None
 
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key succeeds.
@@ -298,10 +312,8 @@ class Bucket(_HostHandle):
                 limit, or the bucket is closed.
         """
         raw = self._handle()
-        try:
+        with self._errors:
             raw.delete(_key(key))
-        except Err as e:
-            raise self._error(e) from None
 
     def exists(self, key: str) -> bool:
         """Whether `key` exists (a key holding an empty value exists).
@@ -311,10 +323,8 @@ class Bucket(_HostHandle):
                 limit, or the bucket is closed.
         """
         raw = self._handle()
-        try:
+        with self._errors:
             found: bool = raw.exists(_key(key))
-        except Err as e:
-            raise self._error(e) from None
         return found
 
     # -- listing ----------------------------------------------------------
@@ -330,10 +340,8 @@ class Bucket(_HostHandle):
                 bucket is closed.
         """
         raw = self._handle()
-        try:
+        with self._errors:
             response = raw.list_keys(cursor)
-        except Err as e:
-            raise self._error(e) from None
         keys: list[str] = list(response.keys)
         next_cursor: str | None = response.cursor
         return keys, next_cursor
@@ -374,10 +382,8 @@ class Bucket(_HostHandle):
         """
         raw = self._handle()
         wanted = [_key(key) for key in keys]
-        try:
+        with self._errors:
             entries = batch.get_many(raw, wanted)
-        except Err as e:
-            raise self._error(e) from None
         result: dict[str, bytes | None] = {}
         for key, value in entries:
             result.setdefault(key, value)
@@ -398,10 +404,8 @@ class Bucket(_HostHandle):
         pairs: Iterable[tuple[str, bytes]] = items.items() if isinstance(items, Mapping) else items
         payload = [(_key(key), _value(value)) for key, value in pairs]
         _within_budget(sum(len(value) for _, value in payload))
-        try:
+        with self._errors:
             batch.set_many(raw, payload)
-        except Err as e:
-            raise self._error(e) from None
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """Delete every key in one call; missing keys are ignored.
@@ -413,10 +417,8 @@ class Bucket(_HostHandle):
         """
         raw = self._handle()
         doomed = [_key(key) for key in keys]
-        try:
+        with self._errors:
             batch.delete_many(raw, doomed)
-        except Err as e:
-            raise self._error(e) from None
 
     # -- atomics ----------------------------------------------------------
 
@@ -434,10 +436,8 @@ class Bucket(_HostHandle):
         raw = self._handle()
         if not S64_MIN <= delta <= S64_MAX:
             raise ValueError(f"delta {delta} is outside the signed 64-bit range")
-        try:
+        with self._errors:
             result: int = atomics.increment(raw, _key(key), delta)
-        except Err as e:
-            raise self._error(e) from None
         return result
 
     def cas(self, key: str) -> Cas:
@@ -454,10 +454,8 @@ class Bucket(_HostHandle):
                 compare-and-swap handles was reached, or the bucket is closed.
         """
         raw = self._handle()
-        try:
+        with self._errors:
             handle = atomics.Cas.new(raw, _key(key))
-        except Err as e:
-            raise self._error(e) from None
         return Cas(handle, key, self.label)
 
     def update(self, key: str, fn: Callable[[bytes | None], bytes], *, max_attempts: int = 100) -> bytes:
@@ -478,18 +476,14 @@ class Bucket(_HostHandle):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         raw = self._handle()
-        try:
+        with self._errors:
             handle: Any = atomics.Cas.new(raw, _key(key))
-        except Err as e:
-            raise self._error(e) from None
         attempt = 0
         try:
             while True:
                 attempt += 1
-                try:
+                with self._errors:
                     current: bytes | None = handle.current()
-                except Err as e:
-                    raise self._error(e) from None
                 new_value = _value(fn(current))
                 pinned, handle = handle, None  # swap takes ownership of the handle
                 try:
