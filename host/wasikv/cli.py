@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 import click
 
+from .cache_cli import cache
 from .errors import GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
 from .host import DEFAULT_STORE_URL, Host
@@ -404,3 +405,6 @@ def up(
             limits=Limits(max_memory_bytes=max_memory << 20),
         )
     serve(app, listen)
+
+
+main.add_command(cache)
