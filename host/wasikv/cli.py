@@ -15,7 +15,14 @@ from .cache_cli import cache
 from .errors import GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
 from .host import DEFAULT_STORE_URL, Host
-from .limits import DEFAULT_REQUEST_TIMEOUT, Limits
+from .limits import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT,
+    Limits,
+)
 from .stores import open_store
 from .stores.base import Store
 
@@ -366,6 +373,38 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
     help="Requests that may wait for a worker; more get 503 (default: 4 x workers).",
 )
 @_max_memory_option
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_HEADER_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close a connection that has not sent a request's headers in this time.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_BODY_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Answer 408 when a request's whole body has not arrived in this time.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    type=click.IntRange(min=1),
+    default=int(DEFAULT_KEEP_ALIVE_TIMEOUT),
+    show_default=True,
+    metavar="SECONDS",
+    help="Close an idle keep-alive connection after this time.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    metavar="N",
+    help="Connections at once; requests beyond it are answered 503.",
+)
 def up(
     manifest: str,
     listen: str,
@@ -377,11 +416,15 @@ def up(
     request_timeout: float,
     queue_limit: int | None,
     max_memory: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive_timeout: int,
+    max_connections: int,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it."""
     from .app.manifest import find_manifest, load_manifest
     from .asgi import DEFAULT_POOL, create_app
-    from .serve import parse_listen, serve
+    from .serve import ServerLimits, parse_listen, serve
 
     seeds = [_pair(kv, "--key-value") for kv in key_values]
     with _reported():
@@ -402,9 +445,10 @@ def up(
             instance_pool=None if no_instance_pool else DEFAULT_POOL,
             request_timeout=request_timeout,
             queue_limit=queue_limit,
+            body_timeout=body_timeout,
             limits=Limits(max_memory_bytes=max_memory << 20),
         )
-    serve(app, listen)
+    serve(app, listen, ServerLimits(header_timeout, keep_alive_timeout, max_connections))
 
 
 main.add_command(cache)
