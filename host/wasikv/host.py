@@ -29,6 +29,7 @@ from .limits import Limits
 from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
+from .stores.registry import backend_for_url
 from .wit_types import FuncSig
 
 log = logging.getLogger("wasikv")
@@ -109,9 +110,9 @@ class Host:
         if label in self._labels:
             raise ConfigError(f"store label {label!r} is defined twice")
         if isinstance(store, str):
-            # Redis keeps each label under its own key prefix, so one Redis URL
-            # serves several labels; other URLs are one store whatever the label.
-            cache_key = f"{label}\0{store}" if store.lower().startswith(("redis:", "rediss:")) else store
+            # Backends that keep each label apart under one URL (Redis key
+            # prefixes) open a store per label; other URLs are one store.
+            cache_key = f"{label}\0{store}" if backend_for_url(store).per_label else store
             opened = self._stores_by_url.get(cache_key)
             if opened is None:
                 opened = open_store(store, label=label)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import ConfigError
+from ..stores.registry import backend_for_type, config_types
+from ..stores.sqlite import url_for_path
 from ._toml import parse_toml, read_text, toml_key
 from .manifest import STATE_DIR
 
@@ -46,7 +47,6 @@ RUNTIME_CONFIG_NAME = "runtime-config.toml"
 #: The label every app has.
 DEFAULT_LABEL = "default"
 
-_TYPES = {"memory": ("type",), "sqlite": ("type", "path"), "spin": ("type", "path"), "redis": ("type", "url")}
 _SPIN_TYPES = {
     "azure_cosmos": "Azure Cosmos DB",
     "aws_dynamo": "AWS DynamoDB",
@@ -69,12 +69,12 @@ class RuntimeConfigError(ConfigError):
 
 def sqlite_url(path: Path) -> str:
     """The store URL of a SQLite file (absolute, percent-encoded so any file name works)."""
-    return "sqlite://" + quote(os.path.abspath(path), safe="/")
+    return url_for_path(path)
 
 
 def default_store_url(label: str, manifest_dir: str | Path) -> str:
     """Where a label's SQLite store lives when nothing says otherwise: `.wasikv/LABEL.db`."""
-    return sqlite_url(Path(manifest_dir) / STATE_DIR / f"{quote(label, safe='')}.db")
+    return url_for_path(Path(manifest_dir) / STATE_DIR / f"{quote(label, safe='')}.db")
 
 
 def load_runtime_config(path: str | Path | None, *, manifest_dir: str | Path) -> dict[str, str]:
@@ -130,7 +130,8 @@ def _store_url(
     base: Path,
     manifest_dir: Path,
 ) -> str:
-    types = ", ".join(repr(t) for t in _TYPES)
+    kinds = config_types()
+    types = ", ".join(repr(t) for t in kinds)
     if not isinstance(body, dict):
         raise fail(where, f'must be a table with type = "sqlite" (or another of: {types})')
     kind = body.get("type")
@@ -138,37 +139,22 @@ def _store_url(
         raise fail(where, f"'type' is missing; add type = \"sqlite\" (or another of: {types})")
     if not isinstance(kind, str):
         raise fail(where, f"'type' must be a string, one of: {types}")
-    if kind not in _TYPES:
+    backend = backend_for_type(kind)
+    if backend is None:
         problem = f"unknown store type {kind!r}"
         if kind in _SPIN_TYPES:
             problem = f"store type {kind!r} ({_SPIN_TYPES[kind]}) is not supported by wasikv"
-        elif close := difflib.get_close_matches(kind, list(_TYPES), n=1):
+        elif close := difflib.get_close_matches(kind, kinds, n=1):
             problem += f" (did you mean {close[0]!r}?)"
         raise fail(where, f"{problem}; use one of: {types}")
-    allowed = _TYPES[kind]
+    allowed = ("type", *backend.config_keys)
     for key in body:
         if key not in allowed:
             raise fail(
                 where,
                 f"unknown key {key!r} for a {kind!r} store; allowed keys: {', '.join(allowed)}",
             )
-    if kind == "memory":
-        # A name of its own: hosts share stores by URL, and each label is a separate store.
-        return f"memory:{quote(label, safe='')}"
-    if kind == "redis":
-        url = body.get("url")
-        if url is None:
-            raise fail(where, "'url' is missing; add url = \"redis://HOST:6379\"")
-        if not isinstance(url, str) or not re.match(r"rediss?://", url, re.IGNORECASE):
-            raise fail(where, "'url' must be a string starting with redis:// or rediss://")
-        return url
-    raw = body.get("path")
-    if raw is None:
-        return default_store_url(label, manifest_dir)
-    if not isinstance(raw, str) or not raw.strip():
-        raise fail(where, "'path' must be a non-empty string: the SQLite file, relative to this file")
-    if raw.endswith(("/", os.sep)):
-        raise fail(
-            where, f"'path' {raw!r} names a directory; name the database file, as in \"data/{label}.db\""
-        )
-    return sqlite_url(base / raw)
+    try:
+        return backend.config_url(label, body, base, manifest_dir / STATE_DIR)
+    except ValueError as exc:
+        raise fail(where, str(exc)) from None

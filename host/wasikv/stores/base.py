@@ -100,6 +100,12 @@ class Store(ABC):
 
     #: Whether `set_many`/`delete_many` apply all-or-nothing.
     atomic_batches: ClassVar[bool] = False
+    #: Whether acknowledged writes outlive the process (and survive its crash).
+    durable: ClassVar[bool] = False
+    #: Whether other processes (and machines) can share the same data.
+    cross_process: ClassVar[bool] = False
+    #: Whether `changes`/`last_change` work (watch triggers need them).
+    has_change_feed: ClassVar[bool] = False
     #: The URL this store was opened from.
     url: str
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import islice
+from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
 from .base import (
     Change,
@@ -43,6 +45,7 @@ class MemoryStore(Store):
     """
 
     atomic_batches: ClassVar[bool] = True
+    has_change_feed: ClassVar[bool] = True
     change_notifications: ClassVar[bool] = True
 
     def __init__(
@@ -308,3 +311,13 @@ class MemoryStore(Store):
             self._sorted.sort()
             self._added = set()
         return self._sorted
+
+
+def open_url(url: str, *, label: str | None = None) -> MemoryStore:
+    """A fresh store for `memory:` or `memory:NAME` (the registry's opener; hosts share stores by URL)."""
+    return MemoryStore(url)
+
+
+def config_url(label: str, table: Mapping[str, object], base: Path, state_dir: Path) -> str:
+    """`type = "memory"`: a name of its own per label, since hosts share stores by URL."""
+    return f"memory:{quote(label, safe='')}"

@@ -394,6 +394,9 @@ class RedisStore(Store):
     atomic_batches: ClassVar[bool] = True
     change_notifications: ClassVar[bool] = True
     keeps_positions: ClassVar[bool] = True
+    durable: ClassVar[bool] = True
+    cross_process: ClassVar[bool] = True
+    has_change_feed: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -1081,3 +1084,18 @@ def _count(url: str, options: dict[str, str], name: str, default: int) -> int:
             f"store URL {url!r}: {name} must be a whole number from 1 to 100000, not {text!r}"
         )
     return int(text)
+
+
+def open_url(url: str, *, label: str | None = None) -> RedisStore:
+    """Open the store a ``redis://`` or ``rediss://`` URL names (the registry's opener)."""
+    return RedisStore.from_url(url, label=label)
+
+
+def config_url(label: str, table: Mapping[str, object], base: object, state_dir: object) -> str:
+    """`type = "redis"`: the `url` key, a redis:// or rediss:// URL."""
+    url = table.get("url")
+    if url is None:
+        raise ValueError("'url' is missing; add url = \"redis://HOST:6379\"")
+    if not isinstance(url, str) or not url.lower().startswith(("redis://", "rediss://")):
+        raise ValueError("'url' must be a string starting with redis:// or rediss://")
+    return url

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import ClassVar, Concatenate, ParamSpec, TypeVar
+from urllib.parse import quote, unquote
 
-from ..errors import StoreError
+from ..errors import InvalidStoreUrl, StoreError
+from ._url import parse_query
 from .base import (
     Change,
     Store,
@@ -123,6 +126,9 @@ class SqliteStore(Store):
 
     atomic_batches: ClassVar[bool] = True
     keeps_positions: ClassVar[bool] = True
+    durable: ClassVar[bool] = True
+    cross_process: ClassVar[bool] = True
+    has_change_feed: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -478,3 +484,58 @@ def _rollback(conn: sqlite3.Connection) -> None:
         except sqlite3.Error:
             # The original failure matters more; SQLite may have rolled back already.
             pass
+
+
+def url_for_path(path: Path) -> str:
+    """The store URL of a SQLite file (absolute, percent-encoded so any file name works)."""
+    return "sqlite://" + quote(os.path.abspath(path), safe="/")
+
+
+def config_url(label: str, table: Mapping[str, object], base: Path, state_dir: Path) -> str:
+    """`type = "sqlite"` (or Spin's "spin"): `path` relative to the config, else `STATE_DIR/LABEL.db`."""
+    raw = table.get("path")
+    if raw is None:
+        return url_for_path(state_dir / f"{quote(label, safe='')}.db")
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("'path' must be a non-empty string: the SQLite file, relative to this file")
+    if raw.endswith(("/", os.sep)):
+        raise ValueError(
+            f"'path' {raw!r} names a directory; name the database file, as in \"data/{label}.db\""
+        )
+    return url_for_path(base / raw)
+
+
+def open_url(url: str, *, label: str | None = None) -> SqliteStore:
+    """Open `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`, with `?busy_timeout=MS&synchronous=normal|full`."""
+    rest = url.partition(":")[2]
+    raw_path, _, query = rest.partition("?")
+    if raw_path.startswith("//"):
+        authority, slash, raw_path = raw_path[2:].partition("/")
+        if authority or not slash:
+            raise InvalidStoreUrl(
+                f"store URL {url!r}: a sqlite URL with '//' needs an absolute path (sqlite:///path/to/file.db)"
+            )
+        raw_path = "/" + raw_path
+    try:
+        path = unquote(raw_path, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidStoreUrl(f"store URL {url!r}: the path is not valid percent-encoded UTF-8") from None
+    if path in ("", "/") or path.endswith("/"):
+        raise InvalidStoreUrl(
+            f"store URL {url!r} names no database file (sqlite:PATH or sqlite:///ABSOLUTE/PATH)"
+        )
+    if path == ":memory:":
+        raise InvalidStoreUrl(f"store URL {url!r}: use 'memory:' for an in-memory store")
+    options = parse_query(url, query, ("busy_timeout", "synchronous"))
+    timeout_text = options.get("busy_timeout", "5000")
+    if not (timeout_text.isascii() and timeout_text.isdigit() and int(timeout_text) < 2**31):
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: busy_timeout must be a whole number of milliseconds "
+            f"below 2**31, not {timeout_text!r}"
+        )
+    synchronous = options.get("synchronous", "normal").lower()
+    if synchronous not in ("normal", "full"):
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: synchronous must be 'normal' or 'full', not {options['synchronous']!r}"
+        )
+    return SqliteStore(path, url=url, busy_timeout_ms=int(timeout_text), synchronous=synchronous)

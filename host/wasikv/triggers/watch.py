@@ -96,7 +96,6 @@ from ..keyvalue.wit import BUCKET_TYPE
 from ..linking import check_exports
 from ..stores.base import S64_MAX, Change
 from ..stores.base import Store as KeyValueStore
-from ..stores.memory import MemoryStore
 from ..wit_types import STRING, U8, FuncSig, ListOf, Own
 from ._exports import call_export, export_func
 
@@ -843,7 +842,7 @@ class WatchTriggers:
                 timeout=timeout,
             )
             watcher.check()
-            if type(watcher.store).changes is KeyValueStore.changes:
+            if not watcher.store.has_change_feed:
                 raise StoreError(
                     f"[[trigger.key-value]] on store {trigger.store!r}: {type(watcher.store).__name__} "
                     "has no change feed, so it cannot be watched"
@@ -854,7 +853,7 @@ class WatchTriggers:
                 old_cursor = cursor_path(
                     directory, trigger.component, trigger.store, watcher.store.url, trigger.prefix
                 )
-            elif not isinstance(watcher.store, MemoryStore):
+            elif watcher.store.durable:
                 log.warning(
                     "[[trigger.key-value]] on store %r: %s keeps no positions, so the trigger starts at "
                     "the newest change on every start (changes written while stopped are not delivered)",
