@@ -10,22 +10,27 @@ import pytest
 
 from wasikv.stores import MemoryStore, SqliteStore, Store
 
+from .. import postgres_support as pg
 from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Open stores of one backend; keyword arguments go to the constructor.
 
     Redis stores use the shared server (database 15), each under a prefix of
-    its own that is deleted afterwards.
+    its own that is deleted afterwards; PostgreSQL stores the shared server
+    (database test), each in a schema of its own that is dropped afterwards.
     """
     if request.param == "redis":
         require_redis()
+    if request.param == "postgres":
+        pg.require_postgres()
     opened: list[Store] = []
     prefixes: list[str] = []
+    schemas: list[str] = []
 
     def make(**kwargs: Any) -> Store:
         store: Store
@@ -33,6 +38,13 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
             store = MemoryStore(**kwargs)
         elif request.param == "sqlite":
             store = SqliteStore(tmp_path / f"store{len(opened)}.db", **kwargs)
+        elif request.param == "postgres":
+            from wasikv.stores.postgres import PostgresStore
+
+            schemas.append(pg.unique_schema())
+            store = PostgresStore(
+                pg.PG_HOST, pg.PG_PORT, pg.TEST_DB, user=pg.PG_USER, schema=schemas[-1], **kwargs
+            )
         else:
             from wasikv.stores.redis import RedisStore
 
@@ -46,6 +58,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
         store.close()
     for prefix in prefixes:
         delete_prefix(prefix)
+    for schema in schemas:
+        pg.drop_schema(schema)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from wasikv.errors import StoreError
 from wasikv.stores import MemoryStore, SqliteStore, Store
 from wasikv.stores.base import Change, Versioned
 
+from .. import postgres_support as pg
 from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 from .conftest import StoreFactory
 
@@ -166,7 +167,14 @@ def test_wait_for_change(make_store: StoreFactory) -> None:
         assert store.wait_for_change(last, 5.0) is False
         return
     other = store
-    if not isinstance(store, MemoryStore):
+    if type(store).__name__ == "PostgresStore":
+        from wasikv.stores.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        other = PostgresStore(
+            pg.PG_HOST, pg.PG_PORT, pg.TEST_DB, user=pg.PG_USER, schema=store.schema, table_prefix=store.table
+        )
+    elif not isinstance(store, MemoryStore):
         from wasikv.stores.redis import RedisStore
 
         assert isinstance(store, RedisStore)

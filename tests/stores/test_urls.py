@@ -69,7 +69,7 @@ def test_sqlite_options(tmp_path: Path) -> None:
     [
         ("", "no scheme"),
         ("kv.db", "no scheme"),
-        ("postgres://db/kv", "unknown scheme 'postgres'.*accepted forms"),
+        ("mysql://db/kv", "unknown scheme 'mysql'.*accepted forms"),
         ("file:/tmp/kv.db", "unknown scheme 'file'"),
         ("sqlite:", "names no database file"),
         ("sqlite://", "needs an absolute path"),

@@ -109,6 +109,18 @@ BACKENDS: tuple[Backend, ...] = (
         per_label=True,
         extra="redis",
     ),
+    Backend(
+        "postgres",
+        schemes=("postgres", "postgresql"),
+        config_types=("postgres",),
+        config_keys=("url",),
+        module="wasikv.stores.postgres",
+        url_forms="'postgres://[USER[:PASSWORD]@]HOST[:PORT]/DBNAME' or 'postgresql://…', optionally "
+        "followed by '?schema=S&table_prefix=T&connect_timeout=S&statement_timeout=S&min_size=N&max_size=N"
+        "&sslmode=MODE&sslrootcert=PATH'",
+        per_label=True,
+        extra="postgres",
+    ),
 )
 
 
