@@ -91,10 +91,6 @@ def cas_error(exc: BaseException) -> Case:
     return Case("store-error", wasi_error(exc))
 
 
-def _drop_cas(session: KeyValueSession, rep: int) -> None:
-    session.cas.pop(rep, None)
-
-
 #: `wasi:keyvalue/atomics@0.2.0-draft2` (Spin's and upstream's: the same).
 DRAFT2 = HostInterface(
     "wasi:keyvalue/atomics@0.2.0-draft2",
@@ -108,7 +104,7 @@ DRAFT2 = HostInterface(
         ),
         HostFunction("swap", (CAS_TAKEN, VALUE), ResultOf(None, CAS_ERROR), swap, cas_error),
     ),
-    resources=(HostResource("cas", CAS_TYPE, _drop_cas),),
+    resources=(HostResource("cas", CAS_TYPE, KeyValueSession.drop_cas),),
     shapes=DRAFT2_SHAPES,
 )
 

@@ -76,6 +76,14 @@ class KeyValueSession:
         self.cas[rep] = PinnedCas(store, key, version)
         return rep
 
+    def drop_bucket(self, rep: int) -> None:
+        """Forget a bucket handle (dropped by the guest, or never handed to it)."""
+        self.buckets.pop(rep, None)
+
+    def drop_cas(self, rep: int) -> None:
+        """Forget a cas handle (dropped by the guest)."""
+        self.cas.pop(rep, None)
+
     def bucket(self, rep: int) -> OpenBucket:
         """The bucket behind a handle the guest passed in."""
         return self.buckets[rep]

@@ -73,10 +73,6 @@ def list_keys_numbered(
     return keys, None if last is None else session.cursors.issue(bucket.label, last)
 
 
-def _drop_bucket(session: KeyValueSession, rep: int) -> None:
-    session.buckets.pop(rep, None)
-
-
 def _call(name: str, params: tuple[Param, ...], ok: WitType | None, body: object) -> HostFunction:
     return HostFunction(name, params, ResultOf(ok, ERROR), body, wasi_error)  # type: ignore[arg-type]
 
@@ -100,7 +96,7 @@ def _interface(
                 keys_body,
             ),
         ),
-        resources=(HostResource("bucket", BUCKET_TYPE, _drop_bucket),),
+        resources=(HostResource("bucket", BUCKET_TYPE, KeyValueSession.drop_bucket),),
         shapes=shapes,
     )
 

@@ -1,0 +1,373 @@
+"""`WatchRunner`: one thread following a store's change feed and delivering to a watcher."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from ...errors import ConfigError, StoreError
+from ...stores.base import Change
+from ...stores.base import Store as KeyValueStore
+from .delivery import DeliveryFailed, RetryPolicy, WatcherComponent
+from .positions import read_old_cursor
+
+log = logging.getLogger("wasikv.watch")
+
+
+# Longest single wait for a store's wake-up, so that `stop` is never slow.
+_MAX_NOTIFY_WAIT = 0.25
+# Progress over changes the prefix filters out is saved at most this often.
+_SKIP_SAVE_INTERVAL = 1.0
+# Waits after instances could not be created: doubling from the first to the most.
+_TRANSIENT_FIRST_WAIT = 0.05
+_TRANSIENT_MAX_WAIT = 2.0
+# A store that fails to read is retried after this long (and logged once a minute).
+_STORE_RETRY = 1.0
+_STORE_LOG_INTERVAL = 60.0
+
+
+class WatchRunner:
+    """Follows one store's change feed and delivers matching changes to a watcher.
+
+    `start` fixes the starting cursor before it returns (the position saved
+    in the store under `position`, or the store's newest change), so every
+    write committed after `start` returns is delivered. `stop` finishes the
+    change being delivered, saves the position and joins the thread.
+
+    With `position` None nothing is saved and every start begins at the
+    newest change. `old_cursor` names an old cursor file to migrate into the
+    store (see `prepare`).
+    """
+
+    def __init__(
+        self,
+        watcher: WatcherComponent,
+        *,
+        prefix: str = "",
+        position: str | None = None,
+        old_cursor: Path | None = None,
+        poll_interval: float = 0.05,
+        batch_size: int = 64,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.watcher = watcher
+        self.store: KeyValueStore = watcher.store
+        if position is not None and type(self.store).load_position is KeyValueStore.load_position:
+            raise StoreError(f"{type(self.store).__name__} keeps no change-feed positions")
+        self.prefix = prefix
+        #: The name of this runner's position in its store (None: not saved).
+        self.position = position
+        #: The old cursor file to migrate into the store, if it exists.
+        self.old_cursor = old_cursor if position is not None else None
+        self._prepared = False
+        self._old_value: int | None = None
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.retry = retry or RetryPolicy()
+        self.name = f"{watcher.name}<-{watcher.store_label}:{prefix}*"
+        self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._cursor = 0
+        self._saved: int | None = None
+        self._saved_at = 0.0
+        self._save_failed_at: float | None = None
+        #: Changes delivered, dropped after failing, missed because the feed
+        #: was pruned past the cursor, and failed attempts (retries included).
+        self.delivered = 0
+        self.dropped = 0
+        self.missed = 0
+        self.failures = 0
+
+    @property
+    def cursor(self) -> int:
+        """The seq of the last change handled (delivered, dropped or filtered out)."""
+        return self._cursor
+
+    @property
+    def ready(self) -> bool:
+        """Whether the starting cursor is fixed (at once, unless the store was unreachable)."""
+        return self._started
+
+    @property
+    def running(self) -> bool:
+        """Whether the runner's thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def prepare(self) -> None:
+        """Read the old cursor file, if the store holds no position and the file exists.
+
+        Raises `ConfigError` naming the file when it cannot be used. Runs once
+        (`WatchTriggers.from_app` calls it, `start` does if nobody did); the
+        position read is saved into the store, and the file deleted, when the
+        runner starts.
+        """
+        if self._prepared:
+            return
+        path = self.old_cursor
+        if path is not None and self.position is not None:
+            try:
+                saved = self.store.load_position(self.position)
+            except StoreError:
+                saved = None  # unknown yet: read the file now, decide when the store answers
+            if saved is None:
+                try:
+                    self._old_value = read_old_cursor(path)
+                except ConfigError as exc:
+                    raise ConfigError(f"watch trigger {self.name}: {exc}") from None
+            elif os.path.lexists(path):
+                log.info(
+                    "watch runner %s: ignoring the old cursor file %s: the store holds the trigger's "
+                    "position (%d); the file can be deleted",
+                    self.name,
+                    path,
+                    saved,
+                )
+        self._prepared = True
+
+    def start(self) -> None:
+        """Fix the starting cursor and start the thread.
+
+        If the store cannot be reached now, the thread keeps trying, and a
+        trigger without a saved position starts at the newest change of the
+        moment the store answers. Raises `ConfigError` if an old cursor file
+        cannot be used (see `prepare`).
+        """
+        if self._thread is not None:
+            raise RuntimeError(f"watch runner {self.name} was already started")
+        self.prepare()
+        try:
+            self._begin()
+        except StoreError as exc:
+            log.error("watch runner %s: cannot read the change feed yet: %s", self.name, exc)
+        self._thread = threading.Thread(target=self._run, name=f"wasikv-watch {self.name}", daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the current delivery, without waiting (see `stop`)."""
+        self._stopping.set()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop after the current delivery, save the position, and wait for the thread."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("watch runner %s did not stop within %ss", self.name, timeout)
+
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        """Block until the cursor reaches `seq` (for tests and benchmarks); False on timeout."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self._cursor >= seq, timeout)
+
+    # -- the thread --------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._cursor = self._initial_cursor()
+        self._started = True
+        self._save(force=True)
+
+    def _initial_cursor(self) -> int:
+        last = self.store.last_change()
+        if self.position is None:
+            return last
+        saved = self.store.load_position(self.position)
+        if self._old_value is not None and self.old_cursor is not None:
+            saved = self._migrate(self.position, self.old_cursor, saved, self._old_value)
+        if saved is None:
+            return last
+        if saved > last:
+            log.warning(
+                "watch runner %s: saved position %d is past the store's newest change %d (was the store "
+                "recreated?); starting from the oldest change the store holds",
+                self.name,
+                saved,
+                last,
+            )
+            return 0
+        return saved
+
+    def _migrate(self, position: str, path: Path, saved: int | None, old: int) -> int:
+        """Save the old cursor file's position into the store (unless it has one), then delete the file."""
+        if saved is None:
+            self.store.save_position(position, old)
+            saved = old
+            log.info("watch runner %s: moved its position %d from %s into the store", self.name, old, path)
+        self._old_value = None
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning(
+                "watch runner %s: cannot delete the old cursor file %s (%s); it is no longer used, delete it",
+                self.name,
+                path,
+                exc.strerror or exc,
+            )
+        else:
+            log.info("watch runner %s: deleted the old cursor file %s", self.name, path)
+        try:
+            path.parent.rmdir()  # only once the last old file is gone
+        except OSError:
+            pass
+        return saved
+
+    def _run(self) -> None:
+        failing_since: float | None = None
+        last_logged = 0.0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if not self._started:
+                        self._begin()
+                    batch = self.store.changes(self._cursor, self.batch_size)
+                except StoreError as exc:
+                    now = time.monotonic()
+                    if failing_since is None or now - last_logged >= _STORE_LOG_INTERVAL:
+                        log.error("watch runner %s: cannot read the change feed: %s", self.name, exc)
+                        last_logged = now
+                    failing_since = failing_since or now
+                    self._stopping.wait(_STORE_RETRY)
+                    continue
+                failing_since = None
+                if not batch:
+                    self._save(force=False)
+                    self._idle()
+                    continue
+                first = batch[0].seq
+                if first > self._cursor + 1:
+                    missed = first - self._cursor - 1
+                    self.missed += missed
+                    log.error(
+                        "watch runner %s missed %d changes (seq %d to %d): the store's change feed no "
+                        "longer holds them (the runner fell further behind than the feed's window, or "
+                        "the store lost data)",
+                        self.name,
+                        missed,
+                        self._cursor + 1,
+                        first - 1,
+                    )
+                if not self._handle(batch):
+                    return
+        except BaseException:
+            log.exception("watch runner %s stopped by an unexpected error", self.name)
+            raise
+        finally:
+            if self._started:
+                self._save(force=True)
+
+    def _idle(self) -> None:
+        if self.store.change_notifications:
+            try:
+                self.store.wait_for_change(self._cursor, _MAX_NOTIFY_WAIT)
+            except StoreError:
+                self._stopping.wait(self.poll_interval)
+        else:
+            self._stopping.wait(self.poll_interval)
+
+    def _handle(self, batch: list[Change]) -> bool:
+        """Deliver the matching changes of `batch`; False if stopped part-way."""
+        matching = [change for change in batch if change.key.startswith(self.prefix)]
+        done = 0
+        attempts = 0
+        waits = 0
+        while done < len(matching):
+            try:
+                delivered = self.watcher.deliver(matching[done:])
+            except DeliveryFailed as failure:
+                delivered = failure.delivered
+                if delivered:
+                    attempts = 0
+                    self._advance(matching[done + delivered - 1].seq, delivered=delivered)
+                    done += delivered
+                if failure.transient:
+                    # Not the change's fault: wait (up to 2 s at a time) and try again.
+                    delay = min(_TRANSIENT_MAX_WAIT, _TRANSIENT_FIRST_WAIT * 2 ** min(waits, 10))
+                    if waits % 30 == 0:  # the first time, then about once a minute
+                        log.warning("watcher %s: %s; trying again", self.watcher.name, failure)
+                    waits += 1
+                    if self._stopping.wait(delay):
+                        return False
+                    continue
+                waits = 0
+                change = matching[done]
+                attempts += 1
+                self.failures += 1
+                if failure.retry and attempts < self.retry.attempts:
+                    delay = self.retry.delays[attempts - 1]
+                    log.warning(
+                        "watcher %s failed on %s of key %r (seq %d), attempt %d of %d; retrying in %ss: %s",
+                        self.watcher.name,
+                        _what(change),
+                        change.key,
+                        change.seq,
+                        attempts,
+                        self.retry.attempts,
+                        delay,
+                        failure,
+                    )
+                    if self._stopping.wait(delay):
+                        return False
+                    continue
+                log.error(
+                    "watcher %s: dropped %s of key %r (seq %d) after %d attempt%s: %s",
+                    self.watcher.name,
+                    _what(change),
+                    change.key,
+                    change.seq,
+                    attempts,
+                    "" if attempts == 1 else "s",
+                    failure,
+                )
+                self.dropped += 1
+                attempts = 0
+                done += 1
+                self._advance(change.seq)
+                continue
+            if delivered:
+                attempts = 0
+                done += delivered
+                self._advance(matching[done - 1].seq, delivered=delivered)
+            if self._stopping.is_set() and done < len(matching):
+                return False
+        self._advance(batch[-1].seq)
+        self._save(force=bool(matching))
+        return True
+
+    def _advance(self, seq: int, *, delivered: int = 0) -> None:
+        with self._progress:
+            self.delivered += delivered
+            self._cursor = max(self._cursor, seq)
+            self._progress.notify_all()
+
+    def _save(self, *, force: bool) -> None:
+        if self.position is None or self._saved == self._cursor:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < _SKIP_SAVE_INTERVAL:
+            return
+        self._saved_at = now
+        try:
+            self.store.save_position(self.position, self._cursor)
+        except StoreError as exc:
+            # The next batch saves again; a store that stays down is logged once a minute.
+            if self._save_failed_at is None or now - self._save_failed_at >= _STORE_LOG_INTERVAL:
+                log.error("watch runner %s: cannot save its position %d: %s", self.name, self._cursor, exc)
+                self._save_failed_at = now
+            return
+        self._saved = self._cursor
+        self._save_failed_at = None
+
+
+def _what(change: Change) -> str:
+    return "on-set" if change.value is not None else "on-delete"
