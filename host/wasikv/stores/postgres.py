@@ -56,8 +56,10 @@ one at a time, as under SQLite's ``BEGIN IMMEDIATE``:
 - a write with identical bytes still gets a new version (ABA is detected),
   and a delete leaves a tombstone carrying its version, so a `swap` pinned
   before the delete fails. Tombstones older than ``tombstone_window``
-  writes are pruned in the transaction of the delete that ages them out;
-  the newest pruned version becomes the watermark in the same transaction.
+  writes are pruned every 1000 deletes of a process (fewer with a smaller
+  window), in the transaction of a delete; the newest pruned version
+  becomes the watermark in the same transaction, so a handle pinned to a
+  pruned tombstone (or to an older watermark) still conflicts.
 
 Sets and deletes are one statement each (the ``T__meta`` update, the
 change rows and the upserts as data-modifying CTEs), so one round trip and
@@ -465,12 +467,12 @@ class PostgresStore(Store):
 
     def wait_for_change(self, after: int, timeout: float) -> bool:
         """Block until a change with `seq > after` is committed (LISTEN/NOTIFY), or `timeout` passes."""
+        if timeout <= 0:
+            return self.last_change() > after
         listener = self._listening()
         # Listening before this read: a write committed after it is notified.
         if self.last_change() > after:
             return True
-        if timeout <= 0:
-            return False
         try:
             return listener.wait(after, timeout)
         except psycopg.Error as exc:
