@@ -9,8 +9,7 @@ import pytest
 
 from wasikv import Host, Limits
 
-from . import postgres_support as pg
-from .redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
+from .backends import BACKEND_NAMES, private_store_url
 from .support import COMPILE_CACHE, guest_wasm
 
 
@@ -20,24 +19,11 @@ def build_guest() -> Callable[[str], Path]:
     return guest_wasm
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+@pytest.fixture(params=BACKEND_NAMES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of each kind of store, private to the test (Redis: a unique prefix, deleted after;
-    PostgreSQL: a unique schema, dropped after)."""
-    if request.param == "memory":
-        yield "memory:"
-    elif request.param == "sqlite":
-        yield f"sqlite:{tmp_path / 'kv.db'}"
-    elif request.param == "postgres":
-        pg.require_postgres()
-        schema = pg.unique_schema()
-        yield pg.postgres_url(schema)
-        pg.drop_schema(schema)
-    else:
-        require_redis()
-        prefix = unique_prefix()
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{TEST_DB}?prefix={prefix}"
-        delete_prefix(prefix)
+    """A URL of each backend, private to the test (see tests/backends.py)."""
+    with private_store_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from wasikv import Bucket, Host, Limits, open_store
 from wasikv.stores.base import Store
 
+from ..backends import BACKEND_NAMES, private_store_url
 from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 from ..support import COMPILE_CACHE, ROOT, guest_wasm
 
@@ -63,15 +64,13 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:{tmp_path / 'shared.db'}"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each store kind in turn (Redis skipped, or failed in CI, when unavailable)."""
-    if request.param == "memory":
-        return "memory:"
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'unit.db'}"
-    url: str = request.getfixturevalue("redis_url")
-    return url
+@pytest.fixture(params=BACKEND_NAMES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each backend in turn, private to the test (see tests/backends.py)."""
+    if request.param == "redis" and (missing := redis_store_missing()) is not None:
+        pytest.skip(missing)
+    with private_store_url(request.param, tmp_path, "unit.db") as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,12 +11,13 @@ import pytest
 from wasikv.stores import MemoryStore, SqliteStore, Store
 
 from .. import postgres_support as pg
+from ..backends import BACKEND_NAMES
 from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
 
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+@pytest.fixture(params=BACKEND_NAMES)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Open stores of one backend; keyword arguments go to the constructor.
 
@@ -45,11 +46,13 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
             store = PostgresStore(
                 pg.PG_HOST, pg.PG_PORT, pg.TEST_DB, user=pg.PG_USER, schema=schemas[-1], **kwargs
             )
-        else:
+        elif request.param == "redis":
             from wasikv.stores.redis import RedisStore
 
             prefixes.append(unique_prefix())
             store = RedisStore(REDIS_HOST, REDIS_PORT, TEST_DB, prefix=prefixes[-1], **kwargs)
+        else:
+            raise AssertionError(f"tests/stores/conftest.py cannot construct a {request.param!r} store yet")
         opened.append(store)
         return store
 
