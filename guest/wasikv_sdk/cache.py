@@ -58,6 +58,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from ._cas import retry_cas
 from ._clock import Backoff, Deadline, now
 from .coordination import CacheComputeError, CacheWaitTimeout, CorruptRecord
 from .errors import CasConflict, KeyValueError
@@ -69,6 +70,8 @@ __all__ = ["KEY_PREFIX", "Cache", "CacheComputeError", "CacheWaitTimeout"]
 KEY_PREFIX = "cache/"
 
 _BATCH = 500
+#: How often a computing caller retries storing its result when the entry keeps changing.
+_RESOLVE_ATTEMPTS = 10
 _MISSING: Any = object()
 
 
@@ -225,31 +228,39 @@ class Cache:
             raise ValueError(f"pending_ttl must be positive, not {marker_ttl}")
         deadline = Deadline(wait_timeout)
         backoff = self._poll_backoff()
+
+        def claim(current: bytes | None) -> tuple[bytes | None, tuple[str | None, dict[str, Any] | None]]:
+            """Swap in our pending marker if the entry is missing or expired: (our token, None).
+
+            A live entry is left alone: (None, the entry).
+            """
+            record = self._decode(store_key, current)
+            at = now()
+            if record is not None and _live(record, at):
+                return None, (None, record)
+            token = secrets.token_hex(16)
+            marker = {"state": "pending", "owner": token, "expires": at + marker_ttl}
+            return json.dumps(marker).encode(), (token, None)
+
         while True:
-            with self.bucket.cas(store_key) as handle:
-                record = self._decode(store_key, handle.current)
-                at = now()
-                if record is not None and _live(record, at):
-                    if record["state"] == "value":
-                        return record["value"]
-                    if record["state"] == "error":
-                        self._raise_error(key, record)
-                    # pending: someone else computes
-                else:
-                    token = secrets.token_hex(16)
-                    marker = {"state": "pending", "owner": token, "expires": at + marker_ttl}
-                    try:
-                        handle.swap(json.dumps(marker).encode())
-                    except CasConflict:
-                        # Another caller wrote first: look again at once (bounded by the deadline).
-                        if deadline.expired():
-                            raise self._wait_timeout(key, wait_timeout) from None
-                        continue
-                    break
+            # Another caller writing first is no reason to wait: look again at once.
+            token, record = retry_cas(
+                lambda: self.bucket.cas(store_key),
+                claim,
+                give_up=lambda _attempts: self._wait_timeout(key, wait_timeout),
+                deadline=deadline,
+            )
+            if token is not None:
+                return self._compute(key, store_key, token, fn, ttl)
+            assert record is not None
+            if record["state"] == "value":
+                return record["value"]
+            if record["state"] == "error":
+                self._raise_error(key, record)
+            # pending: someone else computes
             if deadline.expired():
                 raise self._wait_timeout(key, wait_timeout)
             backoff.wait(deadline)
-        return self._compute(key, store_key, token, fn, ttl)
 
     def _wait_timeout(self, key: str, wait_timeout: float) -> CacheWaitTimeout:
         return CacheWaitTimeout(
@@ -283,17 +294,22 @@ class Cache:
 
     def _resolve(self, store_key: str, token: str, data: bytes) -> bool:
         """Replace our pending marker with `data`; report False if the marker is no longer ours."""
-        for _ in range(10):
-            with self.bucket.cas(store_key) as handle:
-                record = self._decode(store_key, handle.current)
-                if record is None or record.get("state") != "pending" or record.get("owner") != token:
-                    return False  # removed, or taken over after our marker expired
-                try:
-                    handle.swap(data)
-                except CasConflict:
-                    continue
-                return True
-        return False
+
+        def step(current: bytes | None) -> tuple[bytes | None, bool]:
+            record = self._decode(store_key, current)
+            if record is None or record.get("state") != "pending" or record.get("owner") != token:
+                return None, False  # removed, or taken over after our marker expired
+            return data, True
+
+        try:
+            return retry_cas(
+                lambda: self.bucket.cas(store_key),
+                step,
+                give_up=lambda attempts: CasConflict(f"key {store_key!r}: {attempts} attempts lost"),
+                max_attempts=_RESOLVE_ATTEMPTS,
+            )
+        except CasConflict:
+            return False
 
     # -- scope operations -------------------------------------------------
 

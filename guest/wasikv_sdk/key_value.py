@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from componentize_py_types import Err
 
+from ._cas import retry_cas
 from .constants import HOSTCALL_BUDGET_BYTES, S64_MAX, S64_MIN
 from .errors import AccessDenied, CasConflict, KeyValueError, NoSuchStore, StoreError
 from .wit.imports import atomics, batch, store
@@ -50,13 +51,14 @@ __all__ = ["DEFAULT_LABEL", "Bucket", "Cas", "open", "open_default"]
 DEFAULT_LABEL = "default"
 
 
-def _translate(error: Any, label: str) -> KeyValueError:
+def _translate(error: Any, label: str, keep: Callable[[Any], None] | None = None) -> KeyValueError:
     """Turn a WIT error value into the SDK exception to raise.
 
     This is the only place that maps `wasi:keyvalue` errors: `store.error`
     (`no-such-store`, `access-denied`, `other`) and `atomics.cas-error`
     (`store-error`, `cas-failed`). For `cas-failed` the fresh handle carried
-    by the error is released here, since the caller does not use it.
+    by the error goes to `keep`; without one it is released here, since the
+    caller does not use it.
     """
     if isinstance(error, store.Error_NoSuchStore):
         return NoSuchStore(f"no store is defined under the label {label!r}")
@@ -67,7 +69,7 @@ def _translate(error: Any, label: str) -> KeyValueError:
     if isinstance(error, atomics.CasError_StoreError):
         return _translate(error.value, label)
     if isinstance(error, atomics.CasError_CasFailed):
-        _release(error.value)
+        (keep or _release)(error.value)
         return CasConflict(f"the key changed since the compare-and-swap handle was created (store {label!r})")
     return StoreError(f"unexpected error from the host: {error!r}")
 
@@ -80,17 +82,18 @@ class _HostErrors:
     context manager: it runs on every call, in the guest's interpreter.
     """
 
-    __slots__ = ("label",)
+    __slots__ = ("keep", "label")
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, keep: Callable[[Any], None] | None = None) -> None:
         self.label = label
+        self.keep = keep
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         if isinstance(exc, Err):
-            raise _translate(exc.value, self.label) from None
+            raise _translate(exc.value, self.label, self.keep) from None
 
 
 def _release(resource: Any) -> None:
@@ -195,14 +198,19 @@ class Cas(_HostHandle):
     `Bucket.update`, which retries for you).
     """
 
-    def __init__(self, raw: Any, key: str, label: str) -> None:
+    def __init__(self, raw: Any, key: str, label: str, keep: Callable[[Any], None] | None = None) -> None:
         """Wrap a raw `atomics.Cas` handle; reads its current value.
+
+        When `swap` loses, the fresh handle the host returns goes to `keep`
+        (to pin a retry without asking the host for one); without `keep` it
+        is released.
 
         Raises:
             StoreError: the host could not read the pinned value.
         """
         self._raw: Any = raw
         self._label = label
+        self._keep = keep
         self.key = key
         try:
             current: bytes | None = raw.current()
@@ -233,7 +241,7 @@ class Cas(_HostHandle):
         if raw is None:
             raise StoreError(f"the compare-and-swap handle for key {self.key!r} was already used or closed")
         self._raw = None  # swap takes ownership of the host handle
-        with _HostErrors(self._label):
+        with _HostErrors(self._label, self._keep):
             atomics.swap(raw, data)
 
     def __repr__(self) -> str:
@@ -475,32 +483,56 @@ class Bucket(_HostHandle):
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        raw = self._handle()
-        with self._errors:
-            handle: Any = atomics.Cas.new(raw, _key(key))
-        attempt = 0
+        handles = _Repinning(self._handle(), _key(key), self.label)
+
+        def step(current: bytes | None) -> tuple[bytes, bytes]:
+            new_value = _value(fn(current))
+            return new_value, new_value
+
+        def give_up(attempts: int) -> CasConflict:
+            return CasConflict(f"update of key {key!r} lost {attempts} compare-and-swap attempts in a row")
+
         try:
-            while True:
-                attempt += 1
-                with self._errors:
-                    current: bytes | None = handle.current()
-                new_value = _value(fn(current))
-                pinned, handle = handle, None  # swap takes ownership of the handle
-                try:
-                    atomics.swap(pinned, new_value)
-                except Err as e:
-                    if not isinstance(e.value, atomics.CasError_CasFailed):
-                        raise self._error(e) from None
-                    handle = e.value.value
-                    if attempt >= max_attempts:
-                        raise CasConflict(
-                            f"update of key {key!r} lost {attempt} compare-and-swap attempts in a row"
-                        ) from None
-                    continue
-                return new_value
+            return retry_cas(handles.pin, step, give_up=give_up, max_attempts=max_attempts)
         finally:
-            if handle is not None:
-                _release(handle)
+            handles.close()
+
+
+class _Repinning:
+    """The compare-and-swap handles of one `Bucket.update`, one per attempt.
+
+    The first is created; each later one is the fresh handle the host
+    returns with `cas-failed`, already pinned to the newer version, which
+    saves a host call per retry.
+    """
+
+    def __init__(self, bucket: Any, key: str, label: str) -> None:
+        self._bucket = bucket
+        self._key = key
+        self._label = label
+        self._next: Any = None
+
+    def pin(self) -> Cas:
+        """The handle for the next attempt.
+
+        Raises:
+            StoreError: the store failed, or the host's limit on open
+                compare-and-swap handles was reached.
+        """
+        raw, self._next = self._next, None
+        if raw is None:
+            with _HostErrors(self._label):
+                raw = atomics.Cas.new(self._bucket, self._key)
+        return Cas(raw, self._key, self._label, keep=self._keep)
+
+    def _keep(self, fresh: Any) -> None:
+        self._next = fresh
+
+    def close(self) -> None:
+        """Release the handle kept from the last conflict, if no attempt used it."""
+        raw, self._next = self._next, None
+        if raw is not None:
+            _release(raw)
 
 
 if TYPE_CHECKING:

@@ -52,6 +52,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
+from ._cas import retry_cas
 from ._clock import Backoff, now
 from .coordination import CorruptRecord, LockError, LockExists, LockTimeout, NotLockOwner
 from .errors import CasConflict
@@ -240,23 +241,25 @@ class Lock:
         token = self._token
         if token is None:
             raise NotLockOwner(f"{action} of lock {self.name!r}: this Lock object does not hold it")
-        for _ in range(_OWNER_RETRIES):
-            with self.bucket.cas(self.key) as handle:
-                record = _decode(self.key, handle.current)
-                if record is None or record.owner != token:
-                    self._token = None
-                    raise NotLockOwner(
-                        f"{action} of lock {self.name!r}: the lease expired and another owner took it"
-                        if record is not None and record.owner is not None
-                        else f"{action} of lock {self.name!r}: the lock is no longer held by this object"
-                    )
-                new = make(record)
-                try:
-                    handle.swap(new.encode())
-                except CasConflict:
-                    continue  # written since our read: look again
-                return new
-        raise NotLockOwner(f"{action} of lock {self.name!r}: the lock kept changing under this object")
+
+        def step(current: bytes | None) -> tuple[bytes, _Record]:
+            record = _decode(self.key, current)
+            if record is None or record.owner != token:
+                self._token = None
+                raise NotLockOwner(
+                    f"{action} of lock {self.name!r}: the lease expired and another owner took it"
+                    if record is not None and record.owner is not None
+                    else f"{action} of lock {self.name!r}: the lock is no longer held by this object"
+                )
+            new = make(record)
+            return new.encode(), new
+
+        def give_up(_attempts: int) -> NotLockOwner:
+            return NotLockOwner(f"{action} of lock {self.name!r}: the lock kept changing under this object")
+
+        return retry_cas(
+            lambda: self.bucket.cas(self.key), step, give_up=give_up, max_attempts=_OWNER_RETRIES
+        )
 
     def release(self) -> None:
         """Free the lock.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
+from wasikv_sdk._cas import retry_cas
+
 from .errors import CasConflict
 from .limits import Limits
 from .stores.base import Store, Versioned
@@ -126,10 +128,14 @@ class Bucket:
         Raises `CasConflict` when `max_attempts` attempts all lost a race.
         """
         self.limits.check_key(key)
-        for _ in range(max_attempts):
-            pinned = self.store.get_versioned(key)
-            new = fn(pinned.value)
+
+        def step(current: bytes | None) -> tuple[bytes, bytes]:
+            new = fn(current)
+            # Checked before the swap checks it: a None from `fn` must fail, not mean "write nothing".
             self.limits.check_value(new)
-            if self.store.swap(key, pinned.version, new):
-                return new
-        raise CasConflict(f"update of key {key!r} lost {max_attempts} races in a row")
+            return new, new
+
+        def give_up(_attempts: int) -> CasConflict:
+            return CasConflict(f"update of key {key!r} lost {max_attempts} races in a row")
+
+        return retry_cas(lambda: self.cas(key), step, give_up=give_up, max_attempts=max_attempts)
