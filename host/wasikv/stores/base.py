@@ -7,10 +7,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
-from ..errors import StoreError
+# Re-exported (`as`): the backends import the bounds from here.
+from wasikv_sdk.constants import S64_MAX as S64_MAX
+from wasikv_sdk.constants import S64_MIN as S64_MIN
 
-S64_MIN = -(2**63)
-S64_MAX = 2**63 - 1
+from ..errors import StoreError
 
 # Canonical decimal only: the same text Redis' INCRBY accepts and produces.
 _DECIMAL = re.compile(rb"0|-?[1-9][0-9]{0,18}")
