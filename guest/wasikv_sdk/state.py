@@ -35,12 +35,13 @@ suits state of kilobytes to a few hundred kilobytes with moderate write
 rates, not a database. A write that loses races for `cas_timeout` seconds
 raises `CasConflict`.
 
-Change buffer: there is no store change feed yet, so a `Subscription`
-polls the document and reports the difference between what it last
-delivered and what is stored now: merged updates (latest value per key) and
-removals since its last read. Intermediate values between two polls are
-not seen, a key set again to the value it had is not a change, and a key
-added and removed between two polls is not reported.
+Change buffer: a `Subscription` polls the document (the same code runs in
+guests, which cannot reach the stores' change feed) and reports the
+difference between what it last delivered and what is stored now: merged
+updates (latest value per key) and removals since its last read.
+Intermediate values between two polls are not seen, a key set again to the
+value it had is not a change, and a key added and removed between two polls
+is not reported.
 
 Lock ttl and clocks: a lock with a ttl expires at the writer's wall clock
 time + ttl, and is treated as free once the wall clock of whoever looks

@@ -39,11 +39,11 @@ def open_bucket() -> Iterator[OpenBucket]:
 
 
 def redis_store_missing() -> str | None:
-    """Why the Redis store cannot be used here (None when it can)."""
+    """Why the Redis store cannot be imported (its `redis` client is an optional dependency), or None."""
     try:
         from wasikv.stores.redis import RedisStore  # noqa: F401
     except ImportError as exc:
-        return f"the Redis store (wasikv.stores.redis.RedisStore) is not available yet: {exc}"
+        return f"the Redis store (wasikv.stores.redis.RedisStore) cannot be imported: {exc}"
     return None
 
 
