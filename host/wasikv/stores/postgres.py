@@ -100,6 +100,7 @@ versions, tombstones and the feed consistent among themselves.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import select
@@ -170,6 +171,27 @@ _ACCEPTED = (
     "followed by '?schema=S&table_prefix=T&connect_timeout=S&statement_timeout=S&min_size=N&max_size=N"
     "&sslmode=MODE&sslrootcert=PATH'"
 )
+
+
+#: Our pools' names start with this (the filter below recognizes them by it).
+_POOL_NAME = "wasikv "
+
+
+class _QuietPools(logging.Filter):
+    """Drop psycopg_pool's warnings about wasikv's pools (errors pass).
+
+    Every failure they report (a refused connection, a reconnect given up)
+    reaches the caller as a `StoreError` naming the same problem, and a pool
+    warns once per attempt, which buries the errors that matter.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR or not isinstance(record.args, tuple):
+            return True
+        return not any(isinstance(arg, str) and arg.startswith(_POOL_NAME) for arg in record.args)
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietPools())
 
 
 def default_table(label: str | None) -> str:
@@ -307,7 +329,7 @@ class PostgresStore(Store):
             open=False,
             configure=self._configure,
             check=self._check_connection,
-            name=f"wasikv {self.address}",
+            name=f"{_POOL_NAME}{self.address}",
             # How long an operation waits for a connection: a free one, or a
             # new one while the server is unreachable.
             timeout=self.connect_timeout,
@@ -317,8 +339,8 @@ class PostgresStore(Store):
             reconnect_timeout=self.connect_timeout,
         )
         try:
+            self._open()
             self._pool.open(wait=False)
-            self._run("open", self._create_tables, write=True)
         except BaseException:
             self.close()
             raise
@@ -584,6 +606,23 @@ class PostgresStore(Store):
             # Keys without a row then report the newest pruned version, so a
             # handle pinned to any pruned tombstone (or an older watermark) conflicts.
             conn.execute(self._sql.prune_tombstones, (self._window,), binary=True)
+
+    def _open(self) -> None:
+        """Create the tables on a connection of its own, which fails at once with the reason."""
+        try:
+            conn = psycopg.connect(**self._connect_kwargs, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"{self._where}: open failed: cannot connect to PostgreSQL: {self._text(exc)}"
+            ) from exc
+        try:
+            with conn:
+                self._configure(conn)
+                self._create_tables(conn)
+        except StoreError:
+            raise
+        except psycopg.Error as exc:
+            raise StoreError(f"{self._where}: open failed: {self._describe(exc, write=False)}") from exc
 
     def _create_tables(self, conn: _Connection) -> None:
         sql = self._sql
