@@ -4,7 +4,7 @@ Table layout
 ------------
 A store lives in one schema (``?schema=``, default ``wasikv``) as a set of
 relations whose names start with its table name ``T``: by default
-``kv_{label slug}_{hash}`` (``kv_notes_3f2a9c01b7`` for the label ``notes``;
+``kv_{label slug}_{hash}`` (``kv_notes_ab5aa97074`` for the label ``notes``;
 the hash keeps labels that slug alike apart), or ``?table_prefix=T``. Every
 other relation is ``T__{word}``; ``T`` may not contain ``__`` nor end with
 ``_``, so the relations of two stores never share a name, even when one
@@ -92,6 +92,11 @@ use ``statement_timeout`` (``?statement_timeout=``, also the idle-in-
 transaction timeout), so a write stuck behind a lock fails instead of
 hanging, and a client that dies mid-transaction does not hold the store's
 lock for long.
+
+An acknowledged write is a committed transaction, as durable as the
+server's ``synchronous_commit`` makes it (with ``synchronous_standby_names``,
+on a synchronous standby too, so a failover loses no acknowledged write);
+wasikv leaves that setting to the server.
 
 Writes made with raw SQL are not part of the contract: wasikv writers keep
 versions, tombstones and the feed consistent among themselves.
