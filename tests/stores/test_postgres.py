@@ -489,3 +489,22 @@ def test_the_pool_size_is_bounded(schema: str, opened: Callable[..., PostgresSto
     for thread in threads:
         thread.join()
     assert store.get("n") == b"180"
+
+
+def test_a_role_without_create_uses_tables_an_administrator_made(
+    server: pg.PostgresServer, opened: Callable[..., PostgresStore]
+) -> None:
+    admin = opened(server.url("apps"), "orders")
+    admin.set("k", b"by admin")
+    with pg.raw_connection(server.port, "postgres") as conn:
+        conn.execute("CREATE ROLE app LOGIN")
+        conn.execute("REVOKE CREATE ON DATABASE postgres FROM PUBLIC")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute("GRANT USAGE ON SCHEMA apps TO app")
+        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA apps TO app")
+    as_app = server.url("apps").replace(f"{pg.PG_USER}@", "app@")
+    store = opened(as_app, "orders")
+    assert store.get("k") == b"by admin"
+    assert store.increment("n", 2) == 2
+    with pytest.raises(StoreError, match="permission denied"):
+        open_store(as_app, label="new-label")  # creating tables needs CREATE
