@@ -25,7 +25,7 @@ from tests.support import foreign_guest_wasm
 from wasikv import Host, MemoryStore
 from wasikv.guest_build import build_cached
 
-from . import http, redis_bench, wasmtime_host, watch_latency
+from . import http, redis_bench, wasi_http, wasmtime_host, watch_latency
 from .generic_host import GenericHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +159,8 @@ def main() -> int:
     print("  measured starts", file=sys.stderr)
     http_figures = {**http.measure_instantiate(), **http.measure()}
     print("  measured http", file=sys.stderr)
+    serve_figures = wasi_http.measure()
+    print("  measured wasmtime serve", file=sys.stderr)
     redis_figures = redis_bench.measure(measure_wasikv, bench) if redis_bench.available() else None
     print("  measured redis", file=sys.stderr)
     watch_figures = watch_latency.measure()
@@ -196,6 +198,8 @@ def main() -> int:
         f"per request in-process: instantiate {http_figures['instantiate_ms']:.2f} ms,"
         f" instantiate + handle {http_figures['instantiate_and_handle_ms']:.2f} ms"
     )
+    print()
+    wasi_http.print_table(http_figures, serve_figures)
     if redis_figures is not None:
         print()
         print(f"{'redis operation':<24} {'wasikv guest':>14} {'redis-py':>10} {'ratio':>7}")
@@ -239,6 +243,7 @@ def main() -> int:
         "wasmtime_host": native,
         "starts": starts,
         "http": http_figures,
+        "wasmtime_serve": wasi_http.results(http_figures, serve_figures),
         "redis": redis_figures,
         "watch": watch_figures,
     }
