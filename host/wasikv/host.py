@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sys
 import threading
 import time
 import weakref
@@ -118,9 +117,9 @@ class Host:
                 opened = open_store(store, label=label)
                 self._stores_by_url[cache_key] = opened
             store = opened
-        # Loaded only when a Redis store exists (wasikv runs without redis-py).
-        if (redis_stores := sys.modules.get("wasikv.stores.redis")) is not None:
-            redis_stores.check_disjoint_prefixes(label, store, self._labels)
+        for other_label, other in self._labels.items():
+            if other is not store and (why := store.overlaps(other)) is not None:
+                raise ConfigError(f"store labels {other_label!r} and {label!r} {why}")
         self._labels[label] = store
         return store
 

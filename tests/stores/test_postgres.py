@@ -508,3 +508,19 @@ def test_a_role_without_create_uses_tables_an_administrator_made(
     assert store.increment("n", 2) == 2
     with pytest.raises(StoreError, match="permission denied"):
         open_store(as_app, label="new-label")  # creating tables needs CREATE
+
+
+def test_two_labels_on_the_same_tables_are_refused() -> None:
+    from wasikv import Host
+
+    schema = pg.unique_schema()
+    try:
+        url = pg.postgres_url(schema) + "&table_prefix=shared"
+        with pytest.raises(ConfigError, match=r"store labels 'a' and 'b' use the same PostgreSQL tables"):
+            Host({"a": url, "b": url})
+        # Without a table_prefix each label has tables of its own.
+        with Host({"a": pg.postgres_url(schema), "b": pg.postgres_url(schema)}) as host:
+            host.bucket("a").set("k", b"a")
+            assert host.bucket("b").get("k") is None
+    finally:
+        pg.drop_schema(schema)

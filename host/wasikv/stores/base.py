@@ -207,5 +207,15 @@ class Store(ABC):
         """
         raise StoreError(f"{type(self).__name__} keeps no change-feed positions")
 
+    def overlaps(self, other: Store) -> str | None:
+        """Why this store and `other` (another object) share a keyspace, or None when they do not.
+
+        Two labels on one keyspace are one store under two names, which
+        defeats grants; `Host.add_store` refuses them with this reason.
+        Backends whose URL can name the same data twice (a Redis prefix, a
+        PostgreSQL table prefix) override it.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources keep it
         """Release connections and files; the store is unusable afterwards."""

@@ -230,6 +230,18 @@ class PostgresStore(Store):
     cross_process: ClassVar[bool] = True
     has_change_feed: ClassVar[bool] = True
 
+    def overlaps(self, other: Store) -> str | None:
+        """Whether `other` is a PostgreSQL store on this server and database with the same tables."""
+        if not isinstance(other, PostgresStore):
+            return None
+        place = (self.host.lower(), self.port, self.dbname, self.schema, self.table)
+        if (other.host.lower(), other.port, other.dbname, other.schema, other.table) != place:
+            return None
+        return (
+            f"use the same PostgreSQL tables ({self.address}, {self.schema}.{self.table}); give each label "
+            "a table_prefix of its own (without ?table_prefix=, each label gets tables of its own)"
+        )
+
     def __init__(
         self,
         host: str = DEFAULT_HOST,

@@ -65,7 +65,7 @@ A store whose prefix holds data in that layout (``P seq`` exists) refuses
 every operation with a `StoreError` that says to run ``wasikv kv
 migrate-redis`` (`migrate_layout`); it checks once, on its first operation.
 Hosts also refuse to define two labels whose prefixes on one server and
-database are equal or nest (`check_disjoint_prefixes`): they no longer share
+database are equal or nest (`RedisStore.overlaps`): they no longer share
 keys, but ``SCAN MATCH app:*`` (inspection, cleanup scripts) would still
 sweep both.
 
@@ -129,7 +129,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import ConfigError, InvalidStoreUrl, StoreError
+from ..errors import InvalidStoreUrl, StoreError
 from ._url import parse_query
 from .base import (
     S64_MAX,
@@ -500,6 +500,27 @@ class RedisStore(Store):
         self._swap = self._client.register_script(_SWAP)
         self._start_feed = self._client.register_script(_START_FEED)
 
+    def overlaps(self, other: Store) -> str | None:
+        """Whether `other` is a Redis store on this server and database whose prefix nests with this one's.
+
+        Servers compare by host name without case (every loopback address
+        counting as one), port and database; prefixes overlap when one
+        starts with the other, equal included. Their keys are disjoint (see
+        the module docs), but equal prefixes are one store under two labels,
+        and ``SCAN MATCH P*`` over a prefix (inspection, clean-up scripts)
+        would sweep a nested one.
+        """
+        if not isinstance(other, RedisStore) or _server(other) != _server(self):
+            return None
+        if not (self.prefix.startswith(other.prefix) or other.prefix.startswith(self.prefix)):
+            return None
+        relation = "are equal" if self.prefix == other.prefix else "nest (one starts with the other)"
+        return (
+            f"use one Redis database ({self.address}) with prefixes {other.prefix!r} and {self.prefix!r}, "
+            f"which {relation}; give each label a prefix that does not start with another's (without "
+            "?prefix=, a label gets wasikv:LABEL:)"
+        )
+
     @classmethod
     def from_url(cls, url: str, *, label: str | None = None) -> RedisStore:
         """Open the store a ``redis://`` or ``rediss://`` URL names (see the module docs)."""
@@ -778,36 +799,6 @@ class RedisStore(Store):
 
 
 # -- prefixes: the start-up check and the old layout ----------------------------
-
-
-def check_disjoint_prefixes(label: str, store: Store, others: Mapping[str, Store]) -> None:
-    """Refuse to define `label` as `store` when another label's Redis store overlaps its prefix.
-
-    `others` maps the labels defined so far to their stores. Two Redis
-    stores overlap when they use the same server (host names compared
-    without case, every loopback address counting as one; same port) and
-    database, and one prefix starts with the other, equal prefixes included.
-    Their keys are disjoint (see the module docs), but equal prefixes are
-    one store under two labels, which defeats grants, and ``SCAN MATCH P*``
-    over a prefix (inspection, clean-up scripts) would sweep a nested one.
-    Stores that are not Redis stores pass, and so does the very same store
-    object under another label (an alias, as with every backend). Raises
-    `ConfigError` naming both labels and both prefixes.
-    """
-    if not isinstance(store, RedisStore):
-        return
-    place = _server(store)
-    for other_label, other in others.items():
-        if other is store or not isinstance(other, RedisStore) or _server(other) != place:
-            continue
-        if not (store.prefix.startswith(other.prefix) or other.prefix.startswith(store.prefix)):
-            continue
-        relation = "are equal" if store.prefix == other.prefix else "nest (one starts with the other)"
-        raise ConfigError(
-            f"store labels {other_label!r} and {label!r} use one Redis database ({store.address}) with "
-            f"prefixes {other.prefix!r} and {store.prefix!r}, which {relation}; give each label a "
-            "prefix that does not start with another's (without ?prefix=, a label gets wasikv:LABEL:)"
-        )
 
 
 def _server(store: RedisStore) -> tuple[str, int, int]:
