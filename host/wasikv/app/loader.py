@@ -8,6 +8,7 @@ from pathlib import Path
 from ._toml import toml_key
 from .manifest import AppManifest, ManifestError, load_manifest
 from .runtime_config import RUNTIME_CONFIG_NAME, load_runtime_config
+from .triggers import TRIGGER_KINDS, LoadContext
 
 __all__ = ["LoadedApp", "load_app"]
 
@@ -62,24 +63,15 @@ def load_app(
                     f"in {config_name} as [key_value_store.{toml_key(label)}] "
                     "or remove it from key_value_stores",
                 )
-    for index, trigger in enumerate(manifest.kv_triggers, 1):
-        where = f"[[trigger.key-value]] #{index}"
-        if trigger.store not in stores:
-            raise fail(
-                where,
-                f"store {trigger.store!r} is not defined; define it in {config_name} as "
-                f"[key_value_store.{toml_key(trigger.store)}] or watch a defined store "
-                f"({', '.join(repr(label) for label in sorted(stores))})",
-            )
-        if trigger.store not in manifest.components[trigger.component].key_value_stores:
-            raise fail(
-                where,
-                f"component {trigger.component!r} watches store {trigger.store!r} but is not granted it; "
-                f"add {trigger.store!r} to key_value_stores in [component.{toml_key(trigger.component)}]",
-            )
+    grants = {name: frozenset(spec.key_value_stores) for name, spec in manifest.components.items()}
+    context = LoadContext(stores=stores, grants=grants, config_name=config_name)
+    for kind in TRIGGER_KINDS:
+        for index, trigger in enumerate(manifest.of_kind(kind), 1):
+            problem = kind.check_config(trigger, context)
+            if problem is not None:
+                raise fail(f"{kind.section} #{index}", problem)
     if require_sources:
         _check_sources(manifest)
-    grants = {name: frozenset(spec.key_value_stores) for name, spec in manifest.components.items()}
     return LoadedApp(manifest=manifest, stores=stores, grants=grants, runtime_config_file=config_path)
 
 

@@ -39,14 +39,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..errors import ConfigError
 from ._toml import parse_toml, read_text, toml_key
-from .routes import RouteError, duplicate_route_message, parse_route
+from .triggers import HTTP, KEY_VALUE, TRIGGER_KINDS, HttpTrigger, KeyValueTrigger, Trigger, TriggerKind
 
 __all__ = [
     "DEFAULT_WATCH",
@@ -71,27 +71,11 @@ STATE_DIR = ".wasikv"
 DEFAULT_WATCH = ("**/*.py",)
 
 _T = TypeVar("_T")
+_K = TypeVar("_K", bound=Trigger)
 
 
 class ManifestError(ConfigError):
     """The manifest (or what it refers to) is wrong; the message says where and how to fix it."""
-
-
-@dataclass(frozen=True)
-class HttpTrigger:
-    """`[[trigger.http]]`: requests whose path matches `route` go to `component`."""
-
-    route: str
-    component: str
-
-
-@dataclass(frozen=True)
-class KeyValueTrigger:
-    """`[[trigger.key-value]]`: writes to `store` under `prefix` ("" for all keys) go to `component`."""
-
-    store: str
-    prefix: str
-    component: str
 
 
 @dataclass(frozen=True)
@@ -116,16 +100,32 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class AppManifest:
-    """A parsed, checked `wasikv.toml`; `path` is absolute."""
+    """A parsed, checked `wasikv.toml`; `path` is absolute.
+
+    `triggers` maps each kind's name in `TRIGGER_KINDS` to its triggers, in manifest order.
+    """
 
     path: Path
     name: str
     version: str | None
     description: str | None
     components: dict[str, ComponentSpec]
-    http_triggers: list[HttpTrigger]
-    kv_triggers: list[KeyValueTrigger]
+    triggers: dict[str, list[Trigger]]
     authors: tuple[str, ...] = ()
+
+    def of_kind(self, kind: TriggerKind[_K]) -> list[_K]:
+        """The triggers of `kind`, in manifest order."""
+        return cast("list[_K]", self.triggers.get(kind.name, []))
+
+    @property
+    def http_triggers(self) -> list[HttpTrigger]:
+        """The `[[trigger.http]]` tables."""
+        return self.of_kind(HTTP)
+
+    @property
+    def kv_triggers(self) -> list[KeyValueTrigger]:
+        """The `[[trigger.key-value]]` tables."""
+        return self.of_kind(KEY_VALUE)
 
     @property
     def directory(self) -> Path:
@@ -190,9 +190,6 @@ _TOP_KEYS = ("spin_manifest_version", "wasikv_manifest_version", "application", 
 _APPLICATION_KEYS = ("name", "version", "description", "authors")
 _COMPONENT_KEYS = ("source", "key_value_stores", "environment", "build", "allowed_outbound_hosts")
 _BUILD_KEYS = ("command", "workdir", "watch")
-_HTTP_KEYS = ("route", "component")
-_KV_KEYS = ("store", "prefix", "component")
-_TRIGGER_TYPES = ("http", "key-value")
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\Z")
 _ENV_NAME = re.compile(r"[^=\x00]+\Z")
 
@@ -218,6 +215,7 @@ class _Parser:
         self.shown = shown
         self.path = path
         self.directory = path.parent
+        self.defined: Mapping[str, ComponentSpec] = {}
 
     def fail(self, where: str, problem: str) -> ManifestError:
         location = f"{self.shown}: {where}" if where else self.shown
@@ -301,15 +299,14 @@ class _Parser:
         description = self.string(application, "description", "[application]", '"What the app does"')
         authors = self.strings(application, "authors", "[application]", '["Your Name <you@example.com>"]')
         components = self.components(document.get("component", {}))
-        http, key_value = self.triggers(document.get("trigger", {}), components)
+        triggers = self.triggers(document.get("trigger", {}), components)
         return AppManifest(
             path=self.path,
             name=name,
             version=version,
             description=description,
             components=components,
-            http_triggers=http,
-            kv_triggers=key_value,
+            triggers=triggers,
             authors=authors,
         )
 
@@ -445,41 +442,31 @@ class _Parser:
 
     # --------------------------------------------------------------- triggers
 
-    def triggers(
-        self, value: object, components: Mapping[str, ComponentSpec]
-    ) -> tuple[list[HttpTrigger], list[KeyValueTrigger]]:
-        triggers = self.table(
-            value, "[trigger]", "declare triggers as [[trigger.http]] or [[trigger.key-value]]"
-        )
-        for kind in triggers:
-            if kind not in _TRIGGER_TYPES:
-                problem = f"unknown trigger type {kind!r}"
-                reason = _SPIN_ONLY.get(kind)
+    def triggers(self, value: object, components: Mapping[str, ComponentSpec]) -> dict[str, list[Trigger]]:
+        self.defined = components
+        sections = [kind.section for kind in TRIGGER_KINDS]
+        triggers = self.table(value, "[trigger]", f"declare triggers as {_spoken(sections, 'or')}")
+        known = {kind.name for kind in TRIGGER_KINDS}
+        for name in triggers:
+            if name not in known:
+                problem = f"unknown trigger type {name!r}"
+                reason = _SPIN_ONLY.get(name)
                 if reason is not None:
                     problem += f" ({reason})"
                 raise self.fail(
-                    f"[[trigger.{kind}]]",
-                    f"{problem}; wasikv supports [[trigger.http]] and [[trigger.key-value]]",
+                    f"[[trigger.{name}]]", f"{problem}; wasikv supports {_spoken(sections, 'and')}"
                 )
-        http = [
-            self.http_trigger(index, body, components)
-            for index, body in enumerate(self.trigger_list(triggers, "http"), 1)
-        ]
-        self.check_routes(http)
-        key_value = [
-            self.kv_trigger(index, body, components)
-            for index, body in enumerate(self.trigger_list(triggers, "key-value"), 1)
-        ]
-        seen: set[KeyValueTrigger] = set()
-        for index, trigger in enumerate(key_value, 1):
-            if trigger in seen:
-                raise self.fail(
-                    f"[[trigger.key-value]] #{index}",
-                    f"the same trigger (store {trigger.store!r}, prefix {trigger.prefix!r}, component "
-                    f"{trigger.component!r}) is declared twice; remove one",
-                )
-            seen.add(trigger)
-        return http, key_value
+        parsed: dict[str, list[Trigger]] = {}
+        for kind in TRIGGER_KINDS:
+            found = [
+                self.trigger(kind, index, body)
+                for index, body in enumerate(self.trigger_list(triggers, kind.name), 1)
+            ]
+            conflict = kind.check_list(found)
+            if conflict is not None:
+                raise self.fail(f"{kind.section} {conflict.entries}", conflict.problem)
+            parsed[kind.name] = found
+        return parsed
 
     def trigger_list(self, triggers: Mapping[str, Any], kind: str) -> list[Any]:
         value = triggers.get(kind, [])
@@ -490,18 +477,22 @@ class _Parser:
             )
         return value
 
-    def trigger_component(
-        self, table: Mapping[str, Any], where: str, components: Mapping[str, ComponentSpec]
-    ) -> str:
+    def trigger(self, kind: TriggerKind[_K], index: int, body: object) -> _K:
+        where = f"{kind.section} #{index}"
+        table = self.table(body, where, f"write {kind.example} under {kind.section}")
+        self.keys(table, kind.keys, where)
+        return kind.parse(self, table, where)
+
+    def trigger_component(self, table: Mapping[str, Any], where: str) -> str:
         if isinstance(table.get("component"), dict):
             raise self.fail(
                 where,
                 "'component' must name a [component.NAME] table; inline components are not supported",
             )
         name = self.nonempty(table, "component", where, '"my-component"')
-        if name not in components:
-            defined = ", ".join(repr(c) for c in components) or "none"
-            close = difflib.get_close_matches(name, list(components), n=1)
+        if name not in self.defined:
+            defined = ", ".join(repr(c) for c in self.defined) or "none"
+            close = difflib.get_close_matches(name, list(self.defined), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise self.fail(
                 where,
@@ -510,45 +501,12 @@ class _Parser:
             )
         return name
 
-    def http_trigger(self, index: int, body: object, components: Mapping[str, ComponentSpec]) -> HttpTrigger:
-        where = f"[[trigger.http]] #{index}"
-        table = self.table(body, where, 'write route = "/..." and component = "..." under [[trigger.http]]')
-        self.keys(table, _HTTP_KEYS, where)
-        if isinstance(table.get("route"), dict):
-            raise self.fail(where, "'route' must be a path string; private routes are not supported")
-        route = self.string(table, "route", where, '"/hello"', required=True)
-        assert route is not None
-        try:
-            parse_route(route)
-        except RouteError as exc:
-            raise self.fail(where, str(exc)) from None
-        return HttpTrigger(route=route, component=self.trigger_component(table, where, components))
 
-    def check_routes(self, triggers: Iterable[HttpTrigger]) -> None:
-        owners: dict[tuple[bool, str], tuple[int, str]] = {}
-        for index, trigger in enumerate(triggers, 1):
-            route = parse_route(trigger.route)
-            key = (route.wildcard, route.base)
-            earlier = owners.get(key)
-            if earlier is not None:
-                raise self.fail(
-                    f"[[trigger.http]] #{earlier[0]} and #{index}",
-                    duplicate_route_message(route, earlier[1], trigger.component),
-                )
-            owners[key] = (index, trigger.component)
-
-    def kv_trigger(
-        self, index: int, body: object, components: Mapping[str, ComponentSpec]
-    ) -> KeyValueTrigger:
-        where = f"[[trigger.key-value]] #{index}"
-        table = self.table(
-            body, where, 'write store = "default" and component = "..." under [[trigger.key-value]]'
-        )
-        self.keys(table, _KV_KEYS, where)
-        store = self.nonempty(table, "store", where, '"default"')
-        prefix = self.string(table, "prefix", where, '"orders:"') or ""
-        component = self.trigger_component(table, where, components)
-        return KeyValueTrigger(store=store, prefix=prefix, component=component)
+def _spoken(items: Sequence[str], conjunction: str) -> str:
+    """`a`, `a and b`, `a, b and c` (with `conjunction` for "and")."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
 
 
 def _as_str(value: object) -> str | None:
