@@ -19,6 +19,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .app.triggers import TRIGGER_KINDS
 from .asgi import WasikvApp
 from .errors import ConfigError
 from .limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -139,10 +140,9 @@ def serve(app: WasikvApp, listen: str = "127.0.0.1:3000", limits: ServerLimits |
     )
     server = _Server(config, app)
     print(f"Serving http://{host}:{port}", flush=True)
-    for trigger in app.loaded.manifest.http_triggers:
-        print(f"  {trigger.route}  ->  {trigger.component}", flush=True)
-    for watch in app.loaded.manifest.kv_triggers:
-        print(f"  key-value {watch.store}:{watch.prefix}*  ->  {watch.component}", flush=True)
+    for kind in TRIGGER_KINDS:
+        for trigger in app.loaded.manifest.of_kind(kind):
+            print(f"  {kind.describe(trigger)}", flush=True)
     try:
         server.run()
     except KeyboardInterrupt:
