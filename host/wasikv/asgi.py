@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from .app.loader import LoadedApp, load_app
-from .app.routes import Router
-from .errors import ComponentError, GuestInterrupted, GuestTimeout
+from .app.triggers import HTTP, KEY_VALUE, TRIGGER_KINDS
+from .errors import GuestInterrupted, GuestTimeout
 from .host import Host
 from .instance_pool import InstancePool
 from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Limits
-from .triggers.http import HttpComponent, HttpRequest, HttpResponse
+from .triggers.http import HttpRequest, HttpResponse
+from .triggers.http_app import HttpRoutes
+from .triggers.runtime import TriggerService
 from .triggers.watch import WatchTriggers
 from .workers import Overloaded, WorkerPool
 
@@ -52,7 +54,12 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class WasikvApp:
-    """An ASGI application routing requests to HTTP-trigger components."""
+    """An ASGI application routing requests to HTTP-trigger components.
+
+    `triggers` holds every kind's prepared triggers, by kind name, in
+    `TRIGGER_KINDS` order; the HTTP ones are routed here, the others
+    (key-value watchers) run beside the requests from `start` to `close`.
+    """
 
     def __init__(
         self,
@@ -78,25 +85,15 @@ class WasikvApp:
         )
         self._owns_host = host is None
         self.request_timeout = request_timeout
-        self.router = Router(loaded.manifest.http_triggers)
-        self.components: dict[str, HttpComponent] = {}
-        for trigger in loaded.manifest.http_triggers:
-            name = trigger.component
-            if name not in self.components:
-                spec = loaded.manifest.components[name]
-                try:
-                    self.components[name] = HttpComponent(
-                        self.host,
-                        self.host.load(spec.source),
-                        name=name,
-                        grants=loaded.grants[name],
-                        env=spec.environment,
-                        timeout=request_timeout,
-                    )
-                except ComponentError as exc:
-                    raise ComponentError(f"component {name!r}: {exc}") from None
-        # Built now so that a broken watcher stops the app before it serves.
-        self.watchers = WatchTriggers.from_app(loaded, self.host, timeout=request_timeout)
+        # Prepared now so that a component that cannot serve its trigger stops the app before it serves.
+        self.triggers: dict[str, TriggerService] = {
+            kind.name: kind.runtime().prepare(loaded, self.host, timeout=request_timeout)
+            for kind in TRIGGER_KINDS
+        }
+        routes = self.triggers[HTTP.name]
+        assert isinstance(routes, HttpRoutes)
+        self.router = routes.router
+        self.components = routes.components
         count = workers or min(32, 4 * (os.cpu_count() or 1))
         self._pool = WorkerPool(count, 4 * count if queue_limit is None else queue_limit, name="wasikv-http")
 
@@ -110,7 +107,7 @@ class WasikvApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.watchers.start()
+                self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.close()
@@ -202,20 +199,40 @@ class WasikvApp:
             log.error("component %s failed on %s %s: %s", name, request.method, request.uri, exc)
             return _plain(500, "Internal Server Error")
 
+    @property
+    def watchers(self) -> WatchTriggers:
+        """The runners of the app's key-value triggers."""
+        watchers = self.triggers[KEY_VALUE.name]
+        assert isinstance(watchers, WatchTriggers)
+        return watchers
+
+    def start(self) -> None:
+        """Start every kind's triggers (lifespan start-up does it); a failure stops those started."""
+        started: list[TriggerService] = []
+        try:
+            for service in self.triggers.values():
+                service.start()
+                started.append(service)
+        except BaseException:
+            for service in started:
+                service.stop()
+            raise
+
     def interrupt(self, grace: float = 0.0) -> None:
         """Stop this app's running guests `grace` seconds from now (for shutdown)."""
         if self._owns_host:
             self.host.interrupt(grace)
 
     def close(self) -> None:
-        """Stop watchers and worker threads, and close the stores (if this app opened them).
+        """Stop triggers (watchers) and worker threads, and close the stores (if this app opened them).
 
         Mounted inside another ASGI app (which does not forward lifespan
-        events), call `watchers.start()` yourself at startup and `close()` at
-        shutdown.
+        events), call `start()` (or `watchers.start()`) yourself at startup
+        and `close()` at shutdown.
         """
         self.interrupt(grace=0.0)
-        self.watchers.stop()
+        for service in self.triggers.values():
+            service.stop()
         self._pool.shutdown(timeout=5.0)
         if self._owns_host:
             self.host.close()

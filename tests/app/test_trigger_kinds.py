@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,10 @@ from wasikv.app.triggers import (
     TriggerFields,
     TriggerKind,
 )
+from wasikv.asgi import WasikvApp
+from wasikv.triggers.runtime import TriggerRuntime
+
+from ..support import ROOT
 
 APP = '[application]\nname = "app"\n[component.web]\nsource = "web.wasm"\n'
 
@@ -42,6 +48,10 @@ def hourly_only(trigger: CronTrigger, context: LoadContext) -> str | None:
     return None if trigger.schedule == "@hourly" else f"{trigger.schedule!r} is not @hourly"
 
 
+def no_runtime() -> TriggerRuntime:
+    raise NotImplementedError("these tests only read manifests")
+
+
 CRON = TriggerKind(
     name="cron",
     keys=("schedule", "component"),
@@ -50,6 +60,7 @@ CRON = TriggerKind(
     check_list=same_schedule,
     check_config=hourly_only,
     describe=lambda trigger: f"cron {trigger.schedule}  ->  {trigger.component}",
+    runtime=no_runtime,
 )
 
 
@@ -104,3 +115,34 @@ def test_the_loader_runs_each_kinds_config_check(tmp_path: Path, with_cron: None
     with pytest.raises(ManifestError) as caught:
         load_app(tmp_path, require_sources=False)
     assert str(caught.value).endswith("[[trigger.cron]] #1: '@daily' is not @hourly")
+
+
+def test_reading_a_manifest_loads_no_trigger_runtime(tmp_path: Path) -> None:
+    (tmp_path / "wasikv.toml").write_text(APP + '[[trigger.http]]\nroute = "/"\ncomponent = "web"\n')
+    code = (
+        "import sys\nfrom wasikv.app import load_app\n"
+        f"load_app({str(tmp_path)!r}, require_sources=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('wasikv.triggers')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_kinds_runtime_names_a_world_of_the_wit() -> None:
+    wit = (ROOT / "wit" / "app.wit").read_text()
+    for kind in TRIGGER_KINDS:
+        runtime = kind.runtime()
+        package, _, world = runtime.world.partition("/")
+        assert package == "wasikv:app" and f"world {world} {{" in wit
+        assert runtime.interfaces and runtime.functions
+
+
+def test_the_app_prepares_starts_and_stops_every_kind_in_table_order(tmp_path: Path) -> None:
+    (tmp_path / "wasikv.toml").write_text('[application]\nname = "app"\n')
+    app = WasikvApp(load_app(tmp_path))
+    try:
+        assert list(app.triggers) == [kind.name for kind in TRIGGER_KINDS]
+        assert (len(app.components), len(app.watchers)) == (0, 0)
+        app.start()
+    finally:
+        app.close()

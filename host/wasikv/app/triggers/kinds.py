@@ -1,10 +1,12 @@
 """The table of trigger kinds: one entry per `[[trigger.NAME]]` wasikv understands.
 
-Adding a trigger is one entry here, a module beside this one for its
-manifest side (the trigger class, parser, checks, start-up line) and its
-runtime under `wasikv.triggers`. The manifest parser, the loader, `wasikv up`
-and `wasikv inspect` read this table; they know no kind by name. Kinds are
-read, checked, printed and started in the table's order.
+The manifest parser, the loader, `wasikv up`, `wasikv inspect` and the ASGI
+app loop over `TRIGGER_KINDS`; kinds are read, checked, printed, prepared
+and started in its order. Adding a trigger is one entry here, a module
+beside this one for its manifest side (the trigger class, parser, checks,
+start-up line, and a function importing its runtime) and its runtime under
+`wasikv.triggers` (the component class, what the app starts, and its
+`TriggerRuntime`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ HTTP = TriggerKind(
     parse=http.parse,
     check_list=http.duplicate_routes,
     describe=http.describe,
+    runtime=http.runtime,
 )
 
 KEY_VALUE = TriggerKind(
@@ -33,6 +36,7 @@ KEY_VALUE = TriggerKind(
     check_list=key_value.duplicates,
     check_config=key_value.check_config,
     describe=key_value.describe,
+    runtime=key_value.runtime,
 )
 
 TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (HTTP, KEY_VALUE)

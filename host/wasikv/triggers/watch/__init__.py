@@ -66,7 +66,7 @@ another prefix or another store for what it writes.
 
 from __future__ import annotations
 
-from .app import WatchTriggers
+from .app import WATCH_RUNTIME, WatchTriggers
 from .delivery import (
     STORE_ENV,
     WATCH_WORLD,
@@ -85,6 +85,7 @@ __all__ = [
     "WATCHER_FUNCTIONS",
     "WATCHER_INTERFACE",
     "WATCHER_INTERFACES",
+    "WATCH_RUNTIME",
     "WATCH_WORLD",
     "DeliveryFailed",
     "RetryPolicy",

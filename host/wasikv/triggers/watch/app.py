@@ -1,4 +1,4 @@
-"""`WatchTriggers`: the runners of an application's `[[trigger.key-value]]` tables."""
+"""`WatchTriggers`: the runners of an application's `[[trigger.key-value]]` tables, and their runtime."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from wasmtime.component import Component
 from ...app.loader import LoadedApp
 from ...errors import ComponentError, StoreError
 from ...host import Host
-from .delivery import RetryPolicy, WatcherComponent
+from ..runtime import TriggerRuntime
+from .delivery import WATCH_WORLD, WATCHER_FUNCTIONS, WATCHER_INTERFACES, RetryPolicy, WatcherComponent
 from .positions import cursor_path, position_name
 from .runner import WatchRunner
 
@@ -142,3 +143,12 @@ class WatchTriggers:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+#: Key-value triggers: runners the app starts at start-up and stops on close.
+WATCH_RUNTIME = TriggerRuntime(
+    world=WATCH_WORLD,
+    interfaces=WATCHER_INTERFACES,
+    functions=WATCHER_FUNCTIONS,
+    prepare=WatchTriggers.from_app,
+)

@@ -1,0 +1,67 @@
+"""`HttpRoutes`: an application's `[[trigger.http]]` tables, ready for the ASGI app to route to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..app.loader import LoadedApp
+from ..app.routes import Router
+from ..errors import ComponentError
+from ..host import Host
+from .http import HANDLE_REQUEST, HTTP_INTERFACE, HTTP_WORLD, HttpComponent
+from .runtime import TriggerRuntime
+
+__all__ = ["HTTP_RUNTIME", "HttpRoutes"]
+
+
+class HttpRoutes:
+    """Every `[[trigger.http]]` of an application: its router and one `HttpComponent` per routed component.
+
+    `wasikv.asgi.WasikvApp` routes each request with them; they have nothing
+    of their own to start or stop.
+    """
+
+    def __init__(self, router: Router, components: Mapping[str, HttpComponent]) -> None:
+        self.router = router
+        self.components = dict(components)
+
+    @classmethod
+    def from_app(cls, loaded: LoadedApp, host: Host, *, timeout: float | None = None) -> HttpRoutes:
+        """Routes for a `wasikv.app.loader.LoadedApp`'s HTTP triggers, on `host`.
+
+        `timeout` is each request's deadline (None: no limit). Raises
+        `ComponentError`, naming the component, for one that cannot serve HTTP.
+        """
+        manifest = loaded.manifest
+        router = Router(manifest.http_triggers)
+        components: dict[str, HttpComponent] = {}
+        for trigger in manifest.http_triggers:
+            name = trigger.component
+            if name not in components:
+                spec = manifest.components[name]
+                try:
+                    components[name] = HttpComponent(
+                        host,
+                        host.load(spec.source),
+                        name=name,
+                        grants=loaded.grants[name],
+                        env=spec.environment,
+                        timeout=timeout,
+                    )
+                except ComponentError as exc:
+                    raise ComponentError(f"component {name!r}: {exc}") from None
+        return cls(router, components)
+
+    def start(self) -> None:
+        """Nothing to start: requests arrive through the ASGI app."""
+
+    def stop(self) -> None:
+        """Nothing to stop: the ASGI app's workers serve the requests."""
+
+
+HTTP_RUNTIME = TriggerRuntime(
+    world=HTTP_WORLD,
+    interfaces=(HTTP_INTERFACE,),
+    functions={"handle-request": HANDLE_REQUEST},
+    prepare=HttpRoutes.from_app,
+)
