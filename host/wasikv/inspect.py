@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .app.triggers import TRIGGER_KINDS
 from .errors import ComponentError
 from .host import Host
 from .linking import check_exports, common_shapes, match_imports, mixed_shapes
-from .triggers.http import HANDLE_REQUEST, HTTP_INTERFACE, HTTP_WORLD
-from .triggers.watch import WATCH_WORLD, WATCHER_FUNCTIONS, WATCHER_INTERFACES
 from .wit_types import FuncSig, ResultOf
 
 #: WASI 0.2 interfaces, which wasmtime's own WASI implementation provides.
@@ -145,12 +144,13 @@ def _signatures(functions: Mapping[str, FuncSig]) -> dict[str, str]:
 
 def _worlds(exports: Mapping[str, Mapping[str, FuncSig]], origin: str) -> list[WorldReport]:
     run = next((name for name in exports if _RUN.match(name)), "wasi:cli/run@0.2.0")
-    watcher = next((name for name in WATCHER_INTERFACES if name in exports), WATCHER_INTERFACES[0])
-    checks = [
+    checks: list[tuple[str, str, str, Mapping[str, FuncSig]]] = [
         ("wasikv:app/command", "wasikv run", run, {"run": _RUN_FUNCTION}),
-        (HTTP_WORLD, "[[trigger.http]]", HTTP_INTERFACE, {"handle-request": HANDLE_REQUEST}),
-        (WATCH_WORLD, "[[trigger.key-value]]", watcher, WATCHER_FUNCTIONS),
     ]
+    for kind in TRIGGER_KINDS:
+        runtime = kind.runtime()
+        interface = next((name for name in runtime.interfaces if name in exports), runtime.interfaces[0])
+        checks.append((runtime.world, kind.section, interface, runtime.functions))
     reports = []
     for world, runs_with, interface, functions in checks:
         try:
