@@ -340,3 +340,42 @@ def test_acknowledged_writes_survive_kill_9(db_path: Path) -> None:
     values = store.get_many([f"k{i}" for i in acknowledged])
     assert values == [str(i).encode() * 100 for i in acknowledged]
     store.close()
+
+
+_CLOSE_UNDER_LOAD = """
+import sys, threading, time
+from wasikv import SqliteStore, StoreError
+store = SqliteStore(sys.argv[1])
+outcomes = []
+def hammer(n):
+    try:
+        while True:
+            store.set(f"k{n}", b"v" * 100)
+            store.get(f"k{n}")
+            store.changes(0, 10)
+    except StoreError as exc:
+        outcomes.append(str(exc))
+threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+for t in threads:
+    t.start()
+time.sleep(0.2)
+store.close()
+for t in threads:
+    t.join(10)
+print(len(outcomes), outcomes[0])
+"""
+
+
+def test_closing_a_store_other_threads_are_using_never_crashes(tmp_path: Path) -> None:
+    # close() used to close connections under running statements: a segfault
+    # now and then. It now waits for each statement and the threads get
+    # StoreError.
+    for attempt in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", _CLOSE_UNDER_LOAD, str(tmp_path / f"kv{attempt}.db")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("4 sqlite store ") and "closed" in done.stdout

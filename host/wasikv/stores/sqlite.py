@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
@@ -163,7 +164,7 @@ class SqliteStore(Store):
         # Counted per process without a lock: a lost update only delays a sweep.
         self._writes = 0
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._connections_lock = threading.Lock()
         self._closed = False
         try:
@@ -177,7 +178,8 @@ class SqliteStore(Store):
     def get(self, key: str) -> bytes | None:
         """The value of `key`, or None when it does not exist."""
         try:
-            row = self._connection().execute(_GET, (key,)).fetchone()
+            with self._use() as conn:
+                row = conn.execute(_GET, (key,)).fetchone()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return None if row is None else row[0]
@@ -185,7 +187,8 @@ class SqliteStore(Store):
     def get_versioned(self, key: str) -> Versioned:
         """The value of `key` and its version (the watermark for unknown keys)."""
         try:
-            value, version = self._connection().execute(_GET_VERSIONED, (key,)).fetchone()
+            with self._use() as conn:
+                value, version = conn.execute(_GET_VERSIONED, (key,)).fetchone()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return Versioned(value, version)
@@ -193,7 +196,8 @@ class SqliteStore(Store):
     def exists(self, key: str) -> bool:
         """Whether `key` exists (an empty value exists)."""
         try:
-            row = self._connection().execute(_EXISTS, (key,)).fetchone()
+            with self._use() as conn:
+                row = conn.execute(_EXISTS, (key,)).fetchone()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return row is not None
@@ -204,11 +208,11 @@ class SqliteStore(Store):
             # SQLite reads a negative LIMIT as "no limit".
             return []
         try:
-            conn = self._connection()
-            if after is None:
-                rows = conn.execute(_LIST_FIRST, (limit,)).fetchall()
-            else:
-                rows = conn.execute(_LIST_AFTER, (after, limit)).fetchall()
+            with self._use() as conn:
+                if after is None:
+                    rows = conn.execute(_LIST_FIRST, (limit,)).fetchall()
+                else:
+                    rows = conn.execute(_LIST_AFTER, (after, limit)).fetchall()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return [row[0] for row in rows]
@@ -216,14 +220,14 @@ class SqliteStore(Store):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """The values of `keys`, in request order, read from one snapshot."""
         try:
-            conn = self._connection()
-            conn.execute(_BEGIN_READ)
-            try:
-                rows = [conn.execute(_GET, (key,)).fetchone() for key in keys]
-                conn.execute(_COMMIT)
-            except BaseException:
-                _rollback(conn)
-                raise
+            with self._use() as conn:
+                conn.execute(_BEGIN_READ)
+                try:
+                    rows = [conn.execute(_GET, (key,)).fetchone() for key in keys]
+                    conn.execute(_COMMIT)
+                except BaseException:
+                    _rollback(conn)
+                    raise
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return [None if row is None else row[0] for row in rows]
@@ -276,7 +280,8 @@ class SqliteStore(Store):
         if limit <= 0:
             return []
         try:
-            rows = self._connection().execute(_CHANGES, (after, limit)).fetchall()
+            with self._use() as conn:
+                rows = conn.execute(_CHANGES, (after, limit)).fetchall()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return [Change(seq, key, value) for seq, key, value in rows]
@@ -284,7 +289,8 @@ class SqliteStore(Store):
     def last_change(self) -> int:
         """The seq of the newest committed write (0 before the first)."""
         try:
-            (seq,) = self._connection().execute(_SEQ).fetchone()
+            with self._use() as conn:
+                (seq,) = conn.execute(_SEQ).fetchone()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return int(seq)
@@ -295,7 +301,8 @@ class SqliteStore(Store):
         """The saved position of the change-feed reader `name`; None if it never saved one."""
         check_position_name("sqlite", name)
         try:
-            row = self._connection().execute(_LOAD_POSITION, (name,)).fetchone()
+            with self._use() as conn:
+                row = conn.execute(_LOAD_POSITION, (name,)).fetchone()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return None if row is None else int(row[0])
@@ -310,21 +317,30 @@ class SqliteStore(Store):
         with self._connections_lock:
             self._closed = True
             connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        for conn, lock in connections:
+            # Never under a thread still using it: sqlite3 may crash on a
+            # connection closed in the middle of a statement.
+            with lock:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
 
     # -- internals -------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._open_connection()
-        return conn
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held so that `close` cannot close it under a statement."""
+        entry: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "entry", None)
+        if entry is None:
+            entry = self._open_connection()
+        conn, lock = entry
+        with lock:
+            if self._closed:
+                raise StoreError(f"sqlite store {self.path}: the store is closed")
+            yield conn
 
-    def _open_connection(self) -> sqlite3.Connection:
+    def _open_connection(self) -> tuple[sqlite3.Connection, threading.RLock]:
         if self._closed:
             raise StoreError(f"sqlite store {self.path}: the store is closed")
         conn = sqlite3.connect(
@@ -339,13 +355,14 @@ class SqliteStore(Store):
         except BaseException:
             conn.close()
             raise
+        entry = (conn, threading.RLock())
         with self._connections_lock:
             if self._closed:
                 conn.close()
                 raise StoreError(f"sqlite store {self.path}: the store is closed")
-            self._connections.append(conn)
-        self._local.conn = conn
-        return conn
+            self._connections.append(entry)
+        self._local.entry = entry
+        return entry
 
     def _initialize(self) -> None:
         parent = os.path.dirname(self.path)
@@ -358,11 +375,11 @@ class SqliteStore(Store):
         if os.path.isdir(self.path):
             raise StoreError(f"sqlite store {self.path}: is a directory, not a database file")
         try:
-            conn = self._connection()
-            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if str(mode).lower() != "wal":
-                raise StoreError(f"sqlite store {self.path}: cannot use WAL journal mode (got {mode})")
-            self._write(self._create_schema)
+            with self._use() as conn:
+                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"sqlite store {self.path}: cannot use WAL journal mode (got {mode})")
+                self._write(self._create_schema)
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -399,18 +416,18 @@ class SqliteStore(Store):
     ) -> _T:
         """Run `body` in a write transaction, rolling back on any failure."""
         try:
-            conn = self._connection()
-            conn.execute(_BEGIN)
-            try:
-                result = body(conn, *args, **kwargs)
-                self._writes += 1
-                if self._writes >= self._sweep_changes_every:
-                    self._writes = 0
-                    conn.execute(_DROP_OLD_CHANGES, (self._change_window,))
-                conn.execute(_COMMIT)
-            except BaseException:
-                _rollback(conn)
-                raise
+            with self._use() as conn:
+                conn.execute(_BEGIN)
+                try:
+                    result = body(conn, *args, **kwargs)
+                    self._writes += 1
+                    if self._writes >= self._sweep_changes_every:
+                        self._writes = 0
+                        conn.execute(_DROP_OLD_CHANGES, (self._change_window,))
+                    conn.execute(_COMMIT)
+                except BaseException:
+                    _rollback(conn)
+                    raise
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
         return result
