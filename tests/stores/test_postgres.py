@@ -329,10 +329,13 @@ def test_a_write_whose_connection_dies_has_an_unknown_outcome(
 
     writer = threading.Thread(target=write)
     writer.start()
+    # Poll from a connection outside any transaction: inside one, PostgreSQL
+    # shows pg_stat_activity as it was at the transaction's first look.
+    watcher = pg.raw_connection()
     try:
         deadline = time.monotonic() + 10
         while True:
-            killed = blocker.execute(
+            killed = watcher.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wasikv' "
                 "AND wait_event_type = 'Lock' AND query LIKE %s",
                 (f'%"{schema}"%',),
@@ -341,9 +344,10 @@ def test_a_write_whose_connection_dies_has_an_unknown_outcome(
                 break
             time.sleep(0.02)
     finally:
+        watcher.close()
         blocker.close()
         writer.join(10)
-    assert killed, "the writer never waited for the lock"
+    assert killed, f"the writer never waited for the lock (it ended with {failures!r})"
     assert len(failures) == 1 and isinstance(failures[0], StoreError)
     assert "may or may not have been applied" in str(failures[0]) and "127.0.0.1:5432/test" in str(
         failures[0]
