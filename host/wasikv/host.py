@@ -26,6 +26,7 @@ from .instance_pool import InstancePool
 from .keyvalue import INTERFACES, KeyValueSession, NumberedCursors
 from .limits import Limits
 from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
+from .metrics import Metrics, measured
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
 from .stores.registry import backend_for_url
@@ -73,8 +74,11 @@ class Host:
         cache_dir: str | Path | None = None,
         compile_cache: bool = True,
         instance_pool: InstancePool | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        #: Where instantiation times, live instances and store calls are counted (None: nowhere).
+        self.metrics = metrics
         config = Config()
         config.epoch_interruption = self._epoch_interruption
         settings = "default-config;epoch" if self._epoch_interruption else "default-config"
@@ -97,6 +101,8 @@ class Host:
         self._link_lock = threading.Lock()
         self._stores_by_url: dict[str, KeyValueStore] = {}
         self._labels: dict[str, KeyValueStore] = {}
+        # The same stores, timed into `metrics` (only with metrics).
+        self._measured: dict[str, KeyValueStore] = {}
         for label, store in (stores if stores is not None else {"default": DEFAULT_STORE_URL}).items():
             self.add_store(label, store)
 
@@ -121,6 +127,8 @@ class Host:
             if other is not store and (why := store.overlaps(other)) is not None:
                 raise ConfigError(f"store labels {other_label!r} and {label!r} {why}")
         self._labels[label] = store
+        if self.metrics is not None:
+            self._measured[label] = measured(store, label, self.metrics)
         return store
 
     @property
@@ -133,7 +141,7 @@ class Host:
         return Bucket(label, self._resolve(label, None), self.limits)
 
     def _resolve(self, label: str, grants: frozenset[str] | None) -> KeyValueStore:
-        store = self._labels.get(label)
+        store = self._measured.get(label) or self._labels.get(label)
         if store is None:
             raise NoSuchStore(f"no store is defined under the label {label!r}")
         if grants is not None and label not in grants:
@@ -294,15 +302,25 @@ class Host:
         self._sessions[ctx] = KeyValueSession(
             lambda label: self._resolve(label, granted), self.limits, self._cursors
         )
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.instances.inc()
+            started = time.perf_counter()
         try:
             try:
                 instance = linker.instantiate(store, component)
+                if metrics is not None:
+                    metrics.instantiate_seconds.labels(self.origin(component)).observe(
+                        time.perf_counter() - started
+                    )
             except WasmtimeError as exc:
                 if deadline.stopped is not None:  # stopped while its start-up code ran
                     raise deadline.error(str(exc)) from None
                 raise ComponentError(f"{self.origin(component)}: cannot instantiate: {exc}") from None
             yield store, instance
         finally:
+            if metrics is not None:
+                metrics.instances.dec()
             if not deadline.abandoned:
                 self._sessions.pop(ctx).close()
                 deadlines.disarm(ctx)
