@@ -398,6 +398,20 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
     help="Close an idle keep-alive connection after this time.",
 )
 @click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Server processes sharing the port (watchers run in one; memory: stores are refused).",
+)
+@click.option(
+    "--metrics",
+    "metrics_listen",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra).",
+)
+@click.option(
     "--max-connections",
     type=click.IntRange(min=1),
     default=DEFAULT_MAX_CONNECTIONS,
@@ -420,17 +434,40 @@ def up(
     body_timeout: float,
     keep_alive_timeout: int,
     max_connections: int,
+    processes: int,
+    metrics_listen: str | None,
 ) -> None:
-    """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it."""
+    """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
+
+    With --processes N, N server processes share the port (each its own
+    socket), the key-value watchers run in the first, `memory:` stores are
+    refused, and a process that dies is started again.
+    """
     from .app.manifest import find_manifest, load_manifest
     from .asgi import DEFAULT_POOL, create_app
-    from .serve import ServerLimits, parse_listen, serve
+    from .processes import (
+        listening_socket,
+        process_index,
+        refuse_memory_stores,
+        stop_when_orphaned,
+        supervise,
+    )
+    from .serve import ServerLimits, announce, parse_listen, serve
 
-    seeds = [_pair(kv, "--key-value") for kv in key_values]
+    child = process_index()
+    if child is not None:
+        stop_when_orphaned()
+    seeds = [_pair(kv, "--key-value") for kv in key_values] if child is None else []
+    metrics = None
     with _reported():
-        parse_listen(listen)
+        address = parse_listen(listen)
+        if metrics_listen is not None:
+            parse_listen(metrics_listen)
+            from .metrics import Metrics
+
+            metrics = Metrics() if processes == 1 or child is not None else None
         path = find_manifest(manifest)
-        if build_first:
+        if build_first and child is None:
             from .app.build import BuildFailed, build_app
 
             try:
@@ -447,8 +484,31 @@ def up(
             queue_limit=queue_limit,
             body_timeout=body_timeout,
             limits=Limits(max_memory_bytes=max_memory << 20),
+            metrics=metrics,
+            singletons=child in (None, 0),
         )
-    serve(app, listen, ServerLimits(header_timeout, keep_alive_timeout, max_connections))
+        if processes > 1 and child is None:
+            # The supervisor: everything was checked (and compiled) above;
+            # the children do the serving.
+            try:
+                refuse_memory_stores(app.loaded.stores)
+                listening_socket(*address).close()  # the port is free, or this says why
+                # The first child runs the watchers, maybe after another child
+                # has served writes: they start from here, not from then.
+                app.watchers.save_starts()
+            finally:
+                app.close()
+            metrics_address = None if metrics_listen is None else parse_listen(metrics_listen)
+            announce(app, *address, processes=processes)
+            code = supervise(sys.argv[1:], processes, metrics_address)
+            print("Stopped", flush=True)
+            sys.exit(code)
+    serve(
+        app,
+        listen,
+        ServerLimits(header_timeout, keep_alive_timeout, max_connections),
+        metrics_listen=metrics_listen,
+    )
 
 
 main.add_command(cache)

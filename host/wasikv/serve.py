@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from dataclasses import dataclass
 from types import FrameType
 
@@ -23,6 +24,7 @@ from .app.triggers import TRIGGER_KINDS
 from .asgi import WasikvApp
 from .errors import ConfigError
 from .limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from .processes import listening_socket, process_index
 
 log = logging.getLogger("wasikv")
 
@@ -115,10 +117,25 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: WasikvApp, listen: str = "127.0.0.1:3000", limits: ServerLimits | None = None) -> None:
-    """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then stop within `SHUTDOWN_GRACE` + 2 s."""
+def serve(
+    app: WasikvApp,
+    listen: str = "127.0.0.1:3000",
+    limits: ServerLimits | None = None,
+    *,
+    metrics_listen: str | None = None,
+) -> None:
+    """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then stop within `SHUTDOWN_GRACE` + 2 s.
+
+    As a child of `up --processes` (see `wasikv.processes`), it listens on a
+    socket of its own on the same port and prints nothing at start-up; the
+    supervisor serves the metrics. Otherwise `metrics_listen` (HOST:PORT)
+    serves `app.metrics` there.
+    """
     host, port = parse_listen(listen)
     limits = limits or ServerLimits()
+    child = process_index() is not None
+    if metrics_listen is not None and app.metrics is not None and not child:
+        app.metrics.serve(*parse_listen(metrics_listen))
     access = logging.getLogger("wasikv.access")
     if not access.handlers:
         handler = logging.StreamHandler()
@@ -139,13 +156,35 @@ def serve(app: WasikvApp, listen: str = "127.0.0.1:3000", limits: ServerLimits |
         limit_concurrency=limits.max_connections,
     )
     server = _Server(config, app)
-    print(f"Serving http://{host}:{port}", flush=True)
+    sockets = [listening_socket(host, port)] if child else None
+    if not child:
+        announce(app, host, port)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught with
+    # the handler it found: SIGINT is a KeyboardInterrupt, and SIGTERM a clean
+    # exit rather than death by signal (exit status 0, as after Ctrl-C).
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        server.run(sockets=sockets)
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not child:
+        print("Stopped", flush=True)
+
+
+class _Terminated(Exception):
+    """SIGTERM, re-raised by uvicorn once it has shut down."""
+
+
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def announce(app: WasikvApp, host: str, port: int, processes: int = 1) -> None:
+    """Print where the app is served and its triggers."""
+    suffix = f" ({processes} processes)" if processes > 1 else ""
+    print(f"Serving http://{host}:{port}{suffix}", flush=True)
     for kind in TRIGGER_KINDS:
         for trigger in app.loaded.manifest.of_kind(kind):
             print(f"  {kind.describe(trigger)}", flush=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        # uvicorn shuts down gracefully, then re-raises the captured SIGINT.
-        pass
-    print("Stopped", flush=True)

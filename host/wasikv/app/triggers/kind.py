@@ -102,6 +102,9 @@ class TriggerKind(Generic[_T]):
     runtime: Callable[[], TriggerRuntime]
     check_list: Callable[[Sequence[_T]], ListProblem | None] = no_list_check
     check_config: Callable[[_T, LoadContext], str | None] = no_config_check
+    #: Whether an app runs it once however many server processes it has
+    #: (watchers: two runners on one trigger would deliver every change twice).
+    singleton: bool = False
 
     @property
     def section(self) -> str:

@@ -37,6 +37,7 @@ KEY_VALUE = TriggerKind(
     check_config=key_value.check_config,
     describe=key_value.describe,
     runtime=key_value.runtime,
+    singleton=True,
 )
 
 TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (HTTP, KEY_VALUE)

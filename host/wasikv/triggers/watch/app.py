@@ -127,12 +127,33 @@ class WatchTriggers:
         for runner in self.runners:
             log.info("watching %s", runner.name)
 
+    def save_starts(self) -> None:
+        """Save every runner's starting position without starting it (see `WatchRunner.save_start`)."""
+        for runner in self.runners:
+            if runner.position is not None:
+                runner.save_start()
+
     def stop(self, timeout: float | None = 10.0) -> None:
         """Stop every runner and wait for them (they stop in parallel)."""
         for runner in self.runners:
             runner.request_stop()
         for runner in self.runners:
             runner.stop(timeout)
+
+    def lags(self) -> list[tuple[str, int]]:
+        """How many committed changes each running trigger has yet to handle: (runner name, count).
+
+        Runners whose store cannot be read now are left out.
+        """
+        lags = []
+        for runner in self.runners:
+            if not runner.ready:
+                continue
+            try:
+                lags.append((runner.name, max(0, runner.store.last_change() - runner.cursor)))
+            except StoreError:
+                continue
+        return lags
 
     def __len__(self) -> int:
         return len(self.runners)

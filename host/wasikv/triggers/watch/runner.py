@@ -151,6 +151,16 @@ class WatchRunner:
         self._thread = threading.Thread(target=self._run, name=f"wasikv-watch {self.name}", daemon=True)
         self._thread.start()
 
+    def save_start(self) -> None:
+        """Fix the starting cursor and save it as the trigger's position, without starting.
+
+        For a runner that another process will start: changes written from
+        now on are delivered even if they come before it starts. Raises
+        `StoreError` when the store cannot be reached.
+        """
+        self.prepare()
+        self._begin()
+
     def request_stop(self) -> None:
         """Ask the thread to stop after the current delivery, without waiting (see `stop`)."""
         self._stopping.set()
