@@ -60,9 +60,11 @@ async def _load(port: int, connections: int, per_connection: int) -> tuple[float
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+    """User + system CPU time so far of a process and its live children (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def free_port() -> int:
@@ -72,8 +74,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(connections: int = 16, per_connection: int = 125, workers: int | None = None) -> dict[str, Any]:
-    """Requests/s and latency percentiles of POST /counter with a fresh instance each."""
+def measure(
+    connections: int = 16, per_connection: int = 125, workers: int | None = None, processes: int = 1
+) -> dict[str, Any]:
+    """Requests/s and latency percentiles of POST /counter with a fresh instance each.
+
+    With `processes` > 1 the server is `up --processes`, and its CPU time is
+    the supervisor's and every child's.
+    """
     wasm = build_cached(ROOT / "examples" / "http-counter", CACHE / "guests", world=WORLD)
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp)
@@ -83,7 +91,8 @@ def measure(connections: int = 16, per_connection: int = 125, workers: int | Non
         env = {**os.environ, "WASIKV_CACHE_DIR": str(CACHE / "compiled")}
         server = subprocess.Popen(
             [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"]
-            + ([] if workers is None else ["--workers", str(workers)]),
+            + ([] if workers is None else ["--workers", str(workers)])
+            + ([] if processes == 1 else ["--processes", str(processes)]),
             cwd=app,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -91,12 +100,25 @@ def measure(connections: int = 16, per_connection: int = 125, workers: int | Non
         )
         try:
             wait_for(port)
+            # Every process listening before the keep-alive connections open,
+            # or the kernel gives them all to the first.
+            wait_for_listeners(port, processes)
             figures = drive(port, server.pid, connections, per_connection)
             count = _get_count(port)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return {**figures, "final_count": count, "expected_count": figures["requests"] + WARM_UP_REQUESTS}
+    return {
+        **figures,
+        "processes": processes,
+        "final_count": count,
+        "expected_count": figures["requests"] + WARM_UP_REQUESTS,
+    }
+
+
+def measure_scaling(counts: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
+    """`measure` at each number of server processes, for the scaling curve."""
+    return [measure(processes=count) for count in counts]
 
 
 def drive(port: int, pid: int, connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
@@ -151,6 +173,21 @@ def wait_for(port: int, server: str = "wasikv up") -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{server} did not start")
+
+
+def wait_for_listeners(port: int, count: int) -> None:
+    """Wait until `count` sockets listen on loopback `port` (SO_REUSEPORT), 4 minutes at most."""
+    deadline = time.monotonic() + 240
+    while _listeners(port) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} processes listen on port {port}")
+        time.sleep(0.1)
+
+
+def _listeners(port: int) -> int:
+    # /proc/net/tcp: "sl local_address rem_address st ...", addresses as hex IP:PORT, 0A = LISTEN.
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
 
 
 def _get_count(port: int) -> int:

@@ -159,6 +159,8 @@ def main() -> int:
     print("  measured starts", file=sys.stderr)
     http_figures = {**http.measure_instantiate(), **http.measure()}
     print("  measured http", file=sys.stderr)
+    scaling = http.measure_scaling()
+    print("  measured http scaling", file=sys.stderr)
     serve_figures = wasi_http.measure()
     print("  measured wasmtime serve", file=sys.stderr)
     redis_figures = redis_bench.measure(measure_wasikv, bench) if redis_bench.available() else None
@@ -198,6 +200,15 @@ def main() -> int:
         f"per request in-process: instantiate {http_figures['instantiate_ms']:.2f} ms,"
         f" instantiate + handle {http_figures['instantiate_and_handle_ms']:.2f} ms"
     )
+    print()
+    print(f"{'wasikv up --processes':<24} {'req/s':>8} {'vs 1':>6} {'p50':>9} {'p99':>9} {'CPU/request':>12}")
+    one = scaling[0]["requests_per_s"]
+    for f in scaling:
+        print(
+            f"{f['processes']:<24} {f['requests_per_s']:>8.0f} {f['requests_per_s'] / one:>5.2f}x"
+            f" {f['p50_ms']:>6.2f} ms {f['p99_ms']:>6.2f} ms {f['cpu_ms_per_request']:>9.2f} ms"
+            f"  count {f['final_count']} of {f['expected_count']}"
+        )
     print()
     wasi_http.print_table(http_figures, serve_figures)
     if redis_figures is not None:
@@ -243,6 +254,7 @@ def main() -> int:
         "wasmtime_host": native,
         "starts": starts,
         "http": http_figures,
+        "http_scaling": scaling,
         "wasmtime_serve": wasi_http.results(http_figures, serve_figures),
         "redis": redis_figures,
         "watch": watch_figures,
