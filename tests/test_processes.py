@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import pytest
 
 from wasikv import Host
 from wasikv.app.loader import load_app
+from wasikv.processes import listening_socket
 
 from .support import COMPILE_CACHE, ROOT, guest_wasm
 from .test_up import free_port
@@ -247,6 +250,27 @@ def test_metrics_of_one_process(app_dir: Path) -> None:
         # The watcher runs in this process, so its instances are counted here too.
         assert samples[("wasikv_instances", "")] >= 0
     finally:
-        took, err = server.stop()
+        _, err = server.stop()
     # A SIGTERM is a clean stop, as Ctrl-C is.
     assert server.proc.returncode == 0 and server.out.rstrip().endswith("Stopped"), err
+
+
+def test_connections_to_a_child_socket_get_tcp_nodelay() -> None:
+    # Without TCP_NODELAY every response waits ~40 ms for the client's delayed ACK.
+    async def main() -> int:
+        options: list[int] = []
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            options.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listening_socket("127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not options:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        return options[0]
+
+    assert asyncio.run(main()) != 0
