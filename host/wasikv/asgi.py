@@ -105,7 +105,9 @@ class WasikvApp:
         self.router = routes.router
         self.components = routes.components
         count = workers or default_workers()
-        self._pool = WorkerPool(count, 4 * count if queue_limit is None else queue_limit, name="wasikv-http")
+        self._pool = WorkerPool(
+            count, default_queue_limit(count) if queue_limit is None else queue_limit, name="wasikv-http"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -271,6 +273,16 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
+def default_queue_limit(workers: int) -> int:
+    """Requests that may wait for a worker by default: 64, or 4 per worker if more.
+
+    Not tied to the worker count alone: with the default of two workers a
+    queue of 8 turned 16 keep-alive clients into 503s. 64 requests of a few
+    milliseconds each wait a fraction of a second.
+    """
+    return max(64, 4 * workers)
+
+
 def create_app(
     manifest: str | Path = "wasikv.toml",
     *,
@@ -293,8 +305,8 @@ def create_app(
     is None (see `wasikv.InstancePool`). A request whose guest runs longer
     than `request_timeout` seconds (None: no limit) is answered 504; a
     watcher call that long fails. Requests waiting for one of the `workers`
-    (default 4 x CPUs, at most 32) are capped at `queue_limit` (default 4 x
-    workers); more are answered 503 with `Retry-After`. A client that has not
+    (default one per CPU, at least 2) are capped at `queue_limit` (default
+    64, or 4 x workers if more); more are answered 503 with `Retry-After`. A client that has not
     sent a request's whole body within `body_timeout` seconds gets 408.
     `metrics` (a `wasikv.metrics.Metrics`) counts requests, instances and
     store calls; without `singletons` the watchers do not run here (another

@@ -352,7 +352,10 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
 @click.option("--key-value", "key_values", multiple=True, metavar="KEY=VALUE", help="Seed the default store.")
 @click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Request threads (default: 4 x CPUs, max 32)."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Request threads (default: one per CPU, at least 2).",
 )
 @click.option(
     "--no-instance-pool", is_flag=True, help="Use wasmtime's default allocator, not the pooling one."
@@ -370,7 +373,7 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
     type=click.IntRange(min=0),
     default=None,
     metavar="N",
-    help="Requests that may wait for a worker; more get 503 (default: 4 x workers).",
+    help="Requests that may wait for a worker; more get 503 (default: 64, or 4 x workers if more).",
 )
 @_max_memory_option
 @click.option(
