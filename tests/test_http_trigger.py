@@ -8,9 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from wasikv import GuestTrap, Host
+from wasikv.metrics import Metrics
 from wasikv.triggers.http import BadResponse, HttpComponent, HttpRequest
 
-from .support import guest_wasm
+from .support import COMPILE_CACHE, guest_wasm
 
 WORLD = "wasikv:app/http-trigger"
 
@@ -64,3 +65,27 @@ def test_handler_exception_is_a_500(probe: HttpComponent) -> None:
 def test_invalid_responses_are_refused(probe: HttpComponent, path: str) -> None:
     with pytest.raises(BadResponse):
         probe.handle(HttpRequest("GET", path))
+
+
+def test_the_response_is_handed_over_before_the_instance_is_torn_down() -> None:
+    # A server sends the response while the worker still tears the instance
+    # down; the live-instance gauge shows which side of the teardown we are on.
+    metrics = Metrics()
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE, metrics=metrics) as host:
+        probe = HttpComponent(
+            host, host.load(guest_wasm("http_probe", WORLD)), name="probe", grants=["default"]
+        )
+        alive_at_response: list[float] = []
+
+        def on_response(response: object) -> None:
+            alive_at_response.append(metrics.registry.get_sample_value("wasikv_instances"))
+
+        response = probe.handle(HttpRequest("POST", "/count"), on_response=on_response)
+        assert response.body == b"1"
+        assert alive_at_response == [1.0]
+        assert metrics.registry.get_sample_value("wasikv_instances") == 0.0
+        # A failing guest never hands anything over.
+        alive_at_response.clear()
+        with pytest.raises(GuestTrap):
+            probe.handle(HttpRequest("GET", "/trap"), on_response=on_response)
+        assert alive_at_response == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -92,10 +92,14 @@ class HttpComponent:
         self.env = dict(env or {})
         self.timeout = timeout
 
-    def handle(self, request: HttpRequest) -> HttpResponse:
+    def handle(
+        self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None
+    ) -> HttpResponse:
         """Serve one request in a fresh instance, stopped `timeout` seconds after it starts.
 
-        Raises `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
+        `on_response` is called with the checked response before the
+        instance is torn down, so a server can send it meanwhile. Raises
+        `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
         """
         timeout = self.timeout
         stderr = io.BytesIO()
@@ -108,7 +112,10 @@ class HttpComponent:
                 stderr=stderr,
                 timeout=timeout,
             ) as (store, instance):
-                return _call_handle_request(store, instance, request)
+                response = _call_handle_request(store, instance, request)
+                if on_response is not None:
+                    on_response(response)
+                return response
         finally:
             output = stderr.getvalue()
             if output:
