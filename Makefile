@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORLD  := wasikv:app/command
 
-.PHONY: install demo test bench lint typecheck bindings check-bindings clean
+.PHONY: install demo test bench profile lint typecheck bindings check-bindings clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.run
+
+## Where one HTTP request's CPU goes (perf on `wasikv up` under the bench load; needs perf).
+profile: $(STAMP)
+	$(PY) -m benchmarks.profile_http
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check host guest tests examples benchmarks
