@@ -7,12 +7,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from .cache_cli import cache
-from .errors import GuestTimeout, GuestTrap, KeyValueError, WasikvError
+from .errors import ConfigError, GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
 from .host import DEFAULT_STORE_URL, Host
 from .limits import (
@@ -25,6 +25,9 @@ from .limits import (
 )
 from .stores import open_store
 from .stores.base import Store
+
+if TYPE_CHECKING:
+    from .asgi import WasikvApp
 
 #: Exit statuses of `run`, as `timeout(1)` and shells use them.
 EXIT_TIMEOUT = 124
@@ -490,12 +493,18 @@ def up(
             metrics=metrics,
             singletons=child in (None, 0),
         )
+        try:
+            _check_stores(app)
+        except BaseException:
+            app.close()
+            raise
         if processes > 1 and child is None:
             # The supervisor: everything was checked (and compiled) above;
             # the children do the serving.
             try:
                 refuse_memory_stores(app.loaded.stores)
-                listening_socket(*address).close()  # the port is free, or this says why
+                # The port is free, or this says why (before "Serving").
+                listening_socket(*address, shared=False).close()
                 # The first child runs the watchers, maybe after another child
                 # has served writes: they start from here, not from then.
                 app.watchers.save_starts()
@@ -506,12 +515,21 @@ def up(
             code = supervise(sys.argv[1:], processes, metrics_address)
             print("Stopped", flush=True)
             sys.exit(code)
-    serve(
-        app,
-        listen,
-        ServerLimits(header_timeout, keep_alive_timeout, max_connections),
-        metrics_listen=metrics_listen,
-    )
+        serve(
+            app,
+            listen,
+            ServerLimits(header_timeout, keep_alive_timeout, max_connections),
+            metrics_listen=metrics_listen,
+        )
+
+
+def _check_stores(app: WasikvApp) -> None:
+    """Every configured store answers before anything is served, or a `ConfigError` says which."""
+    try:
+        app.host.check_stores()
+    except ConfigError as exc:
+        source = app.loaded.runtime_config_file
+        raise ConfigError(f"{exc} (configured in {source})" if source else str(exc)) from None
 
 
 main.add_command(cache)

@@ -20,7 +20,7 @@ from ._capi import context_address
 from .bucket import Bucket
 from .compile_cache import CompileCache, default_cache_dir
 from .deadlines import Deadline, Shutdown
-from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore
+from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore, StoreError
 from .host_functions import HostInterface
 from .instance_pool import InstancePool
 from .keyvalue import INTERFACES, KeyValueSession, NumberedCursors
@@ -135,6 +135,15 @@ class Host:
     def labels(self) -> list[str]:
         """The defined store labels."""
         return sorted(self._labels)
+
+    def check_stores(self) -> None:
+        """Raise `ConfigError` naming the first label whose store does not answer now."""
+        for label in sorted(self._labels):
+            store = self._labels[label]
+            try:
+                store.check()
+            except StoreError as exc:
+                raise ConfigError(f"store {label!r} cannot be used: {exc}") from None
 
     def bucket(self, label: str = "default") -> Bucket:
         """Host-side access to the store behind `label` (as guests see it)."""

@@ -87,15 +87,20 @@ def refuse_memory_stores(stores: Mapping[str, str]) -> None:
             )
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on (host, port) that other processes may bind as well (SO_REUSEPORT)."""
+def listening_socket(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    """A listening socket on (host, port); `shared`: other processes may bind it as well (SO_REUSEPORT).
+
+    Without `shared`, binding fails while anything listens there, shared or
+    not: the check that the port is free.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose
     # proto is IPPROTO_TCP, and accepted sockets inherit it; with proto 0
     # every response waited ~40 ms for the client's delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -156,7 +156,13 @@ def serve(
         limit_concurrency=limits.max_connections,
     )
     server = _Server(config, app)
-    sockets = [listening_socket(host, port)] if child else None
+    # Bound here, before "Serving" is printed: a port in use is one clear
+    # error, not uvicorn's after the announcement.
+    try:
+        sockets = [listening_socket(host, port, shared=child)]
+    except BaseException:
+        app.close()
+        raise
     if not child:
         announce(app, host, port)
     # uvicorn shuts down gracefully, then re-raises the signal it caught with

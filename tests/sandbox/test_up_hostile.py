@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..redis_support import RedisServer
 from ..support import COMPILE_CACHE
 from ..test_up import free_port
 
@@ -206,15 +208,18 @@ def test_a_guest_blocked_in_a_sleep_is_answered_504_and_replaced(app_dir: Path) 
             server.proc.kill()
 
 
-def test_stopping_after_a_store_failed_never_aborts(app_dir: Path) -> None:
+def test_stopping_after_a_store_failed_never_aborts(app_dir: Path, tmp_path: Path) -> None:
     # Requests against an unreachable Redis used to leave wasmtime stores to
     # the garbage collector, whose drop at interpreter exit aborted the
     # process ("panic in a function that cannot unwind", exit 134).
+    redis = RedisServer(tmp_path / "redis")
     (app_dir / "runtime-config.toml").write_text(
-        f'[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:{free_port()}/0"\n'
+        f'[key_value_store.default]\ntype = "redis"\nurl = "redis://{redis.address}/0"\n'
     )
     for _ in range(3):
+        redis.start()  # up checks its stores before it serves
         server = start_up(app_dir, "--workers", "2")
+        redis.stop(signal.SIGKILL)
         with httpx.Client(base_url=server.base, timeout=60) as client:
             assert client.get("/x/count").status_code == 500
             assert client.get("/x/ok").status_code == 200
@@ -222,3 +227,39 @@ def test_stopping_after_a_store_failed_never_aborts(app_dir: Path) -> None:
         assert server.proc.returncode == 0, err
         assert "panicked" not in err and "Connection refused" in err
         assert took < 10
+
+
+def test_an_unreachable_store_stops_up_before_it_serves(app_dir: Path) -> None:
+    config = app_dir / "runtime-config.toml"
+    config.write_text(
+        f'[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:{free_port()}/0"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{free_port()}"],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+    )
+    assert done.returncode == 1 and "Serving" not in done.stdout
+    assert done.stderr.startswith("Error: store 'default' cannot be used: redis store at 127.0.0.1:")
+    assert "Connection refused" in done.stderr and f"(configured in {config})" in done.stderr
+
+
+def test_a_port_in_use_stops_up_before_it_serves(app_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for extra in ([], ["--processes", "2"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}", *extra],
+                cwd=app_dir,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+            )
+            assert done.returncode == 1 and "Serving" not in done.stdout, extra
+            assert done.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"

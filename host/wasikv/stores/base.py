@@ -217,5 +217,13 @@ class Store(ABC):
         """
         return None
 
+    def check(self) -> None:
+        """Raise `StoreError` unless the store answers now (one cheap read).
+
+        For start-up checks: a server that cannot reach its store says so
+        before it serves, instead of failing its first request.
+        """
+        self.list_keys(None, 1)
+
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources keep it
         """Release connections and files; the store is unusable afterwards."""
