@@ -89,3 +89,17 @@ def test_the_response_is_handed_over_before_the_instance_is_torn_down() -> None:
         with pytest.raises(GuestTrap):
             probe.handle(HttpRequest("GET", "/trap"), on_response=on_response)
         assert alive_at_response == []
+
+
+def test_a_str_body_is_utf8_text(probe: HttpComponent) -> None:
+    response = probe.handle(HttpRequest("GET", "/text"))
+    assert response.status == 200 and response.body == "héllo\n".encode()
+    assert ("content-type", "text/plain; charset=utf-8") in response.headers
+
+
+def test_a_body_of_another_type_is_a_500_naming_it(
+    probe: HttpComponent, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = probe.handle(HttpRequest("GET", "/int-body"))
+    assert response.status == 500
+    assert "TypeError: Response body must be bytes or str, not int" in caplog.text

@@ -594,3 +594,17 @@ def test_translate_covers_every_wit_error(fakes: Fakes) -> None:
     assert not fresh.finalizer.alive
     assert fakes.host.open["cas"] == 0
     assert type(kv._translate(object(), "l")) is errors.StoreError
+
+
+def test_response_bodies_of_text_and_bytes() -> None:
+    from wasikv_sdk.http import TEXT_CONTENT_TYPE, Response
+
+    text = Response(200, {}, "héllo")
+    assert text.body == "héllo".encode() and text.header_pairs() == [("content-type", TEXT_CONTENT_TYPE)]
+    # A content type the app chose is kept.
+    html = Response(200, {"Content-Type": "text/html"}, "<p>hi</p>")
+    assert html.header_pairs() == [("content-type", "text/html")] and html.body == b"<p>hi</p>"
+    assert Response(200, [], bytearray(b"ab")).body == b"ab"
+    assert Response(200, [], memoryview(b"cd")).body == b"cd"
+    with pytest.raises(TypeError, match="Response body must be bytes or str, not dict"):
+        Response(200, {}, {"a": 1})  # type: ignore[arg-type]

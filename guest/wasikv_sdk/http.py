@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .constants import HOSTCALL_BUDGET_BYTES
 
-__all__ = ["Handler", "Request", "Response"]
+__all__ = ["TEXT_CONTENT_TYPE", "Handler", "Request", "Response"]
 
 #: Headers the host adds to describe how the request was routed.
 MATCHED_ROUTE = "spin-matched-route"
@@ -69,13 +69,33 @@ class Request:
         return self.body.decode("utf-8")
 
 
+#: The content type a `str` body gets unless the response names one.
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
 @dataclass
 class Response:
-    """An outgoing response."""
+    """An outgoing response.
+
+    `body` is bytes (or a bytearray/memoryview), or a `str`, sent as UTF-8
+    with `content-type: text/plain; charset=utf-8` unless `headers` has one.
+    Anything else is a `TypeError` naming its type.
+    """
 
     status: int = 200
     headers: Mapping[str, str] | Sequence[tuple[str, str]] = field(default_factory=dict)
-    body: bytes = b""
+    body: bytes | str = b""
+
+    def __post_init__(self) -> None:
+        body = self.body
+        if isinstance(body, str):
+            self.body = body.encode("utf-8")
+            if not any(name.lower() == "content-type" for name, _ in self.header_pairs()):
+                self.headers = [*self.header_pairs(), ("content-type", TEXT_CONTENT_TYPE)]
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            self.body = bytes(body)
+        else:
+            raise TypeError(f"Response body must be bytes or str, not {type(body).__name__}")
 
     def header_pairs(self) -> list[tuple[str, str]]:
         """The headers as (name, value) pairs with lower-case names."""
@@ -105,7 +125,13 @@ class Handler:
         except Exception:
             traceback.print_exc(file=sys.stderr)
             return wit_http.Response(500, [("content-type", "text/plain")], b"Internal Server Error\n")
-        body = bytes(response.body)
+        if not isinstance(response, Response):
+            print(
+                f"handle returned {type(response).__name__}, not http.Response; answering 500",
+                file=sys.stderr,
+            )
+            return wit_http.Response(500, [("content-type", "text/plain")], b"Internal Server Error\n")
+        body = response.body if isinstance(response.body, bytes) else response.body.encode("utf-8")
         if len(body) > HOSTCALL_BUDGET_BYTES:
             # wasmtime would trap returning it: say why instead.
             print(

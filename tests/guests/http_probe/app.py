@@ -37,6 +37,10 @@ class Http(http.Handler):
             repr(nested)
         if path.endswith("/raise"):
             raise RuntimeError("handler failed on purpose")
+        if path.endswith("/text"):
+            return http.Response(200, {}, "héllo\n")
+        if path.endswith("/int-body"):
+            return http.Response(200, {}, 42)  # type: ignore[arg-type]
         if path.endswith("/bad-status"):
             return http.Response(999, {}, b"")
         if path.endswith("/bad-header"):
