@@ -258,11 +258,12 @@ def kv() -> None:
 def kv_get(raw: bool, output: str | None, key: str) -> None:
     """Print the value of KEY; exit 1 if it does not exist.
 
-    A SQLite store that does not exist is an error, not created. To a terminal, a text value is printed with a newline at its end; a
-    binary value (not UTF-8, or with control characters other than tab and
-    newline) is refused: use --raw or -o FILE. To a pipe or file, and with
-    --raw, the exact bytes are written with nothing added (redis-cli adds a
-    newline; wasikv does not), so `wasikv kv get K > f` copies the value.
+    A SQLite store that does not exist is an error, not created. To a
+    terminal, a text value is printed with a newline at its end; a binary
+    value (not UTF-8, or with control characters other than tab and newline)
+    is refused: use --raw or -o FILE. To a pipe or file, and with --raw, the
+    exact bytes are written with nothing added (redis-cli adds a newline;
+    wasikv does not), so `wasikv kv get K > f` copies the value.
     """
     target = _target()
     with _opened(target, existing=True) as store:
