@@ -366,7 +366,7 @@ def kv_migrate_redis() -> None:
     """
     target = _target(keyspace_label=True)
     if not target.url.lower().startswith(("redis://", "rediss://")):
-        raise click.ClickException(f"{target.describe()} is not a redis:// or rediss:// store")
+        raise click.UsageError(f"{target.describe()} is not a redis:// or rediss:// store")
     with _reported(target):
         store = open_store(target.url, label=target.label)
         try:
