@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +15,7 @@ from .cache_cli import cache
 from .errors import ConfigError, GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
 from .host import DEFAULT_STORE_URL, Host
+from .kv_cli import kv
 from .limits import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
@@ -23,8 +24,6 @@ from .limits import (
     DEFAULT_REQUEST_TIMEOUT,
     Limits,
 )
-from .stores import open_store
-from .stores.base import Store
 
 if TYPE_CHECKING:
     from .asgi import WasikvApp
@@ -151,123 +150,6 @@ def run(
             click.echo(f"Error: {app}: interrupted", err=True)
             code = EXIT_INTERRUPTED
     sys.exit(code)
-
-
-@main.group()
-def kv() -> None:
-    """Inspect and edit a store directly (no component involved)."""
-
-
-_store_option = click.option(
-    "--store",
-    "url",
-    default=DEFAULT_STORE_URL,
-    show_default=True,
-    metavar="URL",
-    help="The store: memory:, sqlite:PATH.",
-)
-
-
-@contextmanager
-def _opened(url: str) -> Iterator[Store]:
-    with _reported():
-        store = open_store(url)
-        try:
-            yield store
-        finally:
-            store.close()
-
-
-def _limits() -> Limits:
-    return Limits()
-
-
-@kv.command("get")
-@_store_option
-@click.argument("key")
-def kv_get(url: str, key: str) -> None:
-    """Print the value of KEY (exit 1 if it does not exist)."""
-    with _opened(url) as store:
-        _limits().check_key(key)
-        value = store.get(key)
-    if value is None:
-        raise click.ClickException(f"key {key!r} does not exist")
-    click.echo(value, nl=False)
-    if sys.stdout.isatty():
-        click.echo()
-
-
-@kv.command("set")
-@_store_option
-@click.argument("key")
-@click.argument("value", required=False)
-@click.option("--file", "path", type=click.File("rb"), help="Read the value from a file ('-' for stdin).")
-def kv_set(url: str, key: str, value: str | None, path: BinaryIO | None) -> None:
-    """Set KEY to VALUE (or to the contents of --file)."""
-    if (value is None) == (path is None):
-        raise click.UsageError("give exactly one of VALUE or --file")
-    data = value.encode("utf-8") if value is not None else path.read()  # type: ignore[union-attr]
-    with _opened(url) as store:
-        limits = _limits()
-        limits.check_key(key)
-        limits.check_value(data)
-        store.set(key, data)
-
-
-@kv.command("delete")
-@_store_option
-@click.argument("keys", nargs=-1, required=True)
-def kv_delete(url: str, keys: tuple[str, ...]) -> None:
-    """Delete KEYS (missing keys are fine)."""
-    with _opened(url) as store:
-        store.delete_many(list(keys))
-
-
-@kv.command("list")
-@_store_option
-@click.option("--prefix", default="", help="Only keys starting with this prefix.")
-def kv_list(url: str, prefix: str) -> None:
-    """Print every key, one per line, in ascending order."""
-    from .bucket import Bucket
-
-    with _opened(url) as store:
-        for key in Bucket("cli", store, _limits()).keys(prefix or None):
-            click.echo(key)
-
-
-@kv.command("incr")
-@_store_option
-@click.argument("key")
-@click.argument("delta", type=int, default=1)
-def kv_incr(url: str, key: str, delta: int) -> None:
-    """Atomically add DELTA (default 1) to the counter at KEY; print the result."""
-    with _opened(url) as store:
-        _limits().check_key(key)
-        click.echo(store.increment(key, delta))
-
-
-@kv.command("migrate-redis")
-@click.option("--store", "url", required=True, metavar="URL", help="The store: redis://HOST/DB?prefix=P.")
-@click.option("--label", help="The store's label, if the URL has no ?prefix= (then it is wasikv:LABEL:).")
-def kv_migrate_redis(url: str, label: str | None) -> None:
-    """Move a Redis store from the old key layout (P seq, P k:KEY) to the new one (P|seq, P|k:KEY).
-
-    Stop every wasikv process that uses the prefix first: the renames are
-    many commands, not one transaction. Stores refuse the prefix until the
-    migration has finished; it is safe to run again, and refuses when the
-    new layout already holds data beside the old one.
-    """
-    if not url.lower().startswith(("redis://", "rediss://")):
-        raise click.BadParameter("not a redis:// or rediss:// URL", param_hint="--store")
-    with _reported():
-        store = open_store(url, label=label)
-        try:
-            from .stores.redis import RedisStore, migrate_layout  # open_store found redis-py
-
-            assert isinstance(store, RedisStore)
-            click.echo(migrate_layout(store).summary())
-        finally:
-            store.close()
 
 
 @main.command("inspect")
@@ -533,3 +415,4 @@ def _check_stores(app: WasikvApp) -> None:
 
 
 main.add_command(cache)
+main.add_command(kv)

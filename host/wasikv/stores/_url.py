@@ -29,3 +29,18 @@ def parse_query(url: str, query: str, known: Sequence[str]) -> dict[str, str]:
             raise InvalidStoreUrl(f"store URL {url!r}: parameter {name!r} is given twice")
         options[name] = value
     return options
+
+
+def without_credentials(url: str) -> str:
+    """`url` without its user and password (`redis://:pw@host/0` -> `redis://host/0`), for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop)
+        if found != -1:
+            end = min(end, found)
+    # rpartition: a password may itself contain '@' (when not percent-encoded).
+    _, at, hostport = rest[:end].rpartition("@")
+    return f"{scheme}://{hostport}{rest[end:]}" if at else url

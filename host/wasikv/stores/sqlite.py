@@ -522,8 +522,15 @@ def config_url(label: str, table: Mapping[str, object], base: Path, state_dir: P
     return url_for_path(base / raw)
 
 
-def open_url(url: str, *, label: str | None = None) -> SqliteStore:
-    """Open `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`, with `?busy_timeout=MS&synchronous=normal|full`."""
+def path_of_url(url: str) -> str:
+    """The absolute path of the file `sqlite:PATH` or `sqlite:///ABS/PATH` names; `InvalidStoreUrl` if none.
+
+    Nothing is opened or created, so callers can check that a store exists first.
+    """
+    return os.path.abspath(_split_url(url)[0])
+
+
+def _split_url(url: str) -> tuple[str, str]:
     rest = url.partition(":")[2]
     raw_path, _, query = rest.partition("?")
     if raw_path.startswith("//"):
@@ -543,6 +550,12 @@ def open_url(url: str, *, label: str | None = None) -> SqliteStore:
         )
     if path == ":memory:":
         raise InvalidStoreUrl(f"store URL {url!r}: use 'memory:' for an in-memory store")
+    return path, query
+
+
+def open_url(url: str, *, label: str | None = None) -> SqliteStore:
+    """Open `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`, with `?busy_timeout=MS&synchronous=normal|full`."""
+    path, query = _split_url(url)
     options = parse_query(url, query, ("busy_timeout", "synchronous"))
     timeout_text = options.get("busy_timeout", "5000")
     if not (timeout_text.isascii() and timeout_text.isdigit() and int(timeout_text) < 2**31):
