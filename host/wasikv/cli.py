@@ -23,6 +23,7 @@ from .limits import (
     DEFAULT_REQUEST_TIMEOUT,
     Limits,
 )
+from .new_cli import new
 from .stores import open_store
 from .stores.base import Store
 
@@ -515,3 +516,4 @@ def up(
 
 
 main.add_command(cache)
+main.add_command(new)
