@@ -76,10 +76,10 @@ def _next_steps(template: str, name: str) -> str:
 
 @click.command("new")
 @click.argument("template", required=False, type=click.Choice(list(TEMPLATES)), metavar="TEMPLATE")
-@click.argument("name", required=False)
+@click.argument("name", required=False, metavar="NAME")
 @click.option("--list", "list_templates", is_flag=True, help="List the templates and exit.")
 def new(template: str | None, name: str | None, list_templates: bool) -> None:
-    """Create the application NAME (a new directory) from TEMPLATE.
+    """Create the application NAME (a new directory) from TEMPLATE: command, http or watch.
 
     The directory gets app.py, wasikv.toml, .gitignore and a README.md; the
     manifest's application name is NAME. An existing directory must be
