@@ -24,6 +24,7 @@ from .limits import (
     DEFAULT_REQUEST_TIMEOUT,
     Limits,
 )
+from .new_cli import new
 
 if TYPE_CHECKING:
     from .asgi import WasikvApp
@@ -416,3 +417,4 @@ def _check_stores(app: WasikvApp) -> None:
 
 main.add_command(cache)
 main.add_command(kv)
+main.add_command(new)
