@@ -25,6 +25,7 @@ from typing import Any
 
 from .app.loader import LoadedApp, load_app
 from .app.triggers import HTTP, KEY_VALUE, TRIGGER_KINDS
+from .compile_cache import CompileHook
 from .errors import GuestInterrupted, GuestTimeout
 from .host import Host
 from .instance_pool import InstancePool
@@ -79,6 +80,7 @@ class WasikvApp:
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         metrics: Metrics | None = None,
         singletons: bool = True,
+        on_compile: CompileHook | None = None,
     ) -> None:
         for name, value in (("request_timeout", request_timeout), ("body_timeout", body_timeout)):
             if value is not None and value <= 0:
@@ -89,7 +91,12 @@ class WasikvApp:
         #: Where requests are counted and timed (None: nowhere).
         self.metrics = metrics
         self.host = host or Host(
-            loaded.stores, limits=limits, cache_dir=cache_dir, instance_pool=instance_pool, metrics=metrics
+            loaded.stores,
+            limits=limits,
+            cache_dir=cache_dir,
+            instance_pool=instance_pool,
+            metrics=metrics,
+            on_compile=on_compile,
         )
         self._owns_host = host is None
         self.request_timeout = request_timeout
@@ -321,6 +328,7 @@ def create_app(
     body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
     metrics: Metrics | None = None,
     singletons: bool = True,
+    on_compile: CompileHook | None = None,
 ) -> WasikvApp:
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
@@ -334,7 +342,8 @@ def create_app(
     sent a request's whole body within `body_timeout` seconds gets 408.
     `metrics` (a `wasikv.metrics.Metrics`) counts requests, instances and
     store calls; without `singletons` the watchers do not run here (another
-    process of the same app runs them).
+    process of the same app runs them). `on_compile` wraps each component
+    compile the compile cache could not spare (see `wasikv.Host`).
     Raises `wasikv.ConfigError` (a `ManifestError`) for any manifest or
     runtime-config mistake, and `wasikv.ComponentError` for a component
     that cannot serve its trigger (missing export, mistyped imports or
@@ -352,6 +361,7 @@ def create_app(
         body_timeout=body_timeout,
         metrics=metrics,
         singletons=singletons,
+        on_compile=on_compile,
     )
     seeds = list(key_values)
     if seeds:

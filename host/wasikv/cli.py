@@ -25,8 +25,11 @@ from .limits import (
     Limits,
 )
 from .new_cli import new
+from .progress import compile_progress, progress_console, step
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from .asgi import WasikvApp
 
 #: Exit statuses of `run`, as `timeout(1)` and shells use them.
@@ -40,6 +43,11 @@ _max_memory_option = click.option(
     show_default=True,
     metavar="MIB",
     help="The most linear memory each guest instance may use; past it, allocations fail.",
+)
+
+
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Show no progress (spinners, elapsed times); errors still print."
 )
 
 
@@ -105,6 +113,7 @@ def main(verbose: bool) -> None:
     help="Stop the guest after this long (exit 124). Default: no limit.",
 )
 @_max_memory_option
+@_quiet_option
 @click.argument("app", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
@@ -116,6 +125,7 @@ def run(
     no_cache: bool,
     timeout: float | None,
     max_memory: int,
+    quiet: bool,
     app: str,
     args: tuple[str, ...],
 ) -> None:
@@ -132,7 +142,13 @@ def run(
         environment[name] = value if sep else os.environ.get(name, "")
     seeds = [_pair(kv, "--key-value") for kv in key_values]
     limits = Limits(max_memory_bytes=max_memory << 20)
-    with _reported(), Host(labels, limits=limits, cache_dir=cache_dir, compile_cache=not no_cache) as host:
+    on_compile = compile_progress(progress_console(quiet))
+    with (
+        _reported(),
+        Host(
+            labels, limits=limits, cache_dir=cache_dir, compile_cache=not no_cache, on_compile=on_compile
+        ) as host,
+    ):
         if seeds:
             bucket = host.bucket("default")
             for key, value in seeds:
@@ -169,7 +185,7 @@ def inspect_cmd(app: str, as_json: bool, cache_dir: str | None) -> None:
 
     from .inspect import inspect_component
 
-    with _reported(), Host({}, cache_dir=cache_dir) as host:
+    with _reported(), Host({}, cache_dir=cache_dir, on_compile=compile_progress(progress_console())) as host:
         report = inspect_component(host, app)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
     sys.exit(0 if report.runnable else 1)
@@ -181,13 +197,16 @@ def inspect_cmd(app: str, as_json: bool, cache_dir: str | None) -> None:
 @click.option("-m", "--module", default="app", show_default=True, help="The app's module name in APP_DIR.")
 @click.option("-w", "--world", default=COMMAND_WORLD, show_default=True, help="The WIT world to target.")
 @click.option("-p", "--python-path", "paths", multiple=True, help="Extra directories of Python code.")
-def componentize_cmd(app_dir: str, output: str, module: str, world: str, paths: tuple[str, ...]) -> None:
+@_quiet_option
+def componentize_cmd(
+    app_dir: str, output: str, module: str, world: str, paths: tuple[str, ...], quiet: bool
+) -> None:
     """Build the Python guest APP_DIR/<module>.py into a component with componentize-py.
 
     Equivalent to `componentize-py -w WORLD componentize -p <SDK dir> -p APP_DIR
     MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed.
     """
-    with _reported():
+    with _reported(), step(progress_console(quiet), f"componentize {app_dir} -> {output}"):
         componentize(app_dir, output, module=module, world=world, python_path=paths)
     click.echo(f"built {output}")
 
@@ -211,7 +230,8 @@ def componentize_cmd(app_dir: str, output: str, module: str, world: str, paths: 
     help="Build only this component (repeatable).",
 )
 @click.option("--force", is_flag=True, help="Rebuild even the components whose inputs did not change.")
-def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
+@_quiet_option
+def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bool) -> None:
     """Run the build command of each component that has one, skipping those already up to date.
 
     A component is up to date when its source exists and neither its build
@@ -224,7 +244,15 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
     from .app.manifest import load_manifest
 
     with _reported():
-        build_app(load_manifest(manifest), components=components or None, force=force)
+        progress = progress_console(quiet)
+        build_app(
+            load_manifest(manifest),
+            components=components or None,
+            force=force,
+            console=_build_console(progress),
+            progress=progress,
+            quiet=quiet,
+        )
 
 
 @main.command("up")
@@ -308,6 +336,7 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool) -> None:
     metavar="N",
     help="Connections at once; requests beyond it are answered 503.",
 )
+@_quiet_option
 def up(
     manifest: str,
     listen: str,
@@ -325,6 +354,7 @@ def up(
     max_connections: int,
     processes: int,
     metrics_listen: str | None,
+    quiet: bool,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
 
@@ -347,6 +377,8 @@ def up(
     if child is not None:
         stop_when_orphaned()
     seeds = [_pair(kv, "--key-value") for kv in key_values] if child is None else []
+    # Children of --processes compile from the cache the parent filled, silently.
+    progress = progress_console(quiet) if child is None else None
     metrics = None
     with _reported():
         address = parse_listen(listen)
@@ -360,7 +392,9 @@ def up(
             from .app.build import BuildFailed, build_app
 
             try:
-                build_app(load_manifest(path))
+                build_app(
+                    load_manifest(path), console=_build_console(progress), progress=progress, quiet=quiet
+                )
             except BuildFailed as failed:
                 raise click.ClickException(str(failed)) from None
         app = create_app(
@@ -375,6 +409,7 @@ def up(
             limits=Limits(max_memory_bytes=max_memory << 20),
             metrics=metrics,
             singletons=child in (None, 0),
+            on_compile=compile_progress(progress),
         )
         try:
             _check_stores(app)
@@ -404,6 +439,13 @@ def up(
             ServerLimits(header_timeout, keep_alive_timeout, max_connections),
             metrics_listen=metrics_listen,
         )
+
+
+def _build_console(progress: Console | None) -> Console:
+    """Stdout for the build's lines; never a live table there (progress goes to stderr, or nowhere)."""
+    from rich.console import Console
+
+    return Console() if progress is not None else Console(force_terminal=False)
 
 
 def _check_stores(app: WasikvApp) -> None:

@@ -34,6 +34,8 @@ import stat
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -49,6 +51,9 @@ log = logging.getLogger("wasikv")
 MAGIC = b"wasikv\x00\x01"
 #: The file name suffix of entries.
 SUFFIX = ".cwasm"
+#: Called with a component's origin around each real compile (a cache miss);
+#: compiling happens inside the context it returns. For progress displays.
+CompileHook = Callable[[str], AbstractContextManager[object]]
 #: Size of the secret keys wasikv creates; shorter key files are refused.
 KEY_SIZE = 32
 DEFAULT_MAX_BYTES = 4 << 30
@@ -399,30 +404,34 @@ class CompileCache:
         digest.update(wasm)
         return digest.hexdigest()
 
-    def load(self, wasm: bytes, origin: str) -> Component:
-        """The compiled component for `wasm`, from the cache when an entry verifies."""
+    def load(self, wasm: bytes, origin: str, on_compile: CompileHook | None = None) -> Component:
+        """The compiled component for `wasm`, from the cache when an entry verifies.
+
+        When it has to be compiled, that happens inside `on_compile(origin)`.
+        """
         if not wasm.startswith(b"\0asm"):
             raise ComponentError(f"{origin}: not a WebAssembly binary")
         if wasm[4:8] != b"\x0d\x00\x01\x00":
             raise ComponentError(f"{origin}: a core WebAssembly module, not a component")
         key = self._usable_key()
         if key is None or self.directory is None:
-            component = self._compile(wasm, origin)
+            component = self._compile(wasm, origin, on_compile)
         else:
             path = self.directory / f"{self.key(wasm)}{SUFFIX}"
             source = hashlib.sha256(wasm).digest()
             cached, writable = self._read(path, key, source)
             if cached is not None:
                 return cached
-            component = self._compile(wasm, origin)
+            component = self._compile(wasm, origin, on_compile)
             if writable:
                 self._store(path, component, key, source)
         _release_freed_memory()
         return component
 
-    def _compile(self, wasm: bytes, origin: str) -> Component:
+    def _compile(self, wasm: bytes, origin: str, on_compile: CompileHook | None) -> Component:
         try:
-            return Component(self.engine, wasm)
+            with on_compile(origin) if on_compile is not None else nullcontext():
+                return Component(self.engine, wasm)
         except WasmtimeError as exc:
             raise ComponentError(f"{origin}: invalid component: {exc}") from None
 

@@ -18,7 +18,7 @@ from wasmtime.component import Component, Func, Instance, Linker
 from . import deadlines
 from ._capi import context_address
 from .bucket import Bucket
-from .compile_cache import CompileCache, default_cache_dir
+from .compile_cache import CompileCache, CompileHook, default_cache_dir
 from .deadlines import Deadline, Shutdown
 from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore, StoreError
 from .host_functions import HostInterface
@@ -54,7 +54,10 @@ class Host:
     shared by every component this host runs. A `Host` may be used from
     several threads at once: each `run` gets its own wasmtime store.
     `instance_pool` switches wasmtime to its pooling allocator, which makes
-    fresh instances cheaper for servers (see `InstancePool`).
+    fresh instances cheaper for servers (see `InstancePool`). `on_compile`,
+    if given, is called with a component's origin around each compile the
+    compile cache could not spare (seconds of work), for showing progress;
+    the host itself never prints.
 
     Every instance is sandboxed: its key-value imports are type-checked
     before it is instantiated, its memory and tables are capped by `limits`,
@@ -75,8 +78,11 @@ class Host:
         compile_cache: bool = True,
         instance_pool: InstancePool | None = None,
         metrics: Metrics | None = None,
+        on_compile: CompileHook | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        #: Wraps each real compile (see `CompileHook`); None: compile silently.
+        self.on_compile = on_compile
         #: Where instantiation times, live instances and store calls are counted (None: nowhere).
         self.metrics = metrics
         config = Config()
@@ -176,7 +182,7 @@ class Host:
                 wasm = path.read_bytes()
             except OSError as exc:
                 raise ComponentError(f"{path}: cannot read component: {exc.strerror or exc}") from None
-        component = self._cache.load(wasm, origin)
+        component = self._cache.load(wasm, origin, self.on_compile)
         self._origins[component] = origin
         if check:
             self._plan(component)

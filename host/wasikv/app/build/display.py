@@ -2,7 +2,9 @@
 
 On a terminal the lines form a live table (a spinner and the elapsed time
 while a component builds); elsewhere (a pipe, a log, a dumb terminal) each
-change is printed as a plain `name: status` line.
+change is printed as a plain `name: status` line. The command line shows the
+live table on stderr and keeps the plain lines for a stdout that is not a
+terminal.
 """
 
 from __future__ import annotations
@@ -28,19 +30,32 @@ class Display:
     """One line per component: a live table on a terminal, a line per change elsewhere.
 
     A component's state is one of `waiting`, `building`, `up-to-date`,
-    `done`, `failed` and `skipped`; its text is what the line says.
+    `done`, `failed` and `skipped`; its text is what the line says. The live
+    table goes to `live_console` when given (else to `console` if it is a
+    terminal); plain lines go to `console` unless the table is already there.
+    `quiet` shows no live table and no `building` lines, only outcomes.
     """
 
-    def __init__(self, console: Console, names: list[str]) -> None:
+    def __init__(
+        self,
+        console: Console,
+        names: list[str],
+        *,
+        live_console: Console | None = None,
+        quiet: bool = False,
+    ) -> None:
         self.console = console
+        self.quiet = quiet
         self.names = names
         self.width = max((len(name) for name in names), default=0)
         self.states: dict[str, tuple[str, str]] = {name: ("waiting", "waiting") for name in names}
         self.started: dict[str, float] = {}
         self.spinners = {name: Spinner("dots", style="cyan") for name in names}
         self.live: Live | None = None
-        if console.is_terminal and not console.is_dumb_terminal:
-            self.live = Live(get_renderable=self._render, console=console, refresh_per_second=8)
+        target = live_console or console
+        if target.is_terminal and not target.is_dumb_terminal and not quiet:
+            self.live = Live(get_renderable=self._render, console=target, refresh_per_second=8)
+        self.plain = self.live is None or not console.is_terminal
 
     def __enter__(self) -> Display:
         if self.live is not None:
@@ -65,7 +80,7 @@ class Display:
         self.states[name] = (state, text)
         if self.live is not None:
             self.live.refresh()
-        else:
+        if self.plain and not (self.quiet and state == "building"):
             self.console.print(f"{name}: {text}", soft_wrap=True, markup=False, highlight=False, emoji=False)
 
     def _render(self) -> RenderableType:

@@ -45,10 +45,13 @@ def build_app(
     components: Collection[str] | None = None,
     force: bool = False,
     console: Console | None = None,
+    progress: Console | None = None,
+    quiet: bool = False,
 ) -> list[BuildResult]:
     """Build the components that have a build section (or just `components`), in manifest order.
 
-    Shows progress on `console` (default: stdout). Components whose inputs
+    Shows progress on `console` (default: stdout), as a live table on
+    `progress` when given (see `Display`; `quiet`: outcomes only). Components whose inputs
     did not change since their last successful build, and whose source
     exists, are skipped unless `force`. The first failure stops the build:
     its command's output is printed and `BuildFailed` raised.
@@ -67,7 +70,8 @@ def build_app(
     env = build_env()
     outputs = [spec.source for spec in manifest.components.values()]
     results: list[BuildResult] = []
-    with Display(console, [spec.name for spec in specs]) as display:
+    names = [spec.name for spec in specs]
+    with Display(console, names, live_console=progress, quiet=quiet) as display:
         for position, spec in enumerate(specs):
             try:
                 result = _build_one(spec, state, path, force, env, outputs, display)

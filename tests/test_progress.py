@@ -1,0 +1,144 @@
+"""Progress of long steps: shown on a terminal's stderr, silenced by --quiet, absent from pipes.
+
+Real compiles in real processes: each run below that compiles takes seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from wasikv import Host
+from wasikv.app.build.display import Display
+from wasikv.progress import step
+
+from .support import guest_wasm
+
+COMPILED = re.compile(r"compiling counter-app-\w+\.wasm \(first run only\)\.\.\. \d+\.\d s")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    # A fresh compile cache, so the component really compiles.
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "WASIKV_CACHE_DIR": str(tmp_path / "compiled"),
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+    }
+
+
+def run_on_terminal(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """`wasikv ARGS` with stderr on a pseudo-terminal: exit status, stdout, stderr (no ANSI codes)."""
+    leader, follower = pty.openpty()
+    with (cwd / "stdout").open("w+") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wasikv", *args],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=follower,
+            env=_env(cwd),
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        code = process.wait(timeout=120)
+        out.seek(0)
+        stdout = out.read()
+    return code, stdout, ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
+
+
+def test_first_compile_shows_on_a_terminal_then_not_again(tmp_path: Path) -> None:
+    app = str(guest_wasm("examples/counter"))
+    code, stdout, stderr = run_on_terminal("run", "--store", "default=memory:", app, cwd=tmp_path)
+    assert code == 0, stderr
+    assert stdout.strip() == "counter = 1"
+    assert COMPILED.search(stderr), stderr
+    code, _, again = run_on_terminal("run", "--store", "default=memory:", app, cwd=tmp_path)
+    assert code == 0, again
+    assert "compiling" not in again  # from the cache now
+
+
+def test_host_calls_on_compile_around_a_real_compile_only(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    app = guest_wasm("examples/counter")
+    events: list[str] = []
+
+    @contextmanager
+    def on_compile(origin: str) -> Iterator[None]:
+        events.append(f"start {origin}")
+        yield
+        events.append("end")
+
+    with Host({}, cache_dir=tmp_path / "compiled", on_compile=on_compile) as host:
+        host.load(app)
+        host.load(app)  # from the cache: no compile
+    assert events == [f"start {app}", "end"]
+    assert capfd.readouterr() == ("", "")  # the library itself prints nothing
+
+
+def test_quiet_on_a_terminal_and_any_pipe_show_no_progress(tmp_path: Path) -> None:
+    app = str(guest_wasm("examples/counter"))
+    code, stdout, stderr = run_on_terminal(
+        "run", "--quiet", "--no-cache", "--store", "default=memory:", app, cwd=tmp_path
+    )
+    assert (code, stdout.strip(), stderr) == (0, "counter = 1", "")
+    piped = subprocess.run(
+        [sys.executable, "-m", "wasikv", "run", "--no-cache", "--store", "default=memory:", app],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(tmp_path),
+    )
+    assert (piped.returncode, piped.stdout.strip(), piped.stderr) == (0, "counter = 1", "")
+
+
+def test_step_shows_the_elapsed_time_and_a_failure() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with step(console, "componentize app -> app.wasm"):
+        pass
+    with pytest.raises(RuntimeError), step(console, "compiling app.wasm (first run only)"):
+        raise RuntimeError("boom")
+    text = ANSI.sub("", out.getvalue())
+    assert re.search(r"componentize app -> app\.wasm\.\.\. \d+\.\d s\n", text), text
+    assert re.search(r"compiling app\.wasm \(first run only\)\.\.\. failed after \d+\.\d s\n", text), text
+    with step(None, "nothing shown"):
+        pass
+
+
+def test_build_display_live_on_stderr_plain_on_a_piped_stdout() -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    live = Console(file=stderr, force_terminal=True, width=100)
+    with Display(Console(file=stdout, force_terminal=False), ["web"], live_console=live) as display:
+        display.update("web", "building", "building")
+        display.update("web", "done", "done in 1.0 s")
+    assert stdout.getvalue() == "web: building\nweb: done in 1.0 s\n"
+    assert "done in 1.0 s" in stderr.getvalue()
+    quiet = io.StringIO()
+    with Display(Console(file=quiet, force_terminal=True), ["web"], quiet=True) as display:
+        display.update("web", "building", "building")
+        display.update("web", "done", "done in 1.0 s")
+    assert quiet.getvalue() == "web: done in 1.0 s\n"
