@@ -174,7 +174,7 @@ def _python_path(app: str) -> list[Path] | None:
 def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool) -> str:
     """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
     if verbose and trap.detail:
-        return f"component trapped: {trap.detail}"
+        return f"component trapped: {trap.detail.rstrip()}"
     if exception is not None:
         return f"component trapped: the guest raised {exception}"
     return str(trap)
