@@ -7,13 +7,15 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import click
 
 from .cache_cli import cache
 from .errors import ConfigError, GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
+from .guest_errors import GuestStderr, python_path_of
 from .host import DEFAULT_STORE_URL, Host
 from .kv_cli import kv
 from .limits import (
@@ -143,6 +145,8 @@ def run(
     seeds = [_pair(kv, "--key-value") for kv in key_values]
     limits = Limits(max_memory_bytes=max_memory << 20)
     on_compile = compile_progress(progress_console(quiet))
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+    stderr = GuestStderr(sys.stderr.buffer, lambda: _python_path(app), verbose=verbose)
     with (
         _reported(),
         Host(
@@ -155,18 +159,41 @@ def run(
                 bucket.set(key, value.encode("utf-8"))
         try:
             code = host.run(
-                app, args, env=environment, grants=grants or None, program_name=app, timeout=timeout
+                app,
+                args,
+                env=environment,
+                grants=grants or None,
+                program_name=app,
+                timeout=timeout,
+                stderr=cast(BinaryIO, stderr),
             )
         except GuestTimeout:
             click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)
             code = EXIT_TIMEOUT
         except GuestTrap as trap:
-            click.echo(f"Error: {trap}", err=True)
+            stderr.flush()
+            click.echo(f"Error: {_trap_message(trap, stderr.exception, verbose)}", err=True)
             code = 1
         except KeyboardInterrupt:
             click.echo(f"Error: {app}: interrupted", err=True)
             code = EXIT_INTERRUPTED
     sys.exit(code)
+
+
+def _python_path(app: str) -> list[Path] | None:
+    try:
+        return python_path_of(Path(app).read_bytes())
+    except OSError:
+        return None
+
+
+def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool) -> str:
+    """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
+    if verbose and trap.detail:
+        return f"component trapped: {trap.detail.rstrip()}"
+    if exception is not None:
+        return f"component trapped: the guest raised {exception}"
+    return str(trap)
 
 
 @main.command("inspect")

@@ -32,7 +32,7 @@ from wasmtime import Engine, Store, _ffi
 from wasikv_sdk.constants import HOSTCALL_BUDGET_BYTES
 
 from . import _capi
-from .errors import GuestInterrupted, GuestTimeout, GuestTrap
+from .errors import GuestInterrupted, GuestTimeout, GuestTrap, trap_cause
 
 #: Seconds per epoch tick: the precision of deadlines.
 TICK = 0.01
@@ -127,7 +127,8 @@ class Deadline:
                 "component trapped: one call between it and the host carried more than wasmtime lets a"
                 f" call copy (about {HOSTCALL_BUDGET_BYTES} bytes of list<u8>, e.g. a response body)"
             )
-        return GuestTrap(f"component trapped: {message}")
+        cause = trap_cause(message)
+        return GuestTrap(f"component trapped: {cause}", None if cause == message else message)
 
 
 # The deadline of each instance, by the address of its store's context.

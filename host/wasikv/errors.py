@@ -37,7 +37,22 @@ class ComponentError(WasikvError):
 
 
 class GuestTrap(ComponentError):
-    """The component trapped (a wasm trap or a failed host call)."""
+    """The component trapped (a wasm trap or a failed host call).
+
+    The message is one line; `detail` is wasmtime's whole report when it
+    said more (its wasm backtrace), for verbose output.
+    """
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def trap_cause(text: str) -> str:
+    """The cause of a wasmtime error in one line, without its wasm backtrace."""
+    head, _, cause = text.partition("Caused by:")
+    lines = [line.strip() for line in (cause or head).splitlines() if line.strip()]
+    return lines[-1] if cause and lines else (lines[0] if lines else "unknown error")
 
 
 class GuestTimeout(GuestTrap):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from .errors import ComponentError
+from .guest_errors import PATHS_SECTION, custom_section, explain_build_failure
 
 #: The world command guests target.
 COMMAND_WORLD = "wasikv:app/command"
@@ -50,17 +52,32 @@ def componentize(
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    sdk = [] if wit is not None else ["-p", str(sdk_path())]
+    paths = [Path(p).resolve() for p in ([] if wit is not None else [sdk_path()])]
+    paths += [Path(p).resolve() for p in (app_dir, *python_path)]
     target = ["-w", world] if wit is None else ["-d", str(wit), "-w", world]
-    command = [_componentize_py(), *target, "componentize", *sdk, "-p", str(app_dir)]
-    for extra in python_path:
-        command += ["-p", str(extra)]
+    command = [_componentize_py(), *target, "componentize"]
+    for path in paths:
+        command += ["-p", str(path)]
     command += [module, "-o", str(output)]
     # A virtualenv's site-packages may hold another SDK's componentize-py.toml.
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    # componentize-py's own Rust backtrace says nothing about the app.
+    hidden = {"VIRTUAL_ENV", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"}
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
-        raise ComponentError(f"componentize-py failed for {app_dir}:\n{done.stderr or done.stdout}")
+        raise ComponentError(
+            explain_build_failure(
+                done.stderr or done.stdout,
+                app=f"{Path(app_dir) / module}.py",
+                module=module,
+                world=world,
+                python_path=paths,
+                custom_wit=wit is not None,
+            )
+        )
+    # Guest tracebacks name files by their index in this path (`/1/app.py`).
+    with output.open("ab") as component:
+        component.write(custom_section(PATHS_SECTION, json.dumps([str(p) for p in paths]).encode()))
     return output
 
 

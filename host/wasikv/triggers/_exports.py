@@ -19,7 +19,7 @@ from .. import _canonical as cv
 from .. import _capi
 from .._capi import context_address
 from ..deadlines import deadline_of
-from ..errors import ComponentError, GuestTrap
+from ..errors import ComponentError, GuestTrap, trap_cause
 
 log = logging.getLogger("wasikv")
 
@@ -83,6 +83,4 @@ def trap_text(error: int) -> str:
     """The cause of a wasmtime error, without the wasm backtrace (logged at debug level)."""
     text = str(WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))))
     log.debug("trap: %s", text)
-    head, _, cause = text.partition("Caused by:")
-    lines = [line.strip() for line in (cause or head).splitlines() if line.strip()]
-    return lines[-1] if cause and lines else (lines[0] if lines else "unknown error")
+    return trap_cause(text)

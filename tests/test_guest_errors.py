@@ -1,0 +1,183 @@
+"""What a Python user sees when a guest fails to build or raises at run time (real builds, exact text)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .support import COMPILE_CACHE
+
+ENV = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE), "RUST_BACKTRACE": "1"}
+WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/watch-trigger"
+
+
+def wasikv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wasikv", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=ENV,
+        check=False,
+    )
+
+
+def app(tmp_path: Path, source: str) -> Path:
+    directory = tmp_path / "app"
+    directory.mkdir()
+    (directory / "app.py").write_text(source)
+    return directory
+
+
+def build_error(tmp_path: Path, source: str, *world: str) -> str:
+    directory = app(tmp_path, source)
+    done = wasikv("componentize", "app", *world, "-o", "app.wasm", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert not (tmp_path / "app.wasm").exists()
+    return done.stderr.replace(str(directory.resolve()), "<APP>")
+
+
+RUNNER = """\
+from wasikv_sdk.wit import exports
+
+
+class Runner(exports.Run):
+    def run(self) -> None:
+        print("hi")
+"""
+
+
+def test_missing_class_names_the_class_and_the_world(tmp_path: Path) -> None:
+    assert build_error(tmp_path, RUNNER) == (
+        "Error: cannot build app/app.py for wasikv:app/command:\n"
+        "AttributeError: module 'app' has no attribute 'Run'\n"
+        "hint: the world wasikv:app/command calls the class Run of app.py: define class Run(exports.Run)"
+        " with a run(self) method (see `wasikv new`)\n"
+    )
+
+
+def test_spin_sdk_import_points_to_wasikv_sdk(tmp_path: Path) -> None:
+    source = "from spin_sdk import key_value\n\n\nclass Run:\n    def run(self) -> None:\n        pass\n"
+    assert build_error(tmp_path, source) == (
+        "Error: cannot build app/app.py for wasikv:app/command:\n"
+        "Traceback (most recent call last):\n"
+        '  File "<APP>/app.py", line 1, in <module>\n'
+        "    from spin_sdk import key_value\n"
+        "ModuleNotFoundError: No module named 'spin_sdk'\n"
+        "hint: wasikv guests use wasikv_sdk, with the same module names:"
+        " `from wasikv_sdk import key_value` instead of `from spin_sdk import key_value`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("world", "said"),
+    [
+        ("comand", ""),
+        ("wasikv:app/comand", " (its WIT defines other worlds too, which wasikv does not run)"),
+    ],
+)
+def test_wrong_world_lists_only_wasikv_worlds(world: str, said: str, tmp_path: Path) -> None:
+    assert build_error(tmp_path, RUNNER, "-w", world) == (
+        f"Error: cannot build app/app.py: unknown world {world!r}; wasikv's worlds are {WORLDS}{said}\n"
+        "hint: did you mean -w wasikv:app/command?\n"
+    )
+
+
+def test_syntax_error_shows_the_app_file_and_line(tmp_path: Path) -> None:
+    source = "from wasikv_sdk.wit import exports\n\n\nclass Run(exports.Run):\n    def run(self) -> None\n"
+    assert build_error(tmp_path, source) == (
+        "Error: cannot build app/app.py for wasikv:app/command:\n"
+        '  File "<APP>/app.py", line 5\n'
+        "    def run(self) -> None\n"
+        "                         ^\n"
+        "SyntaxError: expected ':'\n"
+    )
+
+
+RAISING = """\
+from wasikv_sdk.wit import exports
+
+
+def ratio(n: int) -> int:
+    return 10 // n
+
+
+class Run(exports.Run):
+    def run(self) -> None:
+        print("before")
+        ratio(0)
+"""
+
+TRACEBACK = """\
+Traceback (most recent call last):
+  File "<APP>/app.py", line 11, in run
+    ratio(0)
+  File "<APP>/app.py", line 5, in ratio
+    return 10 // n
+ZeroDivisionError: division by zero
+"""
+
+
+@pytest.fixture(scope="module")
+def raising(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A guest whose `run` raises, built once: (its directory, its .wasm)."""
+    directory = app(tmp_path_factory.mktemp("raising"), RAISING)
+    done = wasikv("componentize", str(directory), "-o", str(directory / "app.wasm"), cwd=directory)
+    assert done.returncode == 0, done.stderr
+    return directory, directory / "app.wasm"
+
+
+def test_runtime_exception_shows_the_python_traceback_only(
+    raising: tuple[Path, Path], tmp_path: Path
+) -> None:
+    directory, wasm = raising
+    done = wasikv("run", str(wasm), cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "before\n")
+    assert done.stderr.replace(str(directory.resolve()), "<APP>") == (
+        f"{TRACEBACK}Error: component trapped: the guest raised ZeroDivisionError: division by zero\n"
+    )
+
+
+def test_runtime_exception_verbose_keeps_the_panic_and_wasm_backtrace(
+    raising: tuple[Path, Path], tmp_path: Path
+) -> None:
+    directory, wasm = raising
+    done = wasikv("-v", "run", str(wasm), cwd=tmp_path)
+    assert done.returncode == 1
+    shown = done.stderr.replace(str(directory.resolve()), "<APP>")
+    head, _, backtrace = shown.partition(
+        "Error: component trapped: error while executing at wasm backtrace:\n"
+    )
+    assert head.endswith(
+        f"{TRACEBACK}\n"
+        "thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\n"
+        "Python function threw an unexpected exception\n"
+        "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"
+    ), shown
+    assert "!wasi:cli/run@0.2.0#run\n" in backtrace
+    assert backtrace.endswith("Caused by:\n    wasm trap: wasm `unreachable` instruction executed\n")
+
+
+def test_traceback_of_a_copied_component_keeps_guest_paths(
+    raising: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A .wasm whose sources moved: the guest paths stay, nothing else is lost."""
+    directory, _wasm = raising
+    moved = tmp_path / "elsewhere"
+    directory.rename(moved)
+    try:
+        done = wasikv("run", str(moved / "app.wasm"), cwd=tmp_path)
+    finally:
+        moved.rename(directory)
+    assert done.stderr == (
+        "Traceback (most recent call last):\n"
+        '  File "/1/app.py", line 11, in run\n'
+        '  File "/1/app.py", line 5, in ratio\n'
+        "ZeroDivisionError: division by zero\n"
+        "Error: component trapped: the guest raised ZeroDivisionError: division by zero\n"
+    )
