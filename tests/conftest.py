@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -10,7 +11,51 @@ import pytest
 from wasikv import Host, Limits
 
 from .backends import BACKEND_NAMES, private_store_url
-from .support import COMPILE_CACHE, guest_wasm
+from .support import BUILDERS, COMPILE_CACHE, guest_wasm
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `component` every test that reaches a guest builder (`make test-fast` skips those).
+
+    A test reaches one when its function, one of its fixtures (their
+    dependencies included), or a test-suite function any of those call
+    names a function of `support.BUILDERS`. What this misses (a build behind
+    a subprocess, say) fails loudly under `make test-fast`, which forbids
+    builds (tests/no_build/sitecustomize.py): mark such tests by hand.
+    """
+    verdicts: dict[object, bool] = {}
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.get_closest_marker("component"):
+            continue
+        funcs: list[object] = [item.function]
+        for name in item.fixturenames:
+            funcs.extend(d.func for d in item._fixtureinfo.name2fixturedefs.get(name, ()))
+        if any(_reaches_builder(func, verdicts) for func in funcs):
+            item.add_marker(pytest.mark.component)
+
+
+def _reaches_builder(func: object, verdicts: dict[object, bool]) -> bool:
+    func = getattr(func, "__func__", func)
+    func = getattr(func, "__wrapped__", func)  # functools.cache and other decorators
+    if not isinstance(func, types.FunctionType):
+        return False
+    if func in verdicts:
+        return verdicts[func]
+    verdicts[func] = False  # recursion ends here
+    names: set[str] = set()
+    codes = [func.__code__]
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    callees = (func.__globals__.get(name) for name in names)
+    verdict = bool(names & BUILDERS) or any(
+        _reaches_builder(callee, verdicts)
+        for callee in callees
+        if callable(callee) and str(getattr(callee, "__module__", "")).startswith("tests.")
+    )
+    verdicts[func] = verdict
+    return verdict
 
 
 @pytest.fixture(scope="session")

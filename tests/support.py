@@ -23,8 +23,24 @@ CACHE = ROOT / ".wasikv-test"
 COMPILE_CACHE = CACHE / "compiled"
 
 
+#: Set by `make test-fast`: building (or even using) a guest component is an error.
+NO_BUILD = "WASIKV_TEST_NO_BUILD"
+#: The helpers that build guests: tests/conftest.py marks every test reaching them `component`.
+BUILDERS = frozenset({"guest_wasm", "foreign_guest_wasm", "build_cached", "componentize"})
+
+
+def refuse_builds() -> None:
+    """Fail loudly when a test builds a guest under `make test-fast` (it is missing its `component` mark)."""
+    if os.environ.get(NO_BUILD):
+        raise RuntimeError(
+            f"{NO_BUILD} is set (make test-fast) but this test uses a guest component: "
+            "mark it @pytest.mark.component"
+        )
+
+
 def guest_wasm(name: str, world: str = COMMAND_WORLD, module: str = "app") -> Path:
     """The component for tests/guests/<name> (or a repo-relative directory), built once per content."""
+    refuse_builds()
     app_dir = GUESTS / name if "/" not in name else ROOT / name
     return build_cached(app_dir, CACHE / "guests", world=world, module=module)
 
@@ -44,6 +60,7 @@ def foreign_guest_wasm(*keyvalue: str, relabel: str | None = None, name: str = "
     KEYVALUE_VERSION becomes the first package's version. The app imports its
     bindings as `wit_world`. Built once per content, like `guest_wasm`.
     """
+    refuse_builds()
     app_dir = GUESTS / name
     packages = [FOREIGN_WIT / package for package in keyvalue]
     digest = hashlib.sha256(f"{keyvalue};{relabel}".encode())

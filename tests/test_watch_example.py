@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -185,4 +186,17 @@ def test_wasikv_up_runs_the_watcher(app_dir: Path) -> None:
         assert [e["key"] for e in entries] == ["notes/shopping", "notes/cli"]
     finally:
         server.terminate()
-        server.communicate(timeout=30)
+        _, log = server.communicate(timeout=30)
+    # The server's log (stderr) holds what the watcher printed and one line per
+    # delivery, timestamped like the access log's request lines.
+    lines = log.splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    assert any(re.fullmatch(stamp + r"PUT /notes/shopping 2\d\d [\d.]+ms", line) for line in lines), log
+    for number, key in ((1, "notes/shopping"), (2, "notes/cli")):
+        assert any(
+            re.fullmatch(stamp + rf"\[audit\] audited set {key} as entry/0*{number}", line) for line in lines
+        ), log
+        assert any(
+            re.fullmatch(stamp + rf"watch default:notes/\* -> audit: 1 change \({key}\) ok [\d.]+ms", line)
+            for line in lines
+        ), log

@@ -17,6 +17,8 @@ def append(entry: dict) -> None:
     with key_value.open("audit") as audit:
         number = audit.increment("count")
         audit.set(f"entry/{number:08d}", json.dumps(entry).encode())
+    # `wasikv up` logs what a watcher prints, as `[audit] ...`.
+    print(f"audited {entry['op']} {entry['key']} as entry/{number:08d}")
 
 
 class Watcher(watch.Watcher):

@@ -25,6 +25,8 @@ from .asgi import WasikvApp
 from .errors import ConfigError
 from .limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from .processes import listening_socket, process_index
+from .triggers._output import GUEST_LOGGER
+from .triggers.watch.runner import DELIVERY_LOGGER
 
 log = logging.getLogger("wasikv")
 
@@ -86,6 +88,26 @@ class _GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+#: The loggers `serve` prints, timestamped, to stderr: requests, what guests
+#: print, and deliveries to watchers.
+SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER)
+
+
+def _server_log() -> None:
+    """Send the `SERVER_LOGGERS` (at INFO) to one timestamped stderr handler, unless they have handlers."""
+    handler: logging.Handler | None = None
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            continue
+        if handler is None:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:3000`) → (host, port)."""
     address, sep, port = listen.rpartition(":")
@@ -136,13 +158,7 @@ def serve(
     child = process_index() is not None
     if metrics_listen is not None and app.metrics is not None and not child:
         app.metrics.serve(*parse_listen(metrics_listen))
-    access = logging.getLogger("wasikv.access")
-    if not access.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
-        access.propagate = False
+    _server_log()
     config = uvicorn.Config(
         app,
         host=host,

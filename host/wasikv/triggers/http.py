@@ -8,7 +8,6 @@ bodies cross the boundary in bulk rather than one byte at a time.
 from __future__ import annotations
 
 import io
-import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +23,7 @@ from ..host import Host
 from ..linking import check_exports
 from ..wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import call_export, export_func
-
-log = logging.getLogger("wasikv")
+from ._output import log_guest_output
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
 HTTP_WORLD = "wasikv:app/http-trigger"
@@ -102,13 +100,14 @@ class HttpComponent:
         `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
         """
         timeout = self.timeout
-        stderr = io.BytesIO()
+        stdout, stderr = io.BytesIO(), io.BytesIO()
         try:
             with self.host.instantiate(
                 self.component,
                 argv=[self.name],
                 env=self.env,
                 grants=self.grants,
+                stdout=stdout,
                 stderr=stderr,
                 timeout=timeout,
             ) as (store, instance):
@@ -117,10 +116,7 @@ class HttpComponent:
                     on_response(response)
                 return response
         finally:
-            output = stderr.getvalue()
-            if output:
-                for line in output.decode("utf-8", "replace").rstrip().splitlines():
-                    log.warning("[%s] %s", self.name, line)
+            log_guest_output(self.name, stdout.getvalue(), stderr.getvalue())
 
 
 def _call_handle_request(store: Store, instance: Instance, request: HttpRequest) -> HttpResponse:

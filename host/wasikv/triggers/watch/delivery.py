@@ -24,6 +24,7 @@ from ...linking import check_exports
 from ...stores.base import Change
 from ...wit_types import STRING, U8, FuncSig, ListOf, Own
 from .._exports import call_export, export_func
+from .._output import log_guest_output
 
 log = logging.getLogger("wasikv.watch")
 
@@ -217,11 +218,7 @@ class _CapturedInstance:
         try:
             self._context.__exit__(exc_type, exc, tb)
         finally:
-            for stream, level in ((self.stdout, logging.INFO), (self.stderr, logging.WARNING)):
-                output = stream.getvalue()
-                if output:
-                    for line in output.decode("utf-8", "replace").rstrip().splitlines():
-                        log.log(level, "[%s] %s", self.watcher.name, line)
+            log_guest_output(self.watcher.name, self.stdout.getvalue(), self.stderr.getvalue())
 
 
 def _watcher_funcs(store: WasmStore, instance: Instance, interface: str) -> tuple[Func, Func]:

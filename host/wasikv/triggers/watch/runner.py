@@ -15,6 +15,9 @@ from .delivery import DeliveryFailed, RetryPolicy, WatcherComponent
 from .positions import read_old_cursor
 
 log = logging.getLogger("wasikv.watch")
+#: The logger of one INFO line per batch delivered (`wasikv up` prints it with the access log).
+DELIVERY_LOGGER = "wasikv.watch.deliveries"
+delivery_log = logging.getLogger(DELIVERY_LOGGER)
 
 
 # Longest single wait for a store's wake-up, so that `stop` is never slow.
@@ -286,8 +289,37 @@ class WatchRunner:
             self._stopping.wait(self.poll_interval)
 
     def _handle(self, batch: list[Change]) -> bool:
-        """Deliver the matching changes of `batch`; False if stopped part-way."""
+        """Deliver the matching changes of `batch`, and log the delivery; False if stopped part-way."""
         matching = [change for change in batch if change.key.startswith(self.prefix)]
+        if matching:
+            started = time.perf_counter()
+            delivered, dropped = self.delivered, self.dropped
+            finished = self._deliver(matching)
+            if delivery_log.isEnabledFor(logging.INFO):
+                delivered, dropped = self.delivered - delivered, self.dropped - dropped
+                if not finished:
+                    outcome = f"stopped after {delivered + dropped}"
+                else:
+                    outcome = f"{dropped} dropped" if dropped else "ok"
+                delivery_log.info(
+                    "watch %s:%s* -> %s: %d change%s (%s) %s %.1fms",
+                    self.watcher.store_label,
+                    self.prefix,
+                    self.watcher.name,
+                    len(matching),
+                    "" if len(matching) == 1 else "s",
+                    _keys_in_short(matching),
+                    outcome,
+                    (time.perf_counter() - started) * 1000,
+                )
+            if not finished:
+                return False
+        self._advance(batch[-1].seq)
+        self._save(force=bool(matching))
+        return True
+
+    def _deliver(self, matching: list[Change]) -> bool:
+        """Deliver `matching`, retrying and dropping as the policy says; False if stopped part-way."""
         done = 0
         attempts = 0
         waits = 0
@@ -350,8 +382,6 @@ class WatchRunner:
                 self._advance(matching[done - 1].seq, delivered=delivered)
             if self._stopping.is_set() and done < len(matching):
                 return False
-        self._advance(batch[-1].seq)
-        self._save(force=bool(matching))
         return True
 
     def _advance(self, seq: int, *, delivered: int = 0) -> None:
@@ -377,6 +407,25 @@ class WatchRunner:
             return
         self._saved = self._cursor
         self._save_failed_at = None
+
+
+# Keys longer than this are cut in the delivery log line.
+_KEY_SHOWN = 40
+
+
+def _keys_in_short(changes: list[Change]) -> str:
+    """The keys of `changes` for a log line: up to three listed, more as their range and count."""
+    keys = sorted({change.key for change in changes})
+    shown = [_short_key(key) for key in keys]
+    if len(shown) <= 3:
+        return ", ".join(shown)
+    return f"{shown[0]} .. {shown[-1]}, {len(shown)} keys"
+
+
+def _short_key(key: str) -> str:
+    # Keys are guest data: escape what would break a log line, and cut long ones.
+    text = key if key.isprintable() else repr(key)[1:-1]
+    return text if len(text) <= _KEY_SHOWN else text[: _KEY_SHOWN - 1] + "…"
 
 
 def _what(change: Change) -> str:
