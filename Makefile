@@ -24,7 +24,7 @@ demo: examples/counter/counter.wasm
 
 ## Run the whole test suite (Redis-backed tests need 127.0.0.1:6379).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	WASIKV_PREBUILD=1 $(PY) -m pytest -q
 
 ## The tests that need no guest component (no componentize-py build, no wasm compile): 959 tests, ~2.5 min.
 ## Building one fails (WASIKV_TEST_NO_BUILD), so a test missing its `component` mark shows.

@@ -10,8 +10,19 @@ import pytest
 
 from wasikv import Host, Limits
 
+from . import prebuild
 from .backends import BACKEND_NAMES, private_store_url
 from .support import BUILDERS, COMPILE_CACHE, guest_wasm
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under `make test`, build the suite's guests concurrently before any test (tests/prebuild.py)."""
+    if not prebuild.enabled():
+        return
+    count, took = prebuild.prebuild()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"{count} guest components built or found in the cache in {took:.0f} s")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
