@@ -22,7 +22,6 @@ import ctypes
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,19 +176,31 @@ def deadline_of(ctx: int) -> Deadline | None:
 
 
 class _Ticker:
-    """One daemon thread advancing the epoch of every registered engine."""
+    """One daemon thread advancing the epoch of every registered engine.
+
+    It holds its engines strongly until `unregister`. With weak references
+    an engine could be finalised (its native engine deleted, with the GIL
+    released) while the weak set still handed it to this thread, which then
+    incremented a freed engine: a segfault seen in a full test run.
+    """
 
     def __init__(self) -> None:
-        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._engines: set[Engine] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def register(self, engine: Engine) -> None:
+        """Advance `engine`'s epoch every `TICK` until `unregister(engine)`."""
         with self._lock:
             self._engines.add(engine)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wasikv-epoch", daemon=True)
                 self._thread.start()
+
+    def unregister(self, engine: Engine) -> None:
+        """Stop advancing `engine`'s epoch (its owner is gone)."""
+        with self._lock:
+            self._engines.discard(engine)
 
     def _run(self) -> None:
         increment: Callable[[Engine], None] = Engine.increment_epoch

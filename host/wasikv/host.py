@@ -93,6 +93,8 @@ class Host:
             settings += ";" + instance_pool.describe(self.limits)
         self.engine = Engine(config)
         deadlines.ticker.register(self.engine)
+        # Not at close(): guests still stopping after it need the ticks.
+        weakref.finalize(self, deadlines.ticker.unregister, self.engine)
         self.shutdown = Shutdown()
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = CompileCache(self.engine, directory if compile_cache else None, settings)
