@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,13 @@ def test_a_body_of_another_type_is_a_500_naming_it(
     response = probe.handle(HttpRequest("GET", "/int-body"))
     assert response.status == 500
     assert "TypeError: Response body must be bytes or str, not int" in caplog.text
+
+
+def test_a_handler_traceback_is_logged_with_the_apps_own_file_names(
+    probe: HttpComponent, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert probe.handle(HttpRequest("GET", "/raise")).status == 500
+    app = Path(__file__).parent / "guests" / "http_probe" / "app.py"
+    assert f'File "{app}"' in caplog.text, caplog.text
+    assert '"/1/app.py"' not in caplog.text
+    assert "RuntimeError: handler failed on purpose" in caplog.text

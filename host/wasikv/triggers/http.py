@@ -116,7 +116,9 @@ class HttpComponent:
                     on_response(response)
                 return response
         finally:
-            log_guest_output(self.name, stdout.getvalue(), stderr.getvalue())
+            log_guest_output(
+                self.name, stdout.getvalue(), stderr.getvalue(), self.host.origin(self.component)
+            )
 
 
 def _call_handle_request(store: Store, instance: Instance, request: HttpRequest) -> HttpResponse:

@@ -218,7 +218,10 @@ class _CapturedInstance:
         try:
             self._context.__exit__(exc_type, exc, tb)
         finally:
-            log_guest_output(self.watcher.name, self.stdout.getvalue(), self.stderr.getvalue())
+            w = self.watcher
+            log_guest_output(
+                w.name, self.stdout.getvalue(), self.stderr.getvalue(), w.host.origin(w.component)
+            )
 
 
 def _watcher_funcs(store: WasmStore, instance: Instance, interface: str) -> tuple[Func, Func]:
