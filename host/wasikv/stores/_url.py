@@ -31,16 +31,36 @@ def parse_query(url: str, query: str, known: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def without_credentials(url: str) -> str:
-    """`url` without its user and password (`redis://:pw@host/0` -> `redis://host/0`), for messages."""
+def _authority(url: str) -> tuple[str, str | None, str, str] | None:
+    """(scheme, userinfo or None, host:port, the rest) of `url`; None without `://`."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        return None
     end = len(rest)
     for stop in "/?#":
         found = rest.find(stop)
         if found != -1:
             end = min(end, found)
     # rpartition: a password may itself contain '@' (when not percent-encoded).
-    _, at, hostport = rest[:end].rpartition("@")
-    return f"{scheme}://{hostport}{rest[end:]}" if at else url
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    return scheme, userinfo if at else None, hostport, rest[end:]
+
+
+def without_credentials(url: str) -> str:
+    """`url` without its user and password (`redis://:pw@host/0` -> `redis://host/0`), for messages."""
+    parts = _authority(url)
+    if parts is None or parts[1] is None:
+        return url
+    scheme, _, hostport, tail = parts
+    return f"{scheme}://{hostport}{tail}"
+
+
+def redact(url: str) -> str:
+    """`url` with the password (if any) replaced by ``***``, keeping the user, for messages."""
+    parts = _authority(url)
+    if parts is None:
+        return url
+    scheme, userinfo, hostport, tail = parts
+    if userinfo is None or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{tail}"

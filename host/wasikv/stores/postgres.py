@@ -120,7 +120,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, InvalidStoreUrl, StoreError
-from ._url import parse_query
+from ._url import parse_query, redact
 from .base import (
     S64_MAX,
     S64_MIN,
@@ -939,24 +939,6 @@ def _encode_name(name: str) -> bytes:
 
 
 # -- URLs ----------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """`url` with the password (if any) replaced by ``***``, for messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = len(rest)
-    for stop in "/?#":
-        found = rest.find(stop)
-        if found != -1:
-            end = min(end, found)
-    authority = rest[:end]
-    userinfo, at, hostport = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{hostport}{rest[end:]}"
 
 
 def parse_url(url: str, label: str | None) -> dict[str, Any]:
