@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from urllib.parse import unquote
 
@@ -64,3 +65,33 @@ def redact(url: str) -> str:
     if userinfo is None or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{tail}"
+
+
+def seconds_option(url: str, options: dict[str, str], name: str, default: float) -> float:
+    """The query parameter `name` in seconds (0 < s <= 86400), `default` when absent."""
+    text = options.get(name)
+    if text is None:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 86_400) or not text.isascii():
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: {name} must be a positive number of seconds (at most 86400), not {text!r}"
+        )
+    return seconds
+
+
+def count_option(
+    url: str, options: dict[str, str], name: str, default: int, *, minimum: int, maximum: int
+) -> int:
+    """The query parameter `name` as a whole number in [minimum, maximum], `default` when absent."""
+    text = options.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and minimum <= int(text) <= maximum):
+        raise InvalidStoreUrl(
+            f"store URL {url!r}: {name} must be a whole number from {minimum} to {maximum}, not {text!r}"
+        )
+    return int(text)

@@ -120,7 +120,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, InvalidStoreUrl, StoreError
-from ._url import parse_query, redact
+from ._url import count_option, parse_query, redact, seconds_option
 from .base import (
     S64_MAX,
     S64_MIN,
@@ -988,8 +988,10 @@ def parse_url(url: str, label: str | None) -> dict[str, Any]:
         raise InvalidStoreUrl(
             f"store URL {shown!r}: sslmode must be one of {', '.join(_SSLMODES)}, not {sslmode!r}"
         )
-    min_size = _count(shown, options, "min_size", DEFAULT_MIN_SIZE, minimum=0)
-    max_size = _count(shown, options, "max_size", max(DEFAULT_MAX_SIZE, min_size), minimum=1)
+    min_size = count_option(shown, options, "min_size", DEFAULT_MIN_SIZE, minimum=0, maximum=1000)
+    max_size = count_option(
+        shown, options, "max_size", max(DEFAULT_MAX_SIZE, min_size), minimum=1, maximum=1000
+    )
     if min_size > max_size:
         raise InvalidStoreUrl(
             f"store URL {shown!r}: min_size ({min_size}) must not be larger than max_size ({max_size})"
@@ -1003,8 +1005,8 @@ def parse_url(url: str, label: str | None) -> dict[str, Any]:
         "schema": schema,
         "table_prefix": table,
         "label": label,
-        "connect_timeout": _seconds(shown, options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-        "statement_timeout": _seconds(shown, options, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT),
+        "connect_timeout": seconds_option(shown, options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        "statement_timeout": seconds_option(shown, options, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT),
         "min_size": min_size,
         "max_size": max_size,
         "sslmode": sslmode,
@@ -1019,32 +1021,6 @@ def _password_of(url: str) -> str | None:
     authority = url.partition("://")[2]
     userinfo = authority.rpartition("@")[0]
     return userinfo.partition(":")[2] or None
-
-
-def _seconds(url: str, options: dict[str, str], name: str, default: float) -> float:
-    text = options.get(name)
-    if text is None:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and 0 < seconds <= 86_400) or not text.isascii():
-        raise InvalidStoreUrl(
-            f"store URL {url!r}: {name} must be a positive number of seconds (at most 86400), not {text!r}"
-        )
-    return seconds
-
-
-def _count(url: str, options: dict[str, str], name: str, default: int, *, minimum: int) -> int:
-    text = options.get(name)
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit() and minimum <= int(text) <= 1000):
-        raise InvalidStoreUrl(
-            f"store URL {url!r}: {name} must be a whole number from {minimum} to 1000, not {text!r}"
-        )
-    return int(text)
 
 
 def open_url(url: str, *, label: str | None = None) -> PostgresStore:

@@ -130,7 +130,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import InvalidStoreUrl, StoreError
-from ._url import parse_query
+from ._url import count_option, parse_query, seconds_option
 from .base import (
     S64_MAX,
     S64_MIN,
@@ -1038,9 +1038,11 @@ def _from_url(url: str, label: str | None) -> RedisStore:
         password=password,
         tls=scheme == "rediss",
         ssl_ca_certs=options.get("ssl_ca_certs"),
-        socket_timeout=_seconds(url, options, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
-        connect_timeout=_seconds(url, options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-        max_connections=_count(url, options, "max_connections", DEFAULT_MAX_CONNECTIONS),
+        socket_timeout=seconds_option(url, options, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
+        connect_timeout=seconds_option(url, options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        max_connections=count_option(
+            url, options, "max_connections", DEFAULT_MAX_CONNECTIONS, minimum=1, maximum=100_000
+        ),
         url=url,
     )
     if store.legacy_prefix != store.prefix:
@@ -1049,32 +1051,6 @@ def _from_url(url: str, label: str | None) -> RedisStore:
             f"--store {shlex.quote(store._bare_url(with_prefix=False))} --label {shlex.quote(str(label))}"
         )
     return store
-
-
-def _seconds(url: str, options: dict[str, str], name: str, default: float) -> float:
-    text = options.get(name)
-    if text is None:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and 0 < seconds <= 86_400) or not text.isascii():
-        raise InvalidStoreUrl(
-            f"store URL {url!r}: {name} must be a positive number of seconds (at most 86400), not {text!r}"
-        )
-    return seconds
-
-
-def _count(url: str, options: dict[str, str], name: str, default: int) -> int:
-    text = options.get(name)
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit() and 0 < int(text) <= 100_000):
-        raise InvalidStoreUrl(
-            f"store URL {url!r}: {name} must be a whole number from 1 to 100000, not {text!r}"
-        )
-    return int(text)
 
 
 def open_url(url: str, *, label: str | None = None) -> RedisStore:
