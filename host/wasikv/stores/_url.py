@@ -56,6 +56,15 @@ def without_credentials(url: str) -> str:
     return f"{scheme}://{hostport}{tail}"
 
 
+def password_of(url: str) -> str | None:
+    """The password in `url`'s authority, if it has one (to hide it in messages)."""
+    parts = _authority(url)
+    userinfo = None if parts is None else parts[1]
+    if userinfo is None:
+        return None
+    return userinfo.partition(":")[2] or None
+
+
 def redact(url: str) -> str:
     """`url` with the password (if any) replaced by ``***``, keeping the user, for messages."""
     parts = _authority(url)

@@ -120,7 +120,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, InvalidStoreUrl, StoreError
-from ._url import count_option, parse_query, redact, seconds_option
+from ._url import count_option, parse_query, password_of, redact, seconds_option
 from .base import (
     S64_MAX,
     S64_MIN,
@@ -949,7 +949,7 @@ def parse_url(url: str, label: str | None) -> dict[str, Any]:
         port = parts.port
     except ValueError as exc:
         problem = str(exc)
-        if password := _password_of(url):
+        if password := password_of(url):
             problem = problem.replace(password, "***")
         raise InvalidStoreUrl(f"store URL {shown!r}: {problem}; {_ACCEPTED}") from None
     scheme = parts.scheme.lower()
@@ -1012,15 +1012,6 @@ def parse_url(url: str, label: str | None) -> dict[str, Any]:
         "sslmode": sslmode,
         "sslrootcert": options.get("sslrootcert"),
     }
-
-
-def _password_of(url: str) -> str | None:
-    redacted = redact(url)
-    if redacted == url:
-        return None
-    authority = url.partition("://")[2]
-    userinfo = authority.rpartition("@")[0]
-    return userinfo.partition(":")[2] or None
 
 
 def open_url(url: str, *, label: str | None = None) -> PostgresStore:
