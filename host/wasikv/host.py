@@ -89,8 +89,10 @@ class Host:
         config.epoch_interruption = self._epoch_interruption
         settings = "default-config;epoch" if self._epoch_interruption else "default-config"
         if instance_pool is not None:
+            # Not part of the cache key: the pooling allocator changes no
+            # compiled code, and wasmtime checks every setting that does when
+            # it loads an artifact; `run` and `up` share one compile this way.
             instance_pool.apply(config, self.limits)
-            settings += ";" + instance_pool.describe(self.limits)
         self.engine = Engine(config)
         deadlines.ticker.register(self.engine)
         # Not at close(): guests still stopping after it need the ticks.

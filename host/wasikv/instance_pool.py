@@ -75,6 +75,3 @@ class InstancePool:
         _ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
         _ffi.wasmtime_pooling_allocation_config_delete(pool)
 
-    def describe(self, limits: Limits) -> str:
-        """A stable description, part of the compile-cache key."""
-        return f"pool={self.max_instances},{self.memory_bytes(limits)}"
