@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -15,18 +16,15 @@ from .backends import BACKEND_NAMES, private_store_url
 from .support import BUILDERS, COMPILE_CACHE, guest_wasm
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Under `make test`, build the suite's guests concurrently before any test (tests/prebuild.py)."""
-    if not prebuild.enabled():
-        return
-    count, took = prebuild.prebuild()
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"{count} guest components built or found in the cache in {took:.0f} s")
+def pytest_configure(config: pytest.Config) -> None:
+    """Let the `wasikv` processes tests start load what the suite compiled (tests that test the
+    cache set their own directory)."""
+    os.environ.setdefault("WASIKV_CACHE_DIR", str(COMPILE_CACHE))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `component` every test that reaches a guest builder (`make test-fast` skips those).
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `component` every test that reaches a guest builder (`make test-fast` skips those);
+    under `make test`, run them last and start the builds they need in the background.
 
     A test reaches one when its function, one of its fixtures (their
     dependencies included), or a test-suite function any of those call
@@ -43,6 +41,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             funcs.extend(d.func for d in item._fixtureinfo.name2fixturedefs.get(name, ()))
         if any(_reaches_builder(func, verdicts) for func in funcs):
             item.add_marker(pytest.mark.component)
+    if not prebuild.enabled():
+        return
+    # The tests that need no component first, while the components build
+    # (tests/prebuild.py); sorted() keeps each group's order.
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("component") is not None)
+    if any(item.get_closest_marker("component") for item in items):
+        started = prebuild.start()
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"{started} guest builds and compiles started in the background")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Let the background builds still running finish (tests/prebuild.py)."""
+    prebuild.stop()
 
 
 def _reaches_builder(func: object, verdicts: dict[object, bool]) -> bool:

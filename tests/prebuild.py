@@ -1,25 +1,29 @@
-"""Build the suite's guest components before the tests run, several at a time.
+"""The suite's slow preparations, started in the background as soon as the tests are collected.
 
 componentize-py builds one component per process on one core, and a fresh
-clone needs about twenty of them: built one by one as tests first reach
-them, they were most of a fresh `make test`. `make test` sets
-`WASIKV_PREBUILD=1`, and `tests/conftest.py` then builds every component
-listed here concurrently (and compiles each into the tests' compile cache)
-before the first test. A component missing from the lists is still built,
-on first use, as before.
+clone needs about twenty of them, each then compiled by wasmtime: built one
+by one as tests first reach them, they were most of a fresh `make test`.
+`make test` sets `WASIKV_PREBUILD=1`; tests/conftest.py then starts every
+job listed here (build, then compile into the tests' compile cache) on two
+background threads and runs the tests that need no component first, so the
+builds overlap them. A test that needs a component still building waits for
+it (`background.once`); one missing from the lists is built on first use.
+Test modules add their own jobs with `extra` (`wasikv new` templates, say).
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from wasikv import ComponentError, Host
+from wasikv.guest_build import COMMAND_WORLD
 
-from .support import COMPILE_CACHE, foreign_guest_wasm, guest_wasm
+from . import background
+from .support import COMPILE_CACHE, build_foreign_guest, build_guest, foreign_key, guest_key
 
 _HTTP = "wasikv:app/http-trigger"
 _WATCH = "wasikv:app/watch-trigger"
@@ -61,30 +65,59 @@ def enabled() -> bool:
     return os.environ.get(ENABLE) == "1"
 
 
-def _jobs() -> list[Callable[[], Path]]:
-    jobs: list[Callable[[], Path]] = []
-    for name, world, module in GUESTS:
-        kwargs = {k: v for k, v in (("world", world), ("module", module)) if v is not None}
-        jobs.append(lambda name=name, kwargs=kwargs: guest_wasm(name, **kwargs))
-    for keyvalue, relabel, guest in FOREIGN:
-        jobs.append(lambda kv=keyvalue, r=relabel, g=guest: foreign_guest_wasm(*kv, relabel=r, name=g))
-    return jobs
+_EXTRA: list[tuple[Hashable, Callable[[], Any]]] = []
 
 
-def prebuild(workers: int | None = None) -> tuple[int, float]:
-    """Build and compile every listed component; returns (how many, seconds)."""
-    started = time.monotonic()
-    jobs = _jobs()
-    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+def extra(key: Hashable, make: Callable[[], Any]) -> None:
+    """Add a job of a test module (run it with `background.once(key, make)` in the test)."""
+    _EXTRA.append((key, make))
 
-        def build_and_compile(job: Callable[[], Path]) -> None:
-            wasm = job()  # a failed build fails the run here
+
+def jobs(compile_into: Host) -> list[tuple[Hashable, Callable[[], Any]]]:
+    """Every job: each listed guest built and compiled, then the test modules' own jobs."""
+
+    def built_and_compiled(build: Callable[[], Path]) -> Callable[[], Path]:
+        def job() -> Path:
+            wasm = build()
             try:
-                host.load(wasm)
+                compile_into.load(wasm)
             except ComponentError:
                 pass  # refused by design: the guests that lie about their imports' types
+            return wasm
 
-        with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 1)) as pool:
-            # list(): re-raise the first build failure here, naming the guest.
-            list(pool.map(build_and_compile, jobs))
-    return len(jobs), time.monotonic() - started
+        return job
+
+    found: list[tuple[Hashable, Callable[[], Any]]] = []
+    for name, world, module in GUESTS:
+        world = world or COMMAND_WORLD
+        module = module or "app"
+        found.append(
+            (guest_key(name, world, module), built_and_compiled(partial(build_guest, name, world, module)))
+        )
+    for keyvalue, relabel, guest in FOREIGN:
+        found.append(
+            (
+                foreign_key(*keyvalue, relabel=relabel, name=guest),
+                built_and_compiled(partial(build_foreign_guest, keyvalue, relabel, guest)),
+            )
+        )
+    return found + _EXTRA
+
+
+_host: Host | None = None
+
+
+def start(workers: int = 2) -> int:
+    """Start every job in the background; returns how many."""
+    global _host
+    _host = Host({"default": "memory:"}, cache_dir=COMPILE_CACHE)
+    return background.start(jobs(_host), workers)
+
+
+def stop() -> None:
+    """Wait for the running jobs (the rest are dropped) and close the compiling host."""
+    global _host
+    background.stop()
+    if _host is not None:
+        _host.close()
+        _host = None

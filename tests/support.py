@@ -17,6 +17,8 @@ from typing import Any
 from wasikv import Host
 from wasikv.guest_build import COMMAND_WORLD, build_cached, componentize
 
+from . import background
+
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "tests" / "guests"
 CACHE = ROOT / ".wasikv-test"
@@ -41,6 +43,16 @@ def refuse_builds() -> None:
 def guest_wasm(name: str, world: str = COMMAND_WORLD, module: str = "app") -> Path:
     """The component for tests/guests/<name> (or a repo-relative directory), built once per content."""
     refuse_builds()
+    return background.once(guest_key(name, world, module), lambda: build_guest(name, world, module))
+
+
+def guest_key(name: str, world: str = COMMAND_WORLD, module: str = "app") -> tuple[str, ...]:
+    """The `background` key of `guest_wasm(name, world, module)`."""
+    return ("guest", name, world, module)
+
+
+def build_guest(name: str, world: str, module: str) -> Path:
+    """Build (or find built) what `guest_wasm` returns, now, on this thread."""
     app_dir = GUESTS / name if "/" not in name else ROOT / name
     return build_cached(app_dir, CACHE / "guests", world=world, module=module)
 
@@ -61,6 +73,19 @@ def foreign_guest_wasm(*keyvalue: str, relabel: str | None = None, name: str = "
     bindings as `wit_world`. Built once per content, like `guest_wasm`.
     """
     refuse_builds()
+    return background.once(
+        foreign_key(*keyvalue, relabel=relabel, name=name),
+        lambda: build_foreign_guest(keyvalue, relabel, name),
+    )
+
+
+def foreign_key(*keyvalue: str, relabel: str | None = None, name: str = "foreign") -> tuple[str | None, ...]:
+    """The `background` key of `foreign_guest_wasm(*keyvalue, relabel=relabel, name=name)`."""
+    return ("foreign", name, relabel, *keyvalue)
+
+
+def build_foreign_guest(keyvalue: tuple[str, ...], relabel: str | None, name: str) -> Path:
+    """Build (or find built) what `foreign_guest_wasm` returns, now, on this thread."""
     app_dir = GUESTS / name
     packages = [FOREIGN_WIT / package for package in keyvalue]
     digest = hashlib.sha256(f"{keyvalue};{relabel}".encode())

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from wasikv import Host
+
+from . import background, prebuild
 from .support import COMPILE_CACHE
+
+# Every test here builds (or fails to build) a real component in a `wasikv` process.
+pytestmark = pytest.mark.component
 
 ENV = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE), "RUST_BACKTRACE": "1"}
 WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/watch-trigger"
@@ -34,12 +44,24 @@ def app(tmp_path: Path, source: str) -> Path:
     return directory
 
 
-def build_error(tmp_path: Path, source: str, *world: str) -> str:
-    directory = app(tmp_path, source)
-    done = wasikv("componentize", "app", *world, "-o", "app.wasm", cwd=tmp_path)
+def build_error(source: str, *world: str) -> str:
+    """What `wasikv componentize` says when it cannot build `source` (in the background under make test)."""
+    return background.once(("build error", source, world), partial(_build_error, source, world))
+
+
+def _build_error(source: str, world: tuple[str, ...]) -> str:
+    parent = _scratch()
+    directory = app(parent, source)
+    done = wasikv("componentize", "app", *world, "-o", "app.wasm", cwd=parent)
     assert done.returncode == 1, done.stdout
-    assert not (tmp_path / "app.wasm").exists()
+    assert not (parent / "app.wasm").exists()
     return done.stderr.replace(str(directory.resolve()), "<APP>")
+
+
+def _scratch() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="wasikv-guest-errors-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 RUNNER = """\
@@ -52,8 +74,8 @@ class Runner(exports.Run):
 """
 
 
-def test_missing_class_names_the_class_and_the_world(tmp_path: Path) -> None:
-    assert build_error(tmp_path, RUNNER) == (
+def test_missing_class_names_the_class_and_the_world() -> None:
+    assert build_error(RUNNER) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
         "AttributeError: module 'app' has no attribute 'Run'\n"
         "hint: the world wasikv:app/command calls the class Run of app.py: define class Run(exports.Run)"
@@ -61,9 +83,11 @@ def test_missing_class_names_the_class_and_the_world(tmp_path: Path) -> None:
     )
 
 
-def test_spin_sdk_import_points_to_wasikv_sdk(tmp_path: Path) -> None:
-    source = "from spin_sdk import key_value\n\n\nclass Run:\n    def run(self) -> None:\n        pass\n"
-    assert build_error(tmp_path, source) == (
+SPIN_IMPORT = "from spin_sdk import key_value\n\n\nclass Run:\n    def run(self) -> None:\n        pass\n"
+
+
+def test_spin_sdk_import_points_to_wasikv_sdk() -> None:
+    assert build_error(SPIN_IMPORT) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
         "Traceback (most recent call last):\n"
         '  File "<APP>/app.py", line 1, in <module>\n'
@@ -81,16 +105,18 @@ def test_spin_sdk_import_points_to_wasikv_sdk(tmp_path: Path) -> None:
         ("wasikv:app/comand", " (its WIT defines other worlds too, which wasikv does not run)"),
     ],
 )
-def test_wrong_world_lists_only_wasikv_worlds(world: str, said: str, tmp_path: Path) -> None:
-    assert build_error(tmp_path, RUNNER, "-w", world) == (
+def test_wrong_world_lists_only_wasikv_worlds(world: str, said: str) -> None:
+    assert build_error(RUNNER, "-w", world) == (
         f"Error: cannot build app/app.py: unknown world {world!r}; wasikv's worlds are {WORLDS}{said}\n"
         "hint: did you mean -w wasikv:app/command?\n"
     )
 
 
-def test_syntax_error_shows_the_app_file_and_line(tmp_path: Path) -> None:
-    source = "from wasikv_sdk.wit import exports\n\n\nclass Run(exports.Run):\n    def run(self) -> None\n"
-    assert build_error(tmp_path, source) == (
+SYNTAX_ERROR = "from wasikv_sdk.wit import exports\n\n\nclass Run(exports.Run):\n    def run(self) -> None\n"
+
+
+def test_syntax_error_shows_the_app_file_and_line() -> None:
+    assert build_error(SYNTAX_ERROR) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
         '  File "<APP>/app.py", line 5\n'
         "    def run(self) -> None\n"
@@ -123,13 +149,24 @@ ZeroDivisionError: division by zero
 """
 
 
-@pytest.fixture(scope="module")
-def raising(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A guest whose `run` raises, built once: (its directory, its .wasm)."""
-    directory = app(tmp_path_factory.mktemp("raising"), RAISING)
+@pytest.fixture
+def raising() -> tuple[Path, Path]:
+    """A guest whose `run` raises, built and compiled once: (its directory, its .wasm)."""
+    return background.once(("raising guest",), _build_raising)
+
+
+def _build_raising() -> tuple[Path, Path]:
+    directory = app(_scratch(), RAISING)
     done = wasikv("componentize", str(directory), "-o", str(directory / "app.wasm"), cwd=directory)
     assert done.returncode == 0, done.stderr
+    with Host({}, cache_dir=COMPILE_CACHE) as host:
+        host.load(directory / "app.wasm")
     return directory, directory / "app.wasm"
+
+
+for _source in (RUNNER, SPIN_IMPORT, SYNTAX_ERROR):
+    prebuild.extra(("build error", _source, ()), partial(_build_error, _source, ()))
+prebuild.extra(("raising guest",), _build_raising)
 
 
 def test_runtime_exception_shows_the_python_traceback_only(

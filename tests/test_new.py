@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -16,6 +20,7 @@ import pytest
 from wasikv import Host
 from wasikv.new_cli import TEMPLATES
 
+from . import background, prebuild
 from .support import COMPILE_CACHE
 from .test_up import free_port
 
@@ -49,6 +54,35 @@ def generated(template: str, name: str, parent: Path) -> Path:
 def built(app: Path) -> None:
     done = wasikv("build", cwd=app, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def generated_and_built(template: str, name: str) -> Path:
+    """`wasikv new TEMPLATE NAME`, then `wasikv build` and a first compile of what it built.
+
+    Slow (a build and a compile per component), so `make test` does it in the
+    background while other tests run (tests/prebuild.py).
+    """
+    return background.once(_template_key(template, name), lambda: _generate_and_build(template, name))
+
+
+def _template_key(template: str, name: str) -> tuple[str, str, str]:
+    return ("wasikv new", template, name)
+
+
+def _generate_and_build(template: str, name: str) -> Path:
+    parent = Path(tempfile.mkdtemp(prefix=f"wasikv-new-{template}-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    app = generated(template, name, parent)
+    built(app)
+    with Host({}, cache_dir=COMPILE_CACHE) as host:
+        for wasm in app.glob("*.wasm"):
+            host.load(wasm)
+    return app
+
+
+_BUILT = (("command", "hello-cmd"), ("http", "hello-http"), ("watch", "hello-watch"))
+for _template, _name in _BUILT:
+    prebuild.extra(_template_key(_template, _name), partial(_generate_and_build, _template, _name))
 
 
 @contextmanager
@@ -123,18 +157,18 @@ def test_an_existing_empty_directory_is_filled(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_command_template_builds_and_runs(tmp_path: Path) -> None:
-    app = generated("command", "hello-cmd", tmp_path)
-    built(app)
+@pytest.mark.component  # `wasikv build` in a subprocess
+def test_command_template_builds_and_runs() -> None:
+    app = generated_and_built("command", "hello-cmd")
     runs = [wasikv("run", "app.wasm", cwd=app) for _ in range(2)]
     assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
     assert [run.stdout for run in runs] == ["hello from hello-cmd: run 1\n", "hello from hello-cmd: run 2\n"]
 
 
 @pytest.mark.slow
-def test_http_template_serves_a_counter(tmp_path: Path) -> None:
-    app = generated("http", "hello-http", tmp_path)
-    built(app)
+@pytest.mark.component  # `wasikv build` in a subprocess
+def test_http_template_serves_a_counter() -> None:
+    app = generated_and_built("http", "hello-http")
     with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/counter").text == "0\n"
         assert [client.post("/counter").text for _ in range(3)] == ["1\n", "2\n", "3\n"]
@@ -156,9 +190,9 @@ def _words(client: httpx.Client, name: str, expected: bytes | None) -> bytes | N
 
 
 @pytest.mark.slow
-def test_watch_template_keeps_word_counts(tmp_path: Path) -> None:
-    app = generated("watch", "hello-watch", tmp_path)
-    built(app)
+@pytest.mark.component  # `wasikv build` in a subprocess
+def test_watch_template_keeps_word_counts() -> None:
+    app = generated_and_built("watch", "hello-watch")
     assert {"http.wasm", "watcher.wasm"} <= {path.name for path in app.iterdir()}
     with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
         assert client.put("/notes/shopping", content=b"milk and eggs").status_code == 204
