@@ -344,7 +344,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
     had = {name: name in vars(wasikv_sdk) for name in ("wit", "key_value")}
     types_module = _fake_types_module()
     monkeypatch.setitem(sys.modules, "componentize_py_types", types_module)
-    store = importlib.import_module("wasikv_sdk.wit.imports.store")
+    store = importlib.import_module("wasikv_sdk.wit.imports.wasi_keyvalue_store")
     atomics = importlib.import_module("wasikv_sdk.wit.imports.atomics")
     batch = importlib.import_module("wasikv_sdk.wit.imports.batch")
     key_value = importlib.import_module("wasikv_sdk.key_value")

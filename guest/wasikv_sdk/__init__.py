@@ -3,7 +3,7 @@
 Layers:
 
 - `wasikv_sdk.wit`: the raw bindings generated from the WIT world
-  `wasikv:app/command` (`wasikv_sdk.wit.imports.store`, `.atomics`, `.batch`,
+  `wasikv:app/command` (`wasikv_sdk.wit.imports.wasi_keyvalue_store`, `.atomics`, `.batch`,
   and the `wasikv_sdk.wit.exports.Run` protocol a command implements). WIT
   errors surface as `componentize_py_types.Err(value)`. The checked-in files
   are stubs; componentize-py generates the real bindings when it builds a
