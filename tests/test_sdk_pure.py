@@ -52,6 +52,9 @@ def test_error_hierarchy() -> None:
             assert a is b or not issubclass(a, b)
     with pytest.raises(errors.KeyValueError, match="boom"):
         raise errors.StoreError("boom")
+    # Variables are not key-value data: their errors are a family of their own.
+    assert issubclass(errors.NoSuchVariable, errors.VariableError)
+    assert not issubclass(errors.VariableError, errors.KeyValueError)
 
 
 def test_reexports() -> None:
@@ -72,10 +75,12 @@ def test_reexports() -> None:
         "LockExists",
         "LockTimeout",
         "NoSuchStore",
+        "NoSuchVariable",
         "NotLockOwner",
         "ResourceLockedError",
         "StateDictionary",
         "StoreError",
+        "VariableError",
         "all_counters",
     }
     for name in wasikv_sdk.__all__:
