@@ -252,11 +252,12 @@ class Host:
         argv is `[program_name, *args]` (the component's path by default, as
         `wasmtime run` does). The guest sees only the `env` given here, no
         filesystem and no network. `variables` are what it reads through
-        `wasi:config/store` (key to value, already resolved: see
-        `wasikv.app.variables` for an app's; none when None). `grants` limits the labels it may open
-        (all labels when None). Output goes to `stdout`/`stderr` when given,
-        else to this process's. `timeout` (seconds) stops a guest that runs
-        longer with `GuestTimeout`. Raises `GuestTrap` if the component traps.
+        `wasi:config/store` (key to value, already resolved, as
+        `wasikv.app.variable_sources` resolves an app's; none when None).
+        `grants` limits the labels it may open (all labels when None).
+        Output goes to `stdout`/`stderr` when given, else to this process's.
+        `timeout` (seconds) stops a guest that runs longer with `GuestTimeout`.
+        Raises `GuestTrap` if the component traps.
 
         Called from the main thread, the guest runs on a helper thread so
         that Ctrl-C still works: `KeyboardInterrupt` stops the guest and is
