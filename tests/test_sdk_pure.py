@@ -52,6 +52,9 @@ def test_error_hierarchy() -> None:
             assert a is b or not issubclass(a, b)
     with pytest.raises(errors.KeyValueError, match="boom"):
         raise errors.StoreError("boom")
+    # Variables are not key-value data: their errors are a family of their own.
+    assert issubclass(errors.NoSuchVariable, errors.VariableError)
+    assert not issubclass(errors.VariableError, errors.KeyValueError)
 
 
 def test_reexports() -> None:
@@ -72,10 +75,12 @@ def test_reexports() -> None:
         "LockExists",
         "LockTimeout",
         "NoSuchStore",
+        "NoSuchVariable",
         "NotLockOwner",
         "ResourceLockedError",
         "StateDictionary",
         "StoreError",
+        "VariableError",
         "all_counters",
     }
     for name in wasikv_sdk.__all__:
@@ -344,7 +349,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
     had = {name: name in vars(wasikv_sdk) for name in ("wit", "key_value")}
     types_module = _fake_types_module()
     monkeypatch.setitem(sys.modules, "componentize_py_types", types_module)
-    store = importlib.import_module("wasikv_sdk.wit.imports.store")
+    store = importlib.import_module("wasikv_sdk.wit.imports.wasi_keyvalue_store")
     atomics = importlib.import_module("wasikv_sdk.wit.imports.atomics")
     batch = importlib.import_module("wasikv_sdk.wit.imports.batch")
     key_value = importlib.import_module("wasikv_sdk.key_value")

@@ -66,16 +66,21 @@ class Server:
         self.base = base
 
 
-@pytest.fixture
-def server(app_dir: Path) -> Iterator[Server]:
+def _environ() -> dict[str, str]:
+    """This environment without application variables (the runner's own would leak into the apps)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("WASIKV_VARIABLE_", "SPIN_VARIABLE_"))}
+
+
+def start(app_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """`wasikv up ARGS...` in `app_dir`, once it answers requests."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}", *args],
         cwd=app_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+        env={**_environ(), **(env or {}), "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240  # the first start compiles both components
@@ -88,10 +93,16 @@ def server(app_dir: Path) -> Iterator[Server]:
                 proc.kill()
                 raise AssertionError(f"server did not start: {proc.communicate()}") from None
             time.sleep(0.1)
-    yield Server(proc, base)
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
+    return Server(proc, base)
+
+
+@pytest.fixture
+def server(app_dir: Path) -> Iterator[Server]:
+    started = start(app_dir)
+    yield started
+    if started.proc.poll() is None:
+        started.proc.kill()
+        started.proc.communicate()
 
 
 def test_concurrent_posts_count_exactly(server: Server) -> None:
@@ -154,6 +165,77 @@ def test_a_grant_of_an_undefined_store_stops_loading(app_dir: Path) -> None:
     assert done.returncode == 1
     assert "missing" in done.stderr and "wasikv.toml" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+VARIABLES = """
+[variables]
+greeting = { default = "hello" }
+api_key = { required = true, secret = true }
+region = { required = true }
+tier = { required = true }
+
+[component.probe.variables]
+banner = "{{ greeting }} from {{ region }}/{{ tier }}"
+key = "{{ api_key }}"
+"""
+SECRET = "s3cr3t-in-the-flag"
+
+
+def up_once(app_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{free_port()}", *args],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_environ(), **(env or {})},
+    )
+
+
+def test_a_required_variable_without_a_value_stops_up_before_serving(tmp_path: Path) -> None:
+    (tmp_path / "wasikv.toml").write_text(MANIFEST + VARIABLES)
+    for name in ("counter.wasm", "probe.wasm"):  # never loaded: the variables stop it first
+        (tmp_path / name).write_bytes(b"")
+    env = {"WASIKV_VARIABLE_REGION": "eu", "SPIN_VARIABLE_TIER": "free"}
+    done = up_once(tmp_path, "--variable", f"greeting={SECRET}", env=env)
+    assert done.returncode == 1, done
+    assert "Serving" not in done.stdout and "Traceback" not in done.stderr
+    assert done.stderr.count("Error:") == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "required variable 'api_key' has no value" in done.stderr
+    assert "--variable api_key=VALUE" in done.stderr and "WASIKV_VARIABLE_API_KEY" in done.stderr
+    assert SECRET not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "fragment"),
+    [
+        (f"API_KEY={SECRET}", "Error: --variable 'API_KEY'=...: the name is invalid"),
+        ("api_key", "Error: --variable 'api_key' has no '='"),
+        (f"nope={SECRET}", "declares no variable 'nope'"),
+    ],
+)
+def test_a_malformed_variable_flag_is_one_clear_error(tmp_path: Path, flag: str, fragment: str) -> None:
+    (tmp_path / "wasikv.toml").write_text(MANIFEST + VARIABLES)
+    for name in ("counter.wasm", "probe.wasm"):
+        (tmp_path / name).write_bytes(b"")
+    done = up_once(tmp_path, "--variable", flag)
+    assert done.returncode == 1 and fragment in done.stderr, done.stderr
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_variables_reach_the_guest_from_every_source(app_dir: Path) -> None:
+    (app_dir / "wasikv.toml").write_text(MANIFEST + VARIABLES)
+    (app_dir / ".env").write_text("SPIN_VARIABLE_TIER=from-dotenv\nWASIKV_VARIABLE_REGION=loses\n")
+    server = start(app_dir, "--variable", f"api_key={SECRET}", env={"WASIKV_VARIABLE_REGION": "eu"})
+    try:
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            report = client.get("/probe/variables?name=banner").json()
+        assert report["get"] == "hello from eu/from-dotenv"
+        assert report["all"] == {"banner": "hello from eu/from-dotenv", "key": SECRET}
+    finally:
+        server.proc.send_signal(signal.SIGINT)
+        out, err = server.proc.communicate(timeout=30)
+    assert SECRET not in out + err
 
 
 def test_example_manifest_loads() -> None:

@@ -126,6 +126,26 @@ def test_a_host_api_write_is_delivered(
     assert runner.delivered == 2 and runner.dropped == 0 and runner.missed == 0
 
 
+def test_a_watcher_reads_its_variables(
+    hosts: Callable[..., Host], runners: list[WatchRunner], probe_wasm: Path
+) -> None:
+    host = hosts("memory:")
+    watcher = WatcherComponent(
+        host,
+        host.load(probe_wasm),
+        "default",
+        name="probe",
+        grants=["default", "seen"],
+        variables={"greeting": "hello"},
+    )
+    runner = WatchRunner(watcher, retry=FAST_RETRY)
+    runner.start()
+    runners.append(runner)
+    host.bucket().set("variables/1", b"x")
+    caught_up(runner)
+    assert seen(host)[0]["variables"] == {"greeting": "hello"}
+
+
 def test_a_guest_write_is_delivered(
     hosts: Callable[..., Host], start: Callable[..., WatchRunner], notes_wasm: Path, tmp_path: Path
 ) -> None:

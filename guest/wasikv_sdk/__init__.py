@@ -3,7 +3,7 @@
 Layers:
 
 - `wasikv_sdk.wit`: the raw bindings generated from the WIT world
-  `wasikv:app/command` (`wasikv_sdk.wit.imports.store`, `.atomics`, `.batch`,
+  `wasikv:app/command` (`wasikv_sdk.wit.imports.wasi_keyvalue_store`, `.atomics`, `.batch`,
   and the `wasikv_sdk.wit.exports.Run` protocol a command implements). WIT
   errors surface as `componentize_py_types.Err(value)`. The checked-in files
   are stubs; componentize-py generates the real bindings when it builds a
@@ -11,9 +11,11 @@ Layers:
 - `wasikv_sdk.key_value`: the Pythonic layer over those bindings
   (`open`, `open_default`, `Bucket`, `Cas`), raising the exceptions below.
   Guest-only: it imports the bindings.
+- `wasikv_sdk.variables`: the component's application variables through
+  `wasi:config/store` (`get`, `get_all`). Guest-only, like `key_value`.
 - `wasikv_sdk.errors`: the exception hierarchy (`KeyValueError` and its
-  subclasses `NoSuchStore`, `AccessDenied`, `StoreError`, `CasConflict`),
-  shared with host-side Python code.
+  subclasses `NoSuchStore`, `AccessDenied`, `StoreError`, `CasConflict`;
+  `VariableError` and its `NoSuchVariable`), shared with host-side Python code.
 - `wasikv_sdk.protocol`: `BucketProtocol` and `CasHandle`, the structural
   types of the Pythonic API, which host-side buckets implement as well.
 - Coordination primitives, pure Python over `BucketProtocol` (so they run
@@ -42,7 +44,15 @@ from .coordination import (
     ResourceLockedError,
 )
 from .counters import Counter, all_counters
-from .errors import AccessDenied, CasConflict, KeyValueError, NoSuchStore, StoreError
+from .errors import (
+    AccessDenied,
+    CasConflict,
+    KeyValueError,
+    NoSuchStore,
+    NoSuchVariable,
+    StoreError,
+    VariableError,
+)
 from .locks import Lock
 from .protocol import BucketProtocol, CasHandle
 from .state import StateDictionary
@@ -64,9 +74,11 @@ __all__ = [
     "LockExists",
     "LockTimeout",
     "NoSuchStore",
+    "NoSuchVariable",
     "NotLockOwner",
     "ResourceLockedError",
     "StateDictionary",
     "StoreError",
+    "VariableError",
     "all_counters",
 ]

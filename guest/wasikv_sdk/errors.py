@@ -24,3 +24,11 @@ class StoreError(KeyValueError):
 
 class CasConflict(KeyValueError):
     """A compare-and-swap lost: the key changed after it was read."""
+
+
+class VariableError(Exception):
+    """Reading an application variable failed (wasi:config `upstream` or `io` error)."""
+
+
+class NoSuchVariable(VariableError):
+    """The component has no variable of that name (its manifest's `[component.NAME.variables]`)."""

@@ -1,6 +1,6 @@
 """Pythonic access to wasi:keyvalue from inside a guest component.
 
-This module wraps the generated bindings (`wasikv_sdk.wit.imports.store`,
+This module wraps the generated bindings (`wasikv_sdk.wit.imports.wasi_keyvalue_store`,
 `.atomics` and `.batch`) and is only importable inside a component built
 with componentize-py. Host-side code should use `wasikv_sdk.errors` and
 `wasikv_sdk.protocol`, which are pure Python.
@@ -40,7 +40,8 @@ from componentize_py_types import Err
 from ._cas import retry_cas
 from .constants import HOSTCALL_BUDGET_BYTES, S64_MAX, S64_MIN
 from .errors import AccessDenied, CasConflict, KeyValueError, NoSuchStore, StoreError
-from .wit.imports import atomics, batch, store
+from .wit.imports import atomics, batch
+from .wit.imports import wasi_keyvalue_store as store
 
 if TYPE_CHECKING:
     from .protocol import BucketProtocol
@@ -275,7 +276,7 @@ class Bucket(_HostHandle):
 
     @property
     def raw(self) -> Any:
-        """The underlying `wasikv_sdk.wit.imports.store.Bucket`, for the raw bindings.
+        """The underlying `wasikv_sdk.wit.imports.wasi_keyvalue_store.Bucket`, for the raw bindings.
 
         Raises:
             StoreError: the bucket is closed.

@@ -18,13 +18,14 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .app.loader import LoadedApp, load_app
 from .app.triggers import HTTP, KEY_VALUE, TRIGGER_KINDS
+from .app.variable_sources import VariableSources
 from .compile_cache import CompileHook
 from .errors import GuestInterrupted, GuestTimeout
 from .host import Host
@@ -319,6 +320,8 @@ def create_app(
     *,
     runtime_config_file: str | Path | None = None,
     key_values: Iterable[tuple[str, str]] = (),
+    variables: Mapping[str, str] | None = None,
+    env_file: str | Path | None = None,
     workers: int | None = None,
     limits: Limits | None = None,
     cache_dir: str | Path | None = None,
@@ -333,6 +336,10 @@ def create_app(
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
     `key_values` seeds the `default` store (like `spin up --key-value`).
+    `variables` give application variables their values (like `spin up
+    --variable`), before the environment (`WASIKV_VARIABLE_<NAME>`,
+    `SPIN_VARIABLE_<NAME>`), the dotenv file `env_file` (default: `.env` next
+    to the manifest, if any) and the manifest's defaults.
     Instances come from wasmtime's pooling allocator unless `instance_pool`
     is None (see `wasikv.InstancePool`). A request whose guest runs longer
     than `request_timeout` seconds (None: no limit) is answered 504; a
@@ -344,12 +351,16 @@ def create_app(
     store calls; without `singletons` the watchers do not run here (another
     process of the same app runs them). `on_compile` wraps each component
     compile the compile cache could not spare (see `wasikv.Host`).
-    Raises `wasikv.ConfigError` (a `ManifestError`) for any manifest or
-    runtime-config mistake, and `wasikv.ComponentError` for a component
+    Raises `wasikv.ConfigError` for any manifest or runtime-config mistake
+    or a required variable without a value, and `wasikv.ComponentError` for a component
     that cannot serve its trigger (missing export, mistyped imports or
     exports), before anything starts.
     """
-    loaded = load_app(Path(manifest), runtime_config_file=runtime_config_file)
+    loaded = load_app(
+        Path(manifest),
+        runtime_config_file=runtime_config_file,
+        variables=VariableSources(flags=dict(variables or {}), env_file=env_file),
+    )
     app = WasikvApp(
         loaded,
         workers=workers,

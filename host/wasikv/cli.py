@@ -291,6 +291,19 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     help="Store definitions (default: runtime-config.toml next to the manifest, if present).",
 )
 @click.option("--key-value", "key_values", multiple=True, metavar="KEY=VALUE", help="Seed the default store.")
+@click.option(
+    "--variable",
+    "variable_flags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Give an application variable its value (repeatable; before WASIKV_VARIABLE_<NAME>, "
+    "SPIN_VARIABLE_<NAME>, the dotenv file and the manifest's default).",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False),
+    help="Dotenv file of WASIKV_VARIABLE_<NAME>=... lines (default: .env next to the manifest, if any).",
+)
 @click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
 @click.option(
     "--workers",
@@ -369,6 +382,8 @@ def up(
     listen: str,
     runtime_config_file: str | None,
     key_values: tuple[str, ...],
+    variable_flags: tuple[str, ...],
+    env_file: str | None,
     build_first: bool,
     workers: int | None,
     no_instance_pool: bool,
@@ -390,6 +405,7 @@ def up(
     refused, and a process that dies is started again.
     """
     from .app.manifest import find_manifest, load_manifest
+    from .app.variable_sources import parse_variable_flag
     from .asgi import DEFAULT_POOL, create_app
     from .processes import (
         listening_socket,
@@ -409,6 +425,7 @@ def up(
     metrics = None
     with _reported():
         address = parse_listen(listen)
+        variables = dict(parse_variable_flag(flag) for flag in variable_flags)
         if metrics_listen is not None:
             parse_listen(metrics_listen)
             from .metrics import Metrics
@@ -428,6 +445,8 @@ def up(
             path,
             runtime_config_file=runtime_config_file,
             key_values=seeds,
+            variables=variables,
+            env_file=env_file,
             workers=workers,
             instance_pool=None if no_instance_pool else DEFAULT_POOL,
             request_timeout=request_timeout,

@@ -15,7 +15,7 @@ from typing import BinaryIO, TypeVar
 from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError, _wasi
 from wasmtime.component import Component, Func, Instance, Linker
 
-from . import deadlines
+from . import config_iface, deadlines
 from ._capi import context_address
 from .bucket import Bucket
 from .compile_cache import CompileCache, CompileHook, default_cache_dir
@@ -59,6 +59,9 @@ class Host:
     compile cache could not spare (seconds of work), for showing progress;
     the host itself never prints.
 
+    Components read their variables through `wasi:config/store`: each run
+    or instance is given its own (`run(variables=)`), like its environment.
+
     Every instance is sandboxed: its key-value imports are type-checked
     before it is instantiated, its memory and tables are capped by `limits`,
     and it can be given a deadline (`run(timeout=)`); `interrupt` stops every
@@ -101,9 +104,15 @@ class Host:
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = CompileCache(self.engine, directory if compile_cache else None, settings)
         self._sessions: dict[int, KeyValueSession] = {}
+        self._variables: dict[int, Mapping[str, str]] = {}
+        # Each interface's bodies get their instance's entry in one of these (`HostInterface.state`).
+        self._states: dict[str, Mapping[int, object]] = {
+            "keyvalue": self._sessions,
+            "config": self._variables,
+        }
         self._cursors = NumberedCursors()
         self._provided: dict[str, list[HostInterface]] = {}
-        for interface in INTERFACES:
+        for interface in (*INTERFACES, config_iface.STORE):
             self._provided.setdefault(interface.name, []).append(interface)
         self._linkers: dict[LinkPlan, Linker] = {}
         self._plans: weakref.WeakKeyDictionary[Component, LinkPlan] = weakref.WeakKeyDictionary()
@@ -223,7 +232,7 @@ class Host:
                 linker = Linker(self.engine)
                 linker.add_wasip2()
                 for interface in plan.interfaces:
-                    interface.define(linker, self._sessions)
+                    interface.define(linker, self._states[interface.state])
                 self._linkers[plan] = linker
             return linker
 
@@ -233,6 +242,7 @@ class Host:
         args: Iterable[str] = (),
         *,
         env: Mapping[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
         grants: Iterable[str] | None = None,
         stdout: BinaryIO | None = None,
         stderr: BinaryIO | None = None,
@@ -243,10 +253,13 @@ class Host:
 
         argv is `[program_name, *args]` (the component's path by default, as
         `wasmtime run` does). The guest sees only the `env` given here, no
-        filesystem and no network. `grants` limits the labels it may open
-        (all labels when None). Output goes to `stdout`/`stderr` when given,
-        else to this process's. `timeout` (seconds) stops a guest that runs
-        longer with `GuestTimeout`. Raises `GuestTrap` if the component traps.
+        filesystem and no network. `variables` are what it reads through
+        `wasi:config/store` (key to value, already resolved, as
+        `wasikv.app.variable_sources` resolves an app's; none when None).
+        `grants` limits the labels it may open (all labels when None).
+        Output goes to `stdout`/`stderr` when given, else to this process's.
+        `timeout` (seconds) stops a guest that runs longer with `GuestTimeout`.
+        Raises `GuestTrap` if the component traps.
 
         Called from the main thread, the guest runs on a helper thread so
         that Ctrl-C still works: `KeyboardInterrupt` stops the guest and is
@@ -259,6 +272,7 @@ class Host:
             component,
             argv=[program_name, *args],
             env=env,
+            variables=variables,
             grants=grants,
             stdout=stdout,
             stderr=stderr,
@@ -282,6 +296,7 @@ class Host:
         *,
         argv: Sequence[str] = ("app.wasm",),
         env: Mapping[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
         grants: Iterable[str] | None = None,
         stdout: BinaryIO | None = None,
         stderr: BinaryIO | None = None,
@@ -292,8 +307,10 @@ class Host:
         For triggers that call exports other than `wasi:cli/run`. The
         instance's key-value handles are released when the block ends. Its
         deadline (`timeout` seconds from now, None for none) is `deadline(store)`.
+        `env` and `variables` are as for `run`.
         """
         linker = self._linker(self._plan(component))
+        config = _checked_variables(variables)
         granted = None if grants is None else frozenset(grants)
         undefined = sorted((granted or frozenset()) - self._labels.keys())
         if undefined:
@@ -321,6 +338,7 @@ class Host:
         self._sessions[ctx] = KeyValueSession(
             lambda label: self._resolve(label, granted), self.limits, self._cursors
         )
+        self._variables[ctx] = config
         metrics = self.metrics
         if metrics is not None:
             metrics.instances.inc()
@@ -342,6 +360,7 @@ class Host:
                 metrics.instances.dec()
             if not deadline.abandoned:
                 self._sessions.pop(ctx).close()
+                self._variables.pop(ctx, None)
                 deadlines.disarm(ctx)
                 # Free the wasmtime store now, on this thread, while the
                 # interpreter runs: left to the garbage collector (a traceback
@@ -426,6 +445,19 @@ def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def _checked_variables(variables: Mapping[str, str] | None) -> Mapping[str, str]:
+    """A copy of `variables`, or `ConfigError` naming a key whose key or value is not a string."""
+    checked: dict[str, str] = {}
+    for key, value in (variables or {}).items():
+        # Never the value itself in the message: it may be a secret.
+        if not isinstance(key, str):
+            raise ConfigError(f"variable names must be strings, not {type(key).__name__}")
+        if not isinstance(value, str):
+            raise ConfigError(f"variable {key!r} must be a string, not {type(value).__name__}")
+        checked[key] = value
+    return checked
 
 
 def _find_run(instance: Instance, store: Store) -> Func:

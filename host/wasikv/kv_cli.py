@@ -134,7 +134,7 @@ def resolve_target(
 
     path = find_manifest(manifest if manifest is not None else MANIFEST_NAME)
     label = label if label is not None else DEFAULT_LABEL
-    loaded = load_app(path, runtime_config_file=runtime_config, require_sources=False)
+    loaded = load_app(path, runtime_config_file=runtime_config, require_sources=False, resolve=False)
     if label not in loaded.stores:
         config = loaded.runtime_config_file or path.parent / RUNTIME_CONFIG_NAME
         raise ConfigError(

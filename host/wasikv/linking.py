@@ -30,7 +30,7 @@ from .wit_types import FuncSig, describe_mismatch, func_from_wasmtime, instance_
 
 #: Interface-name prefixes wasikv owns: an import under one that wasikv does
 #: not implement is refused here with a clear message instead of wasmtime's.
-OWNED_PACKAGES = ("wasi:keyvalue/",)
+OWNED_PACKAGES = ("wasi:keyvalue/", "wasi:config/")
 
 
 @dataclass(frozen=True)

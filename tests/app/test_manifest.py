@@ -162,7 +162,6 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         ["[application]", "unknown key 'trigger'", "no application-level trigger settings"],
     ),
     "spin v1": ('spin_version = "1"\n' + APP, ["unknown key 'spin_version'", "manifest v1"]),
-    "variables": (APP + "[variables]\nx = { default = '1' }\n", ["unknown key 'variables'", "remove it"]),
     "unknown component key": (
         APP + WEB + 'sorce = "x"\n',
         ["[component.web]", "unknown key 'sorce'", "did you mean 'source'", "source, key_value_stores"],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._toml import toml_key
 from .manifest import AppManifest, ManifestError, load_manifest
 from .runtime_config import RUNTIME_CONFIG_NAME, load_runtime_config
 from .triggers import TRIGGER_KINDS, LoadContext
+from .variable_sources import VariableSources, resolve_variables
+from .variables import Variables
 
 __all__ = ["LoadedApp", "load_app"]
 
@@ -22,12 +24,15 @@ class LoadedApp:
     labels in its `key_value_stores`; opening another defined label is
     `access-denied`, an undefined one `no-such-store`).
     `runtime_config_file` is the file the stores came from, if any.
+    `variables` maps each component to its resolved variables (what it reads
+    through wasi:config; empty when the app was loaded without resolving them).
     """
 
     manifest: AppManifest
     stores: dict[str, str]
     grants: dict[str, frozenset[str]]
     runtime_config_file: Path | None = None
+    variables: dict[str, Variables] = field(default_factory=dict)
 
 
 def load_app(
@@ -35,12 +40,18 @@ def load_app(
     *,
     runtime_config_file: str | Path | None = None,
     require_sources: bool = True,
+    variables: VariableSources | None = None,
+    resolve: bool = True,
 ) -> LoadedApp:
     """Load and check an application; raise `ConfigError` (with what to fix) for any mistake.
 
     `manifest_path` is a `wasikv.toml` or its directory. Without
     `runtime_config_file`, `runtime-config.toml` next to the manifest is read
     if it exists. With `require_sources`, every component's `.wasm` must exist.
+    With `resolve`, every application variable gets its value from `variables`
+    (default: this process's environment and the `.env` next to the manifest;
+    see `wasikv.app.variable_sources`) and a required one without a value is
+    a `ConfigError`; tools that run no component (`wasikv kv`) leave it out.
     """
     manifest = load_manifest(manifest_path)
     if runtime_config_file is None:
@@ -72,7 +83,13 @@ def load_app(
                 raise fail(f"{kind.section} #{index}", problem)
     if require_sources:
         _check_sources(manifest)
-    return LoadedApp(manifest=manifest, stores=stores, grants=grants, runtime_config_file=config_path)
+    return LoadedApp(
+        manifest=manifest,
+        stores=stores,
+        grants=grants,
+        runtime_config_file=config_path,
+        variables=resolve_variables(manifest, variables) if resolve else {},
+    )
 
 
 def _check_sources(manifest: AppManifest) -> None:

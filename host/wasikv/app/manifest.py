@@ -17,10 +17,14 @@ store = "default"                   # a label the component is granted
 prefix = "todo:"                    # optional
 component = "audit"
 
+[variables]                         # application variables (see `variables`)
+api_key = { required = true, secret = true }
+
 [component.api]
 source = "api/app.wasm"             # relative to this file
 key_value_stores = ["default"]      # the labels the component may open
 environment = { LOG_LEVEL = "info" }
+variables = { api_key = "{{ api_key }}" }   # what the guest reads through wasi:config
 
 [component.api.build]
 command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
@@ -45,8 +49,9 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ..errors import ConfigError
-from ._toml import parse_toml, read_text, toml_key
+from ._toml import kind_of, parse_toml, read_text, toml_key
 from .triggers import HTTP, KEY_VALUE, TRIGGER_KINDS, HttpTrigger, KeyValueTrigger, Trigger, TriggerKind
+from .variables import Variable, parse_component_variables, parse_declarations
 
 __all__ = [
     "DEFAULT_WATCH",
@@ -58,6 +63,7 @@ __all__ = [
     "HttpTrigger",
     "KeyValueTrigger",
     "ManifestError",
+    "Variable",
     "find_manifest",
     "load_manifest",
     "parse_manifest",
@@ -96,6 +102,8 @@ class ComponentSpec:
     key_value_stores: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     build: BuildSpec | None = None
+    #: `[component.NAME.variables]`: the keys the guest reads, each a `{{ name }}` template.
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ class AppManifest:
     components: dict[str, ComponentSpec]
     triggers: dict[str, list[Trigger]]
     authors: tuple[str, ...] = ()
+    #: `[variables]`: the application variables, by name.
+    variables: dict[str, Variable] = field(default_factory=dict)
 
     def of_kind(self, kind: TriggerKind[_K]) -> list[_K]:
         """The triggers of `kind`, in manifest order."""
@@ -171,7 +181,6 @@ def parse_manifest(text: str, path: str | Path) -> AppManifest:
 # Keys Spin users may bring along, with why wasikv refuses them.
 _SPIN_ONLY = {
     "spin_version": "this is a Spin manifest v1; wasikv reads the v2 layout",
-    "variables": "wasikv has no application variables; use the component's environment",
     "allowed_outbound_hosts": "wasikv components have no network access",
     "allowed_http_hosts": "wasikv components have no network access",
     "files": "wasikv components get no filesystem",
@@ -186,28 +195,26 @@ _SPIN_ONLY = {
     "id": "wasikv names components by their [component.NAME] tables and triggers need no ids",
 }
 
-_TOP_KEYS = ("spin_manifest_version", "wasikv_manifest_version", "application", "trigger", "component")
+_TOP_KEYS = (
+    "spin_manifest_version",
+    "wasikv_manifest_version",
+    "application",
+    "variables",
+    "trigger",
+    "component",
+)
 _APPLICATION_KEYS = ("name", "version", "description", "authors")
-_COMPONENT_KEYS = ("source", "key_value_stores", "environment", "build", "allowed_outbound_hosts")
+_COMPONENT_KEYS = (
+    "source",
+    "key_value_stores",
+    "environment",
+    "variables",
+    "build",
+    "allowed_outbound_hosts",
+)
 _BUILD_KEYS = ("command", "workdir", "watch")
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\Z")
 _ENV_NAME = re.compile(r"[^=\x00]+\Z")
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date/time"
 
 
 class _Parser:
@@ -216,6 +223,7 @@ class _Parser:
         self.path = path
         self.directory = path.parent
         self.defined: Mapping[str, ComponentSpec] = {}
+        self.declared: Mapping[str, Variable] = {}
 
     def fail(self, where: str, problem: str) -> ManifestError:
         location = f"{self.shown}: {where}" if where else self.shown
@@ -239,7 +247,7 @@ class _Parser:
 
     def table(self, value: object, where: str, how: str) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(where, f"must be a table, not {_kind(value)}; {how}")
+            raise self.fail(where, f"must be a table, not {kind_of(value)}; {how}")
         return value
 
     def typed(
@@ -260,11 +268,11 @@ class _Parser:
         value = table[key]
         checked = check(value)
         if checked is None:
-            found = _kind(value)
+            found = kind_of(value)
             if isinstance(value, list):
                 bad = next((i for i, item in enumerate(value) if not isinstance(item, str)), None)
                 if bad is not None:
-                    found = f"an array whose item {bad + 1} is {_kind(value[bad])}"
+                    found = f"an array whose item {bad + 1} is {kind_of(value[bad])}"
             raise self.fail(where, f"{key!r} must be {expected}, not {found}; write {key} = {example}")
         return checked
 
@@ -298,6 +306,7 @@ class _Parser:
         version = self.string(application, "version", "[application]", '"0.1.0"')
         description = self.string(application, "description", "[application]", '"What the app does"')
         authors = self.strings(application, "authors", "[application]", '["Your Name <you@example.com>"]')
+        self.declared = parse_declarations(document.get("variables", {}), self.fail)
         components = self.components(document.get("component", {}))
         triggers = self.triggers(document.get("trigger", {}), components)
         return AppManifest(
@@ -308,6 +317,7 @@ class _Parser:
             components=components,
             triggers=triggers,
             authors=authors,
+            variables=dict(self.declared),
         )
 
     def version(self, document: Mapping[str, Any], key: str, supported: int) -> None:
@@ -374,6 +384,11 @@ class _Parser:
                 where, f"'key_value_stores' lists {duplicates[0]!r} more than once; list each label once"
             )
         environment = self.environment(table, where)
+        variables = (
+            parse_component_variables(table["variables"], self.declared, where, self.fail)
+            if "variables" in table
+            else {}
+        )
         build = self.build(name, table.get("build"), where) if "build" in table else None
         return ComponentSpec(
             name=name,
@@ -381,6 +396,7 @@ class _Parser:
             key_value_stores=stores,
             environment=environment,
             build=build,
+            variables=variables,
         )
 
     def environment(self, table: Mapping[str, Any], where: str) -> dict[str, str]:
@@ -390,7 +406,7 @@ class _Parser:
         if not isinstance(env, dict):
             raise self.fail(
                 where,
-                f"'environment' must be a table of strings, not {_kind(env)}; "
+                f"'environment' must be a table of strings, not {kind_of(env)}; "
                 'write environment = { NAME = "value" }',
             )
         for key, value in env.items():
@@ -402,7 +418,7 @@ class _Parser:
             if not isinstance(value, str) or "\x00" in value:
                 raise self.fail(
                     where,
-                    f"environment variable {key!r} must be a string, not {_kind(value)}; "
+                    f"environment variable {key!r} must be a string, not {kind_of(value)}; "
                     f'quote it: {key} = "{value}"',
                 )
         return dict(env)

@@ -64,7 +64,10 @@ class BadResponse(ComponentError):
 
 
 class HttpComponent:
-    """A component that serves HTTP requests, one fresh instance per request."""
+    """A component that serves HTTP requests, one fresh instance per request.
+
+    Each instance sees `env` as its environment and reads `variables` through wasi:config.
+    """
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class HttpComponent:
         name: str = "app",
         grants: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> None:
         check_exports(
@@ -88,6 +92,8 @@ class HttpComponent:
         self.name = name
         self.grants = None if grants is None else frozenset(grants)
         self.env = dict(env or {})
+        #: What the guest reads through wasi:config (kept as given: its repr may redact secrets).
+        self.variables: Mapping[str, str] = variables or {}
         self.timeout = timeout
 
     def handle(
@@ -106,6 +112,7 @@ class HttpComponent:
                 self.component,
                 argv=[self.name],
                 env=self.env,
+                variables=self.variables,
                 grants=self.grants,
                 stdout=stdout,
                 stderr=stderr,

@@ -46,6 +46,7 @@ class HttpRoutes:
                         name=name,
                         grants=loaded.grants[name],
                         env=spec.environment,
+                        variables=loaded.variables.get(name),
                         timeout=timeout,
                     )
                 except ComponentError as exc:

@@ -9,7 +9,8 @@ import sys
 import time
 
 from wasikv_sdk.wit import exports
-from wasikv_sdk.wit.imports import atomics, batch, store
+from wasikv_sdk.wit.imports import atomics, batch
+from wasikv_sdk.wit.imports import wasi_keyvalue_store as store
 
 SMALL = bytes(range(100))
 MIB = bytes(range(256)) * 4096

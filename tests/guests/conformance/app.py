@@ -26,7 +26,8 @@ from typing import Any
 from componentize_py_types import Err
 
 import wasikv_sdk.wit.exports
-from wasikv_sdk.wit.imports import atomics, batch, store
+from wasikv_sdk.wit.imports import atomics, batch
+from wasikv_sdk.wit.imports import wasi_keyvalue_store as store
 
 Outcome = dict[str, Any]
 

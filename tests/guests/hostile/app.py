@@ -32,7 +32,8 @@ from typing import Any
 from wasikv_sdk import http, key_value, watch
 from wasikv_sdk.errors import StoreError
 from wasikv_sdk.wit import exports
-from wasikv_sdk.wit.imports import atomics, batch, store
+from wasikv_sdk.wit.imports import atomics, batch
+from wasikv_sdk.wit.imports import wasi_keyvalue_store as store
 
 blocks_kept: list[bytearray] = []
 

@@ -1,9 +1,9 @@
-"""An HTTP guest for the trigger tests: each path exercises one behaviour."""
+"""An HTTP guest for the trigger tests: each path exercises one behaviour (`/variables`: wasi:config)."""
 
 import json
 import sys
 
-from wasikv_sdk import http, key_value
+from wasikv_sdk import http, key_value, variables
 
 # Module state lives as long as the instance: with a fresh instance per
 # request it must be 1 on every request.
@@ -55,4 +55,14 @@ class Http(http.Handler):
                 return http.Response(200, {}, b"opened")
             except Exception as exc:
                 return http.Response(403, {}, type(exc).__name__.encode())
+        if path.endswith("/variables"):
+            # Every variable, and ?name=: one through variables.get (or the error it raised).
+            report: dict = {"all": variables.get_all()}
+            name = request.query.get("name")
+            if name is not None:
+                try:
+                    report["get"] = variables.get(name)
+                except variables.VariableError as exc:
+                    report["error"] = type(exc).__name__
+            return http.Response(200, {"content-type": "application/json"}, json.dumps(report).encode())
         return http.Response(404, {}, b"no such probe\n")

@@ -1,13 +1,15 @@
 """Reports what the host gives a command component: argv, environment, filesystem.
 
 argv[1] selects the behaviour: `report` prints JSON; `fail` raises (exit 1);
-`trap` hits an unreachable path inside the host call stack (a real trap).
+`trap` hits an unreachable path inside the host call stack (a real trap);
+`variables NAME` prints its variables (wasi:config) and NAME's value as JSON.
 """
 
 import json
 import os
 import sys
 
+from wasikv_sdk import variables
 from wasikv_sdk.wit import exports
 
 
@@ -17,6 +19,14 @@ class Run(exports.Run):
         if mode == "fail":
             print("failing on purpose", file=sys.stderr)
             raise RuntimeError("failing on purpose")
+        if mode == "variables":
+            report: dict = {"all": variables.get_all()}
+            try:
+                report["get"] = variables.get(sys.argv[2])
+            except variables.NoSuchVariable as exc:
+                report["error"] = f"{type(exc).__name__}: {exc}"
+            print(json.dumps(report))
+            return
         if mode == "trap":
             # repr recurses in C: the wasm stack overflows at once (a genuine trap).
             sys.setrecursionlimit(10**9)

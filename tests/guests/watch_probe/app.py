@@ -7,14 +7,15 @@ store). A key or value starting with a directive changes the behaviour:
 - `trap/...` keys trap the instance (the wasm stack overflows),
 - `raise/...` keys raise an exception from the watcher,
 - `flaky/...` keys fail until the counter `attempts/<key>` in `seen` reaches 3,
-- `slow/...` keys sleep for a second before recording.
+- `slow/...` keys sleep for a second before recording,
+- `variables/...` keys record the watcher's variables (wasi:config) too.
 """
 
 import json
 import sys
 import time
 
-from wasikv_sdk import key_value, watch
+from wasikv_sdk import key_value, variables, watch
 
 CALLS_IN_THIS_INSTANCE = 0
 
@@ -55,15 +56,16 @@ class Watcher(watch.Watcher):
     def on_set(self, bucket: key_value.Bucket, key: str, value: bytes) -> None:
         _directives(key)
         current = bucket.get(key)
-        _record(
-            {
-                "op": "set",
-                "label": bucket.label,
-                "key": key,
-                "value": value.decode("utf-8", "replace"),
-                "current": None if current is None else current.decode("utf-8", "replace"),
-            }
-        )
+        entry = {
+            "op": "set",
+            "label": bucket.label,
+            "key": key,
+            "value": value.decode("utf-8", "replace"),
+            "current": None if current is None else current.decode("utf-8", "replace"),
+        }
+        if key.startswith("variables/"):
+            entry["variables"] = variables.get_all()
+        _record(entry)
 
     def on_delete(self, bucket: key_value.Bucket, key: str) -> None:
         _directives(key)

@@ -8,7 +8,7 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-from ..imports import store
+from ..imports import wasi_keyvalue_store
 from ..exports import http
 
 class Run(Protocol):
@@ -26,14 +26,14 @@ class Run(Protocol):
 class Watcher(Protocol):
 
     @abstractmethod
-    def on_set(self, bucket: store.Bucket, key: str, value: bytes) -> None:
+    def on_set(self, bucket: wasi_keyvalue_store.Bucket, key: str, value: bytes) -> None:
         """
         `key` was set to `value` in `bucket`.
         """
         raise NotImplementedError
 
     @abstractmethod
-    def on_delete(self, bucket: store.Bucket, key: str) -> None:
+    def on_delete(self, bucket: wasi_keyvalue_store.Bucket, key: str) -> None:
         """
         `key` was deleted from `bucket`.
         """

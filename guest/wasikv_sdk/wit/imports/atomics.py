@@ -11,7 +11,7 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-from ..imports import store
+from ..imports import wasi_keyvalue_store
 
 class Cas:
     """
@@ -19,18 +19,18 @@ class Cas:
     """
     
     @classmethod
-    def new(cls, bucket: store.Bucket, key: str) -> Self:
+    def new(cls, bucket: wasi_keyvalue_store.Bucket, key: str) -> Self:
         """
         Pin `key`'s current version (or its absence).
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def current(self) -> Optional[bytes]:
         """
         The value at the pinned version.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def __enter__(self) -> Self:
@@ -47,7 +47,7 @@ class Cas:
 
 @dataclass
 class CasError_StoreError:
-    value: store.Error
+    value: wasi_keyvalue_store.Error
 
 
 @dataclass
@@ -62,12 +62,12 @@ Why a `swap` failed.
 
 
 
-def increment(bucket: store.Bucket, key: str, delta: int) -> int:
+def increment(bucket: wasi_keyvalue_store.Bucket, key: str, delta: int) -> int:
     """
     Add `delta` to the decimal integer stored at `key` (missing counts as 0)
     and return the new value.
     
-    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
     """
     raise NotImplementedError
 def swap(cas: Cas, value: bytes) -> None:

@@ -11,27 +11,27 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-from ..imports import store
+from ..imports import wasi_keyvalue_store
 
 
-def get_many(bucket: store.Bucket, keys: List[str]) -> List[Tuple[str, Optional[bytes]]]:
+def get_many(bucket: wasi_keyvalue_store.Bucket, keys: List[str]) -> List[Tuple[str, Optional[bytes]]]:
     """
     One entry per requested key, in request order; `none` for missing keys.
     
-    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
     """
     raise NotImplementedError
-def set_many(bucket: store.Bucket, key_values: List[Tuple[str, bytes]]) -> None:
+def set_many(bucket: wasi_keyvalue_store.Bucket, key_values: List[Tuple[str, bytes]]) -> None:
     """
     Set every pair.
     
-    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
     """
     raise NotImplementedError
-def delete_many(bucket: store.Bucket, keys: List[str]) -> None:
+def delete_many(bucket: wasi_keyvalue_store.Bucket, keys: List[str]) -> None:
     """
     Delete every key; missing keys are ignored.
     
-    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
     """
     raise NotImplementedError

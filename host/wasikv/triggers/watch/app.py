@@ -80,6 +80,7 @@ class WatchTriggers:
                 name=trigger.component,
                 grants=loaded.grants[trigger.component],
                 env=spec.environment,
+                variables=loaded.variables.get(trigger.component),
                 timeout=timeout,
             )
             watcher.check()

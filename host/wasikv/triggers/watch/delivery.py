@@ -81,8 +81,9 @@ class WatcherComponent:
     """A component exporting `wasi:keyvalue/watcher`, told about changes to one store label.
 
     Each `deliver` call runs in a fresh instance. The guest sees `env` plus
-    `WASIKV_WATCH_STORE=<store label>`, and may open the labels in `grants`
-    (all labels when None); it must be granted `store_label`.
+    `WASIKV_WATCH_STORE=<store label>`, reads `variables` through
+    wasi:config, and may open the labels in `grants` (all labels when None);
+    it must be granted `store_label`.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class WatcherComponent:
         name: str = "watcher",
         grants: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> None:
         self.host = host
@@ -106,6 +108,8 @@ class WatcherComponent:
         if self.grants is not None and store_label not in self.grants:
             raise ComponentError(f"watcher {name!r} is not granted the store {store_label!r} it watches")
         self.env = {**(env or {}), STORE_ENV: store_label}
+        #: What the guest reads through wasi:config.
+        self.variables: Mapping[str, str] = variables or {}
         self.store = host.bucket(store_label).store
         self._exports = host.exports(component)
         #: The watcher interface the component exports (either version).
@@ -201,6 +205,7 @@ class _CapturedInstance:
             w.component,
             argv=[w.name],
             env=w.env,
+            variables=w.variables,
             grants=w.grants,
             stdout=self.stdout,
             stderr=self.stderr,

@@ -55,35 +55,35 @@ class Bucket:
         """
         The value of `key`, or `none` when the key does not exist.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def set(self, key: str, value: bytes) -> None:
         """
         Create or replace `key` with `value`.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def delete(self, key: str) -> None:
         """
         Remove `key`; removing a missing key succeeds.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def exists(self, key: str) -> bool:
         """
         Whether `key` exists.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def list_keys(self, cursor: Optional[str]) -> KeyResponse:
         """
         One page of keys, starting after `cursor` (from the start on `none`).
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
         """
         raise NotImplementedError
     def __enter__(self) -> Self:
@@ -102,6 +102,6 @@ def open(identifier: str) -> Bucket:
     """
     Open the bucket named `identifier`.
     
-    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.store.Error)`
+    Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_keyvalue_store.Error)`
     """
     raise NotImplementedError
