@@ -12,7 +12,7 @@ import pytest
 from .support import COMPILE_CACHE
 
 ENV = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE), "RUST_BACKTRACE": "1"}
-WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/watch-trigger"
+WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/spin-http, wasikv:app/watch-trigger"
 
 
 def wasikv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -61,7 +61,7 @@ def test_missing_class_names_the_class_and_the_world(tmp_path: Path) -> None:
     )
 
 
-def test_spin_sdk_import_points_to_wasikv_sdk(tmp_path: Path) -> None:
+def test_spin_sdk_import_points_to_wasikv_sdk_spin(tmp_path: Path) -> None:
     source = "from spin_sdk import key_value\n\n\nclass Run:\n    def run(self) -> None:\n        pass\n"
     assert build_error(tmp_path, source) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
@@ -69,8 +69,19 @@ def test_spin_sdk_import_points_to_wasikv_sdk(tmp_path: Path) -> None:
         '  File "<APP>/app.py", line 1, in <module>\n'
         "    from spin_sdk import key_value\n"
         "ModuleNotFoundError: No module named 'spin_sdk'\n"
-        "hint: wasikv guests use wasikv_sdk, with the same module names:"
-        " `from wasikv_sdk import key_value` instead of `from spin_sdk import key_value`\n"
+        "hint: wasikv_sdk.spin has spin_sdk's modules: write `wasikv_sdk.spin` for `spin_sdk` in the imports"
+        " (`from wasikv_sdk.spin import http, key_value`) and build with -w wasikv:app/spin-http\n"
+    )
+
+
+def test_a_spin_app_without_its_class_names_incoming_handler(tmp_path: Path) -> None:
+    source = "from wasikv_sdk.spin import http\n\n\nclass Handler(http.IncomingHandler):\n    pass\n"
+    assert build_error(tmp_path, source, "-w", "wasikv:app/spin-http") == (
+        "Error: cannot build app/app.py for wasikv:app/spin-http:\n"
+        "AttributeError: module 'app' has no attribute 'IncomingHandler'\n"
+        "hint: the world wasikv:app/spin-http calls the class IncomingHandler of app.py: define"
+        " class IncomingHandler(http.IncomingHandler) with a handle_request(self, request) method"
+        " (http from wasikv_sdk.spin) (see `wasikv new`)\n"
     )
 
 
