@@ -22,7 +22,7 @@ from .support import COMPILE_CACHE
 pytestmark = pytest.mark.component
 
 ENV = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE), "RUST_BACKTRACE": "1"}
-WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/watch-trigger"
+WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/spin-http, wasikv:app/watch-trigger"
 
 
 def wasikv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -86,15 +86,28 @@ def test_missing_class_names_the_class_and_the_world() -> None:
 SPIN_IMPORT = "from spin_sdk import key_value\n\n\nclass Run:\n    def run(self) -> None:\n        pass\n"
 
 
-def test_spin_sdk_import_points_to_wasikv_sdk() -> None:
+def test_spin_sdk_import_points_to_wasikv_sdk_spin() -> None:
     assert build_error(SPIN_IMPORT) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
         "Traceback (most recent call last):\n"
         '  File "<APP>/app.py", line 1, in <module>\n'
         "    from spin_sdk import key_value\n"
         "ModuleNotFoundError: No module named 'spin_sdk'\n"
-        "hint: wasikv guests use wasikv_sdk, with the same module names:"
-        " `from wasikv_sdk import key_value` instead of `from spin_sdk import key_value`\n"
+        "hint: wasikv_sdk.spin has spin_sdk's modules: write `wasikv_sdk.spin` for `spin_sdk` in the imports"
+        " (`from wasikv_sdk.spin import http, key_value`) and build with -w wasikv:app/spin-http\n"
+    )
+
+
+SPIN_WITHOUT_CLASS = "from wasikv_sdk.spin import http\n\n\nclass Handler(http.IncomingHandler):\n    pass\n"
+
+
+def test_a_spin_app_without_its_class_names_incoming_handler() -> None:
+    assert build_error(SPIN_WITHOUT_CLASS, "-w", "wasikv:app/spin-http") == (
+        "Error: cannot build app/app.py for wasikv:app/spin-http:\n"
+        "AttributeError: module 'app' has no attribute 'IncomingHandler'\n"
+        "hint: the world wasikv:app/spin-http calls the class IncomingHandler of app.py: define"
+        " class IncomingHandler(http.IncomingHandler) with a handle_request(self, request) method"
+        " (http from wasikv_sdk.spin) (see `wasikv new`)\n"
     )
 
 
@@ -166,6 +179,10 @@ def _build_raising() -> tuple[Path, Path]:
 
 for _source in (RUNNER, SPIN_IMPORT, SYNTAX_ERROR):
     prebuild.extra(("build error", _source, ()), partial(_build_error, _source, ()))
+prebuild.extra(
+    ("build error", SPIN_WITHOUT_CLASS, ("-w", "wasikv:app/spin-http")),
+    partial(_build_error, SPIN_WITHOUT_CLASS, ("-w", "wasikv:app/spin-http")),
+)
 prebuild.extra(("raising guest",), _build_raising)
 
 

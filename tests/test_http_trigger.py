@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from wasikv import GuestTrap, Host
+from wasikv import ComponentError, GuestTrap, Host
 from wasikv.metrics import Metrics
-from wasikv.triggers.http import BadResponse, HttpComponent, HttpRequest
+from wasikv.triggers._exports import select_export
+from wasikv.triggers.http import (
+    HANDLE_REQUEST,
+    HTTP_EXPORTS,
+    HTTP_INTERFACE,
+    SPIN_HTTP_INTERFACE,
+    BadResponse,
+    HttpComponent,
+    HttpRequest,
+)
+from wasikv.wit_types import FuncSig
 
 from .support import COMPILE_CACHE, guest_wasm
 
@@ -114,3 +124,24 @@ def test_a_handler_traceback_is_logged_with_the_apps_own_file_names(
     assert f'File "{app}"' in caplog.text, caplog.text
     assert '"/1/app.py"' not in caplog.text
     assert "RuntimeError: handler failed on purpose" in caplog.text
+
+
+def test_the_trigger_takes_either_export_type_checked() -> None:
+    http_export, spin_export = HTTP_EXPORTS
+    origin = "component 'app' (app.wasm)"
+    spin = {SPIN_HTTP_INTERFACE: {"handle": HANDLE_REQUEST}}
+    assert select_export(spin, HTTP_EXPORTS, origin) == (spin_export, SPIN_HTTP_INTERFACE)
+    both = {**spin, HTTP_INTERFACE: {"handle-request": HANDLE_REQUEST}}
+    assert select_export(both, HTTP_EXPORTS, origin) == (http_export, HTTP_INTERFACE)
+    renamed = {SPIN_HTTP_INTERFACE: {"handle-request": HANDLE_REQUEST}}
+    with pytest.raises(ComponentError, match=r"incoming-handler@0\.1\.0 does not export handle "):
+        select_export(renamed, HTTP_EXPORTS, origin)
+    mistyped = {SPIN_HTTP_INTERFACE: {"handle": FuncSig(HANDLE_REQUEST.params, None)}}
+    with pytest.raises(ComponentError, match=r"incoming-handler@0\.1\.0 handle: "):
+        select_export(mistyped, HTTP_EXPORTS, origin)
+    with pytest.raises(ComponentError) as refused:
+        select_export({}, HTTP_EXPORTS, origin)
+    assert str(refused.value) == (
+        f"{origin}: the component does not export {HTTP_INTERFACE} (build it for wasikv:app/http-trigger)"
+        f" or {SPIN_HTTP_INTERFACE} (build it for wasikv:app/spin-http)"
+    )

@@ -51,6 +51,7 @@ def test_a_draft_guest_is_served_in_the_draft_shape() -> None:
     assert worlds(data) == {
         "wasikv:app/command": True,
         "wasikv:app/http-trigger": False,
+        "wasikv:app/spin-http": False,
         "wasikv:app/watch-trigger": True,
     }
 
@@ -61,6 +62,7 @@ def test_an_http_guest_of_the_sdk_is_spin_shaped() -> None:
     assert worlds(data) == {
         "wasikv:app/command": False,
         "wasikv:app/http-trigger": True,
+        "wasikv:app/spin-http": False,
         "wasikv:app/watch-trigger": False,
     }
     command = next(w for w in data["worlds"] if w["world"] == "wasikv:app/command")

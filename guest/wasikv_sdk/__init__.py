@@ -24,6 +24,9 @@ Layers:
   `wasikv_sdk.state` (`StateDictionary`), `wasikv_sdk.cache` (`Cache`),
   and their errors in `wasikv_sdk.coordination` (`CoordinationError` and
   subclasses; not `KeyValueError`s).
+- `wasikv_sdk.spin`: spin_sdk's modules (`http`, `key_value`, `variables`,
+  `wit.imports`) for Spin apps ported by their imports, built for the world
+  `wasikv:app/spin-http`. Guest-only.
 
 Importing this package (or `errors` / `protocol` / the primitives) works on any CPython:
 it imports neither `key_value` nor the bindings. In a guest, write::

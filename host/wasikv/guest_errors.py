@@ -27,6 +27,11 @@ PATHS_SECTION = "wasikv:python-path"
 WORLD_CLASSES = {
     "wasikv:app/command": ("Run", "class Run(exports.Run) with a run(self) method"),
     "wasikv:app/http-trigger": ("Http", "class Http(http.Handler) with a handle(self, request) method"),
+    "wasikv:app/spin-http": (
+        "IncomingHandler",
+        "class IncomingHandler(http.IncomingHandler) with a handle_request(self, request) method"
+        " (http from wasikv_sdk.spin)",
+    ),
     "wasikv:app/watch-trigger": ("Watcher", "class Watcher(watch.Watcher) with on_set and on_delete methods"),
 }
 
@@ -139,8 +144,8 @@ def _build_hint(last: str, *, module: str, world: str) -> str | None:
         )
     if re.fullmatch(r"ModuleNotFoundError: No module named 'spin_sdk(\..*)?'", last):
         return (
-            "wasikv guests use wasikv_sdk, with the same module names: "
-            "`from wasikv_sdk import key_value` instead of `from spin_sdk import key_value`"
+            "wasikv_sdk.spin has spin_sdk's modules: write `wasikv_sdk.spin` for `spin_sdk` in the imports"
+            " (`from wasikv_sdk.spin import http, key_value`) and build with -w wasikv:app/spin-http"
         )
     return None
 

@@ -148,9 +148,9 @@ def _worlds(exports: Mapping[str, Mapping[str, FuncSig]], origin: str) -> list[W
         ("wasikv:app/command", "wasikv run", run, {"run": _RUN_FUNCTION}),
     ]
     for kind in TRIGGER_KINDS:
-        runtime = kind.runtime()
-        interface = next((name for name in runtime.interfaces if name in exports), runtime.interfaces[0])
-        checks.append((runtime.world, kind.section, interface, runtime.functions))
+        for export in kind.runtime().exports:
+            interface = next((name for name in export.interfaces if name in exports), export.interfaces[0])
+            checks.append((export.world, kind.section, interface, export.functions))
     reports = []
     for world, runs_with, interface, functions in checks:
         try:

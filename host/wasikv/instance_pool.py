@@ -74,4 +74,3 @@ class InstancePool:
         _ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 1 << 20)
         _ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
         _ffi.wasmtime_pooling_allocation_config_delete(pool)
-

@@ -131,10 +131,12 @@ def test_reading_a_manifest_loads_no_trigger_runtime(tmp_path: Path) -> None:
 def test_every_kinds_runtime_names_a_world_of_the_wit() -> None:
     wit = (ROOT / "wit" / "app.wit").read_text()
     for kind in TRIGGER_KINDS:
-        runtime = kind.runtime()
-        package, _, world = runtime.world.partition("/")
-        assert package == "wasikv:app" and f"world {world} {{" in wit
-        assert runtime.interfaces and runtime.functions
+        exports = kind.runtime().exports
+        assert exports
+        for export in exports:
+            package, _, world = export.world.partition("/")
+            assert package == "wasikv:app" and f"world {world} {{" in wit
+            assert export.interfaces and export.functions
 
 
 def test_the_app_prepares_starts_and_stops_every_kind_in_table_order(tmp_path: Path) -> None:

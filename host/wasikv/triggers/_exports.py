@@ -1,15 +1,17 @@
 """Calling a component's exports with wasikv's own value conversion.
 
-Shared by the triggers: find an exported function, write its arguments
-with `_canonical` fillers, call into wasm (the GIL is released), read the
-result, free every value and run post-return.
+Shared by the triggers: pick which of a trigger's exports a component has
+(`TriggerExport`, `select_export`), find an exported function, write its
+arguments with `_canonical` fillers, call into wasm (the GIL is released),
+read the result, free every value and run post-return.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from wasmtime import Store, WasmtimeError, _ffi
@@ -20,10 +22,43 @@ from .. import _capi
 from .._capi import context_address
 from ..deadlines import deadline_of
 from ..errors import ComponentError, GuestTrap, trap_cause
+from ..linking import check_exports
+from ..wit_types import FuncSig
 
 log = logging.getLogger("wasikv")
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class TriggerExport:
+    """One export a trigger can call.
+
+    Components built for the WIT `world` export one of `interfaces`
+    (versions of one interface, the current one first) with `functions`.
+    """
+
+    world: str
+    interfaces: tuple[str, ...]
+    functions: Mapping[str, FuncSig]
+
+
+def select_export(
+    exports: Mapping[str, Mapping[str, FuncSig]], choices: Sequence[TriggerExport], origin: str
+) -> tuple[TriggerExport, str]:
+    """The first of `choices` the component exports, and the interface version it exports.
+
+    The functions are type-checked with `check_exports`. Raises
+    `ComponentError` (its message starting with `origin`) when the component
+    exports none of them, or exports one with other function types.
+    """
+    for choice in choices:
+        for interface in choice.interfaces:
+            if interface in exports:
+                check_exports(exports, interface, choice.functions, origin, choice.world)
+                return choice, interface
+    wanted = " or ".join(f"{c.interfaces[0]} (build it for {c.world})" for c in choices)
+    raise ComponentError(f"{origin}: the component does not export {wanted}")
 
 
 def export_func(store: Store, instance: Instance, interface: str, name: str, world: str) -> Func:

@@ -1,5 +1,9 @@
-"""The HTTP trigger: calling a component's `wasikv:app/http` export.
+"""The HTTP trigger: calling a component's `wasikv:app/http` or `incoming-handler` export.
 
+Both exports take the same request record and return the same response
+record: `wasikv:app/http` (function `handle-request`, the `Http` class of
+`wasikv_sdk.http`) and `wasikv:app/incoming-handler` (function `handle`,
+the `IncomingHandler` class of `wasikv_sdk.spin.http`, for Spin-style apps).
 Every request gets a fresh instance, so no state leaks between requests.
 The request and response records are converted with wasikv's own codec, so
 bodies cross the boundary in bulk rather than one byte at a time.
@@ -20,21 +24,28 @@ from .._capi import context_address
 from ..codec import reader, writer
 from ..errors import ComponentError
 from ..host import Host
-from ..linking import check_exports
 from ..wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
-from ._exports import call_export, export_func
+from ._exports import TriggerExport, call_export, export_func, select_export
 from ._output import log_guest_output
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
 HTTP_WORLD = "wasikv:app/http-trigger"
+SPIN_HTTP_INTERFACE = "wasikv:app/incoming-handler@0.1.0"
+SPIN_HTTP_WORLD = "wasikv:app/spin-http"
 
 _HEADERS = ListOf(TupleOf((STRING, STRING)))
 REQUEST = RecordOf(
     (("method", STRING), ("uri", STRING), ("headers", _HEADERS), ("body", ListOf(U8))), name="request"
 )
 RESPONSE = RecordOf((("status", U16), ("headers", _HEADERS), ("body", ListOf(U8))), name="response")
-#: The export the trigger calls, as `wit/http.wit` declares it.
+#: The function the trigger calls, as `wit/http.wit` declares it (in both interfaces).
 HANDLE_REQUEST = FuncSig((("request", REQUEST),), RESPONSE)
+
+#: The exports an HTTP component may have, wasikv's own first.
+HTTP_EXPORTS = (
+    TriggerExport(HTTP_WORLD, (HTTP_INTERFACE,), {"handle-request": HANDLE_REQUEST}),
+    TriggerExport(SPIN_HTTP_WORLD, (SPIN_HTTP_INTERFACE,), {"handle": HANDLE_REQUEST}),
+)
 
 _write_request = writer(REQUEST)
 _read_response = reader(RESPONSE)
@@ -80,13 +91,11 @@ class HttpComponent:
         variables: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> None:
-        check_exports(
-            host.exports(component),
-            HTTP_INTERFACE,
-            {"handle-request": HANDLE_REQUEST},
-            f"component {name!r} ({host.origin(component)})",
-            HTTP_WORLD,
+        export, interface = select_export(
+            host.exports(component), HTTP_EXPORTS, f"component {name!r} ({host.origin(component)})"
         )
+        (function,) = export.functions
+        self._target = (interface, function, export.world)
         self.host = host
         self.component = component
         self.name = name
@@ -118,7 +127,7 @@ class HttpComponent:
                 stderr=stderr,
                 timeout=timeout,
             ) as (store, instance):
-                response = _call_handle_request(store, instance, request)
+                response = _call_handler(store, instance, self._target, request)
                 if on_response is not None:
                     on_response(response)
                 return response
@@ -128,8 +137,11 @@ class HttpComponent:
             )
 
 
-def _call_handle_request(store: Store, instance: Instance, request: HttpRequest) -> HttpResponse:
-    func = export_func(store, instance, HTTP_INTERFACE, "handle-request", HTTP_WORLD)
+def _call_handler(
+    store: Store, instance: Instance, target: tuple[str, str, str], request: HttpRequest
+) -> HttpResponse:
+    """Call the handler `target` (interface, function, world) with `request`; its checked response."""
+    func = export_func(store, instance, *target)
     fields = (request.method, request.uri, request.headers, request.body)
     ctx = context_address(store)
     raw = call_export(

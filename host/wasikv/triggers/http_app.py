@@ -8,7 +8,7 @@ from ..app.loader import LoadedApp
 from ..app.routes import Router
 from ..errors import ComponentError
 from ..host import Host
-from .http import HANDLE_REQUEST, HTTP_INTERFACE, HTTP_WORLD, HttpComponent
+from .http import HTTP_EXPORTS, HttpComponent
 from .runtime import TriggerRuntime
 
 __all__ = ["HTTP_RUNTIME", "HttpRoutes"]
@@ -60,9 +60,4 @@ class HttpRoutes:
         """Nothing to stop: the ASGI app's workers serve the requests."""
 
 
-HTTP_RUNTIME = TriggerRuntime(
-    world=HTTP_WORLD,
-    interfaces=(HTTP_INTERFACE,),
-    functions={"handle-request": HANDLE_REQUEST},
-    prepare=HttpRoutes.from_app,
-)
+HTTP_RUNTIME = TriggerRuntime(exports=HTTP_EXPORTS, prepare=HttpRoutes.from_app)

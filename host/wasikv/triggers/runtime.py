@@ -9,15 +9,14 @@ checks a component against every kind's world.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..app.loader import LoadedApp
 from ..host import Host
-from ..wit_types import FuncSig
+from ._exports import TriggerExport
 
-__all__ = ["Prepare", "TriggerRuntime", "TriggerService"]
+__all__ = ["Prepare", "TriggerExport", "TriggerRuntime", "TriggerService"]
 
 
 class TriggerService(Protocol):
@@ -47,12 +46,10 @@ class Prepare(Protocol):
 class TriggerRuntime:
     """How one kind of trigger runs.
 
-    Its components are built for the WIT `world` and export one of
-    `interfaces` (versions of one interface, the current one first) with
-    `functions`; `prepare` readies an app's triggers of the kind.
+    Its components have one of `exports` (wasikv's own first; HTTP also
+    takes Spin-style `incoming-handler` components); `prepare` readies an
+    app's triggers of the kind.
     """
 
-    world: str
-    interfaces: tuple[str, ...]
-    functions: Mapping[str, FuncSig]
+    exports: tuple[TriggerExport, ...]
     prepare: Prepare

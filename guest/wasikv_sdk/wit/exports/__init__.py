@@ -10,6 +10,7 @@ import weakref
 from componentize_py_types import Result, Ok, Err, Some
 from ..imports import wasi_keyvalue_store
 from ..exports import http
+from ..exports import incoming_handler
 
 class Run(Protocol):
 
@@ -44,6 +45,16 @@ class Http(Protocol):
 
     @abstractmethod
     def handle_request(self, request: http.Request) -> http.Response:
+        """
+        Handle one request.
+        """
+        raise NotImplementedError
+
+
+class IncomingHandler(Protocol):
+
+    @abstractmethod
+    def handle(self, request: incoming_handler.Request) -> incoming_handler.Response:
         """
         Handle one request.
         """

@@ -11,7 +11,7 @@ from wasmtime.component import Component
 from ...app.loader import LoadedApp
 from ...errors import ComponentError, StoreError
 from ...host import Host
-from ..runtime import TriggerRuntime
+from ..runtime import TriggerExport, TriggerRuntime
 from .delivery import WATCH_WORLD, WATCHER_FUNCTIONS, WATCHER_INTERFACES, RetryPolicy, WatcherComponent
 from .positions import cursor_path, position_name
 from .runner import WatchRunner
@@ -169,8 +169,6 @@ class WatchTriggers:
 
 #: Key-value triggers: runners the app starts at start-up and stops on close.
 WATCH_RUNTIME = TriggerRuntime(
-    world=WATCH_WORLD,
-    interfaces=WATCHER_INTERFACES,
-    functions=WATCHER_FUNCTIONS,
+    exports=(TriggerExport(WATCH_WORLD, WATCHER_INTERFACES, WATCHER_FUNCTIONS),),
     prepare=WatchTriggers.from_app,
 )

@@ -1,0 +1,108 @@
+"""`spin_sdk.http` for wasikv: `Request`, `Response`, `IncomingHandler` and `send`.
+
+A component built for `wasikv:app/spin-http` exports `incoming-handler`,
+whose binding class componentize-py calls `IncomingHandler`. Subclass
+`IncomingHandler` under that name and override `handle_request`, as in
+spin-sdk 3.x::
+
+    from wasikv_sdk.spin import http
+    from wasikv_sdk.spin.http import Request, Response
+
+    class IncomingHandler(http.IncomingHandler):
+        def handle_request(self, request: Request) -> Response:
+            return Response(200, {"content-type": "text/plain"}, b"Hello from Python!")
+
+Differences from spin_sdk: the request arrives as wasikv's plain records
+rather than wasi:http resources (so request headers carry wasikv's
+`spin-*` route headers), and `send` is not available yet.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import HOSTCALL_BUDGET_BYTES
+
+__all__ = ["IncomingHandler", "Request", "Response", "send"]
+
+
+@dataclass
+class Request:
+    """An HTTP request; incoming requests have lower-case header names."""
+
+    method: str
+    uri: str
+    headers: MutableMapping[str, str]
+    body: bytes | None
+
+
+@dataclass
+class Response:
+    """An HTTP response."""
+
+    status: int
+    headers: MutableMapping[str, str]
+    body: bytes | None
+
+
+class IncomingHandler:
+    """Base class of Spin-style HTTP guests: override `handle_request`."""
+
+    def handle_request(self, request: Request) -> Response:
+        """Handle an incoming HTTP request and return a response or raise an error."""
+        raise NotImplementedError("override IncomingHandler.handle_request")
+
+    def handle(self, request: Any) -> Any:
+        """The `wasikv:app/incoming-handler` export: converts records and calls `handle_request`.
+
+        An exception from `handle_request` (or a response that cannot be
+        sent) is a 500 with an empty body, its traceback on stderr, as in
+        spin_sdk.
+        """
+        from ..wit.exports import incoming_handler as wit
+
+        incoming = Request(
+            request.method,
+            request.uri,
+            {name.lower(): value for name, value in request.headers},
+            bytes(request.body),
+        )
+        try:
+            status, headers, body = _outgoing(self.handle_request(incoming))
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            return wit.Response(500, [], b"")
+        return wit.Response(status, headers, body)
+
+
+def _outgoing(response: Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A `Response` as the record's fields, or an exception saying why it cannot be sent."""
+    if not isinstance(response, Response):
+        raise TypeError(f"handle_request returned {type(response).__name__}, not http.Response")
+    body = b"" if response.body is None else response.body
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError(f"Response body must be bytes or None, not {type(body).__name__}")
+    if len(body) > HOSTCALL_BUDGET_BYTES:
+        # wasmtime would trap returning it: say why instead.
+        raise ValueError(
+            f"response body of {len(body)} bytes is over the {HOSTCALL_BUDGET_BYTES} bytes one call can carry"
+        )
+    return response.status, list(response.headers.items()), bytes(body)
+
+
+def send(request: Request) -> Response:
+    """Send an HTTP request and return the response.
+
+    Raises:
+        NotImplementedError: always, for now: wasikv components cannot make
+            outbound HTTP requests yet. This becomes a call to wasikv_sdk's
+            wasi:http client when outbound HTTP support lands.
+    """
+    raise NotImplementedError(
+        f"http.send({request.method} {request.uri}): wasikv does not support outbound HTTP yet;"
+        " send arrives with wasikv's outbound HTTP (wasi:http/outgoing-handler) support"
+    )

@@ -1,0 +1,1 @@
+"""spin_sdk's `wit` package names, mapped onto wasikv's bindings (hand-written, not generated)."""
