@@ -28,6 +28,7 @@ from .support import COMPILE_CACHE, build_foreign_guest, build_guest, foreign_ke
 _HTTP = "wasikv:app/http-trigger"
 _WATCH = "wasikv:app/watch-trigger"
 _SDK = "wasikv:app/sdk"
+_SPIN = "wasikv:app/spin-http"
 _DRAFT = "keyvalue-0.2.0-draft"
 _UPSTREAM = "keyvalue-0.2.0-draft2-upstream"
 
@@ -46,6 +47,8 @@ GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
     ("examples/todo", _HTTP, "report"),
     ("examples/watch-audit", _HTTP, "notes"),
     ("examples/watch-audit", _WATCH, "audit"),
+    ("spin_counter", _SPIN, None),
+    ("spin_outbound", _SPIN, None),
 )
 
 #: `foreign_guest_wasm` arguments: (keyvalue WITs, relabel, name).
