@@ -1,13 +1,16 @@
 """Reports what the host gives a command component: argv, environment, filesystem.
 
 argv[1] selects the behaviour: `report` prints JSON; `fail` raises (exit 1);
-`trap` hits an unreachable path inside the host call stack (a real trap).
+`trap` hits an unreachable path inside the host call stack (a real trap);
+`fetch URL [METHOD [BODY]]` sends an outbound HTTP request (with header
+`x-probe: yes`) and prints the response, or the error, as JSON.
 """
 
 import json
 import os
 import sys
 
+from wasikv_sdk import http, outbound
 from wasikv_sdk.wit import exports
 
 
@@ -24,8 +27,23 @@ class Run(exports.Run):
             for _ in range(10**6):
                 nested = [nested]
             repr(nested)
+        if mode == "fetch":
+            fetch(*sys.argv[2:])
+            return
         try:
             root = sorted(os.listdir("/"))
         except OSError as exc:
             root = f"error: {type(exc).__name__}"
         print(json.dumps({"argv": sys.argv, "env": dict(os.environ), "root": root}))
+
+
+def fetch(url: str, method: str = "GET", body: str = "") -> None:
+    request = http.Request(method, url, {"x-probe": "yes"}, body.encode())
+    try:
+        response = outbound.send(request, timeout=10)
+    except outbound.HttpError as exc:
+        print(json.dumps({"error": exc.code, "message": str(exc)}))
+        return
+    print(
+        json.dumps({"status": response.status, "headers": response.headers, "body": response.body.decode()})
+    )
