@@ -64,7 +64,10 @@ class BadResponse(ComponentError):
 
 
 class HttpComponent:
-    """A component that serves HTTP requests, one fresh instance per request."""
+    """A component that serves HTTP requests, one fresh instance per request.
+
+    Its instances may send HTTP requests (to any host) only with `outbound_http`.
+    """
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class HttpComponent:
         grants: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        outbound_http: bool = False,
     ) -> None:
         check_exports(
             host.exports(component),
@@ -89,6 +93,8 @@ class HttpComponent:
         self.grants = None if grants is None else frozenset(grants)
         self.env = dict(env or {})
         self.timeout = timeout
+        #: Whether its instances may send HTTP requests (to any host).
+        self.outbound_http = outbound_http
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None
@@ -110,6 +116,7 @@ class HttpComponent:
                 stdout=stdout,
                 stderr=stderr,
                 timeout=timeout,
+                outbound_http=self.outbound_http,
             ) as (store, instance):
                 response = _call_handle_request(store, instance, request)
                 if on_response is not None:

@@ -47,6 +47,7 @@ class HttpRoutes:
                         grants=loaded.grants[name],
                         env=spec.environment,
                         timeout=timeout,
+                        outbound_http=spec.outbound_http,
                     )
                 except ComponentError as exc:
                     raise ComponentError(f"component {name!r}: {exc}") from None

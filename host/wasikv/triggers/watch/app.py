@@ -81,6 +81,7 @@ class WatchTriggers:
                 grants=loaded.grants[trigger.component],
                 env=spec.environment,
                 timeout=timeout,
+                outbound_http=spec.outbound_http,
             )
             watcher.check()
             if not watcher.store.has_change_feed:

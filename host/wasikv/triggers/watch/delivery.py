@@ -82,7 +82,8 @@ class WatcherComponent:
 
     Each `deliver` call runs in a fresh instance. The guest sees `env` plus
     `WASIKV_WATCH_STORE=<store label>`, and may open the labels in `grants`
-    (all labels when None); it must be granted `store_label`.
+    (all labels when None); it must be granted `store_label`. With
+    `outbound_http` it may send HTTP requests to any host.
     """
 
     def __init__(
@@ -95,10 +96,12 @@ class WatcherComponent:
         grants: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        outbound_http: bool = False,
     ) -> None:
         self.host = host
         self.component = component
         self.store_label = store_label
+        self.outbound_http = outbound_http
         self.name = name
         #: Seconds each call of `on-set`/`on-delete` may run; past it the delivery fails.
         self.timeout = timeout
@@ -205,6 +208,7 @@ class _CapturedInstance:
             stdout=self.stdout,
             stderr=self.stderr,
             timeout=w.timeout,
+            outbound_http=w.outbound_http,
         )
         pair: tuple[WasmStore, Instance] = self._context.__enter__()
         return pair
