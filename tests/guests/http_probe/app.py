@@ -3,7 +3,7 @@
 import json
 import sys
 
-from wasikv_sdk import http, key_value
+from wasikv_sdk import http, key_value, outbound
 
 # Module state lives as long as the instance: with a fresh instance per
 # request it must be 1 on every request.
@@ -55,4 +55,10 @@ class Http(http.Handler):
                 return http.Response(200, {}, b"opened")
             except Exception as exc:
                 return http.Response(403, {}, type(exc).__name__.encode())
+        if path.endswith("/fetch"):
+            try:
+                fetched = outbound.send(http.Request("GET", request.query["url"]), timeout=10)
+            except outbound.HttpError as exc:
+                return http.Response(502, {}, exc.code.encode())
+            return http.Response(200, {}, f"{fetched.status} {fetched.body.decode()}".encode())
         return http.Response(404, {}, b"no such probe\n")
