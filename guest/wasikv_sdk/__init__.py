@@ -11,6 +11,8 @@ Layers:
 - `wasikv_sdk.key_value`: the Pythonic layer over those bindings
   (`open`, `open_default`, `Bucket`, `Cas`), raising the exceptions below.
   Guest-only: it imports the bindings.
+- `wasikv_sdk.outbound`: outbound HTTP (`send(http.Request) -> http.Response`,
+  `HttpError`) over `wasi:http/outgoing-handler`. Guest-only.
 - `wasikv_sdk.errors`: the exception hierarchy (`KeyValueError` and its
   subclasses `NoSuchStore`, `AccessDenied`, `StoreError`, `CasConflict`),
   shared with host-side Python code.
