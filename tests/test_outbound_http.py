@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -36,7 +37,7 @@ class Seen:
 
 @dataclass
 class Server:
-    """A local HTTP server that records every request and answers 201 with `hello`."""
+    """A local HTTP server that records every request and answers 201 with `hello` (`/big`: 200 kB)."""
 
     url: str
     seen: list[Seen] = field(default_factory=list)
@@ -54,11 +55,12 @@ def server() -> Iterator[Server]:
             body = self.rfile.read(length)
             headers = {name.lower(): value for name, value in self.headers.items()}
             recorded.append(Seen(self.command, self.path, headers, body))
+            reply = b"hello" if self.path != "/big" else b"0123456789" * 20_000
             self.send_response(201)
             self.send_header("x-reply", "yes")
-            self.send_header("content-length", "5")
+            self.send_header("content-length", str(len(reply)))
             self.end_headers()
-            self.wfile.write(b"hello")
+            self.wfile.write(reply)
 
         do_POST = do_PUT = do_GET
 
@@ -109,6 +111,15 @@ def test_an_allowed_guest_round_trips_a_request(make_host: Callable[..., Host], 
     assert seen.headers["x-probe"] == "yes"
     assert seen.headers["content-length"] == "7"
     assert seen.headers["host"] == server.url.removeprefix("http://")
+
+
+def test_bodies_larger_than_one_stream_chunk_arrive_whole(
+    make_host: Callable[..., Host], server: Server
+) -> None:
+    sent = "abcdefghij" * 1_000  # over the 4096 bytes one blocking write may carry
+    reply = _fetch(make_host({"default": "memory:"}), f"{server.url}/big", "POST", sent, outbound_http=True)
+    assert reply["body"] == hashlib.sha256(b"0123456789" * 20_000).hexdigest()
+    assert server.seen[0].body == sent.encode()
 
 
 def test_without_outbound_http_every_request_is_denied(

@@ -80,7 +80,7 @@ def send(request: Request, *, timeout: float | None = None) -> Response:
         body.__exit__(None, None, None)
         raise
     with future:
-        _write_body(body, request.body)
+        _write_body(body, request.body or b"")
         return _read_response(_wait(future))
 
 

@@ -62,8 +62,9 @@ class Host:
 
     Every instance is sandboxed: its key-value imports are type-checked
     before it is instantiated, its memory and tables are capped by `limits`,
-    and it can be given a deadline (`run(timeout=)`); `interrupt` stops every
-    running guest of the host.
+    it has no network unless a run allows it outbound HTTP to every host
+    (`run(outbound_http=True)`), and it can be given a deadline
+    (`run(timeout=)`); `interrupt` stops every running guest of the host.
     """
 
     #: Whether guest code checks for deadlines (only benchmarks turn it off,
