@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from wasikv.app.loader import load_app
 from wasikv.triggers.http import HttpRequest
 from wasikv.triggers.http_app import HttpRoutes
 
-from .support import foreign_guest_wasm, guest_wasm, run_in
+from .support import COMPILE_CACHE, foreign_guest_wasm, guest_wasm, run_in
 
 pytestmark = pytest.mark.component
 
@@ -140,6 +142,25 @@ def test_host_run_denies_by_default(make_host: Callable[..., Host], server: Serv
     reply = run_in(make_host({"default": "memory:"}), "probe", ["fetch", server.url]).json()
     assert reply["error"] == "HTTP-request-denied"
     assert server.seen == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [([], "HTTP-request-denied"), (["--allow-outbound-http"], 201)]
+)
+def test_wasikv_run_allows_outbound_http_with_a_flag(
+    tmp_path: Path, server: Server, flag: list[str], expected: object
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "wasikv", "run", *flag, str(guest_wasm("probe")), "fetch", server.url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"WASIKV_CACHE_DIR": str(COMPILE_CACHE), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout.splitlines()[-1])
+    assert reply.get("status", reply.get("error")) == expected
 
 
 def test_connection_refused_is_a_clean_error(make_host: Callable[..., Host]) -> None:
