@@ -124,6 +124,18 @@ def test_bodies_larger_than_one_stream_chunk_arrive_whole(
     assert server.seen[0].body == sent.encode()
 
 
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [({"content-length": "100"}, "HTTP-request-body-size"), ({"connection": "close"}, "header-error")],
+)
+def test_requests_the_host_refuses_are_clean_errors(
+    make_host: Callable[..., Host], server: Server, headers: dict[str, str], code: str
+) -> None:
+    host = make_host({"default": "memory:"})
+    reply = _fetch(host, server.url, "POST", "short", json.dumps(headers), outbound_http=True)
+    assert reply["error"] == code
+
+
 def test_without_outbound_http_every_request_is_denied(
     make_host: Callable[..., Host], server: Server
 ) -> None:

@@ -140,7 +140,10 @@ def _write_body(body: wit.OutgoingBody, data: bytes) -> None:
             except Err:
                 # The request failed while we wrote: the response says why.
                 break
-    wit.OutgoingBody.finish(body, None)
+    try:
+        wit.OutgoingBody.finish(body, None)
+    except Err as err:  # e.g. a `content-length` the body does not match
+        raise _error(err.value) from None
 
 
 def _wait(future: wit.FutureIncomingResponse) -> wit.IncomingResponse:

@@ -2,9 +2,9 @@
 
 argv[1] selects the behaviour: `report` prints JSON; `fail` raises (exit 1);
 `trap` hits an unreachable path inside the host call stack (a real trap);
-`fetch URL [METHOD [BODY]]` sends an outbound HTTP request (with header
-`x-probe: yes`) and prints the response, or the error, as JSON (a body over
-1 KiB as its SHA-256).
+`fetch URL [METHOD [BODY [HEADERS]]]` sends an outbound HTTP request (with
+header `x-probe: yes` and the JSON object HEADERS) and prints the response,
+or the error, as JSON (a body over 1 KiB as its SHA-256).
 """
 
 import hashlib
@@ -39,8 +39,8 @@ class Run(exports.Run):
         print(json.dumps({"argv": sys.argv, "env": dict(os.environ), "root": root}))
 
 
-def fetch(url: str, method: str = "GET", body: str = "") -> None:
-    request = http.Request(method, url, {"x-probe": "yes"}, body.encode())
+def fetch(url: str, method: str = "GET", body: str = "", headers: str = "{}") -> None:
+    request = http.Request(method, url, {"x-probe": "yes", **json.loads(headers)}, body.encode())
     try:
         response = outbound.send(request, timeout=10)
     except outbound.HttpError as exc:
