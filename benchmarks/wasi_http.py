@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".wasikv-test"
 GUEST = ROOT / "tests" / "guests" / "wasi_http_counter"
 WORLD = "wasi-http-counter"
-HTTP_WIT = ROOT / "benchmarks" / "wit" / "http-0.2.0"
+HTTP_WIT = ROOT / "wit" / "deps" / "http"
 KEYVALUE_WIT = ROOT / "tests" / "wit" / "keyvalue-0.2.0-draft"
 # wasikv's vendored WASI 0.2.0 packages, the ones wasi:http@0.2.0 was released with.
 WASI_DEPS = [

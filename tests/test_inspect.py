@@ -56,9 +56,19 @@ def test_a_draft_guest_is_served_in_the_draft_shape() -> None:
     }
 
 
+OUTBOUND_RULE = "(requests denied unless allowed_outbound_hosts allows every host)"
+
+
 def test_an_http_guest_of_the_sdk_is_spin_shaped() -> None:
     data = report(guest_wasm("http_probe", "wasikv:app/http-trigger"))
+    assert data["runnable"] and data["problems"] == []
     assert data["keyvalue"] == ["wasi:keyvalue@0.2.0-draft2 (Spin)"]
+    imports = imports_by_name(data)
+    http = [(name, imports[name]["provider"]) for name in imports if name.startswith("wasi:http/")]
+    assert sorted(http) == [
+        ("wasi:http/outgoing-handler@0.2.9", f"wasmtime wasi:http {OUTBOUND_RULE}"),
+        ("wasi:http/types@0.2.9", f"wasmtime wasi:http {OUTBOUND_RULE}"),
+    ]
     assert worlds(data) == {
         "wasikv:app/command": False,
         "wasikv:app/http-trigger": True,

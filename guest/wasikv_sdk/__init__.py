@@ -13,6 +13,8 @@ Layers:
   Guest-only: it imports the bindings.
 - `wasikv_sdk.variables`: the component's application variables through
   `wasi:config/store` (`get`, `get_all`). Guest-only, like `key_value`.
+- `wasikv_sdk.outbound`: outbound HTTP (`send(http.Request) -> http.Response`,
+  `HttpError`) over `wasi:http/outgoing-handler`. Guest-only.
 - `wasikv_sdk.errors`: the exception hierarchy (`KeyValueError` and its
   subclasses `NoSuchStore`, `AccessDenied`, `StoreError`, `CasConflict`;
   `VariableError` and its `NoSuchVariable`), shared with host-side Python code.

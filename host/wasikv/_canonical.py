@@ -340,6 +340,19 @@ def read_resource_rep(ctx: int, addr: int) -> int:
     return rep
 
 
+def drop_foreign_resource(ctx: int, addr: int) -> None:
+    """Drop an `own<T>` argument of a resource wasmtime implements (not wasikv), now.
+
+    wasmtime frees the argument's `resource_any` after the call, but not the
+    resource it owns: without this it would live as long as the instance.
+    """
+    if _MEM[addr] != RESOURCE:
+        raise _kind_error(addr, RESOURCE)
+    error = _capi.resource_any_drop(ctx, _u64(addr + _PAYLOAD))
+    if error:
+        _capi.raise_if_error(error, "resource argument")
+
+
 # ---------------------------------------------------------------- writers
 
 

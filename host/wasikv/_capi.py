@@ -45,6 +45,7 @@ resource_any_to_host = _proto(
     "wasmtime_component_resource_any_to_host", c_void_p, c_void_p, c_void_p, c_void_p
 )
 resource_any_delete = _proto("wasmtime_component_resource_any_delete", None, c_void_p)
+resource_any_drop = _proto("wasmtime_component_resource_any_drop", c_void_p, c_void_p, c_void_p)
 resource_host_new = _proto("wasmtime_component_resource_host_new", c_void_p, c_bool, c_uint32, c_uint32)
 resource_host_rep = _proto("wasmtime_component_resource_host_rep", c_uint32, c_void_p)
 resource_host_type = _proto("wasmtime_component_resource_host_type", c_uint32, c_void_p)

@@ -106,6 +106,12 @@ def main(verbose: bool) -> None:
     metavar="LABEL",
     help="Only let the component open these labels (repeatable; default: every defined label).",
 )
+@click.option(
+    "--allow-outbound-http",
+    "outbound_http",
+    is_flag=True,
+    help="Let the guest send HTTP requests to any host (default: every request is denied).",
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
 @click.option("--no-cache", is_flag=True, help="Compile without reading or writing the cache.")
 @click.option(
@@ -123,6 +129,7 @@ def run(
     key_values: tuple[str, ...],
     env: tuple[str, ...],
     grants: tuple[str, ...],
+    outbound_http: bool,
     cache_dir: str | None,
     no_cache: bool,
     timeout: float | None,
@@ -134,7 +141,8 @@ def run(
     """Run the command component APP with ARGS; exit with its exit code.
 
     The guest's argv is [APP, *ARGS], as with `wasmtime run`. It gets no
-    filesystem, no network and only the environment given with --env. A
+    filesystem, no network (but outbound HTTP to any host with
+    --allow-outbound-http) and only the environment given with --env. A
     guest stopped by --timeout exits 124; Ctrl-C stops it and exits 130.
     """
     labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
@@ -166,6 +174,7 @@ def run(
                 program_name=app,
                 timeout=timeout,
                 stderr=cast(BinaryIO, stderr),
+                outbound_http=outbound_http,
             )
         except GuestTimeout:
             click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)

@@ -27,6 +27,7 @@ from .keyvalue import INTERFACES, KeyValueSession, NumberedCursors
 from .limits import Limits
 from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .metrics import Metrics, measured
+from .outbound import link_wasi_http
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
 from .stores.registry import backend_for_url
@@ -64,8 +65,9 @@ class Host:
 
     Every instance is sandboxed: its key-value imports are type-checked
     before it is instantiated, its memory and tables are capped by `limits`,
-    and it can be given a deadline (`run(timeout=)`); `interrupt` stops every
-    running guest of the host.
+    it has no network unless a run allows it outbound HTTP to every host
+    (`run(outbound_http=True)`), and it can be given a deadline
+    (`run(timeout=)`); `interrupt` stops every running guest of the host.
     """
 
     #: Whether guest code checks for deadlines (only benchmarks turn it off,
@@ -114,7 +116,7 @@ class Host:
         self._provided: dict[str, list[HostInterface]] = {}
         for interface in (*INTERFACES, config_iface.STORE):
             self._provided.setdefault(interface.name, []).append(interface)
-        self._linkers: dict[LinkPlan, Linker] = {}
+        self._linkers: dict[tuple[LinkPlan, bool], Linker] = {}
         self._plans: weakref.WeakKeyDictionary[Component, LinkPlan] = weakref.WeakKeyDictionary()
         self._origins: weakref.WeakKeyDictionary[Component, str] = weakref.WeakKeyDictionary()
         self._link_lock = threading.Lock()
@@ -225,15 +227,18 @@ class Host:
             self._plans[component] = plan
         return plan
 
-    def _linker(self, plan: LinkPlan) -> Linker:
+    def _linker(self, plan: LinkPlan, outbound_http: bool) -> Linker:
+        key = (plan, outbound_http and bool(plan.http_imports))
         with self._link_lock:
-            linker = self._linkers.get(plan)
+            linker = self._linkers.get(key)
             if linker is None:
                 linker = Linker(self.engine)
                 linker.add_wasip2()
+                if plan.http_imports:
+                    link_wasi_http(linker, plan.http_imports, outbound=outbound_http)
                 for interface in plan.interfaces:
                     interface.define(linker, self._states[interface.state])
-                self._linkers[plan] = linker
+                self._linkers[key] = linker
             return linker
 
     def run(
@@ -248,12 +253,16 @@ class Host:
         stderr: BinaryIO | None = None,
         program_name: str | None = None,
         timeout: float | None = None,
+        outbound_http: bool = False,
     ) -> int:
         """Run a `wasi:cli/run` component and return its exit code.
 
         argv is `[program_name, *args]` (the component's path by default, as
         `wasmtime run` does). The guest sees only the `env` given here, no
-        filesystem and no network. `variables` are what it reads through
+        filesystem and no network: its outbound HTTP requests
+        (`wasi:http/outgoing-handler`) fail with `HTTP-request-denied` unless
+        `outbound_http` is True, which lets it reach every host (there is no
+        per-host filter). `variables` are what it reads through
         `wasi:config/store` (key to value, already resolved, as
         `wasikv.app.variable_sources` resolves an app's; none when None).
         `grants` limits the labels it may open (all labels when None).
@@ -277,6 +286,7 @@ class Host:
             stdout=stdout,
             stderr=stderr,
             timeout=timeout,
+            outbound_http=outbound_http,
         ) as (store, instance):
             run = _find_run(instance, store)
             deadline = self.deadline(store)
@@ -301,15 +311,18 @@ class Host:
         stdout: BinaryIO | None = None,
         stderr: BinaryIO | None = None,
         timeout: float | None = None,
+        outbound_http: bool = False,
     ) -> Iterator[tuple[Store, Instance]]:
         """A fresh instance of `component` in its own wasmtime store.
 
         For triggers that call exports other than `wasi:cli/run`. The
         instance's key-value handles are released when the block ends. Its
         deadline (`timeout` seconds from now, None for none) is `deadline(store)`.
-        `env` and `variables` are as for `run`.
+        `env` and `variables` are as for `run`. `outbound_http` lets it send
+        HTTP requests to any host (see `run`).
         """
-        linker = self._linker(self._plan(component))
+        plan = self._plan(component)
+        linker = self._linker(plan, outbound_http)
         config = _checked_variables(variables)
         granted = None if grants is None else frozenset(grants)
         undefined = sorted((granted or frozenset()) - self._labels.keys())
@@ -332,6 +345,8 @@ class Host:
         wasi.env = list((env or {}).items())
         _route_output(wasi, stdout, stderr)
         store.set_wasi(wasi)
+        if plan.http_imports:
+            store.set_wasi_http()
         ctx = context_address(store)
         deadline = Deadline(timeout, self.shutdown)
         deadlines.arm(store, ctx, deadline)

@@ -19,10 +19,12 @@ from .app.triggers import TRIGGER_KINDS
 from .errors import ComponentError
 from .host import Host
 from .linking import check_exports, common_shapes, match_imports, mixed_shapes
+from .outbound import HTTP_INTERFACE
 from .wit_types import FuncSig, ResultOf
 
 #: WASI 0.2 interfaces, which wasmtime's own WASI implementation provides.
 _WASI_02 = re.compile(r"^wasi:(cli|clocks|filesystem|io|random|sockets)/[a-z-]+@0\.2\.\d+$")
+_HTTP_PROVIDER = "wasmtime wasi:http (requests denied unless allowed_outbound_hosts allows every host)"
 _RUN = re.compile(r"^wasi:cli/run@0\.2\.\d+$")
 _RUN_FUNCTION = FuncSig((), ResultOf(None, None))
 
@@ -32,7 +34,7 @@ class ImportReport:
     """One import: who provides it, or why nobody does."""
 
     name: str
-    #: "wasikv (<shape>)", "wasmtime WASI 0.2", or None when nobody does.
+    #: "wasikv (<shape>)", "wasmtime WASI 0.2", "wasmtime wasi:http (...)", or None when nobody does.
     provider: str | None
     problems: list[str] = field(default_factory=list)
     functions: dict[str, str] = field(default_factory=dict)
@@ -120,6 +122,8 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
             problems += [f"{match.name} {problem}" for problem in match.problems]
         elif _WASI_02.match(match.name):
             report.provider = "wasmtime WASI 0.2"
+        elif HTTP_INTERFACE.match(match.name):
+            report.provider = _HTTP_PROVIDER
         else:
             reason = "neither wasikv nor wasmtime's WASI 0.2 implements it"
             report.problems.append(reason)

@@ -166,9 +166,34 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         APP + WEB + 'sorce = "x"\n',
         ["[component.web]", "unknown key 'sorce'", "did you mean 'source'", "source, key_value_stores"],
     ),
-    "outbound hosts": (
+    "outbound hosts narrower than all": (
         APP + WEB + 'allowed_outbound_hosts = ["https://example.com"]\n',
-        ["[component.web]", "allowed_outbound_hosts", "no network access", "remove it"],
+        [
+            "[component.web]",
+            'allowed_outbound_hosts = ["https://example.com"] allows only some hosts',
+            "cannot enforce per-host rules yet",
+            'write allowed_outbound_hosts = ["*://*:*"] to allow every host',
+        ],
+    ),
+    "outbound hosts http only": (
+        APP + WEB + 'allowed_outbound_hosts = ["http://*:*"]\n',
+        ['allowed_outbound_hosts = ["http://*:*"] allows only some hosts', '["*://*:*"]'],
+    ),
+    "outbound hosts any port of one host": (
+        APP + WEB + 'allowed_outbound_hosts = ["*://example.com:*"]\n',
+        ["allows only some hosts", "cannot enforce per-host rules"],
+    ),
+    "outbound hosts insecure allow-all": (
+        APP + WEB + 'allowed_outbound_hosts = ["insecure:allow-all"]\n',
+        ["'insecure:allow-all' is not accepted", '["*://*:*"]'],
+    ),
+    "outbound hosts type": (
+        APP + WEB + 'allowed_outbound_hosts = "*://*:*"\n',
+        ["'allowed_outbound_hosts' must be an array of strings, not a string"],
+    ),
+    "spin 1 http hosts": (
+        APP + WEB + 'allowed_http_hosts = ["insecure:allow-all"]\n',
+        ["unknown key 'allowed_http_hosts'", "allowed_outbound_hosts"],
     ),
     "files": (APP + WEB + 'files = ["static/**"]\n', ["unknown key 'files'", "no filesystem"]),
     "unknown build key": (
@@ -395,6 +420,21 @@ def test_manifest_not_utf8(tmp_path: Path) -> None:
         load_manifest(path)
 
 
-def test_allowed_outbound_hosts_may_be_empty(tmp_path: Path) -> None:
-    app = load_manifest(write(tmp_path, APP + WEB + "allowed_outbound_hosts = []\n"))
-    assert list(app.components) == ["web"]
+@pytest.mark.parametrize(
+    ("hosts", "outbound_http"),
+    [
+        (None, False),
+        ("[]", False),
+        ('["*://*:*"]', True),
+        ('[" *://*:*/ "]', True),
+        ('["http://*:*", "https://*:*"]', True),
+        ('["https://*:*", "redis://*:*", "http://*:*"]', True),
+        ('["*://*:*", "https://example.com"]', True),
+    ],
+)
+def test_allowed_outbound_hosts_allow_every_host_or_none(
+    tmp_path: Path, hosts: str | None, outbound_http: bool
+) -> None:
+    text = APP + WEB + (f"allowed_outbound_hosts = {hosts}\n" if hosts is not None else "")
+    app = load_manifest(write(tmp_path, text))
+    assert app.components["web"].outbound_http is outbound_http

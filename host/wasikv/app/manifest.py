@@ -25,6 +25,7 @@ source = "api/app.wasm"             # relative to this file
 key_value_stores = ["default"]      # the labels the component may open
 environment = { LOG_LEVEL = "info" }
 variables = { api_key = "{{ api_key }}" }   # what the guest reads through wasi:config
+allowed_outbound_hosts = ["*://*:*"]  # outbound HTTP to any host; absent or []: none
 
 [component.api.build]
 command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
@@ -41,6 +42,7 @@ write instead. Store labels are checked against the runtime config by
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -104,6 +106,8 @@ class ComponentSpec:
     build: BuildSpec | None = None
     #: `[component.NAME.variables]`: the keys the guest reads, each a `{{ name }}` template.
     variables: dict[str, str] = field(default_factory=dict)
+    #: Whether it may send HTTP requests (to any host: `allowed_outbound_hosts = ["*://*:*"]`).
+    outbound_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,8 +185,7 @@ def parse_manifest(text: str, path: str | Path) -> AppManifest:
 # Keys Spin users may bring along, with why wasikv refuses them.
 _SPIN_ONLY = {
     "spin_version": "this is a Spin manifest v1; wasikv reads the v2 layout",
-    "allowed_outbound_hosts": "wasikv components have no network access",
-    "allowed_http_hosts": "wasikv components have no network access",
+    "allowed_http_hosts": 'this is Spin 1\'s key; write allowed_outbound_hosts = ["*://*:*"]',
     "files": "wasikv components get no filesystem",
     "exclude_files": "wasikv components get no filesystem",
     "sqlite_databases": "wasikv offers key-value stores only",
@@ -213,6 +216,9 @@ _COMPONENT_KEYS = (
     "allowed_outbound_hosts",
 )
 _BUILD_KEYS = ("command", "workdir", "watch")
+#: The `allowed_outbound_hosts` entry that allows every host (scheme, host and port wildcards).
+_ALL_HOSTS = "*://*:*"
+_ALL_HOSTS_TOML = f'["{_ALL_HOSTS}"]'
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\Z")
 _ENV_NAME = re.compile(r"[^=\x00]+\Z")
 
@@ -242,8 +248,7 @@ class _Parser:
             reason = _SPIN_ONLY.get(key)
             if reason is not None:
                 problem += f": {reason}; remove it"
-            shown_allowed = [k for k in allowed if k != "allowed_outbound_hosts"]
-            raise self.fail(where, f"{problem}; allowed keys here: {', '.join(shown_allowed)}")
+            raise self.fail(where, f"{problem}; allowed keys here: {', '.join(allowed)}")
 
     def table(self, value: object, where: str, how: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -366,14 +371,7 @@ class _Parser:
                 'components (write source = "app.wasm")',
             )
         source = self.nonempty(table, "source", where, '"app.wasm"')
-        outbound = self.typed(
-            table, "allowed_outbound_hosts", where, _as_str_list, "an array of strings", "[]"
-        )
-        if outbound:
-            raise self.fail(
-                where,
-                "'allowed_outbound_hosts' must be empty: wasikv components have no network access; remove it",
-            )
+        outbound_http = self.outbound_hosts(table, where)
         stores = self.strings(table, "key_value_stores", where, '["default"]')
         for label in stores:
             if not label:
@@ -397,6 +395,29 @@ class _Parser:
             environment=environment,
             build=build,
             variables=variables,
+            outbound_http=outbound_http,
+        )
+
+    def outbound_hosts(self, table: Mapping[str, Any], where: str) -> bool:
+        """Whether `allowed_outbound_hosts` allows every host; a narrower list is an error."""
+        hosts = self.strings(table, "allowed_outbound_hosts", where, _ALL_HOSTS_TOML)
+        if not hosts:
+            return False
+        patterns = {_normal_host_pattern(host) for host in hosts}
+        if _ALL_HOSTS in patterns or {"http://*:*", "https://*:*"} <= patterns:
+            return True
+        if "insecure:allow-all" in patterns:
+            problem = "'insecure:allow-all' is not accepted (nor by Spin)"
+        else:
+            problem = (
+                f"allowed_outbound_hosts = {json.dumps(list(hosts))} allows only some hosts, and "
+                "wasikv cannot enforce per-host rules yet: a component may send HTTP requests "
+                "to every host or to none"
+            )
+        raise self.fail(
+            where,
+            f"{problem}; write allowed_outbound_hosts = {_ALL_HOSTS_TOML} to allow every host, "
+            "or remove the key for none",
         )
 
     def environment(self, table: Mapping[str, Any], where: str) -> dict[str, str]:
@@ -523,6 +544,12 @@ def _spoken(items: Sequence[str], conjunction: str) -> str:
     if len(items) < 2:
         return "".join(items)
     return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
+def _normal_host_pattern(host: str) -> str:
+    """An `allowed_outbound_hosts` entry as Spin reads it: trimmed, a trailing `/` dropped."""
+    host = host.strip()
+    return host[:-1] if host.endswith("/") else host
 
 
 def _as_str(value: object) -> str | None:

@@ -78,6 +78,7 @@ class HttpComponent:
     """A component that serves HTTP requests, one fresh instance per request.
 
     Each instance sees `env` as its environment and reads `variables` through wasi:config.
+    Its instances may send HTTP requests (to any host) only with `outbound_http`.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class HttpComponent:
         env: Mapping[str, str] | None = None,
         variables: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        outbound_http: bool = False,
     ) -> None:
         export, interface = select_export(
             host.exports(component), HTTP_EXPORTS, f"component {name!r} ({host.origin(component)})"
@@ -104,6 +106,8 @@ class HttpComponent:
         #: What the guest reads through wasi:config (kept as given: its repr may redact secrets).
         self.variables: Mapping[str, str] = variables or {}
         self.timeout = timeout
+        #: Whether its instances may send HTTP requests (to any host).
+        self.outbound_http = outbound_http
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None
@@ -126,6 +130,7 @@ class HttpComponent:
                 stdout=stdout,
                 stderr=stderr,
                 timeout=timeout,
+                outbound_http=self.outbound_http,
             ) as (store, instance):
                 response = _call_handler(store, instance, self._target, request)
                 if on_response is not None:

@@ -48,6 +48,7 @@ class HttpRoutes:
                         env=spec.environment,
                         variables=loaded.variables.get(name),
                         timeout=timeout,
+                        outbound_http=spec.outbound_http,
                     )
                 except ComponentError as exc:
                     raise ComponentError(f"component {name!r}: {exc}") from None

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from wasikv_sdk import http, key_value, variables
+from wasikv_sdk import http, key_value, outbound, variables
 
 # Module state lives as long as the instance: with a fresh instance per
 # request it must be 1 on every request.
@@ -65,4 +65,10 @@ class Http(http.Handler):
                 except variables.VariableError as exc:
                     report["error"] = type(exc).__name__
             return http.Response(200, {"content-type": "application/json"}, json.dumps(report).encode())
+        if path.endswith("/fetch"):
+            try:
+                fetched = outbound.send(http.Request("GET", request.query["url"]), timeout=10)
+            except outbound.HttpError as exc:
+                return http.Response(502, {}, exc.code.encode())
+            return http.Response(200, {}, f"{fetched.status} {fetched.body.decode()}".encode())
         return http.Response(404, {}, b"no such probe\n")

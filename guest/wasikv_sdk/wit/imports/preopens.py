@@ -8,10 +8,10 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-from ..imports import types
+from ..imports import wasi_filesystem_types
 
 
-def get_directories() -> List[Tuple[types.Descriptor, str]]:
+def get_directories() -> List[Tuple[wasi_filesystem_types.Descriptor, str]]:
     """
     Return the set of preopened directories, and their path.
     """

@@ -82,6 +82,7 @@ class WatchTriggers:
                 env=spec.environment,
                 variables=loaded.variables.get(trigger.component),
                 timeout=timeout,
+                outbound_http=spec.outbound_http,
             )
             watcher.check()
             if not watcher.store.has_change_feed:

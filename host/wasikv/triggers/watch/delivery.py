@@ -83,7 +83,8 @@ class WatcherComponent:
     Each `deliver` call runs in a fresh instance. The guest sees `env` plus
     `WASIKV_WATCH_STORE=<store label>`, reads `variables` through
     wasi:config, and may open the labels in `grants` (all labels when None);
-    it must be granted `store_label`.
+    it must be granted `store_label`. With `outbound_http` it may send HTTP
+    requests to any host.
     """
 
     def __init__(
@@ -97,10 +98,12 @@ class WatcherComponent:
         env: Mapping[str, str] | None = None,
         variables: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        outbound_http: bool = False,
     ) -> None:
         self.host = host
         self.component = component
         self.store_label = store_label
+        self.outbound_http = outbound_http
         self.name = name
         #: Seconds each call of `on-set`/`on-delete` may run; past it the delivery fails.
         self.timeout = timeout
@@ -210,6 +213,7 @@ class _CapturedInstance:
             stdout=self.stdout,
             stderr=self.stderr,
             timeout=w.timeout,
+            outbound_http=w.outbound_http,
         )
         pair: tuple[WasmStore, Instance] = self._context.__enter__()
         return pair

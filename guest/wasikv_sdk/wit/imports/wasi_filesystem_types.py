@@ -199,7 +199,7 @@ class DirectoryEntryStream:
         """
         Read a single directory entry from a `directory-entry-stream`.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def __enter__(self) -> Self:
@@ -231,7 +231,7 @@ class Descriptor:
         
         Note: This allows using `read-stream`, which is similar to `read` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def write_via_stream(self, offset: int) -> streams.OutputStream:
@@ -243,7 +243,7 @@ class Descriptor:
         Note: This allows using `write-stream`, which is similar to `write` in
         POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def append_via_stream(self) -> streams.OutputStream:
@@ -255,7 +255,7 @@ class Descriptor:
         Note: This allows using `write-stream`, which is similar to `write` with
         `O_APPEND` in in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def advise(self, offset: int, length: int, advice: Advice) -> None:
@@ -264,7 +264,7 @@ class Descriptor:
         
         This is similar to `posix_fadvise` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def sync_data(self) -> None:
@@ -276,7 +276,7 @@ class Descriptor:
         
         Note: This is similar to `fdatasync` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def get_flags(self) -> DescriptorFlags:
@@ -288,7 +288,7 @@ class Descriptor:
         Note: This returns the value that was the `fs_flags` value returned
         from `fdstat_get` in earlier versions of WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def get_type(self) -> DescriptorType:
@@ -304,7 +304,7 @@ class Descriptor:
         Note: This returns the value that was the `fs_filetype` value returned
         from `fdstat_get` in earlier versions of WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def set_size(self, size: int) -> None:
@@ -314,7 +314,7 @@ class Descriptor:
         
         Note: This was called `fd_filestat_set_size` in earlier versions of WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def set_times(self, data_access_timestamp: NewTimestamp, data_modification_timestamp: NewTimestamp) -> None:
@@ -325,7 +325,7 @@ class Descriptor:
         
         Note: This was called `fd_filestat_set_times` in earlier versions of WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def read(self, length: int, offset: int) -> Tuple[bytes, bool]:
@@ -342,7 +342,7 @@ class Descriptor:
         
         Note: This is similar to `pread` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def write(self, buffer: bytes, offset: int) -> int:
@@ -357,7 +357,7 @@ class Descriptor:
         
         Note: This is similar to `pwrite` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def read_directory(self) -> DirectoryEntryStream:
@@ -372,7 +372,7 @@ class Descriptor:
         directory. Multiple streams may be active on the same directory, and they
         do not interfere with each other.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def sync(self) -> None:
@@ -384,7 +384,7 @@ class Descriptor:
         
         Note: This is similar to `fsync` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def create_directory_at(self, path: str) -> None:
@@ -393,7 +393,7 @@ class Descriptor:
         
         Note: This is similar to `mkdirat` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def stat(self) -> DescriptorStat:
@@ -408,7 +408,7 @@ class Descriptor:
         
         Note: This was called `fd_filestat_get` in earlier versions of WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def stat_at(self, path_flags: PathFlags, path: str) -> DescriptorStat:
@@ -421,7 +421,7 @@ class Descriptor:
         
         Note: This was called `path_filestat_get` in earlier versions of WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def set_times_at(self, path_flags: PathFlags, path: str, data_access_timestamp: NewTimestamp, data_modification_timestamp: NewTimestamp) -> None:
@@ -433,7 +433,7 @@ class Descriptor:
         Note: This was called `path_filestat_set_times` in earlier versions of
         WASI.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def link_at(self, old_path_flags: PathFlags, old_path: str, new_descriptor: Self, new_path: str) -> None:
@@ -442,7 +442,7 @@ class Descriptor:
         
         Note: This is similar to `linkat` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def open_at(self, path_flags: PathFlags, path: str, open_flags: OpenFlags, flags: DescriptorFlags) -> Self:
@@ -466,7 +466,7 @@ class Descriptor:
         
         Note: This is similar to `openat` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def readlink_at(self, path: str) -> str:
@@ -478,7 +478,7 @@ class Descriptor:
         
         Note: This is similar to `readlinkat` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def remove_directory_at(self, path: str) -> None:
@@ -489,7 +489,7 @@ class Descriptor:
         
         Note: This is similar to `unlinkat(fd, path, AT_REMOVEDIR)` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def rename_at(self, old_path: str, new_descriptor: Self, new_path: str) -> None:
@@ -498,7 +498,7 @@ class Descriptor:
         
         Note: This is similar to `renameat` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def symlink_at(self, old_path: str, new_path: str) -> None:
@@ -510,7 +510,7 @@ class Descriptor:
         
         Note: This is similar to `symlinkat` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def unlink_file_at(self, path: str) -> None:
@@ -520,7 +520,7 @@ class Descriptor:
         Return `error-code::is-directory` if the path refers to a directory.
         Note: This is similar to `unlinkat(fd, path, 0)` in POSIX.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def is_same_object(self, other: Self) -> bool:
@@ -555,7 +555,7 @@ class Descriptor:
         
         However, none of these is required.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def metadata_hash_at(self, path_flags: PathFlags, path: str) -> MetadataHashValue:
@@ -565,7 +565,7 @@ class Descriptor:
         
         This performs the same hash computation as `metadata-hash`.
         
-        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.types.ErrorCode)`
+        Raises: `componentize_py_types.Err(wasikv_sdk.wit.imports.wasi_filesystem_types.ErrorCode)`
         """
         raise NotImplementedError
     def __enter__(self) -> Self:
