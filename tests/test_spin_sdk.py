@@ -141,11 +141,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def up(app_dir: Path) -> Iterator[httpx.Client]:
-    """`wasikv up` serving `app_dir`, and a client for it."""
+def up(app_dir: Path, *options: str) -> Iterator[httpx.Client]:
+    """`wasikv up [OPTIONS]` serving `app_dir`, and a client for it."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}", *options],
         cwd=app_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -200,10 +200,6 @@ def test_the_spin_counter_counts_under_wasikv_up(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.skip(
-    reason="needs application variables (wasikv_sdk.variables over wasi:config) and outbound HTTP,"
-    " being added in parallel: drop this mark once both are merged and `http.send` is wired"
-)
 def test_the_spin_outbound_app_relays_its_upstream(tmp_path: Path) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -219,14 +215,14 @@ def test_the_spin_outbound_app_relays_its_upstream(tmp_path: Path) -> None:
         shutil.copy(guest_wasm("spin_outbound", SPIN_HTTP), tmp_path / "app.wasm")
         (tmp_path / "wasikv.toml").write_text(
             'spin_manifest_version = 2\n\n[application]\nname = "spin-outbound"\n\n'
-            "[variables]\nupstream_url = { required = true }\n\n"
+            "[variables]\nupstream = { required = true }\n\n"
             '[[trigger.http]]\nroute = "/..."\ncomponent = "outbound"\n\n'
             '[component.outbound]\nsource = "app.wasm"\n'
-            f'allowed_outbound_hosts = ["http://127.0.0.1:{upstream_port}"]\n\n'
+            'allowed_outbound_hosts = ["*://*:*"]\n\n'
             "[component.outbound.variables]\n"
-            f'upstream_url = "http://127.0.0.1:{upstream_port}/hello.txt"\n'
+            'upstream_url = "{{ upstream }}/hello.txt"\n'
         )
-        with up(tmp_path) as client:
+        with up(tmp_path, "--variable", f"upstream=http://127.0.0.1:{upstream_port}") as client:
             response = client.get("/")
         assert (response.status_code, response.text) == (200, "upstream said 200: hello from upstream\n")
     finally:

@@ -14,7 +14,7 @@ spin-sdk 3.x::
 
 Differences from spin_sdk: the request arrives as wasikv's plain records
 rather than wasi:http resources (so request headers carry wasikv's
-`spin-*` route headers), and `send` is not available yet.
+`spin-*` route headers), and `send` raises `wasikv_sdk.outbound.HttpError`.
 """
 
 from __future__ import annotations
@@ -95,14 +95,18 @@ def _outgoing(response: Response) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 def send(request: Request) -> Response:
-    """Send an HTTP request and return the response.
+    """Send an HTTP request and return the whole response (through `wasikv_sdk.outbound.send`).
 
-    Raises:
-        NotImplementedError: always, for now: wasikv components cannot make
-            outbound HTTP requests yet. This becomes a call to wasikv_sdk's
-            wasi:http client when outbound HTTP support lands.
+    The component needs `allowed_outbound_hosts = ["*://*:*"]` in its
+    manifest. Raises `wasikv_sdk.outbound.HttpError` (its `code` the
+    wasi:http error-code case, `HTTP-request-denied` without that key) where
+    spin_sdk raises its wasi:http error.
     """
-    raise NotImplementedError(
-        f"http.send({request.method} {request.uri}): wasikv does not support outbound HTTP yet;"
-        " send arrives with wasikv's outbound HTTP (wasi:http/outgoing-handler) support"
+    from .. import http, outbound
+
+    reply = outbound.send(
+        http.Request(request.method, request.uri, dict(request.headers), request.body or b"")
     )
+    headers = reply.headers if isinstance(reply.headers, dict) else dict(reply.headers)
+    body = reply.body.encode() if isinstance(reply.body, str) else reply.body
+    return Response(reply.status, headers, body)
