@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .. import variables as _variables
-
 __all__ = ["get"]
 
 
@@ -13,4 +11,8 @@ def get(key: str) -> str:
     Raises `wasikv_sdk.errors.NoSuchVariable` when the component has no such
     variable, `VariableError` when the host cannot read it.
     """
-    return _variables.get(key)
+    # Imported here: the bindings exist only inside a component, and this
+    # module is also imported by host-side tools and tests.
+    from .. import variables
+
+    return variables.get(key)
