@@ -24,7 +24,7 @@ import pytest
 
 from wasikv import Host
 from wasikv.inspect import inspect_component
-from wasikv_sdk.spin import http, variables
+from wasikv_sdk.spin import http
 
 from .support import COMPILE_CACHE, GUESTS, guest_wasm
 
@@ -109,13 +109,6 @@ def test_request_and_response_have_spin_sdks_fields() -> None:
         fields = dataclasses.fields(cls)
         assert [f.name for f in fields] == names
         assert all(f.default is dataclasses.MISSING for f in fields)  # spin_sdk has no defaults
-
-
-def test_send_and_variables_say_they_are_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="outbound HTTP"):
-        http.send(http.Request("GET", "http://example.com/", {}, None))
-    with pytest.raises(NotImplementedError, match="application variables"):
-        variables.get("upstream_url")
 
 
 MANIFEST = """\
