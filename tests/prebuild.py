@@ -117,6 +117,20 @@ def start(workers: int = 2) -> int:
     return background.start(jobs(_host), workers)
 
 
+def compile_into_cache(wasm: Path) -> None:
+    """Compile `wasm` into the tests' compile cache, as `wasikv` processes of the tests find it.
+
+    Jobs call this rather than open a Host of their own: a Host takes its
+    cache key file from the environment, which tests running meanwhile may
+    have patched (tests/test_compile_cache.py does).
+    """
+    if _host is not None:
+        _host.load(wasm)
+        return
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        host.load(wasm)
+
+
 def stop() -> None:
     """Wait for the running jobs (the rest are dropped) and close the compiling host."""
     global _host

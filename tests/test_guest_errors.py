@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from wasikv import Host
-
 from . import background, prebuild
 from .support import COMPILE_CACHE
 
@@ -172,8 +170,7 @@ def _build_raising() -> tuple[Path, Path]:
     directory = app(_scratch(), RAISING)
     done = wasikv("componentize", str(directory), "-o", str(directory / "app.wasm"), cwd=directory)
     assert done.returncode == 0, done.stderr
-    with Host({}, cache_dir=COMPILE_CACHE) as host:
-        host.load(directory / "app.wasm")
+    prebuild.compile_into_cache(directory / "app.wasm")
     return directory, directory / "app.wasm"
 
 

@@ -74,9 +74,8 @@ def _generate_and_build(template: str, name: str) -> Path:
     atexit.register(shutil.rmtree, parent, ignore_errors=True)
     app = generated(template, name, parent)
     built(app)
-    with Host({}, cache_dir=COMPILE_CACHE) as host:
-        for wasm in app.glob("*.wasm"):
-            host.load(wasm)
+    for wasm in app.glob("*.wasm"):
+        prebuild.compile_into_cache(wasm)
     return app
 
 

@@ -25,7 +25,15 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import http
 from ..constants import HOSTCALL_BUDGET_BYTES
+
+# Imported now, not in `send`: a component imports nothing after it is built
+# (it has no files to import from). Outside one, the bindings are missing.
+try:
+    from .. import outbound
+except ImportError:
+    outbound = None  # type: ignore[assignment]
 
 __all__ = ["IncomingHandler", "Request", "Response", "send"]
 
@@ -102,8 +110,8 @@ def send(request: Request) -> Response:
     wasi:http error-code case, `HTTP-request-denied` without that key) where
     spin_sdk raises its wasi:http error.
     """
-    from .. import http, outbound
-
+    if outbound is None:
+        raise RuntimeError("http.send works inside a component only")
     reply = outbound.send(
         http.Request(request.method, request.uri, dict(request.headers), request.body or b"")
     )

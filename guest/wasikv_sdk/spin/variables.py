@@ -1,6 +1,11 @@
-"""`spin_sdk.variables`: the component's application variables, through `wasikv_sdk.variables`."""
+"""`spin_sdk.variables`: the component's application variables, through `wasikv_sdk.variables`.
+
+Guest-only, like `wasikv_sdk.variables`: it imports the generated bindings.
+"""
 
 from __future__ import annotations
+
+from .. import variables as _variables
 
 __all__ = ["get"]
 
@@ -11,8 +16,4 @@ def get(key: str) -> str:
     Raises `wasikv_sdk.errors.NoSuchVariable` when the component has no such
     variable, `VariableError` when the host cannot read it.
     """
-    # Imported here: the bindings exist only inside a component, and this
-    # module is also imported by host-side tools and tests.
-    from .. import variables
-
-    return variables.get(key)
+    return _variables.get(key)

@@ -1,7 +1,8 @@
 """A hostile guest: one component that misbehaves on request, through every trigger.
 
 Built for the `wasikv:app/sdk` world, so the same component is a command
-(`wasi:cli/run`), an HTTP handler and a watcher. The behaviour is chosen by
+(`wasi:cli/run`), an HTTP handler and a watcher (its Spin-style
+`IncomingHandler` export answers every mode alike; wasikv serves `http` first). The behaviour is chosen by
 argv[1] (command), the request path's last segment (HTTP: `/x/loop`) or the
 changed key's last segment (watcher: `jobs/loop`):
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from wasikv_sdk import http, key_value, watch
 from wasikv_sdk.errors import StoreError
+from wasikv_sdk.spin import http as spin_http
 from wasikv_sdk.wit import exports
 from wasikv_sdk.wit.imports import atomics, batch
 from wasikv_sdk.wit.imports import wasi_keyvalue_store as store
@@ -154,6 +156,13 @@ class Http(http.Handler):
             return RESPONSES[mode]()
         body = json.dumps(behave(mode)).encode()
         return http.Response(200, {"content-type": "application/json"}, body)
+
+
+class IncomingHandler(spin_http.IncomingHandler):
+    def handle_request(self, request: spin_http.Request) -> spin_http.Response:
+        mode = request.uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        body = json.dumps(behave(mode)).encode()
+        return spin_http.Response(200, {"content-type": "application/json"}, body)
 
 
 class Watcher(watch.Watcher):
