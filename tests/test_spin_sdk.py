@@ -8,12 +8,10 @@ the first test checks that the import lines are the only difference.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,6 +25,7 @@ from wasikv.inspect import inspect_component
 from wasikv_sdk.spin import http
 
 from .support import COMPILE_CACHE, GUESTS, guest_wasm
+from .test_up import start
 
 SPIN_HTTP = "wasikv:app/spin-http"
 
@@ -127,42 +126,17 @@ key_value_stores = ["default"]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def up(app_dir: Path, *options: str) -> Iterator[httpx.Client]:
-    """`wasikv up [OPTIONS]` serving `app_dir`, and a client for it."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}", *options],
-        cwd=app_dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240  # the first start compiles the component
+    """`wasikv up [OPTIONS]` serving `app_dir` (tests/test_up.py's `start`), and a client for it."""
+    server = start(app_dir, *options)
     try:
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise AssertionError(f"server did not start: {proc.communicate()}") from None
-                time.sleep(0.1)
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=server.base, timeout=30) as client:
             yield client
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.communicate()
 
 
 def test_the_spin_counter_counts_under_wasikv_up(tmp_path: Path) -> None:
