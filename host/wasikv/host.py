@@ -446,8 +446,11 @@ def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:
         finally:
             finished.set()
 
-    threading.Thread(target=target, name="wasikv-run", daemon=True).start()
+    thread = threading.Thread(target=target, name="wasikv-run", daemon=True)
     try:
+        # Inside the try: Ctrl-C can land in start() itself, once the guest
+        # runs, and its store must then not be freed under it.
+        thread.start()
         while not finished.wait(0.1):
             if time.monotonic() > deadline.expires + _GRACE:
                 deadline.stopped = "timeout"
@@ -455,6 +458,9 @@ def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:
                 raise deadline.error("blocked in a host call past its deadline")
     except KeyboardInterrupt:
         deadline.cancel()
+        # Abandoned until seen to stop: a second Ctrl-C in the wait below
+        # must not let the caller free the store the guest still runs in.
+        deadline.abandoned = True
         deadline.abandoned = not finished.wait(deadlines.CHECK + _GRACE)
         raise
     if failure:

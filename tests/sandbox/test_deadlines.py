@@ -51,6 +51,36 @@ def test_a_trap_is_not_mistaken_for_a_timeout(hostile_wasm: Path) -> None:
         assert type(trapped.value) is GuestTrap
 
 
+def test_ctrl_c_while_the_guest_thread_starts_stops_the_guest_and_keeps_its_store(
+    hostile_wasm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing in Thread.start(), once the guest runs (seen under load in CI-like runs).
+
+    The store used to be freed while the guest still ran in it: the process
+    hung or crashed. Now the guest is stopped (or abandoned) first.
+    """
+    import threading
+
+    real_start = threading.Thread.start
+
+    def start_then_ctrl_c(thread: threading.Thread) -> None:
+        real_start(thread)
+        if thread.name == "wasikv-run":
+            time.sleep(0.3)  # the guest is looping
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_ctrl_c)
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        host.load(hostile_wasm)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            _run(host, hostile_wasm, "loop", None)
+        assert time.monotonic() - started < 5
+        monkeypatch.undo()
+        # The host still works afterwards.
+        assert _run(host, hostile_wasm, "ok", None)[0] == 0
+
+
 def test_interrupt_stops_running_guests_of_the_host(hostile_wasm: Path) -> None:
     import threading
 
