@@ -68,6 +68,14 @@ def test_argv_env_and_no_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert report["root"] == [] or str(report["root"]).startswith("error")
 
 
+def test_a_long_line_of_guest_output_arrives_whole_through_a_pipe(tmp_path: Path) -> None:
+    # A WASI stream passes at most 64 KiB per write here; the rest used to be lost.
+    long = "x" * 100_000
+    done = wasikv("run", str(guest_wasm("probe")), "report", long, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["argv"][2] == long
+
+
 def test_exit_code_follows_the_component(tmp_path: Path) -> None:
     done = wasikv("run", str(guest_wasm("probe")), "fail", cwd=tmp_path)
     assert done.returncode == 1

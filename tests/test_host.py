@@ -176,6 +176,14 @@ def test_compiled_components_are_cached_on_disk_and_shared_with_pooled_hosts(tmp
     assert len(compiled) == 1
 
 
+def test_a_long_line_of_captured_guest_output_arrives_whole(make_host: MakeHost) -> None:
+    # Captured output passes at most 8 KiB per write; the rest used to be lost (wasikv_sdk._stdio).
+    long = "x" * 50_000
+    run = run_in(make_host({"default": "memory:"}), "probe", ["report", long])
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["argv"][2] == long
+
+
 def test_a_component_without_run_is_refused(make_host: MakeHost) -> None:
     # A minimal component that exports nothing at all.
     empty = b"\0asm\x0d\x00\x01\x00"

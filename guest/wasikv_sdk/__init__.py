@@ -36,6 +36,7 @@ it imports neither `key_value` nor the bindings. In a guest, write::
     from wasikv_sdk import key_value
 """
 
+from . import _stdio
 from .cache import Cache
 from .coordination import (
     CacheComputeError,
@@ -87,3 +88,6 @@ __all__ = [
     "VariableError",
     "all_counters",
 ]
+
+# Every guest that imports the SDK prints long lines whole (see _stdio).
+_stdio.install()
