@@ -9,8 +9,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,37 @@ def run_in(host: Host, name: str, args: Iterable[str] = (), grants: Iterable[str
     return GuestRun(
         code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
     )
+
+
+def toolchain_digest(*parts: str) -> str:
+    """A hash of `parts` and of everything a `wasikv build` or `componentize` run depends on.
+
+    That is wasikv's own sources (the CLI, the build pipeline and the
+    templates), the SDK's, and componentize-py's version: a CLI build whose
+    inputs hash the same gives the same result, so the suite keeps it across
+    runs (`built_once`) and redoes it after any edit to those.
+    """
+    digest = hashlib.sha256(f"componentize-py={version('componentize-py')}".encode())
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part.encode())
+    for root in (ROOT / "host" / "wasikv", ROOT / "guest" / "wasikv_sdk"):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def built_once(kind: str, digest: str, build: Callable[[Path], None]) -> Path:
+    """`.wasikv-test/<kind>/<digest>`, made by `build(directory)` unless an earlier run made it.
+
+    Built in place (components record their source directory), and marked
+    complete only once `build` returns.
+    """
+    target = CACHE / kind / digest
+    complete = target / ".complete"
+    if not complete.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        build(target)
+        complete.touch()
+    return target

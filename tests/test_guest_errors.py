@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from . import background, prebuild
-from .support import COMPILE_CACHE
+from .support import COMPILE_CACHE, built_once, toolchain_digest
 
 # Every test here builds (or fails to build) a real component in a `wasikv` process.
 pytestmark = pytest.mark.component
@@ -48,18 +45,15 @@ def build_error(source: str, *world: str) -> str:
 
 
 def _build_error(source: str, world: tuple[str, ...]) -> str:
-    parent = _scratch()
-    directory = app(parent, source)
-    done = wasikv("componentize", "app", *world, "-o", "app.wasm", cwd=parent)
-    assert done.returncode == 1, done.stdout
-    assert not (parent / "app.wasm").exists()
-    return done.stderr.replace(str(directory.resolve()), "<APP>")
+    # The same source fails the same way until wasikv, the SDK or componentize-py change.
+    def build(parent: Path) -> None:
+        directory = app(parent, source)
+        done = wasikv("componentize", "app", *world, "-o", "app.wasm", cwd=parent)
+        assert done.returncode == 1, done.stdout
+        assert not (parent / "app.wasm").exists()
+        (parent / "said").write_text(done.stderr.replace(str(directory.resolve()), "<APP>"))
 
-
-def _scratch() -> Path:
-    directory = Path(tempfile.mkdtemp(prefix="wasikv-guest-errors-"))
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    return directory
+    return (built_once("build-errors", toolchain_digest(source, *world), build) / "said").read_text()
 
 
 RUNNER = """\
@@ -167,9 +161,12 @@ def raising() -> tuple[Path, Path]:
 
 
 def _build_raising() -> tuple[Path, Path]:
-    directory = app(_scratch(), RAISING)
-    done = wasikv("componentize", str(directory), "-o", str(directory / "app.wasm"), cwd=directory)
-    assert done.returncode == 0, done.stderr
+    def build(parent: Path) -> None:
+        directory = app(parent, RAISING)
+        done = wasikv("componentize", str(directory), "-o", str(directory / "app.wasm"), cwd=directory)
+        assert done.returncode == 0, done.stderr
+
+    directory = built_once("raising", toolchain_digest(RAISING), build) / "app"
     prebuild.compile_into_cache(directory / "app.wasm")
     return directory, directory / "app.wasm"
 
@@ -219,7 +216,7 @@ def test_traceback_of_a_copied_component_keeps_guest_paths(
 ) -> None:
     """A .wasm whose sources moved: the guest paths stay, nothing else is lost."""
     directory, _wasm = raising
-    moved = tmp_path / "elsewhere"
+    moved = directory.with_name("elsewhere")
     directory.rename(moved)
     try:
         done = wasikv("run", str(moved / "app.wasm"), cwd=tmp_path)

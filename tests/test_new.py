@@ -21,7 +21,7 @@ from wasikv import Host
 from wasikv.new_cli import TEMPLATES
 
 from . import background, prebuild
-from .support import COMPILE_CACHE
+from .support import COMPILE_CACHE, built_once, toolchain_digest
 from .test_up import free_port
 
 ENV = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)}
@@ -70,10 +70,14 @@ def _template_key(template: str, name: str) -> tuple[str, str, str]:
 
 
 def _generate_and_build(template: str, name: str) -> Path:
+    # `new` and `build` give the same app until wasikv, the SDK or
+    # componentize-py change: kept across runs, copied fresh into each.
+    cached = built_once(
+        "templates", toolchain_digest(template, name), lambda parent: built(generated(template, name, parent))
+    )
     parent = Path(tempfile.mkdtemp(prefix=f"wasikv-new-{template}-"))
     atexit.register(shutil.rmtree, parent, ignore_errors=True)
-    app = generated(template, name, parent)
-    built(app)
+    app = Path(shutil.copytree(cached / name, parent / name))
     for wasm in app.glob("*.wasm"):
         prebuild.compile_into_cache(wasm)
     return app
