@@ -26,7 +26,7 @@ demo: examples/counter/counter.wasm
 test: $(STAMP)
 	WASIKV_PREBUILD=1 $(PY) -m pytest -q
 
-## The tests that need no guest component (no componentize-py build, no wasm compile): 976 tests, ~2.5 min.
+## The tests that need no guest component (no componentize-py build, no wasm compile): 1023 tests, ~1.5 min.
 ## Building one fails (WASIKV_TEST_NO_BUILD), so a test missing its `component` mark shows.
 test-fast: $(STAMP)
 	WASIKV_TEST_NO_BUILD=1 PYTHONPATH=tests/no_build $(PY) -m pytest -q -m "not component"
