@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 import click
 
 from .cache_cli import cache
-from .errors import ConfigError, GuestTimeout, GuestTrap, KeyValueError, WasikvError
+from .errors import ConfigError, GuestInterrupted, GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
 from .guest_errors import GuestStderr, python_path_of
 from .host import DEFAULT_STORE_URL, Host
@@ -165,28 +167,60 @@ def run(
             bucket = host.bucket("default")
             for key, value in seeds:
                 bucket.set(key, value.encode("utf-8"))
-        try:
-            code = host.run(
-                app,
-                args,
-                env=environment,
-                grants=grants or None,
-                program_name=app,
-                timeout=timeout,
-                stderr=cast(BinaryIO, stderr),
-                outbound_http=outbound_http,
-            )
-        except GuestTimeout:
-            click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)
-            code = EXIT_TIMEOUT
-        except GuestTrap as trap:
-            stderr.flush()
-            click.echo(f"Error: {_trap_message(trap, stderr.exception, verbose)}", err=True)
-            code = 1
-        except KeyboardInterrupt:
-            click.echo(f"Error: {app}: interrupted", err=True)
-            code = EXIT_INTERRUPTED
+        with _ctrl_c_interrupts(host) as interrupted:
+            try:
+                code = host.run(
+                    app,
+                    args,
+                    env=environment,
+                    grants=grants or None,
+                    program_name=app,
+                    timeout=timeout,
+                    stderr=cast(BinaryIO, stderr),
+                    outbound_http=outbound_http,
+                )
+            except GuestInterrupted:
+                if not interrupted.is_set():
+                    raise
+                code = _interrupted(app)
+            except GuestTimeout:
+                click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)
+                code = EXIT_TIMEOUT
+            except GuestTrap as trap:
+                stderr.flush()
+                click.echo(f"Error: {_trap_message(trap, stderr.exception, verbose)}", err=True)
+                code = 1
+            except KeyboardInterrupt:
+                code = _interrupted(app)
     sys.exit(code)
+
+
+@contextmanager
+def _ctrl_c_interrupts(host: Host) -> Iterator[threading.Event]:
+    """While the block runs, Ctrl-C interrupts `host`'s guests instead of raising.
+
+    A KeyboardInterrupt is raised wherever Python happens to be, and one
+    that lands in a finalizer or a ctypes callback (while a component loads
+    or starts, say) is printed and dropped: the guest then looped on,
+    unstoppable. The handler only records the signal and interrupts the
+    host, which stops the guest at its next epoch check.
+    """
+    interrupted = threading.Event()
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        host.interrupt()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(app: str) -> int:
+    click.echo(f"Error: {app}: interrupted", err=True)
+    return EXIT_INTERRUPTED
 
 
 def _python_path(app: str) -> list[Path] | None:

@@ -452,10 +452,15 @@ def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:
         # runs, and its store must then not be freed under it.
         thread.start()
         while not finished.wait(0.1):
-            if time.monotonic() > deadline.expires + _GRACE:
+            now = time.monotonic()
+            if now > deadline.expires + _GRACE:
                 deadline.stopped = "timeout"
                 deadline.abandoned = True
                 raise deadline.error("blocked in a host call past its deadline")
+            if now > deadline.shutdown.at + _GRACE:
+                deadline.stopped = "interrupted"
+                deadline.abandoned = True
+                raise deadline.error("blocked in a host call after the host was interrupted")
     except KeyboardInterrupt:
         deadline.cancel()
         # Abandoned until seen to stop: a second Ctrl-C in the wait below

@@ -140,6 +140,20 @@ def test_ctrl_c_stops_wasikv_run_of_a_looping_guest(hostile_wasm: Path, tmp_path
     assert "interrupted" in err and "panicked" not in err
 
 
+def test_ctrl_c_while_the_component_compiles_stops_it_before_it_loops(
+    hostile_wasm: Path, tmp_path: Path
+) -> None:
+    # --no-cache: the compile takes seconds, and Ctrl-C lands in it (a KeyboardInterrupt
+    # raised there could be lost in a finalizer, and the guest then looped for good).
+    proc = start_wasikv("run", "--no-cache", str(hostile_wasm), "loop", cwd=tmp_path)
+    time.sleep(3)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+
+
 WATCH_MANIFEST = """\
 spin_manifest_version = 2
 [application]
