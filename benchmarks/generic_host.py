@@ -28,6 +28,8 @@ class GenericHost:
         self.kv = store
         self.linker = Linker(engine)
         self.linker.add_wasip2()
+        # SDK guests import these too (wasikv's platform world): linked, never called here.
+        self.linker.add_wasi_http()
         self.cas: dict[int, tuple[str, Any]] = {}
         self._reps = itertools.count(1)
         self._define()
@@ -94,6 +96,9 @@ class GenericHost:
                 inst.add_func("[method]cas.current", cas_current)
                 inst.add_func("increment", increment)
                 inst.add_func("swap", swap)
+            with root.add_instance("wasi:config/store@0.2.0-draft-2024-09-27") as inst:
+                inst.add_func("get", lambda _store, _key: None)
+                inst.add_func("get-all", lambda _store: [])
             with root.add_instance("wasi:keyvalue/batch@0.2.0-draft2") as inst:
 
                 def get_many(store: Any, bucket: ResourceAny, keys: list[str]) -> Any:
@@ -120,6 +125,7 @@ class GenericHost:
         wasi.stdout_custom = stdout
         wasi.inherit_stderr()
         store.set_wasi(wasi)
+        store.set_wasi_http()
         instance = self.linker.instantiate(store, component)
         index = instance.get_export_index(store, "wasi:cli/run@0.2.0")
         assert index is not None
