@@ -130,11 +130,15 @@ def test_wasikv_run_timeout_leaves_a_sleeping_guest_behind(hostile_wasm: Path, t
 
 def test_ctrl_c_stops_wasikv_run_of_a_looping_guest(hostile_wasm: Path, tmp_path: Path) -> None:
     proc = start_wasikv("run", str(hostile_wasm), "loop", cwd=tmp_path)
-    time.sleep(3)  # compiled already: the guest is looping by now
-    assert proc.poll() is None
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        time.sleep(3)  # compiled already: the guest is looping by now
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a failed run must not leave the guest spinning for the rest of the suite
+        proc.wait()
     assert time.monotonic() - sent < 3
     assert proc.returncode == 130, err
     assert "interrupted" in err and "panicked" not in err
@@ -146,10 +150,14 @@ def test_ctrl_c_while_the_component_compiles_stops_it_before_it_loops(
     # --no-cache: the compile takes seconds, and Ctrl-C lands in it (a KeyboardInterrupt
     # raised there could be lost in a finalizer, and the guest then looped for good).
     proc = start_wasikv("run", "--no-cache", str(hostile_wasm), "loop", cwd=tmp_path)
-    time.sleep(3)
-    assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
 
