@@ -394,9 +394,8 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(ERRORS))
-def test_manifest_errors(tmp_path: Path, case: str) -> None:
-    text, fragments = ERRORS[case]
+def assert_manifest_error(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    """Loading manifest `text` fails with an error naming the file and holding every fragment."""
     path = write(tmp_path, text)
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
@@ -404,6 +403,11 @@ def test_manifest_errors(tmp_path: Path, case: str) -> None:
     assert message.startswith(str(path)), message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_manifest_errors(tmp_path: Path, case: str) -> None:
+    assert_manifest_error(tmp_path, *ERRORS[case])
 
 
 def test_missing_manifest(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ import pytest
 from wasikv.app.manifest import ManifestError, Variable, load_manifest
 from wasikv.app.variables import Variables, expand, name_problem, template_names
 
-APP = '[application]\nname = "app"\n'
-WEB = '[component.web]\nsource = "web.wasm"\n'
+from .test_manifest import APP, WEB, assert_manifest_error, write
 
 GOOD = (
     APP
@@ -31,12 +30,6 @@ banner = "{{greeting}}, {{ region }}!"
 plain = "no templates here"
 """
 )
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "wasikv.toml"
-    path.write_text(text, "utf-8")
-    return path
 
 
 def test_declarations_and_component_templates(tmp_path: Path) -> None:
@@ -176,14 +169,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
 
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_variable_errors(tmp_path: Path, case: str) -> None:
-    text, fragments = ERRORS[case]
-    path = write(tmp_path, text)
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    message = str(caught.value)
-    assert message.startswith(str(path)), message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert_manifest_error(tmp_path, *ERRORS[case])
 
 
 def test_a_secret_default_is_not_in_manifest_errors(tmp_path: Path) -> None:
