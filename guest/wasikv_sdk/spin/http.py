@@ -115,6 +115,6 @@ def send(request: Request) -> Response:
     reply = outbound.send(
         http.Request(request.method, request.uri, dict(request.headers), request.body or b"")
     )
-    headers = reply.headers if isinstance(reply.headers, dict) else dict(reply.headers)
+    headers = dict(reply.headers)  # a dict already: typed as either form
     body = reply.body.encode() if isinstance(reply.body, str) else reply.body
     return Response(reply.status, headers, body)
