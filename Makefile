@@ -22,9 +22,11 @@ examples/counter/counter.wasm: examples/counter/app.py $(STAMP) $(shell find gue
 demo: examples/counter/counter.wasm
 	$(VENV)/bin/wasikv run examples/counter/counter.wasm
 
-## Run the whole test suite (Redis-backed tests need 127.0.0.1:6379).
+## Run the whole test suite (Redis-backed tests need 127.0.0.1:6379) in TEST_PROCESSES pytest processes.
+## Three beat two on two cores: many tests wait on servers and subprocesses.
+TEST_PROCESSES ?= 3
 test: $(STAMP)
-	WASIKV_PREBUILD=1 $(PY) -m pytest -q
+	WASIKV_PREBUILD=1 $(PY) -m pytest -q -n $(TEST_PROCESSES)
 
 ## The tests that need no guest component (no componentize-py build, no wasm compile): 1023 tests, ~1.5 min.
 ## Building one fails (WASIKV_TEST_NO_BUILD), so a test missing its `component` mark shows.

@@ -11,15 +11,17 @@ import pytest
 
 from wasikv import Host, Limits
 
-from . import prebuild
+from . import background, prebuild
 from .backends import BACKEND_NAMES, private_store_url
-from .support import BUILDERS, COMPILE_CACHE, guest_wasm
+from .support import BUILDERS, CACHE, COMPILE_CACHE, guest_wasm
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Let the `wasikv` processes tests start load what the suite compiled (tests that test the
-    cache set their own directory)."""
+    cache set their own directory), and test processes share their guest builds."""
     os.environ.setdefault("WASIKV_CACHE_DIR", str(COMPILE_CACHE))
+    # pytest-xdist workers (make test) build each guest once between them.
+    background.share_between_processes(CACHE / "locks")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

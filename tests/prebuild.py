@@ -4,7 +4,7 @@ componentize-py builds one component per process on one core, and a fresh
 clone needs about twenty of them, each then compiled by wasmtime: built one
 by one as tests first reach them, they were most of a fresh `make test`.
 `make test` sets `WASIKV_PREBUILD=1`; tests/conftest.py then starts every
-job listed here (build, then compile into the tests' compile cache) on two
+job listed here (build, then compile into the tests' compile cache) on
 background threads and runs the tests that need no component first, so the
 builds overlap them. A test that needs a component still building waits for
 it (`background.once`); one missing from the lists is built on first use.
@@ -110,11 +110,30 @@ def jobs(compile_into: Host) -> list[tuple[Hashable, Callable[[], Any]]]:
 _host: Host | None = None
 
 
-def start(workers: int = 2) -> int:
-    """Start every job in the background; returns how many."""
+def start() -> int:
+    """Start every job in the background; returns how many.
+
+    One pytest process works through the jobs on two threads. Under
+    pytest-xdist each worker takes one thread and starts at its own share of
+    the list, so the workers build different guests first (each job runs
+    under a file lock: `background.share_between_processes`).
+    """
     global _host
     _host = Host({"default": "memory:"}, cache_dir=COMPILE_CACHE)
-    return background.start(jobs(_host), workers)
+    found = jobs(_host)
+    worker, count = _xdist_worker()
+    if count == 1:
+        return background.start(found, workers=2)
+    first = len(found) * worker // count
+    return background.start(found[first:] + found[:first], workers=1)
+
+
+def _xdist_worker() -> tuple[int, int]:
+    """(index, count) of this pytest-xdist worker; (0, 1) outside pytest-xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not name.startswith("gw"):
+        return 0, 1
+    return int(name[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def compile_into_cache(wasm: Path) -> None:
