@@ -58,6 +58,14 @@ def share_between_processes(lock_dir: Path) -> None:
     _lock_dir = lock_dir
 
 
+@contextmanager
+def exclusive(key: Hashable) -> Iterator[None]:
+    """Hold `key`'s file lock: no other process runs its preparation or holds it meanwhile
+    (for tests that change what the preparation left on disk, and tests that must not see that)."""
+    with _process_lock(key):
+        yield
+
+
 def once(key: Hashable, make: Callable[[], T]) -> T:
     """`make()` the first time `key` is asked for (or started); its result every time."""
     with _lock:

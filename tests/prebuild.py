@@ -34,10 +34,7 @@ _UPSTREAM = "keyvalue-0.2.0-draft2-upstream"
 
 #: `guest_wasm` arguments: (name, world, module); None for the defaults.
 GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
-    ("probe", None, None),
-    ("conformance", None, None),
-    ("sdk", None, None),
-    ("primitives", None, None),
+    ("commands", None, None),
     ("hostile", _SDK, None),
     ("http_probe", _HTTP, None),
     ("watch_probe", _WATCH, None),

@@ -137,10 +137,23 @@ class GuestRun:
         return json.loads(lines[-1])
 
 
+#: The command guests built together as tests/guests/commands, whose argv[1] names one of them.
+COMMAND_GUESTS = frozenset({"probe", "conformance", "sdk", "primitives"})
+
+
+def commands_wasm() -> Path:
+    """tests/guests/commands: run it with a guest of `COMMAND_GUESTS` as its first argument."""
+    return guest_wasm("commands")
+
+
 def run_in(host: Host, name: str, args: Iterable[str] = (), grants: Iterable[str] | None = None) -> GuestRun:
-    """Run guest `name` on `host`, capturing its output."""
+    """Run guest `name` (of `COMMAND_GUESTS`, or in tests/guests) on `host`, capturing its output."""
     out, err = io.BytesIO(), io.BytesIO()
-    code = host.run(guest_wasm(name), list(args), grants=grants, stdout=out, stderr=err)
+    if name in COMMAND_GUESTS:
+        wasm, argv = commands_wasm(), [name, *args]
+    else:
+        wasm, argv = guest_wasm(name), list(args)
+    code = host.run(wasm, argv, grants=grants, stdout=out, stderr=err)
     return GuestRun(
         code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
     )

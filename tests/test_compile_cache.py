@@ -25,7 +25,7 @@ from wasmtime import Engine
 from wasikv import Host
 from wasikv.compile_cache import MAGIC, CompileCache, entry_verifies, read_key
 
-from .support import guest_wasm, run_in
+from .support import commands_wasm, run_in
 
 EMPTY = b"\0asm\x0d\x00\x01\x00"
 
@@ -66,7 +66,7 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env.setenv("WASIKV_CACHE_KEY", str(root / "config" / "wasikv" / "cache.key"))
         env.delenv("WASIKV_CACHE_MAX_BYTES", raising=False)
         with Host({"default": "memory:"}, cache_dir=root / "cache") as host:
-            host.load(guest_wasm("probe"))
+            host.load(commands_wasm())
             host.load(tiny("a"), check=False)
             host.load(tiny("b"), check=False)
     return root
@@ -108,7 +108,7 @@ def test_entries_are_private_signed_and_reused(
     assert os.stat(key_file.parent).st_mode & 0o777 == 0o700
     assert os.stat(seed / "cache").st_mode & 0o777 == 0o700
     assert len(key_file.read_bytes()) == 32
-    probe = cache.entry(guest_wasm("probe").read_bytes())
+    probe = cache.entry(commands_wasm().read_bytes())
     assert probe.read_bytes()[: len(MAGIC)] == MAGIC
     os.utime(probe, (1_000_000, 1_000_000))
     before = os.stat(probe)
@@ -123,7 +123,7 @@ def test_entries_are_private_signed_and_reused(
 def test_a_tampered_artifact_is_rejected_recompiled_and_still_runs(
     cache: Cache, caplog: pytest.LogCaptureFixture
 ) -> None:
-    probe = cache.entry(guest_wasm("probe").read_bytes())
+    probe = cache.entry(commands_wasm().read_bytes())
     data = bytearray(probe.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
@@ -139,7 +139,7 @@ def test_a_tampered_artifact_is_rejected_recompiled_and_still_runs(
 
 def test_another_components_artifact_is_rejected(cache: Cache, caplog: pytest.LogCaptureFixture) -> None:
     a = cache.entry(tiny("a"))
-    shutil.copyfile(cache.entry(guest_wasm("probe").read_bytes()), a)  # genuine, but not a's
+    shutil.copyfile(cache.entry(commands_wasm().read_bytes()), a)  # genuine, but not a's
     with cache.host() as host:
         host.load(tiny("a"), check=False)
     [warning] = _warnings(caplog)
@@ -162,7 +162,7 @@ def test_truncated_and_unsigned_entries_are_rejected(cache: Cache, caplog: pytes
 
 
 def test_another_key_rejects_every_entry(cache: Cache, caplog: pytest.LogCaptureFixture) -> None:
-    probe = cache.entry(guest_wasm("probe").read_bytes())
+    probe = cache.entry(commands_wasm().read_bytes())
     cache.key_file.write_bytes(os.urandom(32))
     key = read_key(cache.key_file)
     assert not entry_verifies(probe, key)
@@ -258,7 +258,7 @@ def test_storing_prunes_the_least_recently_used_entries(
     cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probe, a, b = (
-        cache.entry(guest_wasm("probe").read_bytes()),
+        cache.entry(commands_wasm().read_bytes()),
         cache.entry(tiny("a")),
         cache.entry(tiny("b")),
     )
@@ -268,7 +268,7 @@ def test_storing_prunes_the_least_recently_used_entries(
     size = a.stat().st_size  # every tiny entry with a one-letter name has this size
     monkeypatch.setenv("WASIKV_CACHE_MAX_BYTES", str(probe.stat().st_size + 2 * size + size // 2))
     with cache.host() as host:
-        host.load(guest_wasm("probe"))  # the oldest entry, now the most recently used
+        host.load(commands_wasm())  # the oldest entry, now the most recently used
         host.load(tiny("c"), check=False)  # one entry too many: "a" goes
     assert sorted(cache.directory.glob("*.cwasm")) == sorted([probe, b, cache.entry(tiny("c"))])
 
@@ -303,7 +303,7 @@ def _info(cache: Cache) -> dict[str, str]:
 
 def test_cache_info_prune_and_clear(cache: Cache) -> None:
     probe, a, b = (
-        cache.entry(guest_wasm("probe").read_bytes()),
+        cache.entry(commands_wasm().read_bytes()),
         cache.entry(tiny("a")),
         cache.entry(tiny("b")),
     )

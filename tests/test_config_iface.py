@@ -14,7 +14,7 @@ from wasikv.config_iface import NAME
 from wasikv.inspect import inspect_component
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
-from .support import foreign_guest_wasm, guest_wasm
+from .support import commands_wasm, foreign_guest_wasm, guest_wasm
 
 HTTP_WORLD = "wasikv:app/http-trigger"
 VARIABLES = {"greeting": "hello", "api_key": "s3cr3t", "empty": ""}
@@ -22,7 +22,9 @@ VARIABLES = {"greeting": "hello", "api_key": "s3cr3t", "empty": ""}
 
 def probe_variables(host: Host, name: str, variables: dict[str, str] | None) -> Any:
     out, err = io.BytesIO(), io.BytesIO()
-    code = host.run(guest_wasm("probe"), ["variables", name], variables=variables, stdout=out, stderr=err)
+    code = host.run(
+        commands_wasm(), ["probe", "variables", name], variables=variables, stdout=out, stderr=err
+    )
     assert code == 0, err.getvalue().decode()
     return json.loads(out.getvalue())
 
@@ -54,11 +56,11 @@ def test_a_command_guest_reads_the_variables_of_its_run(make_host: Callable[...,
 def test_variables_must_be_strings(make_host: Callable[..., Host]) -> None:
     host = make_host({"default": "memory:"})
     with pytest.raises(ConfigError, match="variable 'port' must be a string, not int"):
-        host.run(guest_wasm("probe"), ["variables", "port"], variables={"port": 8080})  # type: ignore[dict-item]
+        host.run(commands_wasm(), ["probe", "variables", "port"], variables={"port": 8080})  # type: ignore[dict-item]
 
 
 def test_sdk_guests_import_wasi_config_and_wasikv_provides_it(make_host: Callable[..., Host]) -> None:
-    report = inspect_component(make_host({"default": "memory:"}), guest_wasm("probe"))
+    report = inspect_component(make_host({"default": "memory:"}), commands_wasm())
     config = next(i for i in report.imports if i.name == NAME)
     assert config.provider == "wasikv" and not config.problems
 

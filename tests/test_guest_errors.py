@@ -154,10 +154,16 @@ ZeroDivisionError: division by zero
 """
 
 
+#: The raising guest's job. Its tests run the guest holding the job's lock
+#: (`background.exclusive`): one of them moves the guest's directory for a
+#: moment, and test processes run side by side under make test.
+RAISING_KEY = ("raising guest",)
+
+
 @pytest.fixture
 def raising() -> tuple[Path, Path]:
     """A guest whose `run` raises, built and compiled once: (its directory, its .wasm)."""
-    return background.once(("raising guest",), _build_raising)
+    return background.once(RAISING_KEY, _build_raising)
 
 
 def _build_raising() -> tuple[Path, Path]:
@@ -177,14 +183,15 @@ prebuild.extra(
     ("build error", SPIN_WITHOUT_CLASS, ("-w", "wasikv:app/spin-http")),
     partial(_build_error, SPIN_WITHOUT_CLASS, ("-w", "wasikv:app/spin-http")),
 )
-prebuild.extra(("raising guest",), _build_raising)
+prebuild.extra(RAISING_KEY, _build_raising)
 
 
 def test_runtime_exception_shows_the_python_traceback_only(
     raising: tuple[Path, Path], tmp_path: Path
 ) -> None:
     directory, wasm = raising
-    done = wasikv("run", str(wasm), cwd=tmp_path)
+    with background.exclusive(RAISING_KEY):
+        done = wasikv("run", str(wasm), cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "before\n")
     assert done.stderr.replace(str(directory.resolve()), "<APP>") == (
         f"{TRACEBACK}Error: component trapped: the guest raised ZeroDivisionError: division by zero\n"
@@ -195,7 +202,8 @@ def test_runtime_exception_verbose_keeps_the_panic_and_wasm_backtrace(
     raising: tuple[Path, Path], tmp_path: Path
 ) -> None:
     directory, wasm = raising
-    done = wasikv("-v", "run", str(wasm), cwd=tmp_path)
+    with background.exclusive(RAISING_KEY):
+        done = wasikv("-v", "run", str(wasm), cwd=tmp_path)
     assert done.returncode == 1
     shown = done.stderr.replace(str(directory.resolve()), "<APP>")
     head, _, backtrace = shown.partition(
@@ -217,11 +225,12 @@ def test_traceback_of_a_copied_component_keeps_guest_paths(
     """A .wasm whose sources moved: the guest paths stay, nothing else is lost."""
     directory, _wasm = raising
     moved = directory.with_name("elsewhere")
-    directory.rename(moved)
-    try:
-        done = wasikv("run", str(moved / "app.wasm"), cwd=tmp_path)
-    finally:
-        moved.rename(directory)
+    with background.exclusive(RAISING_KEY):
+        directory.rename(moved)
+        try:
+            done = wasikv("run", str(moved / "app.wasm"), cwd=tmp_path)
+        finally:
+            moved.rename(directory)
     assert done.stderr == (
         "Traceback (most recent call last):\n"
         '  File "/1/app.py", line 11, in run\n'

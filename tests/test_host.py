@@ -22,7 +22,7 @@ from wasikv import (
     StoreError,
 )
 
-from .support import COMPILE_CACHE, guest_wasm, run_in
+from .support import COMPILE_CACHE, commands_wasm, run_in
 
 MakeHost = Callable[..., Host]
 
@@ -128,13 +128,13 @@ def test_a_locked_sqlite_store_reaches_the_guest_as_other(make_host: MakeHost, t
 
 def test_guests_in_parallel_threads_share_one_host(make_host: MakeHost, tmp_path: Path) -> None:
     host = make_host({"default": f"sqlite:{tmp_path / 'threads.db'}", "mem": "memory:"})
-    component = host.load(guest_wasm("conformance"))
+    component = host.load(commands_wasm())
     failures: list[BaseException] = []
 
     def work() -> None:
         try:
             for _ in range(5):
-                code = host.run(component, ["counter-loop", "20"], stdout=_Sink())
+                code = host.run(component, ["conformance", "counter-loop", "20"], stdout=_Sink())
                 assert code == 0
         except BaseException as exc:  # reported below
             failures.append(exc)
@@ -155,7 +155,7 @@ class _Sink:
 
 def test_compiled_components_are_cached_on_disk_and_shared_with_pooled_hosts(tmp_path: Path) -> None:
     # (Damaged and tampered entries: tests/test_compile_cache.py.)
-    wasm = guest_wasm("probe")
+    wasm = commands_wasm()
     cache = tmp_path / "cache"
     compiled: list[str] = []
 
@@ -195,8 +195,8 @@ def test_instance_pool_runs_guests_and_refuses_past_its_limit() -> None:
     with Host(
         {"default": "memory:"}, cache_dir=COMPILE_CACHE, instance_pool=InstancePool(max_instances=1)
     ) as host:
-        component = host.load(guest_wasm("conformance"))
+        component = host.load(commands_wasm())
         assert run_in(host, "conformance", ["counter-loop", "3"]).json()["last"] == 3
         with host.instantiate(component), pytest.raises(ComponentError, match="cannot instantiate"):
-            host.run(component, ["counter-loop", "1"])
+            host.run(component, ["conformance", "counter-loop", "1"])
         assert run_in(host, "conformance", ["counter-loop", "1"]).json()["last"] == 4

@@ -12,7 +12,7 @@ import pytest
 
 from wasikv import SqliteStore
 
-from .support import COMPILE_CACHE, guest_wasm
+from .support import COMPILE_CACHE, commands_wasm
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +28,8 @@ def spawn_run(db: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def run_all(db: Path, scenario: str, count: int, processes: int = 4) -> list[str]:
-    wasm = str(guest_wasm("conformance"))
-    running = [spawn_run(db, wasm, scenario, str(count)) for _ in range(processes)]
+    wasm = str(commands_wasm())
+    running = [spawn_run(db, wasm, "conformance", scenario, str(count)) for _ in range(processes)]
     outputs = []
     for proc in running:
         out, err = proc.communicate(timeout=300)
@@ -61,7 +61,7 @@ def test_four_hosts_cas_loops_on_one_key(tmp_path: Path) -> None:
 
 def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
-    proc = spawn_run(db, str(guest_wasm("conformance")), "counter-ack", "1000000")
+    proc = spawn_run(db, str(commands_wasm()), "conformance", "counter-ack", "1000000")
     assert proc.stdout is not None
     acknowledged = 0
     for line in proc.stdout:

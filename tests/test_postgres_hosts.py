@@ -15,7 +15,7 @@ from wasikv import Host
 from wasikv.stores import open_store
 
 from . import postgres_support as pg
-from .support import COMPILE_CACHE, guest_wasm, run_in
+from .support import COMPILE_CACHE, commands_wasm, run_in
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +30,22 @@ def postgres_url() -> Iterator[str]:
 
 
 def run_hosts(url: str, scenario: str, count: int, processes: int = 4) -> list[dict[str, object]]:
-    wasm = str(guest_wasm("conformance"))
+    wasm = str(commands_wasm())
     env = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)}
     running = [
         subprocess.Popen(
-            [sys.executable, "-m", "wasikv", "run", "--store", f"default={url}", wasm, scenario, str(count)],
+            [
+                sys.executable,
+                "-m",
+                "wasikv",
+                "run",
+                "--store",
+                f"default={url}",
+                wasm,
+                "conformance",
+                scenario,
+                str(count),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

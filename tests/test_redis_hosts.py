@@ -22,7 +22,7 @@ from .redis_support import (
     require_redis,
     unique_prefix,
 )
-from .support import COMPILE_CACHE, guest_wasm, run_in
+from .support import COMPILE_CACHE, commands_wasm, run_in
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +36,22 @@ def redis_url() -> Iterator[str]:
 
 
 def run_hosts(url: str, scenario: str, count: int, processes: int = 4) -> list[dict[str, object]]:
-    wasm = str(guest_wasm("conformance"))
+    wasm = str(commands_wasm())
     env = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)}
     running = [
         subprocess.Popen(
-            [sys.executable, "-m", "wasikv", "run", "--store", f"default={url}", wasm, scenario, str(count)],
+            [
+                sys.executable,
+                "-m",
+                "wasikv",
+                "run",
+                "--store",
+                f"default={url}",
+                wasm,
+                "conformance",
+                scenario,
+                str(count),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

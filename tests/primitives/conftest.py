@@ -18,7 +18,7 @@ from wasikv.stores.base import Store
 
 from ..backends import BACKEND_NAMES, private_store_url
 from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
-from ..support import COMPILE_CACHE, ROOT, guest_wasm
+from ..support import COMPILE_CACHE, ROOT, commands_wasm
 
 OpenBucket = Callable[[str], Bucket]
 
@@ -94,12 +94,12 @@ def spawn_worker(mode: str, url: str, *args: str) -> subprocess.Popen[str]:
 
 @functools.cache
 def primitives_guest() -> Path:
-    """The primitives guest, built and compiled into the shared compile cache once.
+    """The command guests' component (run as `primitives`), built and compiled once.
 
     Compiling here first keeps several processes started at once from each
     compiling the same component.
     """
-    wasm = guest_wasm("primitives")
+    wasm = commands_wasm()
     with Host({}, cache_dir=COMPILE_CACHE) as host:
         host.load(wasm)
     return wasm
@@ -108,7 +108,7 @@ def primitives_guest() -> Path:
 def spawn_guest(url: str, *args: str) -> subprocess.Popen[str]:
     """`python -m wasikv run` of the primitives guest on the store at `url`."""
     wasm = str(primitives_guest())
-    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={url}", wasm]
+    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={url}", wasm, "primitives"]
     return subprocess.Popen(
         [*command, *args],
         cwd=ROOT,

@@ -1,6 +1,6 @@
 """SDK guest: exercises the Pythonic layer `wasikv_sdk.key_value`.
 
-Usage: `<component> [MAX_OPEN_CAS]`. Expects the store "default" (granted),
+Usage: `<component> sdk [MAX_OPEN_CAS]`. Expects the store "default" (granted),
 "secret" (defined, not granted) and no store "nope"; with MAX_OPEN_CAS (the
 host's limit) it also checks at the end that every cas handle was released.
 Prints exactly one JSON line of observations; an unexpected exception is

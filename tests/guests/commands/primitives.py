@@ -1,6 +1,6 @@
 """Primitives guest: the coordination primitives of wasikv_sdk inside a component.
 
-Usage: `<component> MODE [ARGS...]`, on the store "default":
+Usage: `<component> primitives MODE [ARGS...]`, on the store "default":
 
 - `suite`: exercises every primitive in this guest and prints one JSON line of
   observations (return values, raised error classes, clock checks);

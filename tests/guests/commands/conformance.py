@@ -1,6 +1,6 @@
 """Conformance guest: exercises every wasi:keyvalue function through the raw bindings.
 
-Usage: `<component> SCENARIO [ARGS...]` (argv[0] is the component path).
+Usage: `<component> conformance SCENARIO [ARGS...]` (see app.py).
 Prints exactly one JSON line of observations to stdout. Outcomes of calls are
 recorded as `{"ok": VALUE}` or an error object:
 

@@ -1,4 +1,4 @@
-"""Reports what the host gives a command component: argv, environment, filesystem.
+"""Probe guest: reports what the host gives a command component: argv, environment, filesystem.
 
 argv[1] selects the behaviour: `report` prints JSON; `fail` raises (exit 1);
 `trap` hits an unreachable path inside the host call stack (a real trap);
