@@ -44,8 +44,7 @@ GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
     ("examples/todo", _HTTP, "report"),
     ("examples/watch-audit", _HTTP, "notes"),
     ("examples/watch-audit", _WATCH, "audit"),
-    ("spin_counter", _SPIN, None),
-    ("spin_outbound", _SPIN, None),
+    ("spin_app", _SPIN, None),
 )
 
 #: `foreign_guest_wasm` arguments: (keyvalue WITs, relabel, name).

@@ -1,7 +1,8 @@
 """The compile cache: authenticated entries, unsafe directories and keys, the size bound, `wasikv cache`.
 
 Real compiled components and real files. Compiling the probe takes seconds,
-so it is compiled once into a seed cache that each test copies; the other
+so it is compiled once into a seed cache that each test copies (once for
+every test process, and kept across runs); the other
 entries are tiny components that compile in milliseconds. The tests run as
 root, so the ownership checks (a directory, key or entry owned by another
 user) cannot be exercised: the permission-mode checks stand in for them.
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,8 @@ from wasmtime import Engine
 from wasikv import Host
 from wasikv.compile_cache import MAGIC, CompileCache, entry_verifies, read_key
 
-from .support import commands_wasm, run_in
+from . import background
+from .support import built_once, commands_wasm, run_in, toolchain_digest
 
 EMPTY = b"\0asm\x0d\x00\x01\x00"
 
@@ -59,17 +63,28 @@ class Cache:
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A key file and a cache holding the probe and tiny components "a" and "b"."""
-    root = tmp_path_factory.mktemp("seed")
+def seed() -> Path:
+    """A key file and a cache holding the probe and tiny components "a" and "b".
+
+    Made once for all test processes (tests/background.py) and kept across
+    runs like the guests, until wasikv, the probe or wasmtime change.
+    """
+    wasm = commands_wasm()
+    inputs = (hashlib.sha256(wasm.read_bytes()).hexdigest(), f"wasmtime={version('wasmtime')}")
+    return background.once(
+        ("compile cache seed", *inputs),
+        lambda: built_once("cache-seed", toolchain_digest(*inputs), partial(_make_seed, wasm)),
+    )
+
+
+def _make_seed(wasm: Path, root: Path) -> None:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("WASIKV_CACHE_KEY", str(root / "config" / "wasikv" / "cache.key"))
         env.delenv("WASIKV_CACHE_MAX_BYTES", raising=False)
         with Host({"default": "memory:"}, cache_dir=root / "cache") as host:
-            host.load(commands_wasm())
+            host.load(wasm)
             host.load(tiny("a"), check=False)
             host.load(tiny("b"), check=False)
-    return root
 
 
 @pytest.fixture

@@ -11,14 +11,11 @@ import pty
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from wasikv import Host
 from wasikv.app.build.display import Display
 from wasikv.progress import step
 
@@ -77,25 +74,6 @@ def test_first_compile_shows_on_a_terminal_then_not_again(tmp_path: Path) -> Non
     code, _, again = run_on_terminal("run", "--store", "default=memory:", app, cwd=tmp_path)
     assert code == 0, again
     assert "compiling" not in again  # from the cache now
-
-
-def test_host_calls_on_compile_around_a_real_compile_only(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    app = guest_wasm("examples/counter")
-    events: list[str] = []
-
-    @contextmanager
-    def on_compile(origin: str) -> Iterator[None]:
-        events.append(f"start {origin}")
-        yield
-        events.append("end")
-
-    with Host({}, cache_dir=tmp_path / "compiled", on_compile=on_compile) as host:
-        host.load(app)
-        host.load(app)  # from the cache: no compile
-    assert events == [f"start {app}", "end"]
-    assert capfd.readouterr() == ("", "")  # the library itself prints nothing
 
 
 def test_quiet_on_a_terminal_and_any_pipe_show_no_progress(tmp_path: Path) -> None:

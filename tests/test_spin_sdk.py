@@ -1,8 +1,8 @@
 """`wasikv_sdk.spin`: Spin apps ported by their imports, served by `wasikv up`.
 
-Each guest under tests/guests/spin_* is a Spin app for spin-sdk 3.x with
-`spin_sdk` written `wasikv_sdk.spin`; the Spin originals are kept here, and
-the first test checks that the import lines are the only difference.
+tests/guests/spin_app is a Spin app for spin-sdk 3.x with `spin_sdk`
+written `wasikv_sdk.spin`; the Spin original is kept here, and the first
+test checks that the import lines are the only difference.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from wasikv import Host
 from wasikv.inspect import inspect_component
@@ -29,13 +28,14 @@ from .test_up import start
 
 SPIN_HTTP = "wasikv:app/spin-http"
 
-#: tests/guests/spin_counter/app.py as written for Spin (spin-sdk 3.4).
-SPIN_COUNTER = """\
-# A Spin HTTP counter for spin-sdk 3.x: POST counts with wasi:keyvalue atomics,
-# GET reads the count through the key-value Store, DELETE resets it, and
-# /open/LABEL reports what opening the store LABEL gives.
-from spin_sdk import http, key_value
-from spin_sdk.http import Request, Response
+#: tests/guests/spin_app/app.py as written for Spin (spin-sdk 3.4).
+SPIN_APP = """\
+# A Spin HTTP app for spin-sdk 3.x: POST counts with wasi:keyvalue atomics,
+# GET reads the count through the key-value Store, DELETE resets it,
+# /open/LABEL reports what opening the store LABEL gives, and /relay fetches
+# the URL in its `upstream_url` variable and relays what came back.
+from spin_sdk import http, key_value, variables
+from spin_sdk.http import Request, Response, send
 from spin_sdk.wit.imports import atomics, wasi_keyvalue_store
 from spin_sdk.wit.imports.key_value import Error_AccessDenied, Error_NoSuchStore
 from spin_sdk.wit.types import Err
@@ -47,6 +47,13 @@ def text(status: int, body: str) -> Response:
 
 class IncomingHandler(http.IncomingHandler):
     def handle_request(self, request: Request) -> Response:
+        if request.uri == "/relay":
+            upstream = send(Request("GET", variables.get("upstream_url"), {}, None))
+            return Response(
+                200,
+                {"content-type": "text/plain"},
+                bytes(f"upstream said {upstream.status}: ", "utf-8") + (upstream.body or b""),
+            )
         if request.uri.startswith("/open/"):
             try:
                 with key_value.open(request.uri[len("/open/") :]) as store:
@@ -69,33 +76,11 @@ class IncomingHandler(http.IncomingHandler):
             return text(200, f"{count} {store.get_keys()}")
 """
 
-#: tests/guests/spin_outbound/app.py as written for Spin (spin-sdk 3.4).
-SPIN_OUTBOUND = """\
-# A Spin HTTP component for spin-sdk 3.x that fetches the URL in its
-# `upstream_url` variable and relays what came back.
-from spin_sdk import http, variables
-from spin_sdk.http import Request, Response, send
 
-
-class IncomingHandler(http.IncomingHandler):
-    def handle_request(self, request: Request) -> Response:
-        url = variables.get("upstream_url")
-        upstream = send(Request("GET", url, {}, None))
-        return Response(
-            200,
-            {"content-type": "text/plain"},
-            bytes(f"upstream said {upstream.status}: ", "utf-8") + (upstream.body or b""),
-        )
-"""
-
-
-@pytest.mark.parametrize(
-    ("guest", "original"), [("spin_counter", SPIN_COUNTER), ("spin_outbound", SPIN_OUTBOUND)]
-)
-def test_ported_apps_differ_from_spin_only_in_imports(guest: str, original: str) -> None:
-    ported = (GUESTS / guest / "app.py").read_text()
-    assert ported == original.replace("spin_sdk", "wasikv_sdk.spin")
-    changed = [old for old, new in zip(original.splitlines(), ported.splitlines(), strict=True) if old != new]
+def test_the_ported_app_differs_from_spin_only_in_imports() -> None:
+    ported = (GUESTS / "spin_app" / "app.py").read_text()
+    assert ported == SPIN_APP.replace("spin_sdk", "wasikv_sdk.spin")
+    changed = [old for old, new in zip(SPIN_APP.splitlines(), ported.splitlines(), strict=True) if old != new]
     assert changed and all(line.startswith("from spin_sdk") for line in changed)
 
 
@@ -139,8 +124,8 @@ def up(app_dir: Path, *options: str) -> Iterator[httpx.Client]:
             server.proc.communicate()
 
 
-def test_the_spin_counter_counts_under_wasikv_up(tmp_path: Path) -> None:
-    wasm = guest_wasm("spin_counter", SPIN_HTTP)
+def test_the_spin_app_counts_under_wasikv_up(tmp_path: Path) -> None:
+    wasm = guest_wasm("spin_app", SPIN_HTTP)
     with Host({}, cache_dir=COMPILE_CACHE) as host:
         fits = {world.world: world.fits for world in inspect_component(host, wasm).worlds}
     assert fits["wasikv:app/spin-http"] and not fits["wasikv:app/http-trigger"]
@@ -167,7 +152,7 @@ def test_the_spin_counter_counts_under_wasikv_up(tmp_path: Path) -> None:
         )
 
 
-def test_the_spin_outbound_app_relays_its_upstream(tmp_path: Path) -> None:
+def test_the_spin_app_relays_its_upstream(tmp_path: Path) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         upstream_port = listener.getsockname()[1]
@@ -179,7 +164,7 @@ def test_the_spin_outbound_app_relays_its_upstream(tmp_path: Path) -> None:
     )
     try:
         (tmp_path / "hello.txt").write_text("hello from upstream\n")
-        shutil.copy(guest_wasm("spin_outbound", SPIN_HTTP), tmp_path / "app.wasm")
+        shutil.copy(guest_wasm("spin_app", SPIN_HTTP), tmp_path / "app.wasm")
         (tmp_path / "wasikv.toml").write_text(
             'spin_manifest_version = 2\n\n[application]\nname = "spin-outbound"\n\n'
             "[variables]\nupstream = { required = true }\n\n"
@@ -190,7 +175,7 @@ def test_the_spin_outbound_app_relays_its_upstream(tmp_path: Path) -> None:
             'upstream_url = "{{ upstream }}/hello.txt"\n'
         )
         with up(tmp_path, "--variable", f"upstream=http://127.0.0.1:{upstream_port}") as client:
-            response = client.get("/")
+            response = client.get("/relay")
         assert (response.status_code, response.text) == (200, "upstream said 200: hello from upstream\n")
     finally:
         upstream.kill()

@@ -1,8 +1,9 @@
-# A Spin HTTP counter for spin-sdk 3.x: POST counts with wasi:keyvalue atomics,
-# GET reads the count through the key-value Store, DELETE resets it, and
-# /open/LABEL reports what opening the store LABEL gives.
-from wasikv_sdk.spin import http, key_value
-from wasikv_sdk.spin.http import Request, Response
+# A Spin HTTP app for spin-sdk 3.x: POST counts with wasi:keyvalue atomics,
+# GET reads the count through the key-value Store, DELETE resets it,
+# /open/LABEL reports what opening the store LABEL gives, and /relay fetches
+# the URL in its `upstream_url` variable and relays what came back.
+from wasikv_sdk.spin import http, key_value, variables
+from wasikv_sdk.spin.http import Request, Response, send
 from wasikv_sdk.spin.wit.imports import atomics, wasi_keyvalue_store
 from wasikv_sdk.spin.wit.imports.key_value import Error_AccessDenied, Error_NoSuchStore
 from wasikv_sdk.spin.wit.types import Err
@@ -14,6 +15,13 @@ def text(status: int, body: str) -> Response:
 
 class IncomingHandler(http.IncomingHandler):
     def handle_request(self, request: Request) -> Response:
+        if request.uri == "/relay":
+            upstream = send(Request("GET", variables.get("upstream_url"), {}, None))
+            return Response(
+                200,
+                {"content-type": "text/plain"},
+                bytes(f"upstream said {upstream.status}: ", "utf-8") + (upstream.body or b""),
+            )
         if request.uri.startswith("/open/"):
             try:
                 with key_value.open(request.uri[len("/open/") :]) as store:
