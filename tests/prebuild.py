@@ -36,8 +36,7 @@ _UPSTREAM = "keyvalue-0.2.0-draft2-upstream"
 GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
     ("commands", None, None),
     ("hostile", _SDK, None),
-    ("http_probe", _HTTP, None),
-    ("watch_probe", _WATCH, None),
+    ("triggers", _SDK, None),
     ("examples/counter", None, None),
     ("examples/http-counter", _HTTP, None),
     ("examples/todo", _HTTP, "api"),

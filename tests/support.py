@@ -146,6 +146,11 @@ def commands_wasm() -> Path:
     return guest_wasm("commands")
 
 
+def triggers_wasm() -> Path:
+    """tests/guests/triggers: http_probe.py's HTTP handler and watch_probe.py's watcher in one component."""
+    return guest_wasm("triggers", "wasikv:app/sdk")
+
+
 def run_in(host: Host, name: str, args: Iterable[str] = (), grants: Iterable[str] | None = None) -> GuestRun:
     """Run guest `name` (of `COMMAND_GUESTS`, or in tests/guests) on `host`, capturing its output."""
     out, err = io.BytesIO(), io.BytesIO()

@@ -14,9 +14,8 @@ from wasikv.config_iface import NAME
 from wasikv.inspect import inspect_component
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
-from .support import commands_wasm, foreign_guest_wasm, guest_wasm
+from .support import commands_wasm, foreign_guest_wasm, triggers_wasm
 
-HTTP_WORLD = "wasikv:app/http-trigger"
 VARIABLES = {"greeting": "hello", "api_key": "s3cr3t", "empty": ""}
 
 
@@ -31,7 +30,7 @@ def probe_variables(host: Host, name: str, variables: dict[str, str] | None) -> 
 
 def test_an_http_guest_reads_its_variables(make_host: Callable[..., Host]) -> None:
     host = make_host({"default": "memory:"})
-    component = host.load(guest_wasm("http_probe", HTTP_WORLD))
+    component = host.load(triggers_wasm())
     probe = HttpComponent(host, component, name="probe", variables=VARIABLES)
     report = json.loads(probe.handle(HttpRequest("GET", "/variables?name=greeting")).body)
     assert report == {"all": VARIABLES, "get": "hello"}

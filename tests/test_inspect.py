@@ -60,7 +60,7 @@ OUTBOUND_RULE = "(requests denied unless allowed_outbound_hosts allows every hos
 
 
 def test_an_http_guest_of_the_sdk_is_spin_shaped() -> None:
-    data = report(guest_wasm("http_probe", "wasikv:app/http-trigger"))
+    data = report(guest_wasm("examples/http-counter", "wasikv:app/http-trigger"))
     assert data["runnable"] and data["problems"] == []
     assert data["keyvalue"] == ["wasi:keyvalue@0.2.0-draft2 (Spin)"]
     imports = imports_by_name(data)

@@ -22,7 +22,7 @@ from wasikv.app.loader import load_app
 from wasikv.triggers.http import HttpRequest
 from wasikv.triggers.http_app import HttpRoutes
 
-from .support import COMPILE_CACHE, commands_wasm, foreign_guest_wasm, guest_wasm, run_in
+from .support import COMPILE_CACHE, commands_wasm, foreign_guest_wasm, run_in, triggers_wasm
 
 pytestmark = pytest.mark.component
 
@@ -224,7 +224,7 @@ source = "probe.wasm"
 def test_app_components_get_outbound_http_from_their_manifest(
     tmp_path: Path, make_host: Callable[..., Host], server: Server
 ) -> None:
-    (tmp_path / "probe.wasm").write_bytes(guest_wasm("http_probe", "wasikv:app/http-trigger").read_bytes())
+    (tmp_path / "probe.wasm").write_bytes(triggers_wasm().read_bytes())
     (tmp_path / "wasikv.toml").write_text(MANIFEST)
     routes = HttpRoutes.from_app(load_app(tmp_path / "wasikv.toml"), make_host({"default": "memory:"}))
 

@@ -29,9 +29,8 @@ from .redis_support import (
     require_redis,
     unique_prefix,
 )
-from .support import COMPILE_CACHE, ROOT, guest_wasm
+from .support import COMPILE_CACHE, ROOT, guest_wasm, triggers_wasm
 
-WATCH_WORLD = "wasikv:app/watch-trigger"
 HTTP_WORLD = "wasikv:app/http-trigger"
 FAST_RETRY = RetryPolicy((0.01, 0.02, 0.03))
 TIMEOUT = 60.0
@@ -39,7 +38,7 @@ TIMEOUT = 60.0
 
 @pytest.fixture(scope="session")
 def probe_wasm() -> Path:
-    return guest_wasm("watch_probe", WATCH_WORLD)
+    return triggers_wasm()
 
 
 @pytest.fixture(scope="session")

@@ -89,8 +89,8 @@ def test_up_refuses_a_component_without_the_export_its_trigger_calls(tmp_path: P
 
 
 def test_a_watcher_export_with_other_types_is_refused(tmp_path: Path) -> None:
-    # The http guest exports no watcher; the check names the interface and the world.
-    manifest = _manifest(tmp_path, guest_wasm("http_probe", "wasikv:app/http-trigger"), "watch")
+    # The http-counter example exports no watcher; the check names the interface and the world.
+    manifest = _manifest(tmp_path, guest_wasm("examples/http-counter", "wasikv:app/http-trigger"), "watch")
     with pytest.raises(ComponentError, match=r"wasi:keyvalue/watcher@0.2.0-draft2.*wasikv:app/watch-trigger"):
         create_app(manifest, cache_dir=COMPILE_CACHE)
 
