@@ -91,6 +91,8 @@ def _make_seed(wasm: Path, root: Path) -> None:
 def cache(seed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cache:
     root = tmp_path / "home"
     shutil.copytree(seed, root)  # keeps the modes: key 0600, directories 0700
+    for entry in root.rglob("*.cwasm"):
+        os.utime(entry)  # just used, however old the seed (it is kept across runs)
     key_file = root / "config" / "wasikv" / "cache.key"
     monkeypatch.setenv("WASIKV_CACHE_KEY", str(key_file))
     monkeypatch.delenv("WASIKV_CACHE_MAX_BYTES", raising=False)
