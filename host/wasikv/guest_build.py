@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
 
+from .app_check import missing_class
 from .errors import ComponentError
-from .guest_errors import PATHS_SECTION, custom_section, explain_build_failure
+from .guest_errors import PATHS_SECTION, WORLD_CLASSES, custom_section, explain_build_failure
 
 #: The world command guests target.
 COMMAND_WORLD = "wasikv:app/command"
@@ -54,6 +55,17 @@ def componentize(
     output.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(p).resolve() for p in ([] if wit is not None else [sdk_path()])]
     paths += [Path(p).resolve() for p in (app_dir, *python_path)]
+    app = f"{Path(app_dir) / module}.py"
+    if wit is None and world in WORLD_CLASSES:
+        # Said at once rather than by componentize-py seconds later, in the same words.
+        name = WORLD_CLASSES[world][0]
+        if missing_class(Path(app_dir) / f"{module}.py", name):
+            said = f"AttributeError: module '{module}' has no attribute '{name}'"
+            raise ComponentError(
+                explain_build_failure(
+                    said, app=app, module=module, world=world, python_path=paths, custom_wit=False
+                )
+            )
     target = ["-w", world] if wit is None else ["-d", str(wit), "-w", world]
     command = [_componentize_py(), *target, "componentize"]
     for path in paths:
@@ -68,7 +80,7 @@ def componentize(
         raise ComponentError(
             explain_build_failure(
                 done.stderr or done.stdout,
-                app=f"{Path(app_dir) / module}.py",
+                app=app,
                 module=module,
                 world=world,
                 python_path=paths,

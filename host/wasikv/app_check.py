@@ -1,0 +1,88 @@
+"""A look at an app's source before componentize-py runs: is the class its world calls missing?
+
+componentize-py reports a missing export class only once it has linked the
+app and started pre-initialising it, seconds into the build. The module's
+syntax tree says it at once. The look errs on the side of building: a
+module that could bind names in ways its syntax tree does not show (a star
+import, a module `__getattr__`, `globals()`, `exec`, a `global` statement
+naming the class, ...) is left to componentize-py, and so is a module the
+host's Python cannot parse (the guest's Python may be newer).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["missing_class"]
+
+#: Names through which a module can gain attributes its syntax tree does not show.
+_DYNAMIC = frozenset(
+    {"globals", "vars", "locals", "exec", "eval", "setattr", "__import__", "__dict__", "modules", "importlib"}
+)
+
+
+def missing_class(source_file: Path, name: str) -> bool:
+    """Whether the module in `source_file` certainly binds no top-level `name`.
+
+    False whenever that cannot be told for sure, including when the file
+    cannot be read or parsed.
+    """
+    try:
+        tree = ast.parse(source_file.read_text("utf-8"), str(source_file))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return False
+    if _binds_dynamically(tree, name):
+        return False
+    return name not in set(_module_bindings(tree))
+
+
+def _binds_dynamically(tree: ast.Module, name: str) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "__getattr__":
+            return True
+        if isinstance(node, (ast.Global, ast.Nonlocal)) and name in node.names:
+            return True
+        if isinstance(node, ast.Name) and node.id in _DYNAMIC:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in _DYNAMIC:
+            return True
+    return False
+
+
+def _module_bindings(tree: ast.Module) -> Iterator[str]:
+    """Every name the module's own code may bind (more, never fewer: comprehension variables too)."""
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+            # Decorators, defaults and bases run at import time; the body does not.
+            pending.extend(child for field, child in _children(node) if field != "body")
+            continue
+        if isinstance(node, ast.Lambda):
+            pending.append(node.args)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                yield alias.asname or alias.name.partition(".")[0]
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            yield node.id
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            yield node.name
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            yield node.name
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            yield node.rest
+        pending.extend(child for _, child in _children(node))
+
+
+def _children(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    for field, value in ast.iter_fields(node):
+        if isinstance(value, ast.AST):
+            yield field, value
+        elif isinstance(value, list):
+            yield from ((field, item) for item in value if isinstance(item, ast.AST))
