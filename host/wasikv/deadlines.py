@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -182,31 +183,48 @@ class _Ticker:
     an engine could be finalised (its native engine deleted, with the GIL
     released) while the weak set still handed it to this thread, which then
     incremented a freed engine: a segfault seen in a full test run.
+
+    `unregister` runs in a `weakref.finalize` of the engine's host, that is
+    wherever the garbage collector happens to run, which can be this
+    thread inside its own critical section (an allocation there starts a
+    collection). So it takes no lock: it queues the engine on a
+    `queue.SimpleQueue`, which is safe to use from finalizers, and this
+    thread drops queued engines at its next tick. Taking the lock there
+    deadlocked the ticker and then every thread that made or dropped a host.
     """
 
     def __init__(self) -> None:
         self._engines: set[Engine] = set()
+        self._gone: queue.SimpleQueue[Engine] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def register(self, engine: Engine) -> None:
         """Advance `engine`'s epoch every `TICK` until `unregister(engine)`."""
         with self._lock:
+            self._drop_gone()  # an engine unregistered, then registered again, stays
             self._engines.add(engine)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wasikv-epoch", daemon=True)
                 self._thread.start()
 
     def unregister(self, engine: Engine) -> None:
-        """Stop advancing `engine`'s epoch (its owner is gone)."""
-        with self._lock:
-            self._engines.discard(engine)
+        """Stop advancing `engine`'s epoch (its owner is gone); safe from finalizers, never blocks."""
+        self._gone.put(engine)
+
+    def _drop_gone(self) -> None:
+        while True:
+            try:
+                self._engines.discard(self._gone.get_nowait())
+            except queue.Empty:
+                return
 
     def _run(self) -> None:
         increment: Callable[[Engine], None] = Engine.increment_epoch
         while True:
             time.sleep(TICK)
             with self._lock:
+                self._drop_gone()
                 engines = list(self._engines)
             for engine in engines:
                 increment(engine)

@@ -218,6 +218,35 @@ print(count)
 """
 
 
+_FINALIZER_IN_THE_TICKER = """
+import threading
+from wasmtime import Engine
+from wasikv.deadlines import TICK, ticker
+engine = Engine()
+ticker.register(engine)
+# A host's finalizer unregisters its engine wherever the garbage collector
+# runs: also in the epoch thread, while it holds its lock (an allocation
+# there starts a collection). This thread stands in for it.
+with ticker._lock:
+    ticker.unregister(engine)
+done = threading.Event()
+ticker.register(Engine())  # the ticker goes on: it takes the lock and drops the engine
+threading.Timer(3 * TICK, done.set).start()
+done.wait()
+print("ok")
+"""
+
+
+def test_a_finalizer_unregistering_inside_the_tickers_lock_never_deadlocks() -> None:
+    # Seen in a full test run: the epoch thread ran a host's finalizer inside
+    # its critical section and waited for itself; every thread that then made
+    # or dropped a host hung with it.
+    done = subprocess.run(
+        [sys.executable, "-c", _FINALIZER_IN_THE_TICKER], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr[-2000:]
+
+
 def test_hosts_come_and_go_while_the_epoch_ticker_runs() -> None:
     # The ticker once held engines weakly and could advance one whose native
     # engine a finaliser was deleting: a segfault within 8 s in about two
