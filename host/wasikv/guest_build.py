@@ -55,11 +55,12 @@ def componentize(
     output.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(p).resolve() for p in ([] if wit is not None else [sdk_path()])]
     paths += [Path(p).resolve() for p in (app_dir, *python_path)]
-    app = f"{Path(app_dir) / module}.py"
+    source = Path(app_dir) / f"{module}.py"
+    app = str(source)
     if wit is None and world in WORLD_CLASSES:
         # Said at once rather than by componentize-py seconds later, in the same words.
         name = WORLD_CLASSES[world][0]
-        if missing_class(Path(app_dir) / f"{module}.py", name):
+        if missing_class(source, name):
             said = f"AttributeError: module '{module}' has no attribute '{name}'"
             raise ComponentError(
                 explain_build_failure(
