@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -149,6 +151,28 @@ def commands_wasm() -> Path:
 def triggers_wasm() -> Path:
     """tests/guests/triggers: http_probe.py's HTTP handler and watch_probe.py's watcher in one component."""
     return guest_wasm("triggers", "wasikv:app/sdk")
+
+
+def conformance_in_processes(store_url: str, scenario: str, count: int, processes: int = 4) -> list[Any]:
+    """The conformance guest's `SCENARIO COUNT` in `processes` `wasikv run` processes at once on
+    the store at `store_url`: each one's JSON report (each must exit 0)."""
+    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={store_url}", str(commands_wasm())]
+    running = [
+        subprocess.Popen(
+            [*command, "conformance", scenario, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+        )
+        for _ in range(processes)
+    ]
+    reports = []
+    for proc in running:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports
 
 
 def run_in(host: Host, name: str, args: Iterable[str] = (), grants: Iterable[str] | None = None) -> GuestRun:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +11,7 @@ from wasikv import Host
 from wasikv.stores import open_store
 
 from . import postgres_support as pg
-from .support import COMPILE_CACHE, commands_wasm, run_in
+from .support import conformance_in_processes, run_in
 
 pytestmark = pytest.mark.slow
 
@@ -29,46 +25,14 @@ def postgres_url() -> Iterator[str]:
     pg.drop_schema(schema)
 
 
-def run_hosts(url: str, scenario: str, count: int, processes: int = 4) -> list[dict[str, object]]:
-    wasm = str(commands_wasm())
-    env = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)}
-    running = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wasikv",
-                "run",
-                "--store",
-                f"default={url}",
-                wasm,
-                "conformance",
-                scenario,
-                str(count),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(processes)
-    ]
-    reports = []
-    for proc in running:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    return reports
-
-
 def test_four_hosts_increment_one_postgres_key(postgres_url: str, make_host: Callable[..., Host]) -> None:
-    reports = run_hosts(postgres_url, "counter-loop", 250)
+    reports = conformance_in_processes(postgres_url, "counter-loop", 250)
     assert all(r["error_count"] == 0 for r in reports)
     assert make_host({"default": postgres_url}).bucket().get("counter") == b"1000"
 
 
 def test_four_hosts_cas_loops_on_one_postgres_key(postgres_url: str, make_host: Callable[..., Host]) -> None:
-    reports = run_hosts(postgres_url, "cas-loop", 250)
+    reports = conformance_in_processes(postgres_url, "cas-loop", 250)
     assert all(r["error_count"] == 0 and r["done"] == 250 for r in reports)
     assert make_host({"default": postgres_url}).bucket().get("cas-counter") == b"1000"
     print("CAS retries per host:", [r["retries"] for r in reports])
