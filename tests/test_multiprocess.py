@@ -12,7 +12,7 @@ import pytest
 
 from wasikv import SqliteStore
 
-from .support import COMPILE_CACHE, commands_wasm
+from .support import COMPILE_CACHE, commands_wasm, conformance_in_processes
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +27,6 @@ def spawn_run(db: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def run_all(db: Path, scenario: str, count: int, processes: int = 4) -> list[str]:
-    wasm = str(commands_wasm())
-    running = [spawn_run(db, wasm, "conformance", scenario, str(count)) for _ in range(processes)]
-    outputs = []
-    for proc in running:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        outputs.append(out)
-    return outputs
-
-
 def stored(db: Path, key: str) -> bytes | None:
     store = SqliteStore(db)
     try:
@@ -48,15 +37,15 @@ def stored(db: Path, key: str) -> bytes | None:
 
 def test_four_hosts_increment_one_counter(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
-    run_all(db, "counter-loop", 250)
+    conformance_in_processes(f"sqlite:{db}", "counter-loop", 250)
     assert stored(db, "counter") == b"1000"
 
 
 def test_four_hosts_cas_loops_on_one_key(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
-    outputs = run_all(db, "cas-loop", 250)
+    reports = conformance_in_processes(f"sqlite:{db}", "cas-loop", 250)
     assert stored(db, "cas-counter") == b"1000"
-    print("CAS retries per process:", [out.strip().splitlines()[-1] for out in outputs])
+    print("CAS retries per process:", reports)
 
 
 def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
