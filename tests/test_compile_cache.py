@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
@@ -26,7 +28,7 @@ import pytest
 from wasmtime import Engine
 
 from wasikv import Host
-from wasikv.compile_cache import MAGIC, CompileCache, entry_verifies, read_key
+from wasikv.compile_cache import MAGIC, RECENT_COMPONENTS, CompileCache, entry_verifies, read_key
 
 from . import background
 from .support import built_once, commands_wasm, run_in, toolchain_digest
@@ -294,6 +296,40 @@ def test_max_bytes_bounds_the_cache(tmp_path: Path) -> None:
     key = tmp_path / "cache.key"
     CompileCache(Engine(), tmp_path / "cache", "test", key_file=key, max_bytes=0).load(tiny("a"), "a")
     assert list((tmp_path / "cache").glob("*.cwasm")) == []
+
+
+# ------------------------------------------------------------ kept in memory
+
+
+def test_the_last_components_loaded_are_kept_compiled_in_memory(tmp_path: Path) -> None:
+    compiled: list[str] = []
+
+    @contextmanager
+    def on_compile(origin: str) -> Iterator[None]:
+        compiled.append(origin)
+        yield
+
+    app = tmp_path / "app.wasm"
+    app.write_bytes(tiny("a"))
+    with Host({}, compile_cache=False, on_compile=on_compile) as host:
+        first = host.load(app, check=False)
+        assert host.load(app, check=False) is first
+        assert host.load(tiny("a"), check=False) is first, "the same bytes, however they come"
+        app.write_bytes(tiny("b"))
+        assert host.load(app, check=False) is not first
+        for n in range(RECENT_COMPONENTS - 2):
+            host.load(tiny(f"other {n}"), check=False)
+        assert host.load(tiny("a"), check=False) is first, "used again, so kept over b"
+        host.load(tiny("one too many"), check=False)
+        host.load(tiny("b"), check=False)  # the least recently used: compiled again
+        assert host.load(tiny("a"), check=False) is first
+    assert compiled == [
+        str(app),
+        str(app),
+        *["component"] * (RECENT_COMPONENTS - 2),
+        "component",
+        "component",
+    ]
 
 
 # ------------------------------------------------------------ wasikv cache

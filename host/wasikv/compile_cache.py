@@ -19,6 +19,11 @@ engine configuration (say, without deadline checks), does not verify either.
 
 The cache is bounded: loading an entry marks it used (its mtime), and storing
 one prunes the least recently used entries beyond `max_bytes`.
+
+In memory, a `CompileCache` also keeps the last `RECENT_COMPONENTS`
+components it handed out: running one again (`Host.run("app.wasm")` in a
+loop, say) then costs one hash of its bytes, not a read, authentication and
+deserialization of its ~40 MB artifact (about 190 ms per run, measured).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import stat
 import struct
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -57,6 +63,9 @@ CompileHook = Callable[[str], AbstractContextManager[object]]
 #: Size of the secret keys wasikv creates; shorter key files are refused.
 KEY_SIZE = 32
 DEFAULT_MAX_BYTES = 4 << 30
+#: How many compiled components a cache keeps in memory (each is about as
+#: big as its artifact: 40 MB for a componentize-py component).
+RECENT_COMPONENTS = 4
 
 # magic, MAC, SHA-256 of the component, length of the settings string.
 _FIXED = struct.Struct(">8s32s32sH")
@@ -397,6 +406,8 @@ class CompileCache:
         self._lock = threading.Lock()
         self._checked = False
         self._key: bytes | None = None
+        self._recent: OrderedDict[str, Component] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def key(self, wasm: bytes) -> str:
         """The cache key (entry name) of a component's bytes under this engine."""
@@ -408,16 +419,31 @@ class CompileCache:
         """The compiled component for `wasm`, from the cache when an entry verifies.
 
         When it has to be compiled, that happens inside `on_compile(origin)`.
+        One of the last `RECENT_COMPONENTS` loaded is returned as it is.
         """
         if not wasm.startswith(b"\0asm"):
             raise ComponentError(f"{origin}: not a WebAssembly binary")
         if wasm[4:8] != b"\x0d\x00\x01\x00":
             raise ComponentError(f"{origin}: a core WebAssembly module, not a component")
+        name = self.key(wasm)
+        with self._recent_lock:
+            component = self._recent.get(name)
+            if component is not None:
+                self._recent.move_to_end(name)
+                return component
+        component = self._load(wasm, name, origin, on_compile)
+        with self._recent_lock:
+            self._recent[name] = component
+            while len(self._recent) > RECENT_COMPONENTS:
+                self._recent.popitem(last=False)
+        return component
+
+    def _load(self, wasm: bytes, name: str, origin: str, on_compile: CompileHook | None) -> Component:
         key = self._usable_key()
         if key is None or self.directory is None:
             component = self._compile(wasm, origin, on_compile)
         else:
-            path = self.directory / f"{self.key(wasm)}{SUFFIX}"
+            path = self.directory / f"{name}{SUFFIX}"
             source = hashlib.sha256(wasm).digest()
             cached, writable = self._read(path, key, source)
             if cached is not None:
