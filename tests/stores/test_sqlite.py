@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,22 @@ while True:
     store.set(f"k{i}", str(i).encode() * 100)
     print(i, flush=True)
     i += 1
+"""
+)
+
+_OPENER = (
+    _CHILD_PREAMBLE
+    + """
+import glob
+directory, processes, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for n in range(count):
+    # A barrier of files: every child opens database n at the same moment.
+    open(os.path.join(directory, f"at-{n}-{os.getpid()}"), "w").close()
+    while len(glob.glob(os.path.join(directory, f"at-{n}-*"))) < processes:
+        time.sleep(0.001)
+    store = SqliteStore(os.path.join(directory, f"{n}.db"))
+    store.increment("opened", 1)
+    store.close()
 """
 )
 
@@ -312,6 +329,40 @@ def test_processes_cas_loops(db_path: Path, tmp_path: Path) -> None:
     store = SqliteStore(db_path)
     assert store.get("n") == b"1000"
     store.close()
+
+
+def test_processes_opening_one_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    # Before the WAL switch waited out busy_timeout, about one round in six
+    # failed with "database is locked".
+    processes, count = 6, 30
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, str(tmp_path), str(processes), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        # A child that fails leaves the others waiting at its barrier: stop at the first.
+        deadline = time.monotonic() + 120
+        while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+            for child in children:
+                if child.poll() not in (None, 0):
+                    assert child.stderr is not None
+                    pytest.fail(child.stderr.read())
+            time.sleep(0.01)
+        assert [child.poll() for child in children] == [0] * processes
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+            child.communicate()
+    for n in range(count):
+        store = SqliteStore(tmp_path / f"{n}.db")
+        assert store.get("opened") == str(processes).encode()
+        store.close()
 
 
 @pytest.mark.slow
