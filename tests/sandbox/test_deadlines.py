@@ -98,11 +98,12 @@ def test_interrupt_stops_running_guests_of_the_host(hostile_wasm: Path) -> None:
         for thread in threads:
             thread.start()
         time.sleep(0.5)
-        started = time.monotonic()
         host.interrupt()
         for thread in threads:
-            thread.join(5)
-        assert time.monotonic() - started < 1.5
+            thread.join(30)
+        # The loops never end by themselves; no bound on how fast (a loaded
+        # machine's business), only that they are stopped.
+        assert not any(thread.is_alive() for thread in threads)
         assert [type(e) for e in errors] == [GuestInterrupted, GuestInterrupted]
         # Later guests of an interrupted host are stopped at once too.
         with pytest.raises(GuestInterrupted):
