@@ -315,6 +315,7 @@ def test_the_last_components_loaded_are_kept_compiled_in_memory(tmp_path: Path) 
         first = host.load(app, check=False)
         assert host.load(app, check=False) is first
         assert host.load(tiny("a"), check=False) is first, "the same bytes, however they come"
+        assert host.origin(first) == str(app), "still named after its file"
         app.write_bytes(tiny("b"))
         assert host.load(app, check=False) is not first
         for n in range(RECENT_COMPONENTS - 2):

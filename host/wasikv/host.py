@@ -198,7 +198,9 @@ class Host:
             except OSError as exc:
                 raise ComponentError(f"{path}: cannot read component: {exc.strerror or exc}") from None
         component = self._cache.load(wasm, origin, self.on_compile)
-        self._origins[component] = origin
+        if not (isinstance(source, bytes) and component in self._origins):
+            # The same bytes loaded from a file before keep the file's name.
+            self._origins[component] = origin
         if check:
             self._plan(component)
         return component
