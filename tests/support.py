@@ -17,6 +17,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from wasmtime import wat2wasm
+
 from wasikv import Host
 from wasikv.guest_build import COMMAND_WORLD, build_cached, componentize
 
@@ -137,6 +139,25 @@ class GuestRun:
         lines = [line for line in self.stdout.splitlines() if line.strip()]
         assert lines, f"guest printed nothing; stderr:\n{self.stderr}"
         return json.loads(lines[-1])
+
+
+#: A `wasi:cli/run` component without Python (nor WASI): `run` returns ok, or err when the
+#: core function returns 1. It compiles in milliseconds where a componentize-py guest takes
+#: seconds: for the tests of what happens around a compile (the cache, progress displays).
+_TINY_COMMAND = """
+(component
+  (core module $m (func (export "run") (result i32) i32.const {code}))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $run-instance (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $run-instance))
+)
+"""
+
+
+def tiny_command(fails: bool = False) -> bytes:
+    """A command component that compiles in milliseconds and exits 0 (1 if `fails`)."""
+    return wat2wasm(_TINY_COMMAND.format(code=int(fails)))
 
 
 #: The command guests built together as tests/guests/commands, whose argv[1] names one of them.

@@ -1,9 +1,10 @@
 """The compile cache: authenticated entries, unsafe directories and keys, the size bound, `wasikv cache`.
 
-Real compiled components and real files. Compiling the probe takes seconds,
-so it is compiled once into a seed cache that each test copies (once for
-every test process, and kept across runs); the other
-entries are tiny components that compile in milliseconds. The tests run as
+Real compiled components and real files. The components are tiny (a command
+without Python, and code-less components told apart by a custom section), so
+each test compiles its own cache in milliseconds: what a compile produces
+does not change how the cache keeps, checks and prunes it (the rest of the
+suite runs its Python guests from the compile cache). The tests run as
 root, so the ownership checks (a directory, key or entry owned by another
 user) cannot be exercised: the permission-mode checks stand in for them.
 """
@@ -20,8 +21,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,7 @@ from wasmtime import Engine
 from wasikv import Host
 from wasikv.compile_cache import MAGIC, RECENT_COMPONENTS, CompileCache, entry_verifies, read_key
 
-from . import background
-from .support import built_once, commands_wasm, run_in, toolchain_digest
+from .support import tiny_command
 
 EMPTY = b"\0asm\x0d\x00\x01\x00"
 
@@ -44,7 +42,7 @@ def tiny(name: str) -> bytes:
 
 @dataclass
 class Cache:
-    """A copy of the seed: a cache directory and its key file."""
+    """A compile cache: its directory and its key file."""
 
     directory: Path
     key_file: Path
@@ -64,41 +62,23 @@ class Cache:
         return Host({"default": "memory:"}, cache_dir=self.directory)
 
 
-@pytest.fixture(scope="module")
-def seed() -> Path:
-    """A key file and a cache holding the probe and tiny components "a" and "b".
-
-    Made once for all test processes (tests/background.py) and kept across
-    runs like the guests, until wasikv, the probe or wasmtime change.
-    """
-    wasm = commands_wasm()
-    inputs = (hashlib.sha256(wasm.read_bytes()).hexdigest(), f"wasmtime={version('wasmtime')}")
-    return background.once(
-        ("compile cache seed", *inputs),
-        lambda: built_once("cache-seed", toolchain_digest(*inputs), partial(_make_seed, wasm)),
-    )
-
-
-def _make_seed(wasm: Path, root: Path) -> None:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("WASIKV_CACHE_KEY", str(root / "config" / "wasikv" / "cache.key"))
-        env.delenv("WASIKV_CACHE_MAX_BYTES", raising=False)
-        with Host({"default": "memory:"}, cache_dir=root / "cache") as host:
-            host.load(wasm)
-            host.load(tiny("a"), check=False)
-            host.load(tiny("b"), check=False)
+#: The command in every test's cache, with tiny components "a" and "b".
+PROBE = tiny_command()
 
 
 @pytest.fixture
-def cache(seed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cache:
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cache:
+    """A cache directory and key file in the test's home, holding `PROBE`, "a" and "b"."""
     root = tmp_path / "home"
-    shutil.copytree(seed, root)  # keeps the modes: key 0600, directories 0700
-    for entry in root.rglob("*.cwasm"):
-        os.utime(entry)  # just used, however old the seed (it is kept across runs)
     key_file = root / "config" / "wasikv" / "cache.key"
     monkeypatch.setenv("WASIKV_CACHE_KEY", str(key_file))
     monkeypatch.delenv("WASIKV_CACHE_MAX_BYTES", raising=False)
-    return Cache(root / "cache", key_file)
+    made = Cache(root / "cache", key_file)
+    with made.host() as host:
+        host.load(PROBE)
+        host.load(tiny("a"), check=False)
+        host.load(tiny("b"), check=False)
+    return made
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -111,23 +91,19 @@ def _capture_warnings(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def _run_probe(host: Host) -> None:
-    run = run_in(host, "probe", ["report"])
-    assert run.exit_code == 0, run.stderr
-    assert run.json()["argv"][1:] == ["report"]
+    assert host.run(PROBE) == 0
 
 
 # ------------------------------------------------------------ authenticated entries
 
 
-def test_entries_are_private_signed_and_reused(
-    seed: Path, cache: Cache, caplog: pytest.LogCaptureFixture
-) -> None:
-    key_file = seed / "config" / "wasikv" / "cache.key"
+def test_entries_are_private_signed_and_reused(cache: Cache, caplog: pytest.LogCaptureFixture) -> None:
+    key_file = cache.key_file
     assert os.stat(key_file).st_mode & 0o777 == 0o600
     assert os.stat(key_file.parent).st_mode & 0o777 == 0o700
-    assert os.stat(seed / "cache").st_mode & 0o777 == 0o700
+    assert os.stat(cache.directory).st_mode & 0o777 == 0o700
     assert len(key_file.read_bytes()) == 32
-    probe = cache.entry(commands_wasm().read_bytes())
+    probe = cache.entry(PROBE)
     assert probe.read_bytes()[: len(MAGIC)] == MAGIC
     os.utime(probe, (1_000_000, 1_000_000))
     before = os.stat(probe)
@@ -142,7 +118,7 @@ def test_entries_are_private_signed_and_reused(
 def test_a_tampered_artifact_is_rejected_recompiled_and_still_runs(
     cache: Cache, caplog: pytest.LogCaptureFixture
 ) -> None:
-    probe = cache.entry(commands_wasm().read_bytes())
+    probe = cache.entry(PROBE)
     data = bytearray(probe.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
@@ -158,12 +134,12 @@ def test_a_tampered_artifact_is_rejected_recompiled_and_still_runs(
 
 def test_another_components_artifact_is_rejected(cache: Cache, caplog: pytest.LogCaptureFixture) -> None:
     a = cache.entry(tiny("a"))
-    shutil.copyfile(cache.entry(commands_wasm().read_bytes()), a)  # genuine, but not a's
+    shutil.copyfile(cache.entry(PROBE), a)  # genuine, but not a's
     with cache.host() as host:
         host.load(tiny("a"), check=False)
     [warning] = _warnings(caplog)
     assert str(a) in warning and "compiled from another component" in warning
-    assert cache.entry(tiny("a")) == a and a.stat().st_size < 100_000
+    assert cache.entry(tiny("a")) == a, "a compiled again, into its own entry"
 
 
 def test_truncated_and_unsigned_entries_are_rejected(cache: Cache, caplog: pytest.LogCaptureFixture) -> None:
@@ -181,7 +157,7 @@ def test_truncated_and_unsigned_entries_are_rejected(cache: Cache, caplog: pytes
 
 
 def test_another_key_rejects_every_entry(cache: Cache, caplog: pytest.LogCaptureFixture) -> None:
-    probe = cache.entry(commands_wasm().read_bytes())
+    probe = cache.entry(PROBE)
     cache.key_file.write_bytes(os.urandom(32))
     key = read_key(cache.key_file)
     assert not entry_verifies(probe, key)
@@ -277,7 +253,7 @@ def test_storing_prunes_the_least_recently_used_entries(
     cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probe, a, b = (
-        cache.entry(commands_wasm().read_bytes()),
+        cache.entry(PROBE),
         cache.entry(tiny("a")),
         cache.entry(tiny("b")),
     )
@@ -287,7 +263,7 @@ def test_storing_prunes_the_least_recently_used_entries(
     size = a.stat().st_size  # every tiny entry with a one-letter name has this size
     monkeypatch.setenv("WASIKV_CACHE_MAX_BYTES", str(probe.stat().st_size + 2 * size + size // 2))
     with cache.host() as host:
-        host.load(commands_wasm())  # the oldest entry, now the most recently used
+        host.load(PROBE)  # the oldest entry, now the most recently used
         host.load(tiny("c"), check=False)  # one entry too many: "a" goes
     assert sorted(cache.directory.glob("*.cwasm")) == sorted([probe, b, cache.entry(tiny("c"))])
 
@@ -357,7 +333,7 @@ def _info(cache: Cache) -> dict[str, str]:
 
 def test_cache_info_prune_and_clear(cache: Cache) -> None:
     probe, a, b = (
-        cache.entry(commands_wasm().read_bytes()),
+        cache.entry(PROBE),
         cache.entry(tiny("a")),
         cache.entry(tiny("b")),
     )

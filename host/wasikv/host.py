@@ -188,8 +188,8 @@ class Host:
         wasi:keyvalue interface with types other than the ones wasikv
         implements.
         """
-        if isinstance(source, bytes):
-            origin, wasm = "component", source
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            origin, wasm = "component", bytes(source)
         else:
             path = Path(source)
             origin = str(path)
