@@ -2,29 +2,64 @@
 
 Embed it with `Host`, which maps store labels to stores, runs components and
 gives host code the same buckets guests see.
+
+The names below are imported on first use (PEP 562), so `import wasikv` and
+the `wasikv` command start without loading wasmtime and every backend: a
+`wasikv kv get` or `wasikv --help` starts in a fraction of the time.
 """
 
 from __future__ import annotations
 
-from .bucket import Bucket, Cas
-from .errors import (
-    AccessDenied,
-    CasConflict,
-    ComponentError,
-    ConfigError,
-    GuestInterrupted,
-    GuestTimeout,
-    GuestTrap,
-    KeyValueError,
-    LimitExceeded,
-    NoSuchStore,
-    StoreError,
-    WasikvError,
-)
-from .host import DEFAULT_STORE_URL, Host
-from .instance_pool import InstancePool
-from .limits import Limits
-from .stores import MemoryStore, SqliteStore, Store, open_store
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .bucket import Bucket, Cas
+    from .errors import (
+        AccessDenied,
+        CasConflict,
+        ComponentError,
+        ConfigError,
+        GuestInterrupted,
+        GuestTimeout,
+        GuestTrap,
+        KeyValueError,
+        LimitExceeded,
+        NoSuchStore,
+        StoreError,
+        WasikvError,
+    )
+    from .host import Host
+    from .instance_pool import InstancePool
+    from .limits import Limits
+    from .stores import MemoryStore, SqliteStore, Store, open_store
+    from .stores.registry import DEFAULT_STORE_URL
+
+#: Where each public name is defined.
+_MODULES = {
+    "DEFAULT_STORE_URL": ".stores.registry",
+    "AccessDenied": ".errors",
+    "Bucket": ".bucket",
+    "Cas": ".bucket",
+    "CasConflict": ".errors",
+    "ComponentError": ".errors",
+    "ConfigError": ".errors",
+    "GuestInterrupted": ".errors",
+    "GuestTimeout": ".errors",
+    "GuestTrap": ".errors",
+    "Host": ".host",
+    "InstancePool": ".instance_pool",
+    "KeyValueError": ".errors",
+    "LimitExceeded": ".errors",
+    "Limits": ".limits",
+    "MemoryStore": ".stores",
+    "NoSuchStore": ".errors",
+    "SqliteStore": ".stores",
+    "Store": ".stores",
+    "StoreError": ".errors",
+    "WasikvError": ".errors",
+    "open_store": ".stores",
+}
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -50,3 +85,16 @@ __all__ = [
     "WasikvError",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wasikv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

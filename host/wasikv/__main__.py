@@ -1,5 +1,5 @@
 """`python -m wasikv` is the `wasikv` command."""
 
-from .cli import main
+from .launcher import main
 
 main()

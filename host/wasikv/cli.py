@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import click
 
-from .cache_cli import cache
 from .errors import ConfigError, GuestInterrupted, GuestTimeout, GuestTrap, KeyValueError, WasikvError
 from .guest_build import COMMAND_WORLD, componentize
 from .guest_errors import GuestStderr, python_path_of
-from .host import DEFAULT_STORE_URL, Host
-from .kv_cli import kv
+from .launcher import EXIT_INTERRUPTED
 from .limits import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
@@ -28,17 +27,17 @@ from .limits import (
     DEFAULT_REQUEST_TIMEOUT,
     Limits,
 )
-from .new_cli import new
 from .progress import compile_progress, progress_console, step
+from .stores.registry import DEFAULT_STORE_URL
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from .asgi import WasikvApp
+    from .host import Host
 
-#: Exit statuses of `run`, as `timeout(1)` and shells use them.
+#: The exit status of `run` stopped by --timeout, as `timeout(1)` uses it (Ctrl-C: EXIT_INTERRUPTED).
 EXIT_TIMEOUT = 124
-EXIT_INTERRUPTED = 130
 
 _max_memory_option = click.option(
     "--max-memory",
@@ -71,7 +70,34 @@ def _reported() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose subcommands in `lazy` ({name: "module:attribute"}) are imported when used.
+
+    Each command imports what it needs (wasmtime, the host, the backends)
+    only when it runs, so `wasikv kv get` does not pay for `wasikv up`.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module, _, attribute = self._lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module, __package__), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    lazy={"cache": ".cache_cli:cache", "kv": ".kv_cli:kv", "new": ".new_cli:new"},
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="wasikv")
 @click.option("-v", "--verbose", is_flag=True, help="Log host activity to stderr.")
 def main(verbose: bool) -> None:
@@ -147,6 +173,8 @@ def run(
     --allow-outbound-http) and only the environment given with --env. A
     guest stopped by --timeout exits 124; Ctrl-C stops it and exits 130.
     """
+    from .host import Host
+
     labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
     environment = {}
     for item in env:
@@ -253,6 +281,7 @@ def inspect_cmd(app: str, as_json: bool, cache_dir: str | None) -> None:
     """
     import json
 
+    from .host import Host
     from .inspect import inspect_component
 
     with _reported(), Host({}, cache_dir=cache_dir, on_compile=compile_progress(progress_console())) as host:
@@ -544,8 +573,3 @@ def _check_stores(app: WasikvApp) -> None:
     except ConfigError as exc:
         source = app.loaded.runtime_config_file
         raise ConfigError(f"{exc} (configured in {source})" if source else str(exc)) from None
-
-
-main.add_command(cache)
-main.add_command(kv)
-main.add_command(new)

@@ -30,13 +30,10 @@ from .metrics import Metrics, measured
 from .outbound import link_wasi_http
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
-from .stores.registry import backend_for_url
+from .stores.registry import DEFAULT_STORE_URL, backend_for_url
 from .wit_types import FuncSig
 
 log = logging.getLogger("wasikv")
-
-#: The store behind the label `default` when none is configured.
-DEFAULT_STORE_URL = "sqlite:.wasikv/default.db"
 
 _RUN_INTERFACE = "wasi:cli/run@0.2."
 # How long past its deadline (or Ctrl-C) a guest blocked in a host call is

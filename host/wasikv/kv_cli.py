@@ -16,12 +16,11 @@ import click
 from .app.manifest import MANIFEST_NAME, find_manifest
 from .app.runtime_config import DEFAULT_LABEL, RUNTIME_CONFIG_NAME
 from .errors import ConfigError, KeyValueError, WasikvError
-from .host import DEFAULT_STORE_URL
 from .limits import Limits
 from .stores import open_store
 from .stores._url import without_credentials
 from .stores.base import Store
-from .stores.registry import BACKENDS, backend_for_url
+from .stores.registry import BACKENDS, DEFAULT_STORE_URL, backend_for_url
 
 __all__ = ["Target", "is_binary", "kv", "resolve_target", "shown_url", "terminal_bytes"]
 

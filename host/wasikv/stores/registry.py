@@ -31,6 +31,9 @@ from typing import cast
 from ..errors import ConfigError
 from .base import Store
 
+#: The store behind the label `default` when none is configured.
+DEFAULT_STORE_URL = "sqlite:.wasikv/default.db"
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -149,4 +152,12 @@ def config_types() -> list[str]:
     return [kind for backend in BACKENDS for kind in backend.config_types]
 
 
-__all__ = ["BACKENDS", "Backend", "backend_for_type", "backend_for_url", "config_types", "install_hint"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_STORE_URL",
+    "Backend",
+    "backend_for_type",
+    "backend_for_url",
+    "config_types",
+    "install_hint",
+]

@@ -1,0 +1,23 @@
+"""The `wasikv` command's entry point: loads the command line, and a Ctrl-C meanwhile exits 130.
+
+Loading the command line takes a moment (click, then whatever a command
+needs); a Ctrl-C in that moment used to print a Python traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+#: The exit status of a command stopped by Ctrl-C, as shells use it.
+EXIT_INTERRUPTED = 130
+
+
+def main() -> None:
+    """Run the `wasikv` command line (`wasikv.cli.main`)."""
+    try:
+        from .cli import main as command_line
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    command_line()
