@@ -1,8 +1,9 @@
-"""A look at an app's source before componentize-py runs: is the class its world calls missing?
+"""A look at an app's source before componentize-py runs: is the class its world calls missing,
+does it import a module that is nowhere on the guest's path (`spin_sdk`, say)?
 
-componentize-py reports a missing export class only once it has linked the
-app and started pre-initialising it, seconds into the build. The module's
-syntax tree says it at once. The look errs on the side of building: a
+componentize-py reports either only once it has linked the app and started
+pre-initialising it, seconds into the build. The module's syntax tree says
+it at once. The look errs on the side of building: a
 module that could bind names in ways its syntax tree does not show (a star
 import, a module `__getattr__`, `globals()`, `exec`, a `global` statement
 naming the class, ...) is left to componentize-py, and so is a module the
@@ -12,10 +13,11 @@ host's Python cannot parse (the guest's Python may be newer).
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["missing_class"]
+__all__ = ["missing_class", "missing_import"]
 
 #: Names through which a module can gain attributes its syntax tree does not show.
 _DYNAMIC = frozenset(
@@ -36,6 +38,71 @@ def missing_class(source_file: Path, name: str) -> bool:
     if _binds_dynamically(tree, name):
         return False
     return name not in set(_module_bindings(tree))
+
+
+def missing_import(source_file: Path, top: str, python_path: Sequence[Path]) -> tuple[int, str] | None:
+    """(line number, line) of a top-level import of module `top` (or a submodule) that certainly fails.
+
+    Certain means: the statement is in the module's body (not under `try`,
+    `if` or a function), nothing on `python_path` is named `top`, the module
+    never touches `sys.path` or imports dynamically, and it imports nothing
+    but the standard library and wasikv_sdk before (another module of the
+    app could extend the path). None otherwise.
+    """
+    try:
+        text = source_file.read_text("utf-8")
+        tree = ast.parse(text, str(source_file))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    if _binds_dynamically(tree, "") or _changes_the_path(tree) or _on_path(top, python_path):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        if any(name == top or name.startswith(f"{top}.") for name in names):
+            if _imports_others_before(tree, node.lineno):
+                return None
+            return node.lineno, text.splitlines()[node.lineno - 1]
+    return None
+
+
+#: Modules imported before the one checked that cannot add to the guest's path.
+_INERT = frozenset({*sys.stdlib_module_names, "__future__", "wasikv_sdk", "componentize_py_types"})
+
+
+def _imports_others_before(tree: ast.Module, line: int) -> bool:
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno >= line:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if node.level == 0 else [""]
+        else:
+            names = [alias.name for alias in node.names]
+        if any(name.partition(".")[0] not in _INERT for name in names):
+            return True
+    return False
+
+
+def _changes_the_path(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.Attribute) and node.attr in {"path", "meta_path", "path_hooks"}
+        for node in ast.walk(tree)
+    )
+
+
+def _on_path(top: str, python_path: Sequence[Path]) -> bool:
+    """Whether a module or package named `top` may be found in one of the directories (any suffix)."""
+    for directory in python_path:
+        try:
+            if any(entry.name == top or entry.name.startswith(f"{top}.") for entry in directory.iterdir()):
+                return True
+        except OSError:
+            return True  # cannot tell: leave it to componentize-py
+    return False
 
 
 def _binds_dynamically(tree: ast.Module, name: str) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
 
-from .app_check import missing_class
+from .app_check import missing_class, missing_import
 from .errors import ComponentError
 from .guest_errors import PATHS_SECTION, WORLD_CLASSES, custom_section, explain_build_failure
 
@@ -62,6 +62,20 @@ def componentize(
         name = WORLD_CLASSES[world][0]
         if missing_class(source, name):
             said = f"AttributeError: module '{module}' has no attribute '{name}'"
+            raise ComponentError(
+                explain_build_failure(
+                    said, app=app, module=module, world=world, python_path=paths, custom_wit=False
+                )
+            )
+    if wit is None:
+        # A Spin app's first port: told at once, with the hint, rather than seconds into the build.
+        found = missing_import(source, "spin_sdk", paths)
+        if found is not None:
+            line, text = found
+            said = (
+                f'  File "{source.resolve()}", line {line}\n    {text.strip()}\n'
+                "ModuleNotFoundError: No module named 'spin_sdk'"
+            )
             raise ComponentError(
                 explain_build_failure(
                     said, app=app, module=module, world=world, python_path=paths, custom_wit=False
