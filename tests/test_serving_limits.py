@@ -17,14 +17,12 @@ import pytest
 from wasikv import GuestTrap, Host
 
 from .sandbox.test_up_hostile import MANIFEST, Up, start_up
-from .support import COMPILE_CACHE, guest_wasm
-
-SDK_WORLD = "wasikv:app/sdk"
+from .support import COMPILE_CACHE, triggers_wasm
 
 
 @pytest.fixture(scope="module")
 def hostile() -> Path:
-    return guest_wasm("hostile", SDK_WORLD)
+    return triggers_wasm()
 
 
 @pytest.fixture
@@ -62,25 +60,27 @@ def _address(up: Up) -> tuple[str, int]:
 
 def test_guest_responses_are_checked_and_framed_by_the_host(up: Up) -> None:
     with httpx.Client(base_url=up.base, timeout=30) as client:
-        framed = client.get("/x/framing")
+        framed = client.get("/hostile/framing")
         # The guest's content-length (1000), transfer-encoding and connection
         # headers are dropped; the host frames the 10-byte body itself.
         assert framed.status_code == 200 and framed.content == b"short body"
         assert framed.headers["content-length"] == "10" and framed.headers["x-ok"] == "1"
         assert "transfer-encoding" not in framed.headers
-        for path in ("/x/badheader", "/x/latin", "/x/badname"):
+        for path in ("/hostile/badheader", "/hostile/latin", "/hostile/badname"):
             broken = client.get(path)
             assert broken.status_code == 500 and broken.text == "Internal Server Error\n", path
-        assert client.get("/x/ok").status_code == 200
+        assert client.get("/hostile/ok").status_code == 200
     _, err = up.stop(signal.SIGINT)
-    assert "component hostile failed on GET /x/badheader: response header 'x-bad' has a value RFC 9110" in err
+    assert (
+        "component hostile failed on GET /hostile/badheader: response header 'x-bad' has a value RFC 9110"
+    ) in err
     assert "characters beyond Latin-1): 'Łukasz'" in err
     assert "response header name 'bad name' is not an RFC 9110 token" in err
 
 
 def test_a_body_over_the_hostcall_budget_is_a_500_that_says_why(up: Up) -> None:
     with httpx.Client(base_url=up.base, timeout=30) as client:
-        big = client.get("/x/bigbody")
+        big = client.get("/hostile/bigbody")
         assert big.status_code == 500 and big.text == "Response Too Large\n"
     _, err = up.stop(signal.SIGINT)
     assert "response body of 3145728 bytes is over the 2621440 bytes one call can carry" in err
@@ -124,7 +124,7 @@ def test_slow_and_silent_clients_are_cut_off(up: Up) -> None:
     with socket.create_connection(address) as slow:
         started = time.monotonic()
         with pytest.raises(OSError):
-            for byte in b"GET /x/ok HTTP/1.1\r\nHost: x\r\n" + b"x-pad: " + b"a" * 100:
+            for byte in b"GET /hostile/ok HTTP/1.1\r\nHost: x\r\n" + b"x-pad: " + b"a" * 100:
                 slow.sendall(bytes([byte]))
                 time.sleep(0.2)
                 if time.monotonic() - started > 6:
@@ -133,13 +133,13 @@ def test_slow_and_silent_clients_are_cut_off(up: Up) -> None:
         assert time.monotonic() - started < 4
     # A body that never completes: 408, then the connection closes.
     with socket.create_connection(address) as stalled:
-        stalled.sendall(b"POST /x/ok HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        stalled.sendall(b"POST /hostile/ok HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         stalled.settimeout(5)
         answer = stalled.recv(4096)
         assert answer.startswith(b"HTTP/1.1 408 ")
     # An idle keep-alive connection is closed after the keep-alive timeout.
     with socket.create_connection(address) as idle:
-        idle.sendall(b"GET /x/ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.sendall(b"GET /hostile/ok HTTP/1.1\r\nHost: x\r\n\r\n")
         idle.settimeout(5)
         assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
         assert _closed_within(idle, 5) < 3
@@ -153,11 +153,11 @@ def test_connections_past_the_cap_get_503(up: Up) -> None:
     try:
         time.sleep(0.2)
         with socket.create_connection(address) as extra:
-            extra.sendall(b"GET /x/ok HTTP/1.1\r\nHost: x\r\n\r\n")
+            extra.sendall(b"GET /hostile/ok HTTP/1.1\r\nHost: x\r\n\r\n")
             extra.settimeout(5)
             assert extra.recv(4096).startswith(b"HTTP/1.1 503 ")
     finally:
         for sock in held:
             sock.close()
     time.sleep(0.2)
-    assert httpx.get(up.base + "/x/ok", timeout=10).status_code == 200
+    assert httpx.get(up.base + "/hostile/ok", timeout=10).status_code == 200

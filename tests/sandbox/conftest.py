@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import COMPILE_CACHE, foreign_guest_wasm, guest_wasm
-
-#: The hostile guest exports run, http and the watcher (the SDK's union world).
-SDK_WORLD = "wasikv:app/sdk"
+from ..support import COMPILE_CACHE, foreign_guest_wasm, triggers_wasm
 
 
 def start_wasikv(*args: str, cwd: Path) -> subprocess.Popen[str]:
@@ -36,8 +33,8 @@ def run_wasikv(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Comple
 
 @pytest.fixture(scope="session")
 def hostile_wasm() -> Path:
-    """tests/guests/hostile, built once per run."""
-    return guest_wasm("hostile", SDK_WORLD)
+    """tests/guests/triggers, whose command, `/hostile/` paths and `hostile/` keys misbehave on request."""
+    return triggers_wasm()
 
 
 @pytest.fixture(scope="session")

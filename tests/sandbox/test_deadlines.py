@@ -170,7 +170,7 @@ name = "watch-hostile"
 
 [[trigger.key-value]]
 store = "default"
-prefix = "jobs/"
+prefix = "hostile/"
 component = "hostile"
 
 [component.hostile]
@@ -190,18 +190,18 @@ def test_a_looping_watcher_fails_its_delivery_and_the_runner_moves_on(
         runner = watchers.runners[0]
         bucket = host.bucket()
         with watchers, caplog.at_level("WARNING", logger="wasikv.watch"):
-            bucket.set("jobs/a/ok", b"1")
-            bucket.set("jobs/b/loop", b"1")
-            bucket.set("jobs/c/ok", b"1")
+            bucket.set("hostile/a/ok", b"1")
+            bucket.set("hostile/b/loop", b"1")
+            bucket.set("hostile/c/ok", b"1")
             assert runner.wait_for(bucket.store.last_change(), timeout=30)
         # Both attempts of the looping change failed on the deadline; it was
         # dropped and logged, and the changes around it were delivered.
         assert runner.dropped == 1 and runner.failures == 2 and runner.delivered == 2
-        assert bucket.get("seen/jobs/a/ok") == b'{"ok": true}'
-        assert bucket.get("seen/jobs/c/ok") == b'{"ok": true}'
-        assert bucket.get("seen/jobs/b/loop") is None
+        assert bucket.get("seen/hostile/a/ok") == b'{"ok": true}'
+        assert bucket.get("seen/hostile/c/ok") == b'{"ok": true}'
+        assert bucket.get("seen/hostile/b/loop") is None
         dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
-        assert len(dropped) == 1 and "'jobs/b/loop'" in dropped[0] and "deadline of 0.5 s" in dropped[0]
+        assert len(dropped) == 1 and "'hostile/b/loop'" in dropped[0] and "deadline of 0.5 s" in dropped[0]
 
 
 _MANY_HOSTS = """

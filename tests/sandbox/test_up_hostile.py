@@ -27,7 +27,7 @@ spin_manifest_version = 2
 name = "hostile"
 
 [[trigger.http]]
-route = "/x/..."
+route = "/hostile/..."
 component = "hostile"
 
 [component.hostile]
@@ -136,37 +136,37 @@ def _timed(client: httpx.Client, path: str) -> tuple[str, int, float]:
 
 
 def test_hostile_requests_among_normal_ones(up: Up) -> None:
-    hostile = ["/x/loop", "/x/hog", "/x/alloc", "/x/loop", "/x/hog", "/x/overflow"]
+    hostile = [f"/hostile/{mode}" for mode in ("loop", "hog", "alloc", "loop", "hog", "overflow")]
     paths = []
     for i in range(48):
-        paths.append(hostile[i // 8] if i % 8 == 3 else "/x/ok")
+        paths.append(hostile[i // 8] if i % 8 == 3 else "/hostile/ok")
     with httpx.Client(base_url=up.base, timeout=60) as client, ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda path: _timed(client, path), paths))
-    normal = [(status, elapsed) for path, status, elapsed in results if path == "/x/ok"]
+    normal = [(status, elapsed) for path, status, elapsed in results if path == "/hostile/ok"]
     assert [status for status, _ in normal] == [200] * len(normal)
     for path, status, _ in results:
-        if path in ("/x/loop", "/x/hog"):
+        if path in ("/hostile/loop", "/hostile/hog"):
             # Stopped at the deadline (hog first fills its memory, then loops).
             assert status == 504, (path, status)
-        elif path == "/x/alloc":
+        elif path == "/hostile/alloc":
             assert status == 200  # a MemoryError the guest handled
-        elif path == "/x/overflow":
+        elif path == "/hostile/overflow":
             assert status == 500
     # Each hostile request ended within its deadline plus the time it may
     # have waited for one of the two workers behind another hostile one.
-    assert max(elapsed for path, _, elapsed in results if path != "/x/ok") < 3 * TIMEOUT + 2
+    assert max(elapsed for path, _, elapsed in results if path != "/hostile/ok") < 3 * TIMEOUT + 2
     assert up.peak_rss_mib < WORKERS * CAP_MIB + 300, f"peak RSS {up.peak_rss_mib:.0f} MiB"
     took, err = up.stop(signal.SIGINT)
     assert took < 10 and up.proc.returncode == 0, err
     assert "ran past the 2 s request timeout; answered 504" in err
-    assert "route /x/..." in err and "component hostile" in err
+    assert "route /hostile/..." in err and "component hostile" in err
     assert "panicked" not in err and "Traceback" not in err
 
 
 def test_sigterm_stops_the_server_while_guests_loop(up: Up) -> None:
     client = httpx.Client(base_url=up.base, timeout=60)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        answers = [pool.submit(client.get, "/x/loop") for _ in range(4)]
+        answers = [pool.submit(client.get, "/hostile/loop") for _ in range(4)]
         time.sleep(0.5)
         took, err = up.stop(signal.SIGTERM)
         statuses = sorted(a.result().status_code if not a.exception() else 0 for a in answers)
@@ -180,12 +180,12 @@ def test_a_full_queue_is_a_503_with_retry_after(app_dir: Path) -> None:
     server = start_up(app_dir, "--workers", "1", "--queue-limit", "1", "--request-timeout", "3")
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client, ThreadPoolExecutor(4) as pool:
-            busy = [pool.submit(client.get, "/x/loop") for _ in range(2)]
+            busy = [pool.submit(client.get, "/hostile/loop") for _ in range(2)]
             time.sleep(0.8)  # one runs, one waits: the queue is full
-            refused = client.get("/x/ok")
+            refused = client.get("/hostile/ok")
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert sorted(f.result().status_code for f in busy) == [504, 504]
-            assert client.get("/x/ok").status_code == 200
+            assert client.get("/hostile/ok").status_code == 200
     finally:
         server.stop()
 
@@ -197,9 +197,9 @@ def test_a_guest_blocked_in_a_sleep_is_answered_504_and_replaced(app_dir: Path) 
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client:
             started = time.monotonic()
-            assert client.get("/x/sleep").status_code == 504
+            assert client.get("/hostile/sleep").status_code == 504
             assert time.monotonic() - started < 4
-            assert [client.get("/x/ok").status_code for _ in range(3)] == [200] * 3
+            assert [client.get("/hostile/ok").status_code for _ in range(3)] == [200] * 3
         took, err = server.stop()
         assert took < 10
         assert "blocked past its 1 s request timeout" in err
@@ -221,8 +221,8 @@ def test_stopping_after_a_store_failed_never_aborts(app_dir: Path, tmp_path: Pat
         server = start_up(app_dir, "--workers", "2")
         redis.stop(signal.SIGKILL)
         with httpx.Client(base_url=server.base, timeout=60) as client:
-            assert client.get("/x/count").status_code == 500
-            assert client.get("/x/ok").status_code == 200
+            assert client.get("/hostile/count").status_code == 500
+            assert client.get("/hostile/ok").status_code == 200
         took, err = server.stop(signal.SIGINT)
         assert server.proc.returncode == 0, err
         assert "panicked" not in err and "Connection refused" in err

@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from wasikv_sdk import key_value, variables, watch
+from wasikv_sdk import key_value, variables
 
 CALLS_IN_THIS_INSTANCE = 0
 
@@ -52,21 +52,23 @@ def _directives(key: str) -> None:
         time.sleep(1.0)
 
 
-class Watcher(watch.Watcher):
-    def on_set(self, bucket: key_value.Bucket, key: str, value: bytes) -> None:
-        _directives(key)
-        current = bucket.get(key)
-        entry = {
-            "op": "set",
-            "label": bucket.label,
-            "key": key,
-            "value": value.decode("utf-8", "replace"),
-            "current": None if current is None else current.decode("utf-8", "replace"),
-        }
-        if key.startswith("variables/"):
-            entry["variables"] = variables.get_all()
-        _record(entry)
+def on_set(bucket: key_value.Bucket, key: str, value: bytes) -> None:
+    """Record a set (after the key's directive, if any)."""
+    _directives(key)
+    current = bucket.get(key)
+    entry = {
+        "op": "set",
+        "label": bucket.label,
+        "key": key,
+        "value": value.decode("utf-8", "replace"),
+        "current": None if current is None else current.decode("utf-8", "replace"),
+    }
+    if key.startswith("variables/"):
+        entry["variables"] = variables.get_all()
+    _record(entry)
 
-    def on_delete(self, bucket: key_value.Bucket, key: str) -> None:
-        _directives(key)
-        _record({"op": "delete", "label": bucket.label, "key": key, "exists": bucket.exists(key)})
+
+def on_delete(bucket: key_value.Bucket, key: str) -> None:
+    """Record a delete (after the key's directive, if any)."""
+    _directives(key)
+    _record({"op": "delete", "label": bucket.label, "key": key, "exists": bucket.exists(key)})

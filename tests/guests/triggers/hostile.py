@@ -1,10 +1,8 @@
-"""A hostile guest: one component that misbehaves on request, through every trigger.
+"""The hostile guest (tests/guests/triggers/app.py routes to it): misbehaviour on request.
 
-Built for the `wasikv:app/sdk` world, so the same component is a command
-(`wasi:cli/run`), an HTTP handler and a watcher (its Spin-style
-`IncomingHandler` export answers every mode alike; wasikv serves `http` first). The behaviour is chosen by
-argv[1] (command), the request path's last segment (HTTP: `/x/loop`) or the
-changed key's last segment (watcher: `jobs/loop`):
+The behaviour is chosen by argv[1] (the command), the request path's last
+segment (HTTP, under `/hostile/`: `/hostile/loop`) or the changed key's last
+segment (the watcher, keys under `hostile/`: `hostile/b/loop`):
 
 - `ok`: behave (print/answer "ok"; a watcher records the key under `seen/`);
 - `count`: increment the counter `hits` in the default store and report it
@@ -30,10 +28,8 @@ import sys
 import time
 from typing import Any
 
-from wasikv_sdk import http, key_value, watch
+from wasikv_sdk import http, key_value
 from wasikv_sdk.errors import StoreError
-from wasikv_sdk.spin import http as spin_http
-from wasikv_sdk.wit import exports
 from wasikv_sdk.wit.imports import atomics, batch
 from wasikv_sdk.wit.imports import wasi_keyvalue_store as store
 
@@ -125,10 +121,10 @@ def behave(mode: str) -> dict[str, Any]:
     raise ValueError(f"unknown mode {mode!r}")
 
 
-class Run(exports.Run):
-    def run(self) -> None:
-        mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
-        print(json.dumps(behave(mode)), flush=True)
+def run() -> None:
+    """The command: argv[1] names the behaviour."""
+    mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
+    print(json.dumps(behave(mode)), flush=True)
 
 
 RESPONSES = {
@@ -149,27 +145,19 @@ RESPONSES = {
 }
 
 
-class Http(http.Handler):
-    def handle(self, request: http.Request) -> http.Response:
-        mode = request.path.rstrip("/").rsplit("/", 1)[-1]
-        if mode in RESPONSES:
-            return RESPONSES[mode]()
-        body = json.dumps(behave(mode)).encode()
-        return http.Response(200, {"content-type": "application/json"}, body)
+def handle(request: http.Request) -> http.Response:
+    """An HTTP request: the path's last segment names the behaviour."""
+    mode = request.path.rstrip("/").rsplit("/", 1)[-1]
+    if mode in RESPONSES:
+        return RESPONSES[mode]()
+    body = json.dumps(behave(mode)).encode()
+    return http.Response(200, {"content-type": "application/json"}, body)
 
 
-class IncomingHandler(spin_http.IncomingHandler):
-    def handle_request(self, request: spin_http.Request) -> spin_http.Response:
-        mode = request.uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        body = json.dumps(behave(mode)).encode()
-        return spin_http.Response(200, {"content-type": "application/json"}, body)
-
-
-class Watcher(watch.Watcher):
-    def on_set(self, bucket: key_value.Bucket, key: str, value: bytes) -> None:
-        mode = key.rsplit("/", 1)[-1]
-        result = behave(mode)
-        try:
-            bucket.set(f"seen/{key}", json.dumps(result).encode())
-        except StoreError:
-            pass
+def on_set(bucket: key_value.Bucket, key: str, value: bytes) -> None:
+    """A watched write: the key's last segment names the behaviour, recorded under `seen/KEY`."""
+    result = behave(key.rsplit("/", 1)[-1])
+    try:
+        bucket.set(f"seen/{key}", json.dumps(result).encode())
+    except StoreError:
+        pass
