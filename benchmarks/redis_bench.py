@@ -79,9 +79,10 @@ def measure(measure_wasikv: Any, bench: Path) -> dict[str, Any]:
 
 
 def _four_hosts(url: str, per_host: int = 1000) -> dict[str, Any]:
-    wasm = build_cached(ROOT / "tests" / "guests" / "conformance", CACHE / "guests")
+    wasm = build_cached(ROOT / "tests" / "guests" / "suite", CACHE / "guests", world="wasikv:app/sdk")
     env = {**os.environ, "WASIKV_CACHE_DIR": str(CACHE / "compiled")}
-    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={url}", str(wasm)]
+    # The suite guest's conformance command (tests/guests/suite/app.py).
+    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={url}", str(wasm), "conformance"]
     # Compiled once beforehand: four processes compiling the same component
     # at once would be timed instead of the increments.
     subprocess.run([*command, "counter-loop", "0"], check=True, stdout=subprocess.DEVNULL, env=env)

@@ -34,8 +34,7 @@ _UPSTREAM = "keyvalue-0.2.0-draft2-upstream"
 
 #: `guest_wasm` arguments: (name, world, module); None for the defaults.
 GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
-    ("commands", None, None),
-    ("triggers", _SDK, None),
+    ("suite", _SDK, None),
     ("examples/counter", None, None),
     ("examples/http-counter", _HTTP, None),
     ("examples/todo", _HTTP, "api"),

@@ -160,24 +160,21 @@ def tiny_command(fails: bool = False) -> bytes:
     return wat2wasm(_TINY_COMMAND.format(code=int(fails)))
 
 
-#: The command guests built together as tests/guests/commands, whose argv[1] names one of them.
+#: The command guests of tests/guests/suite, whose argv[1] names one of them.
 COMMAND_GUESTS = frozenset({"probe", "conformance", "sdk", "primitives"})
 
 
-def commands_wasm() -> Path:
-    """tests/guests/commands: run it with a guest of `COMMAND_GUESTS` as its first argument."""
-    return guest_wasm("commands")
-
-
-def triggers_wasm() -> Path:
-    """tests/guests/triggers: http_probe.py's HTTP handler and watch_probe.py's watcher in one component."""
-    return guest_wasm("triggers", "wasikv:app/sdk")
+def suite_wasm() -> Path:
+    """tests/guests/suite: a command (`COMMAND_GUESTS`, or hostile.py's misbehaviours), an HTTP
+    handler (http_probe.py; hostile.py under `/hostile/`) and a watcher (watch_probe.py; hostile.py
+    for keys under `hostile/`)."""
+    return guest_wasm("suite", "wasikv:app/sdk")
 
 
 def conformance_in_processes(store_url: str, scenario: str, count: int, processes: int = 4) -> list[Any]:
     """The conformance guest's `SCENARIO COUNT` in `processes` `wasikv run` processes at once on
     the store at `store_url`: each one's JSON report (each must exit 0)."""
-    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={store_url}", str(commands_wasm())]
+    command = [sys.executable, "-m", "wasikv", "run", "--store", f"default={store_url}", str(suite_wasm())]
     running = [
         subprocess.Popen(
             [*command, "conformance", scenario, str(count)],
@@ -200,7 +197,7 @@ def run_in(host: Host, name: str, args: Iterable[str] = (), grants: Iterable[str
     """Run guest `name` (of `COMMAND_GUESTS`, or in tests/guests) on `host`, capturing its output."""
     out, err = io.BytesIO(), io.BytesIO()
     if name in COMMAND_GUESTS:
-        wasm, argv = commands_wasm(), [name, *args]
+        wasm, argv = suite_wasm(), [name, *args]
     else:
         wasm, argv = guest_wasm(name), list(args)
     code = host.run(wasm, argv, grants=grants, stdout=out, stderr=err)

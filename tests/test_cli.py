@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import COMPILE_CACHE, commands_wasm, guest_wasm
+from .support import COMPILE_CACHE, guest_wasm, suite_wasm
 
 
 def wasikv(*args: str, cwd: Path, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,7 +57,7 @@ def test_memory_store_starts_empty_each_run(tmp_path: Path) -> None:
 
 
 def test_argv_env_and_no_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = str(commands_wasm())
+    app = str(suite_wasm())
     done = wasikv(
         "run", "--env", "GREETING=hi", "--env", "PATH", app, "probe", "report", "--flag", "x y", cwd=tmp_path
     )
@@ -71,19 +71,19 @@ def test_argv_env_and_no_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_a_long_line_of_guest_output_arrives_whole_through_a_pipe(tmp_path: Path) -> None:
     # A WASI stream passes at most 64 KiB per write here; the rest used to be lost.
     long = "x" * 100_000
-    done = wasikv("run", str(commands_wasm()), "probe", "report", long, cwd=tmp_path)
+    done = wasikv("run", str(suite_wasm()), "probe", "report", long, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["argv"][2] == long
 
 
 def test_exit_code_follows_the_component(tmp_path: Path) -> None:
-    done = wasikv("run", str(commands_wasm()), "probe", "fail", cwd=tmp_path)
+    done = wasikv("run", str(suite_wasm()), "probe", "fail", cwd=tmp_path)
     assert done.returncode == 1
     assert "failing on purpose" in done.stderr
 
 
 def test_trap_is_reported_not_crashing(tmp_path: Path) -> None:
-    done = wasikv("run", str(commands_wasm()), "probe", "trap", cwd=tmp_path)
+    done = wasikv("run", str(suite_wasm()), "probe", "trap", cwd=tmp_path)
     assert done.returncode == 1
     assert "Error: component trapped" in done.stderr
 
@@ -97,7 +97,7 @@ def test_trap_is_reported_not_crashing(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_gets_a_clear_error(args: list[str], message: str, tmp_path: Path) -> None:
-    args = [str(commands_wasm()) if a == "APP" else a for a in args]
+    args = [str(suite_wasm()) if a == "APP" else a for a in args]
     done = wasikv("run", *args, cwd=tmp_path)
     assert done.returncode != 0
     assert message in done.stderr
@@ -143,7 +143,7 @@ def test_kv_on_a_corrupt_file_reports_the_file(tmp_path: Path) -> None:
 
 def test_granting_an_undefined_label_is_refused(tmp_path: Path) -> None:
     done = wasikv(
-        "run", "--store", "default=memory:", "--grant", "nope", str(commands_wasm()), "probe", cwd=tmp_path
+        "run", "--store", "default=memory:", "--grant", "nope", str(suite_wasm()), "probe", cwd=tmp_path
     )
     assert done.returncode == 1
     assert "'nope' not defined" in done.stderr and "Traceback" not in done.stderr

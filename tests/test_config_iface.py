@@ -14,23 +14,21 @@ from wasikv.config_iface import NAME
 from wasikv.inspect import inspect_component
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
-from .support import commands_wasm, foreign_guest_wasm, triggers_wasm
+from .support import foreign_guest_wasm, suite_wasm
 
 VARIABLES = {"greeting": "hello", "api_key": "s3cr3t", "empty": ""}
 
 
 def probe_variables(host: Host, name: str, variables: dict[str, str] | None) -> Any:
     out, err = io.BytesIO(), io.BytesIO()
-    code = host.run(
-        commands_wasm(), ["probe", "variables", name], variables=variables, stdout=out, stderr=err
-    )
+    code = host.run(suite_wasm(), ["probe", "variables", name], variables=variables, stdout=out, stderr=err)
     assert code == 0, err.getvalue().decode()
     return json.loads(out.getvalue())
 
 
 def test_an_http_guest_reads_its_variables(make_host: Callable[..., Host]) -> None:
     host = make_host({"default": "memory:"})
-    component = host.load(triggers_wasm())
+    component = host.load(suite_wasm())
     probe = HttpComponent(host, component, name="probe", variables=VARIABLES)
     report = json.loads(probe.handle(HttpRequest("GET", "/variables?name=greeting")).body)
     assert report == {"all": VARIABLES, "get": "hello"}
@@ -55,11 +53,11 @@ def test_a_command_guest_reads_the_variables_of_its_run(make_host: Callable[...,
 def test_variables_must_be_strings(make_host: Callable[..., Host]) -> None:
     host = make_host({"default": "memory:"})
     with pytest.raises(ConfigError, match="variable 'port' must be a string, not int"):
-        host.run(commands_wasm(), ["probe", "variables", "port"], variables={"port": 8080})  # type: ignore[dict-item]
+        host.run(suite_wasm(), ["probe", "variables", "port"], variables={"port": 8080})  # type: ignore[dict-item]
 
 
 def test_sdk_guests_import_wasi_config_and_wasikv_provides_it(make_host: Callable[..., Host]) -> None:
-    report = inspect_component(make_host({"default": "memory:"}), commands_wasm())
+    report = inspect_component(make_host({"default": "memory:"}), suite_wasm())
     config = next(i for i in report.imports if i.name == NAME)
     assert config.provider == "wasikv" and not config.problems
 

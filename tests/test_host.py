@@ -22,7 +22,7 @@ from wasikv import (
     StoreError,
 )
 
-from .support import COMPILE_CACHE, commands_wasm, run_in, tiny_command
+from .support import COMPILE_CACHE, run_in, suite_wasm, tiny_command
 
 MakeHost = Callable[..., Host]
 
@@ -128,7 +128,7 @@ def test_a_locked_sqlite_store_reaches_the_guest_as_other(make_host: MakeHost, t
 
 def test_guests_in_parallel_threads_share_one_host(make_host: MakeHost, tmp_path: Path) -> None:
     host = make_host({"default": f"sqlite:{tmp_path / 'threads.db'}", "mem": "memory:"})
-    component = host.load(commands_wasm())
+    component = host.load(suite_wasm())
     failures: list[BaseException] = []
 
     def work() -> None:
@@ -204,7 +204,7 @@ def test_instance_pool_runs_guests_and_refuses_past_its_limit() -> None:
     with Host(
         {"default": "memory:"}, cache_dir=COMPILE_CACHE, instance_pool=InstancePool(max_instances=1)
     ) as host:
-        component = host.load(commands_wasm())
+        component = host.load(suite_wasm())
         assert run_in(host, "conformance", ["counter-loop", "3"]).json()["last"] == 3
         with host.instantiate(component), pytest.raises(ComponentError, match="cannot instantiate"):
             host.run(component, ["conformance", "counter-loop", "1"])

@@ -22,13 +22,13 @@ from wasikv.triggers.http import (
 )
 from wasikv.wit_types import FuncSig
 
-from .support import COMPILE_CACHE, triggers_wasm
+from .support import COMPILE_CACHE, suite_wasm
 
 
 @pytest.fixture
 def probe(make_host: Callable[..., Host]) -> HttpComponent:
     host = make_host({"default": "memory:", "other": "memory:other"})
-    return HttpComponent(host, host.load(triggers_wasm()), name="probe", grants=["default"])
+    return HttpComponent(host, host.load(suite_wasm()), name="probe", grants=["default"])
 
 
 def test_request_reaches_the_guest_intact(probe: HttpComponent) -> None:
@@ -81,7 +81,7 @@ def test_the_response_is_handed_over_before_the_instance_is_torn_down() -> None:
     # down; the live-instance gauge shows which side of the teardown we are on.
     metrics = Metrics()
     with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE, metrics=metrics) as host:
-        probe = HttpComponent(host, host.load(triggers_wasm()), name="probe", grants=["default"])
+        probe = HttpComponent(host, host.load(suite_wasm()), name="probe", grants=["default"])
         alive_at_response: list[float] = []
 
         def on_response(response: object) -> None:
@@ -116,7 +116,7 @@ def test_a_handler_traceback_is_logged_with_the_apps_own_file_names(
     probe: HttpComponent, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert probe.handle(HttpRequest("GET", "/raise")).status == 500
-    app = Path(__file__).parent / "guests" / "triggers" / "http_probe.py"
+    app = Path(__file__).parent / "guests" / "suite" / "http_probe.py"
     assert f'File "{app}"' in caplog.text, caplog.text
     assert '"/1/http_probe.py"' not in caplog.text
     assert "RuntimeError: handler failed on purpose" in caplog.text

@@ -12,7 +12,7 @@ import pytest
 
 from wasikv import SqliteStore
 
-from .support import COMPILE_CACHE, commands_wasm, conformance_in_processes
+from .support import COMPILE_CACHE, conformance_in_processes, suite_wasm
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_four_hosts_cas_loops_on_one_key(tmp_path: Path) -> None:
 
 def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
-    proc = spawn_run(db, str(commands_wasm()), "conformance", "counter-ack", "1000000")
+    proc = spawn_run(db, str(suite_wasm()), "conformance", "counter-ack", "1000000")
     assert proc.stdout is not None
     acknowledged = 0
     for line in proc.stdout:

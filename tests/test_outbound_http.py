@@ -22,7 +22,7 @@ from wasikv.app.loader import load_app
 from wasikv.triggers.http import HttpRequest
 from wasikv.triggers.http_app import HttpRoutes
 
-from .support import COMPILE_CACHE, commands_wasm, foreign_guest_wasm, run_in, triggers_wasm
+from .support import COMPILE_CACHE, foreign_guest_wasm, run_in, suite_wasm
 
 pytestmark = pytest.mark.component
 
@@ -85,7 +85,7 @@ def server() -> Iterator[Server]:
 
 def _fetch(host: Host, *args: str, outbound_http: bool) -> Any:
     out, err = io.BytesIO(), io.BytesIO()
-    wasm = commands_wasm()
+    wasm = suite_wasm()
     code = host.run(wasm, ["probe", "fetch", *args], stdout=out, stderr=err, outbound_http=outbound_http)
     assert code == 0, err.getvalue().decode()
     return json.loads(out.getvalue().decode().splitlines()[-1])
@@ -166,7 +166,7 @@ def test_wasikv_run_allows_outbound_http_with_a_flag(
     tmp_path: Path, server: Server, flag: list[str], expected: object
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "wasikv", "run", *flag, str(commands_wasm()), "probe", "fetch", server.url],
+        [sys.executable, "-m", "wasikv", "run", *flag, str(suite_wasm()), "probe", "fetch", server.url],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -187,7 +187,7 @@ def test_connection_refused_is_a_clean_error(make_host: Callable[..., Host]) -> 
 def test_a_relative_url_is_a_value_error_in_the_guest(make_host: Callable[..., Host]) -> None:
     err = io.BytesIO()
     with pytest.raises(GuestTrap):  # an uncaught exception in a command traps
-        make_host({"default": "memory:"}).run(commands_wasm(), ["probe", "fetch", "/relative"], stderr=err)
+        make_host({"default": "memory:"}).run(suite_wasm(), ["probe", "fetch", "/relative"], stderr=err)
     assert "ValueError: send needs an absolute http:// or https:// URL" in err.getvalue().decode()
 
 
@@ -224,7 +224,7 @@ source = "probe.wasm"
 def test_app_components_get_outbound_http_from_their_manifest(
     tmp_path: Path, make_host: Callable[..., Host], server: Server
 ) -> None:
-    (tmp_path / "probe.wasm").write_bytes(triggers_wasm().read_bytes())
+    (tmp_path / "probe.wasm").write_bytes(suite_wasm().read_bytes())
     (tmp_path / "wasikv.toml").write_text(MANIFEST)
     routes = HttpRoutes.from_app(load_app(tmp_path / "wasikv.toml"), make_host({"default": "memory:"}))
 

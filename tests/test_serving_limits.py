@@ -17,12 +17,12 @@ import pytest
 from wasikv import GuestTrap, Host
 
 from .sandbox.test_up_hostile import MANIFEST, Up, start_up
-from .support import COMPILE_CACHE, triggers_wasm
+from .support import COMPILE_CACHE, suite_wasm
 
 
 @pytest.fixture(scope="module")
 def hostile() -> Path:
-    return triggers_wasm()
+    return suite_wasm()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import COMPILE_CACHE, ROOT, guest_wasm, triggers_wasm
+from .support import COMPILE_CACHE, ROOT, guest_wasm, suite_wasm
 
 HTTP_WORLD = "wasikv:app/http-trigger"
 
@@ -54,7 +54,7 @@ def free_port() -> int:
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     shutil.copy(guest_wasm("examples/http-counter", HTTP_WORLD), tmp_path / "counter.wasm")
-    shutil.copy(triggers_wasm(), tmp_path / "probe.wasm")
+    shutil.copy(suite_wasm(), tmp_path / "probe.wasm")
     (tmp_path / "wasikv.toml").write_text(MANIFEST)
     (tmp_path / "runtime-config.toml").write_text('[key_value_store.other]\ntype = "memory"\n')
     return tmp_path

@@ -29,7 +29,7 @@ from .redis_support import (
     require_redis,
     unique_prefix,
 )
-from .support import COMPILE_CACHE, ROOT, guest_wasm, triggers_wasm
+from .support import COMPILE_CACHE, ROOT, guest_wasm, suite_wasm
 
 HTTP_WORLD = "wasikv:app/http-trigger"
 FAST_RETRY = RetryPolicy((0.01, 0.02, 0.03))
@@ -38,7 +38,7 @@ TIMEOUT = 60.0
 
 @pytest.fixture(scope="session")
 def probe_wasm() -> Path:
-    return triggers_wasm()
+    return suite_wasm()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Watch positions kept in the watched store: nothing an operator does to `.wasikv/` skips changes.
 
-Real watcher components (tests/guests/triggers/watch_probe.py) on SQLite files, through
+Real watcher components (tests/guests/suite/watch_probe.py) on SQLite files, through
 `WatchTriggers.from_app` as `wasikv up` runs them; old cursor files from
 before positions moved into the store are migrated once, or refused at
 start-up, promptly, when unusable.
@@ -33,7 +33,7 @@ from wasikv.triggers.watch import (
     position_name,
 )
 
-from .support import COMPILE_CACHE, triggers_wasm
+from .support import COMPILE_CACHE, suite_wasm
 
 APP = "positions-app"
 MANIFEST = f"""\
@@ -69,7 +69,7 @@ PROMPT = 20.0
 
 @pytest.fixture(scope="session")
 def probe_wasm() -> Path:
-    return triggers_wasm()
+    return suite_wasm()
 
 
 @pytest.fixture

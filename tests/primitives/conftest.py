@@ -18,7 +18,7 @@ from wasikv.stores.base import Store
 
 from ..backends import BACKEND_NAMES, private_store_url
 from ..redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix
-from ..support import COMPILE_CACHE, ROOT, commands_wasm
+from ..support import COMPILE_CACHE, ROOT, suite_wasm
 
 OpenBucket = Callable[[str], Bucket]
 
@@ -99,7 +99,7 @@ def primitives_guest() -> Path:
     Compiling here first keeps several processes started at once from each
     compiling the same component.
     """
-    wasm = commands_wasm()
+    wasm = suite_wasm()
     with Host({}, cache_dir=COMPILE_CACHE) as host:
         host.load(wasm)
     return wasm

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import COMPILE_CACHE, foreign_guest_wasm, triggers_wasm
+from ..support import COMPILE_CACHE, foreign_guest_wasm, suite_wasm
 
 
 def start_wasikv(*args: str, cwd: Path) -> subprocess.Popen[str]:
@@ -33,8 +33,8 @@ def run_wasikv(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Comple
 
 @pytest.fixture(scope="session")
 def hostile_wasm() -> Path:
-    """tests/guests/triggers, whose command, `/hostile/` paths and `hostile/` keys misbehave on request."""
-    return triggers_wasm()
+    """tests/guests/suite, whose hostile.py misbehaves on request (see its docstring)."""
+    return suite_wasm()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from wasikv import ComponentError, Host
 from wasikv import _canonical as cv
 from wasikv.asgi import create_app
 
-from ..support import COMPILE_CACHE, commands_wasm, guest_wasm
+from ..support import COMPILE_CACHE, guest_wasm
 from .conftest import run_wasikv
 
 LIST_KEYS = (
@@ -80,7 +80,7 @@ def test_up_refuses_a_mistyped_component_at_start_up(
 
 def test_up_refuses_a_component_without_the_export_its_trigger_calls(tmp_path: Path) -> None:
     # A command component serves neither HTTP nor a watcher.
-    manifest = _manifest(tmp_path, commands_wasm(), "http")
+    manifest = _manifest(tmp_path, guest_wasm("examples/counter"), "http")
     with pytest.raises(ComponentError, match=r"component 'app'.*does not export wasikv:app/http@0.1.0"):
         create_app(manifest, cache_dir=COMPILE_CACHE)
     done = run_wasikv("up", "--listen", "127.0.0.1:1", cwd=tmp_path)

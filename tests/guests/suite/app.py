@@ -1,9 +1,15 @@
-"""The suite's trigger and hostile guests, built as one component (one build and compile instead of three).
+"""The suite's guests, built as one component (one componentize-py build and compile instead of eight).
 
 Built for the `wasikv:app/sdk` world, so the one component is a command, an
 HTTP handler and a watcher:
 
-- `Run` is hostile.py's command: argv[1] names a misbehaviour (`loop`, `hog`, ...);
+- `Run`: `<component> GUEST [ARGS...]` runs GUEST, which then sees argv as if
+  it had been built alone (`[<component>, ARGS...]`): `probe`, what the host
+  gives a command (probe.py); `conformance`, every wasi:keyvalue function
+  through the raw bindings (conformance.py); `sdk`, the Pythonic layer
+  `wasikv_sdk.key_value` (sdk_layer.py); `primitives`, the coordination
+  primitives (primitives.py). Any other argv[1] is one of hostile.py's
+  misbehaviours (`loop`, `hog`, ...);
 - `Http` serves paths under `/hostile/` with hostile.py and every other with
   http_probe.py's handler (`/echo`, `/count`, `/variables`, ...);
 - `Watcher` hands keys under `hostile/` to hostile.py and every other to
@@ -12,8 +18,14 @@ HTTP handler and a watcher:
 The Spin-style handler (which wasikv serves only without `Http`) answers 404.
 """
 
+import sys
+
+import conformance
 import hostile
 import http_probe
+import primitives
+import probe
+import sdk_layer
 import watch_probe
 
 from wasikv_sdk import http, key_value, watch
@@ -22,6 +34,8 @@ from wasikv_sdk.wit import exports
 
 __all__ = ["Http", "IncomingHandler", "Run", "Watcher"]
 
+#: The command guests, by their argv[1].
+COMMANDS = {"probe": probe, "conformance": conformance, "sdk": sdk_layer, "primitives": primitives}
 #: Requests and watched keys for hostile.py; the rest go to the probes.
 HOSTILE_PATHS = "/hostile/"
 HOSTILE_KEYS = "hostile/"
@@ -29,7 +43,12 @@ HOSTILE_KEYS = "hostile/"
 
 class Run(exports.Run):
     def run(self) -> None:
-        hostile.run()
+        guest = COMMANDS.get(sys.argv[1]) if len(sys.argv) > 1 else None
+        if guest is None:
+            hostile.run()
+            return
+        del sys.argv[1]
+        guest.Run().run()
 
 
 class Http(http.Handler):

@@ -1,4 +1,4 @@
-"""The hostile guest (tests/guests/triggers/app.py routes to it): misbehaviour on request.
+"""The hostile guest (tests/guests/suite/app.py routes to it): misbehaviour on request.
 
 The behaviour is chosen by argv[1] (the command), the request path's last
 segment (HTTP, under `/hostile/`: `/hostile/loop`) or the changed key's last
