@@ -91,6 +91,22 @@ def test_spin_sdk_import_points_to_wasikv_sdk_spin() -> None:
     )
 
 
+SPIN_PORT = "from spin_sdk import http\n\n\nclass IncomingHandler(http.IncomingHandler):\n    pass\n"
+
+
+def test_a_spin_app_built_as_a_command_is_told_about_its_import_first() -> None:
+    # As the guest's Python meets them: the import fails before the class Run is looked up.
+    said = build_error(SPIN_PORT)
+    assert said.startswith(
+        "Error: cannot build app/app.py for wasikv:app/command:\n"
+        '  File "<APP>/app.py", line 1\n'
+        "    from spin_sdk import http\n"
+        "ModuleNotFoundError: No module named 'spin_sdk'\n"
+        "hint: wasikv_sdk.spin has spin_sdk's modules"
+    ), said
+    assert "Run" not in said
+
+
 # The star import hides what the module binds from wasikv's look at its source
 # (wasikv.app_check), so componentize-py finds the class missing, seconds in.
 SPIN_WITHOUT_CLASS = """\

@@ -57,30 +57,14 @@ def componentize(
     paths += [Path(p).resolve() for p in (app_dir, *python_path)]
     source = Path(app_dir) / f"{module}.py"
     app = str(source)
-    if wit is None and world in WORLD_CLASSES:
+    said = _certain_failure(source, module, world, paths) if wit is None else None
+    if said is not None:
         # Said at once rather than by componentize-py seconds later, in the same words.
-        name = WORLD_CLASSES[world][0]
-        if missing_class(source, name):
-            said = f"AttributeError: module '{module}' has no attribute '{name}'"
-            raise ComponentError(
-                explain_build_failure(
-                    said, app=app, module=module, world=world, python_path=paths, custom_wit=False
-                )
+        raise ComponentError(
+            explain_build_failure(
+                said, app=app, module=module, world=world, python_path=paths, custom_wit=False
             )
-    if wit is None:
-        # A Spin app's first port: told at once, with the hint, rather than seconds into the build.
-        found = missing_import(source, "spin_sdk", paths)
-        if found is not None:
-            line, text = found
-            said = (
-                f'  File "{source.resolve()}", line {line}\n    {text.strip()}\n'
-                "ModuleNotFoundError: No module named 'spin_sdk'"
-            )
-            raise ComponentError(
-                explain_build_failure(
-                    said, app=app, module=module, world=world, python_path=paths, custom_wit=False
-                )
-            )
+        )
     target = ["-w", world] if wit is None else ["-d", str(wit), "-w", world]
     command = [_componentize_py(), *target, "componentize"]
     for path in paths:
@@ -106,6 +90,27 @@ def componentize(
     with output.open("ab") as component:
         component.write(custom_section(PATHS_SECTION, json.dumps([str(p) for p in paths]).encode()))
     return output
+
+
+def _certain_failure(source: Path, module: str, world: str, paths: list[Path]) -> str | None:
+    """The error componentize-py would report for the app, if its source tells it for sure.
+
+    In the order the guest's Python meets them: importing the module (a
+    `spin_sdk` import, the usual first step of a Spin port), then looking
+    up the class the world calls.
+    """
+    found = missing_import(source, "spin_sdk", paths)
+    if found is not None:
+        line, text = found
+        return (
+            f'  File "{source.resolve()}", line {line}\n    {text.strip()}\n'
+            "ModuleNotFoundError: No module named 'spin_sdk'"
+        )
+    if world in WORLD_CLASSES:
+        name = WORLD_CLASSES[world][0]
+        if missing_class(source, name):
+            return f"AttributeError: module '{module}' has no attribute '{name}'"
+    return None
 
 
 def source_digest(app_dir: str | Path, world: str = COMMAND_WORLD) -> str:
