@@ -68,6 +68,34 @@ def test_argv_env_and_no_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert report["root"] == [] or str(report["root"]).startswith("error")
 
 
+def test_variables_reach_the_guest_through_wasi_config(tmp_path: Path) -> None:
+    app = str(suite_wasm())
+    done = wasikv(
+        "run",
+        *("--variable", "greeting=hello", "--variable", "api_key=a=b", "--variable", "greeting=hi"),
+        *(app, "probe", "variables", "greeting"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    # The last value of a name wins; a value may hold '='.
+    assert json.loads(done.stdout) == {"all": {"greeting": "hi", "api_key": "a=b"}, "get": "hi"}
+    unset = wasikv("run", app, "probe", "variables", "greeting", cwd=tmp_path)
+    assert json.loads(unset.stdout)["error"].startswith("NoSuchVariable")
+
+
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        ("greeting", "Error: --variable 'greeting' has no '=': write --variable NAME=VALUE"),
+        ("Greeting=hi", "Error: --variable 'Greeting'=...: the name is invalid"),
+    ],
+)
+def test_a_malformed_variable_is_one_line_and_runs_nothing(tmp_path: Path, flag: str, said: str) -> None:
+    done = wasikv("run", "--variable", flag, str(tmp_path / "missing.wasm"), cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(said) and len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_a_long_line_of_guest_output_arrives_whole_through_a_pipe(tmp_path: Path) -> None:
     # A WASI stream passes at most 64 KiB per write here; the rest used to be lost.
     long = "x" * 100_000

@@ -128,6 +128,13 @@ def main(verbose: bool) -> None:
     help="Give the guest an environment variable; NAME alone passes this process's value.",
 )
 @click.option(
+    "--variable",
+    "variable_flags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Give the guest a variable, read through wasi:config/store (`wasikv_sdk.variables`; repeatable).",
+)
+@click.option(
     "--grant",
     "grants",
     multiple=True,
@@ -156,6 +163,7 @@ def run(
     stores: tuple[str, ...],
     key_values: tuple[str, ...],
     env: tuple[str, ...],
+    variable_flags: tuple[str, ...],
     grants: tuple[str, ...],
     outbound_http: bool,
     cache_dir: str | None,
@@ -170,10 +178,15 @@ def run(
 
     The guest's argv is [APP, *ARGS], as with `wasmtime run`. It gets no
     filesystem, no network (but outbound HTTP to any host with
-    --allow-outbound-http) and only the environment given with --env. A
-    guest stopped by --timeout exits 124; Ctrl-C stops it and exits 130.
+    --allow-outbound-http), only the environment given with --env and only
+    the variables given with --variable. A guest stopped by --timeout exits
+    124; Ctrl-C stops it and exits 130.
     """
+    from .app.variable_sources import parse_variable_flag
     from .host import Host
+
+    with _reported():
+        variables = dict(parse_variable_flag(flag) for flag in variable_flags)
 
     labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
     environment = {}
@@ -201,6 +214,7 @@ def run(
                     app,
                     args,
                     env=environment,
+                    variables=variables,
                     grants=grants or None,
                     program_name=app,
                     timeout=timeout,
