@@ -157,7 +157,7 @@ _TINY_COMMAND = """
 
 def tiny_command(fails: bool = False) -> bytes:
     """A command component that compiles in milliseconds and exits 0 (1 if `fails`)."""
-    return wat2wasm(_TINY_COMMAND.format(code=int(fails)))
+    return bytes(wat2wasm(_TINY_COMMAND.format(code=int(fails))))
 
 
 #: The command guests of tests/guests/suite, whose argv[1] names one of them.
