@@ -24,6 +24,30 @@ def wasikv(*args: str, cwd: Path, input: bytes | None = None) -> subprocess.Comp
     )
 
 
+_LAZY = """
+import sys
+import wasikv
+assert "wasmtime" not in sys.modules and "wasikv.host" not in sys.modules, sorted(sys.modules)
+from wasikv.cli import main
+assert "wasmtime" not in sys.modules, "the command line imports wasmtime before a command needs it"
+assert wasikv.stores.open_store is wasikv.open_store  # submodules are attributes, as they were
+assert "wasmtime" not in sys.modules
+assert wasikv.Host.__module__ == "wasikv.host" and "wasmtime" in sys.modules
+try:
+    wasikv.no_such_name
+except AttributeError as exc:
+    print(exc)
+"""
+
+
+def test_importing_wasikv_or_its_command_line_loads_neither_the_host_nor_wasmtime(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LAZY], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "module 'wasikv' has no attribute 'no_such_name'\n"
+
+
 @pytest.mark.parametrize("command", [[], ["run"], ["kv"], ["kv", "get"], ["componentize"]])
 def test_help(command: list[str], tmp_path: Path) -> None:
     done = wasikv(*command, "--help", cwd=tmp_path)

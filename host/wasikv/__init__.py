@@ -11,6 +11,7 @@ the `wasikv` command start without loading wasmtime and every backend: a
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -89,11 +90,14 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wasikv' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # found directly from now on
-    return value
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # found directly from now on
+        return value
+    # `wasikv.stores` and the other submodules, as when this package imported them all.
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'wasikv' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
