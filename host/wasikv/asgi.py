@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .app.loader import LoadedApp, load_app
 from .app.triggers import HTTP, KEY_VALUE, TRIGGER_KINDS
 from .app.variable_sources import VariableSources
 from .compile_cache import CompileHook
+from .deadlines import Shutdown
 from .errors import GuestInterrupted, GuestTimeout
 from .host import Host
 from .instance_pool import InstancePool
@@ -41,10 +43,14 @@ from .workers import Overloaded, WorkerPool
 #: Request handling creates an instance per request: pool them by default.
 DEFAULT_POOL = InstancePool()
 # How long past its deadline a request waits for a guest blocked in a host
-# call (which epochs cannot stop) before it is answered 504 anyway, and how
-# often that is checked.
+# call (which epochs cannot stop) before it is answered 504 anyway, how long
+# past the shutdown cut-off before it is answered 503, and how often that is
+# checked.
 _STUCK_GRACE = 1.0
-_STUCK_CHECK = 0.5
+_STOP_GRACE = 0.5
+_STUCK_CHECK = 0.25
+# Seconds `close` waits for workers still running (not blocked ones).
+_CLOSE_WAIT = 2.0
 # Seconds between two updates of the watcher-lag metric.
 _LAG_REFRESH = 2.0
 #: The `Retry-After` of a 503 from a full queue, in seconds.
@@ -82,6 +88,7 @@ class WasikvApp:
         metrics: Metrics | None = None,
         singletons: bool = True,
         on_compile: CompileHook | None = None,
+        max_blocked: int | None = None,
     ) -> None:
         for name, value in (("request_timeout", request_timeout), ("body_timeout", body_timeout)):
             if value is not None and value <= 0:
@@ -115,8 +122,15 @@ class WasikvApp:
         self.components = routes.components
         count = workers or default_workers()
         self._pool = WorkerPool(
-            count, default_queue_limit(count) if queue_limit is None else queue_limit, name="wasikv-http"
+            count,
+            default_queue_limit(count) if queue_limit is None else queue_limit,
+            max_written_off=max_blocked,
+            name="wasikv-http",
+            on_written_off=None if metrics is None else metrics.blocked_workers.set,
         )
+        # The cut-off of a shutdown (see `interrupt`): requests still waiting
+        # then are answered 503, and so are guests blocked in a host call.
+        self._stop = Shutdown()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -181,6 +195,7 @@ class WasikvApp:
     async def _serve(self, name: str, route: str, request: HttpRequest) -> HttpResponse:
         component = self.components[name]
         timeout = self.request_timeout
+        arrived = time.monotonic()
         started: list[float] = []
         loop = asyncio.get_running_loop()
         # Resolved as soon as the guest has answered, while its worker still
@@ -202,6 +217,10 @@ class WasikvApp:
             log.warning("component %s on %s %s: 503, %s", name, request.method, route, exc)
             return _overloaded()
         waiting = asyncio.wrap_future(future)
+        # However the request ends, the outcome of its work is retrieved: a
+        # written-off guest that fails at last is no "Future exception was
+        # never retrieved" at shutdown.
+        waiting.add_done_callback(_retrieve)
         try:
             while True:
                 done, _ = await asyncio.wait(
@@ -213,13 +232,8 @@ class WasikvApp:
                 if done:
                     response: HttpResponse = waiting.result()
                     return response
-                if timeout is not None and started and time.monotonic() > started[0] + timeout + _STUCK_GRACE:
-                    break
-            # The guest is blocked in a host call past its deadline (epochs
-            # stop only running wasm): answer now, let a fresh worker take its place.
-            self._pool.write_off(future)
-            why = "is blocked past its {} s request timeout; answered 504, its worker is written off"
-            return _gateway_timeout(name, route, request, why.format(f"{timeout:g}"))
+                if verdict := self._overdue(future, arrived, started):
+                    return self._give_up(future, name, route, request, verdict)
         except GuestTimeout:
             return _gateway_timeout(
                 name, route, request, f"ran past the {timeout:g} s request timeout; answered 504"
@@ -235,6 +249,64 @@ class WasikvApp:
             # server's: answer 500, log it, keep serving.
             log.error("component %s failed on %s %s: %s", name, request.method, request.uri, exc)
             return _plain(500, "Internal Server Error")
+
+    def _overdue(self, future: Future[Any], arrived: float, started: list[float]) -> str | None:
+        """Why a request still unanswered must be answered now, if it must: its deadline or shutdown."""
+        now = time.monotonic()
+        timeout = self.request_timeout
+        stopping = now > self._stop.at
+        if not started:
+            # Still queued: a worker never became free in time (or the server is stopping).
+            late = timeout is not None and now > arrived + timeout
+            if (stopping or late) and self._pool.withdraw(future):
+                return "stopping" if stopping else "queued"
+            return None
+        # Running, and past what epochs would have stopped: blocked in a host call.
+        if timeout is not None and now > started[0] + timeout + _STUCK_GRACE:
+            return "blocked"
+        if now > self._stop.at + _STOP_GRACE:
+            return "stopping"
+        return None
+
+    def _give_up(
+        self, future: Future[Any], name: str, route: str, request: HttpRequest, verdict: str
+    ) -> HttpResponse:
+        """Answer a request whose guest cannot answer in time: 503 (queued, stopping) or 504 (blocked)."""
+        timeout = self.request_timeout
+        if verdict == "queued":
+            log.warning(
+                "component %s on %s %s: waited %g s for a worker; answered 503",
+                name,
+                request.method,
+                route,
+                timeout,
+            )
+            return _overloaded()
+        if verdict == "stopping" and not future.running():
+            return _plain(503, "Service Unavailable")
+        # The guest is blocked in a host call that epochs cannot stop: answer
+        # now, and let a fresh worker take its place.
+        if self._pool.write_off(future):
+            if self.metrics is not None:
+                self.metrics.written_off.inc()
+            fate = "its worker is written off and replaced"
+        else:
+            fate = (
+                f"its worker is not replaced: {self._pool.written_off} workers are already blocked"
+                " (the most replaced at once)"
+            )
+        if verdict == "stopping":
+            log.warning(
+                "component %s on %s %s is blocked in a host call at shutdown; answered 503, %s",
+                name,
+                request.method,
+                route,
+                fate,
+            )
+            return _plain(503, "Service Unavailable")
+        assert timeout is not None
+        why = f"is blocked in a host call past its {timeout:g} s request timeout; answered 504, {fate}"
+        return _gateway_timeout(name, route, request, why)
 
     @property
     def watchers(self) -> WatchTriggers:
@@ -265,9 +337,19 @@ class WasikvApp:
             raise
 
     def interrupt(self, grace: float = 0.0) -> None:
-        """Stop this app's running guests `grace` seconds from now (for shutdown)."""
+        """Stop this app's guests `grace` seconds from now (for shutdown).
+
+        Requests then still waiting for a worker, or whose guest is blocked
+        in a host call, are answered 503 at once.
+        """
+        self._stop.begin(grace)
         if self._owns_host:
             self.host.interrupt(grace)
+
+    @property
+    def blocked_workers(self) -> int:
+        """Workers written off now: their guests are blocked in host calls past their deadlines."""
+        return self._pool.written_off
 
     def close(self) -> None:
         """Stop triggers (watchers) and worker threads, and close the stores (if this app opened them).
@@ -279,7 +361,9 @@ class WasikvApp:
         self.interrupt(grace=0.0)
         for service in self.triggers.values():
             service.stop()
-        self._pool.shutdown(timeout=5.0)
+        # Requests were answered by now (or given up, at the cut-off): what
+        # still runs is tearing instances down.
+        self._pool.shutdown(timeout=_CLOSE_WAIT)
         if self._owns_host:
             self.host.close()
 
@@ -293,6 +377,12 @@ def _log_late_failure(name: str, route: str, finished: asyncio.Future[HttpRespon
     """Log a failure after the response went out (tearing the instance down)."""
     if not finished.cancelled() and (exc := finished.exception()) is not None:
         log.warning("component %s on %s: after its response: %s", name, route, exc)
+
+
+def _retrieve(finished: asyncio.Future[HttpResponse]) -> None:
+    """Mark a request's outcome as seen (what matters of it was handled where it was awaited)."""
+    if not finished.cancelled():
+        finished.exception()
 
 
 def default_workers() -> int:
@@ -332,6 +422,7 @@ def create_app(
     metrics: Metrics | None = None,
     singletons: bool = True,
     on_compile: CompileHook | None = None,
+    max_blocked: int | None = None,
 ) -> WasikvApp:
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
@@ -345,7 +436,11 @@ def create_app(
     than `request_timeout` seconds (None: no limit) is answered 504; a
     watcher call that long fails. Requests waiting for one of the `workers`
     (default one per CPU, at least 2) are capped at `queue_limit` (default
-    64, or 4 x workers if more); more are answered 503 with `Retry-After`. A client that has not
+    64, or 4 x workers if more); more are answered 503 with `Retry-After`,
+    and so is a request still waiting after `request_timeout`. A guest
+    blocked in a host call (a sleep, a silent upstream: epochs cannot stop
+    it) is answered 504 a second after its deadline and its worker replaced,
+    up to `max_blocked` stuck at once (default 8 x workers). A client that has not
     sent a request's whole body within `body_timeout` seconds gets 408.
     `metrics` (a `wasikv.metrics.Metrics`) counts requests, instances and
     store calls; without `singletons` the watchers do not run here (another
@@ -373,6 +468,7 @@ def create_app(
         metrics=metrics,
         singletons=singletons,
         on_compile=on_compile,
+        max_blocked=max_blocked,
     )
     seeds = list(key_values)
     if seeds:

@@ -415,6 +415,14 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     metavar="N",
     help="Requests that may wait for a worker; more get 503 (default: 64, or 4 x workers if more).",
 )
+@click.option(
+    "--max-blocked",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Workers replaced at once when their guest is blocked in a host call past its deadline"
+    " (default: 8 x workers).",
+)
 @_max_memory_option
 @click.option(
     "--header-timeout",
@@ -475,6 +483,7 @@ def up(
     no_instance_pool: bool,
     request_timeout: float,
     queue_limit: int | None,
+    max_blocked: int | None,
     max_memory: int,
     header_timeout: float,
     body_timeout: float,
@@ -537,6 +546,7 @@ def up(
             instance_pool=None if no_instance_pool else DEFAULT_POOL,
             request_timeout=request_timeout,
             queue_limit=queue_limit,
+            max_blocked=max_blocked,
             body_timeout=body_timeout,
             limits=Limits(max_memory_bytes=max_memory << 20),
             metrics=metrics,

@@ -10,6 +10,9 @@ one, which a service embedding wasikv may use for its own metrics):
 - `wasikv_instantiate_duration_seconds{component}`: creating a fresh instance;
 - `wasikv_instances` (instances alive now, the pool's occupancy) and
   `wasikv_requests_waiting` (requests queued for a worker);
+- `wasikv_workers_written_off_total` and `wasikv_workers_blocked`: request
+  workers given up on because their guest was blocked in a host call past
+  its deadline (each replaced by a fresh one), in all and still blocked now;
 - `wasikv_store_operation_duration_seconds{store,operation}` and
   `wasikv_store_errors_total{store,operation}`: every store call guests and
   triggers make, by label;
@@ -89,6 +92,18 @@ class Metrics:
         self.waiting = prometheus.Gauge(
             "wasikv_requests_waiting",
             "Requests waiting for a worker.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.written_off = prometheus.Counter(
+            "wasikv_workers_written_off",
+            "Request workers given up on (and replaced): their guest was blocked in a host call past"
+            " its deadline.",
+            registry=r,
+        )
+        self.blocked_workers = prometheus.Gauge(
+            "wasikv_workers_blocked",
+            "Written-off workers whose guest is still blocked in a host call.",
             registry=r,
             multiprocess_mode="livesum",
         )

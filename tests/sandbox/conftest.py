@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,27 @@ def hostile_wasm() -> Path:
 def mistyped_wasm() -> Path:
     """A component importing the 0.2.0-draft shapes under wasikv's draft2 interface names."""
     return foreign_guest_wasm("keyvalue-0.2.0-draft", relabel="0.2.0-draft2")
+
+
+#: An app of one component, the hostile guest, serving `/hostile/...`.
+HOSTILE_MANIFEST = """\
+spin_manifest_version = 2
+[application]
+name = "hostile"
+
+[[trigger.http]]
+route = "/hostile/..."
+component = "hostile"
+
+[component.hostile]
+source = "hostile.wasm"
+key_value_stores = ["default"]
+"""
+
+
+@pytest.fixture
+def app_dir(hostile_wasm: Path, tmp_path: Path) -> Path:
+    """A directory holding the hostile app (`HOSTILE_MANIFEST`) and its component."""
+    shutil.copy(hostile_wasm, tmp_path / "hostile.wasm")
+    (tmp_path / "wasikv.toml").write_text(HOSTILE_MANIFEST)
+    return tmp_path

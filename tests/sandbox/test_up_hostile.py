@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,20 +19,9 @@ import pytest
 from ..redis_support import RedisServer
 from ..support import COMPILE_CACHE
 from ..test_up import free_port
+from .conftest import HOSTILE_MANIFEST
 
-MANIFEST = """\
-spin_manifest_version = 2
-[application]
-name = "hostile"
-
-[[trigger.http]]
-route = "/hostile/..."
-component = "hostile"
-
-[component.hostile]
-source = "hostile.wasm"
-key_value_stores = ["default"]
-"""
+MANIFEST = HOSTILE_MANIFEST
 
 WORKERS = 2
 CAP_MIB = 128
@@ -101,13 +89,6 @@ def start_up(app_dir: Path, *args: str) -> Up:
                 proc.kill()
                 raise AssertionError(f"server did not start: {proc.communicate()}") from None
             time.sleep(0.1)
-
-
-@pytest.fixture
-def app_dir(hostile_wasm: Path, tmp_path: Path) -> Path:
-    shutil.copy(hostile_wasm, tmp_path / "hostile.wasm")
-    (tmp_path / "wasikv.toml").write_text(MANIFEST)
-    return tmp_path
 
 
 @pytest.fixture
