@@ -16,7 +16,8 @@ PostgreSQL across machines, `up --processes N` starts N copies of itself:
 - the supervisor restarts a child that dies (after a short, growing pause,
   so a child that cannot start does not spin), and on SIGINT or SIGTERM
   passes the signal on and waits for every child, killing any still there
-  after `STOP_WAIT` seconds.
+  after `STOP_WAIT` seconds; a second signal is passed on too, and every
+  process ends at once (exit status 128 + the signal).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ COUNT_ENV = "WASIKV_PROCESS_COUNT"
 SUPERVISOR_ENV = "WASIKV_SUPERVISOR_PID"
 #: Seconds the supervisor waits for children after passing a signal on.
 STOP_WAIT = 12.0
+# Seconds the supervisor waits for children after a second signal.
+_FORCED_WAIT = 1.0
 # Pauses before restarting a child that died: doubling up to the most.
 _RESTART_FIRST_WAIT = 0.5
 _RESTART_MAX_WAIT = 30.0
@@ -141,7 +144,10 @@ class Supervisor:
             COUNT_ENV: str(self.count),
             SUPERVISOR_ENV: str(os.getpid()),
         }
-        process = subprocess.Popen(self.command, env=env)
+        # A process group of its own: a Ctrl-C in the terminal reaches only
+        # the supervisor, which passes it on once; the children would
+        # otherwise get it twice and take it for the second, forcing signal.
+        process = subprocess.Popen(self.command, env=env, process_group=0)
         self._children[index] = _Child(index, process, pause=pause)
 
     def run(self) -> int:
@@ -163,8 +169,26 @@ class Supervisor:
         self._stopping.set()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        log.warning("stopping %d processes (%s)", self.count, signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if self._stopping.is_set():
+            # A second signal: the children are told twice (each then ends at
+            # once), and so does the supervisor, after a moment for them.
+            log.warning("stopping %d processes at once (second %s)", self.count, name)
+            self._signal_children(signal.SIGTERM)
+            deadline = time.monotonic() + _FORCED_WAIT
+            for child in self._children.values():
+                try:
+                    child.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+            os._exit(128 + signum)
+        log.warning("stopping %d processes (%s)", self.count, name)
         self._stopping.set()
+
+    def _signal_children(self, sig: int) -> None:
+        for child in self._children.values():
+            if child.process.poll() is None:
+                child.process.send_signal(sig)
 
     def _reap(self) -> None:
         for index, child in list(self._children.items()):
@@ -189,9 +213,7 @@ class Supervisor:
             self._spawn(index, min(_RESTART_MAX_WAIT, pause * 2))
 
     def _stop_children(self) -> int:
-        for child in self._children.values():
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
+        self._signal_children(signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT
         failed = 0
         for child in self._children.values():

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from dataclasses import dataclass
 from types import FrameType
+from typing import NoReturn
 
 import h11
 import uvicorn
@@ -134,9 +137,26 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A first signal lets in-flight requests finish for a while; a second
-        # stops every guest at once (uvicorn then stops waiting too).
-        self.wasikv_app.interrupt(0.0 if self.should_exit else SHUTDOWN_GRACE)
+        # ends the process at once.
+        if self.should_exit:
+            force_exit(sig)
+        self.wasikv_app.interrupt(SHUTDOWN_GRACE)
         super().handle_exit(sig, frame)
+
+
+def force_exit(sig: int) -> NoReturn:
+    """End the process now, as a second SIGINT/SIGTERM asks: exit status 128 + `sig`, no traceback.
+
+    Nothing acknowledged is lost: every write a client was told succeeded
+    is committed in its store already. Guests still running are abandoned.
+    """
+    name = signal.Signals(sig).name
+    try:
+        print(f"wasikv: stopped at once (second {name})", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(128 + sig)
 
 
 def serve(
