@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from wasikv import GuestTrap, Host
+from wasikv import GuestTimeout, GuestTrap, Host
 from wasikv.app.loader import load_app
 from wasikv.triggers.http import HttpRequest
 from wasikv.triggers.http_app import HttpRoutes
@@ -237,3 +238,22 @@ def test_app_components_get_outbound_http_from_their_manifest(
     assert get("closed") == (502, b"HTTP-request-denied")
     assert get("open") == (200, b"201 hello")
     assert [seen.path for seen in server.seen] == ["/from-open"]
+
+
+def test_a_silent_upstream_cannot_hold_a_run_past_its_timeout(make_host: Callable[..., Host]) -> None:
+    # The guest waits for a response inside wasmtime's client (a host call
+    # epochs cannot stop): the run still ends a second after its timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/never"
+        host = make_host({"default": "memory:"})
+        started = time.monotonic()
+        with pytest.raises(GuestTimeout):
+            host.run(
+                suite_wasm(), ["probe", "fetch", url], stderr=io.BytesIO(), outbound_http=True, timeout=1
+            )
+        assert time.monotonic() - started < 5
+        silent.settimeout(5)
+        connection, _ = silent.accept()  # the request did reach it
+        connection.close()
