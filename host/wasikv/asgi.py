@@ -305,7 +305,7 @@ class WasikvApp:
             )
             return _plain(503, "Service Unavailable")
         assert timeout is not None
-        why = f"is blocked in a host call past its {timeout:g} s request timeout; answered 504, {fate}"
+        why = f"is blocked past its {timeout:g} s request timeout (in a host call); answered 504, {fate}"
         return _gateway_timeout(name, route, request, why)
 
     @property
