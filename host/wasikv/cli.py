@@ -468,8 +468,9 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     default=None,
     metavar="N",
     help="Connections one client (IP address; IPv6: its /64) may hold at once; more are closed "
-    "unanswered (default: a quarter of --max-connections, at least 8). Behind a reverse proxy every "
-    "client is the proxy: raise it to --max-connections, and limit clients in the proxy.",
+    "unanswered (default: a quarter of --max-connections, at least 8; none if N >= --max-connections). "
+    "Behind a reverse proxy every client is the proxy: set it to --max-connections, and limit "
+    "clients in the proxy.",
 )
 @_quiet_option
 def up(

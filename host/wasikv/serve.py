@@ -68,7 +68,8 @@ class ServerLimits:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: Connections one client (an IPv4 address, or an IPv6 /64) may hold at
     #: once; past it, a new one is closed unanswered. None: the default share
-    #: of `max_connections` (see `default_connections_per_client`).
+    #: of `max_connections` (see `default_connections_per_client`). At or above
+    #: `max_connections`, there is no per-client cap.
     max_connections_per_client: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,11 +82,14 @@ class ServerLimits:
             raise ConfigError(f"invalid server limits: {self}")
 
     @property
-    def connections_per_client(self) -> int:
-        """`max_connections_per_client`, or its default."""
-        if self.max_connections_per_client is not None:
-            return self.max_connections_per_client
-        return default_connections_per_client(self.max_connections)
+    def connections_per_client(self) -> int | None:
+        """`max_connections_per_client` (or its default); None if it is no tighter than `max_connections`."""
+        limit = self.max_connections_per_client
+        if limit is None:
+            limit = default_connections_per_client(self.max_connections)
+        # Past max_connections, requests are answered 503 (more telling than
+        # a closed connection), whoever the client.
+        return limit if limit < self.max_connections else None
 
 
 #: Seconds between two log lines about the same kind of refused client (the
@@ -130,9 +134,9 @@ def _client_key(client: tuple[str, int] | None) -> str | None:
 
 
 class _ClientConnections:
-    """How many connections each client holds, against a cap (one server's, in its event loop)."""
+    """How many connections each client holds, against a cap if any (one server's, in its event loop)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self._held: dict[str, int] = {}
         self._refusals = _Throttled()
@@ -140,7 +144,7 @@ class _ClientConnections:
     def admit(self, client: str) -> bool:
         """Count a new connection from `client`, unless it holds `limit` already (then log, throttled)."""
         held = self._held.get(client, 0)
-        if held >= self.limit:
+        if self.limit is not None and held >= self.limit:
             self._refusals.warning(
                 "closed a connection from %s at once: over the per-client limit (%d connections)",
                 client,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from wasikv.serve import ServerLimits, _client_key
+
 from .test_up_hostile import MANIFEST, Up, start_up
 
 #: A second request hidden where a front end reading Content-Length sees body.
@@ -323,3 +325,23 @@ def test_the_per_client_limit_is_a_flag(front_app: Path) -> None:
     finally:
         _, err = up.stop(signal.SIGINT)
     assert err.count("over the per-client limit (2 connections)") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "per_client", "expected"),
+    [(512, None, 128), (64, None, 16), (20, None, 8), (4, None, None), (512, 600, None), (512, 2, 2)],
+)
+def test_a_clients_default_share(max_connections: int, per_client: int | None, expected: int | None) -> None:
+    limits = ServerLimits(max_connections=max_connections, max_connections_per_client=per_client)
+    assert limits.connections_per_client == expected
+
+
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64() -> None:
+    assert _client_key(("203.0.113.7", 1)) == "203.0.113.7"
+    assert _client_key(("::ffff:203.0.113.7", 1)) == "203.0.113.7"
+    # One host picks addresses from its /64 at will: they are one client.
+    assert (
+        _client_key(("2001:db8:1:2::1", 1)) == _client_key(("2001:db8:1:2:aaaa::9", 1)) == "2001:db8:1:2::/64"
+    )
+    assert _client_key(("2001:db8:1:3::1", 1)) != _client_key(("2001:db8:1:2::1", 1))
+    assert _client_key(None) is None
