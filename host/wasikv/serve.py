@@ -98,23 +98,64 @@ LOG_INTERVAL = 10.0
 
 
 class _Throttled:
-    """A warning logged at most once every `LOG_INTERVAL` seconds; the next one counts those skipped."""
+    """A kind of log line let through at most once every `LOG_INTERVAL` seconds; the next one
+    counts those held back."""
 
     def __init__(self) -> None:
         self._next = 0.0
         self._skipped = 0
 
-    def warning(self, message: str, *args: object) -> None:
+    def passes(self) -> str | None:
+        """None if this line is held back; else what to append to it (the count held back, if any)."""
         now = time.monotonic()
         if now < self._next:
             self._skipped += 1
-            return
+            return None
         self._next = now + LOG_INTERVAL
-        if self._skipped:
-            message += " (and %d more like it since the last such line)"
-            args = (*args, self._skipped)
-            self._skipped = 0
-        log.warning(message, *args)
+        skipped, self._skipped = self._skipped, 0
+        return f" (and {skipped} more like it since the last such line)" if skipped else ""
+
+    def warning(self, message: str, *args: object) -> None:
+        """`log.warning(message, *args)`, throttled."""
+        suffix = self.passes()
+        if suffix is not None:
+            log.warning(message + suffix, *args)
+
+
+#: The warnings uvicorn logs once per request, at a client's bidding: throttled.
+_PER_REQUEST_WARNINGS = (
+    "Exceeded concurrency limit.",
+    "Unsupported upgrade request.",
+    "No supported WebSocket library detected.",
+)
+
+
+class _ThrottleUvicornWarnings(logging.Filter):
+    """Throttles uvicorn's `_PER_REQUEST_WARNINGS`, and drops its "Invalid HTTP request received."
+    (`_GuardedH11Protocol.send_400_response` logs why, throttled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttles = {message: _Throttled() for message in _PER_REQUEST_WARNINGS}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not isinstance(record.msg, str):
+            return True
+        if record.msg == "Invalid HTTP request received.":
+            return False
+        for message, throttle in self._throttles.items():
+            if record.msg.startswith(message):
+                suffix = throttle.passes()
+                if suffix is None:
+                    return False
+                record.msg += suffix
+        return True
+
+
+def _throttle_uvicorn_warnings() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _ThrottleUvicornWarnings) for existing in logger.filters):
+        logger.addFilter(_ThrottleUvicornWarnings())
 
 
 def _client_key(client: tuple[str, int] | None) -> str | None:
@@ -232,9 +273,10 @@ class _GuardedH11Protocol(H11Protocol):
     client's connections, and no ambiguous request framing (see the module's docstring)."""
 
     header_timeout = DEFAULT_HEADER_TIMEOUT
-    #: One server's clients, and its throttled log of slow ones (set by `_protocol`).
+    #: One server's clients, and its throttled logs of slow ones and bad requests (set by `_protocol`).
     clients: ClassVar[_ClientConnections]
     slow_clients: ClassVar[_Throttled]
+    bad_requests: ClassVar[_Throttled]
 
     def __init__(
         self,
@@ -279,8 +321,15 @@ class _GuardedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """Answer a refused request with h11's status (400, 431 or 501) and reason, then close."""
         rejection = self.conn.rejection if isinstance(self.conn, _StrictH11Connection) else None
-        status = 400 if rejection is None else rejection.error_status_hint
+        status = (
+            400
+            if rejection is None or not 400 <= rejection.error_status_hint < 600
+            else rejection.error_status_hint
+        )
         reason = msg if rejection is None else str(rejection)
+        self.bad_requests.warning(
+            "refused a request from %s (%d): %s", self.client[0] if self.client else "?", status, reason
+        )
         # The reason may quote the request's bytes: plain text, never sniffed as HTML.
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -358,6 +407,7 @@ def _protocol(limits: ServerLimits) -> type[H11Protocol]:
             "header_timeout": limits.header_timeout,
             "clients": _ClientConnections(limits.connections_per_client),
             "slow_clients": _Throttled(),
+            "bad_requests": _Throttled(),
         },
     )
 
@@ -412,6 +462,7 @@ def serve(
         timeout_keep_alive=int(limits.keep_alive_timeout),
         limit_concurrency=limits.max_connections,
     )
+    _throttle_uvicorn_warnings()
     server = _Server(config, app)
     # Bound here, before "Serving" is printed: a port in use is one clear
     # error, not uvicorn's after the announcement.

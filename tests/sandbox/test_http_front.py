@@ -345,3 +345,27 @@ def test_a_client_is_an_ipv4_address_or_an_ipv6_64() -> None:
     )
     assert _client_key(("2001:db8:1:3::1", 1)) != _client_key(("2001:db8:1:2::1", 1))
     assert _client_key(None) is None
+
+
+def test_refusals_are_logged_with_their_reason_but_not_once_each(front_app: Path) -> None:
+    up = start_up(front_app, "--workers", "2", "--max-connections", "2", "--max-connections-per-client", "2")
+    try:
+        for _ in range(5):
+            with _connect(up) as sock:
+                sock.sendall(SMUGGLING["content-length-and-chunked"][0] + _CHUNKED_THEN_HIDDEN)
+                assert _statuses(_read_until_closed(sock)[0]) == [400]
+        # Both connections held: uvicorn's 503 for each request past the cap,
+        # and its warning for each.
+        held = [_connect(up, "127.0.0.2"), _connect(up, "127.0.0.3")]
+        time.sleep(0.3)
+        assert [_get(up, "127.0.0.4") for _ in range(5)] == [503] * 5
+        for sock in held:
+            sock.close()
+    finally:
+        _, err = up.stop(signal.SIGINT)
+    assert "Invalid HTTP request received." not in err
+    refused = (
+        "refused a request from 127.0.0.1 (400): both Content-Length and Transfer-Encoding in one request"
+    )
+    assert err.count(refused) == 1, err
+    assert err.count("Exceeded concurrency limit.") == 1, err
