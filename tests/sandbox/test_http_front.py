@@ -175,6 +175,19 @@ def test_the_refusal_names_the_problem(smuggling_up: Up) -> None:
     assert b"obsolete line folding" in data.partition(b"\r\n\r\n")[2], data
 
 
+def test_ambiguous_framing_after_an_honest_request_on_the_same_connection(smuggling_up: Up) -> None:
+    before = _hits(smuggling_up)
+    with _connect(smuggling_up) as sock:
+        sock.sendall(
+            b"GET /hostile/count HTTP/1.1\r\nHost: x\r\n\r\n"
+            + SMUGGLING["content-length-and-chunked"][0]
+            + _CHUNKED_THEN_HIDDEN
+        )
+        data, closed = _read_until_closed(sock)
+    assert _statuses(data) == [200, 400] and closed, data
+    assert _hits(smuggling_up) == before + 2
+
+
 def test_honest_framing_and_pipelining_still_work(smuggling_up: Up) -> None:
     before = _hits(smuggling_up)
     with _connect(smuggling_up) as sock:
