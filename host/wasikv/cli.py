@@ -470,6 +470,16 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     metavar="N",
     help="Connections at once; requests beyond it are answered 503.",
 )
+@click.option(
+    "--max-connections-per-client",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Connections one client (IP address; IPv6: its /64) may hold at once; more are closed "
+    "unanswered (default: a quarter of --max-connections, at least 8; none if N >= --max-connections). "
+    "Behind a reverse proxy every client is the proxy: set it to --max-connections, and limit "
+    "clients in the proxy.",
+)
 @_quiet_option
 def up(
     manifest: str,
@@ -489,6 +499,7 @@ def up(
     body_timeout: float,
     keep_alive_timeout: int,
     max_connections: int,
+    max_connections_per_client: int | None,
     processes: int,
     metrics_listen: str | None,
     quiet: bool,
@@ -578,7 +589,7 @@ def up(
         serve(
             app,
             listen,
-            ServerLimits(header_timeout, keep_alive_timeout, max_connections),
+            ServerLimits(header_timeout, keep_alive_timeout, max_connections, max_connections_per_client),
             metrics_listen=metrics_listen,
         )
 

@@ -20,6 +20,17 @@ DEFAULT_BODY_TIMEOUT = 30.0
 #: Seconds an idle keep-alive connection is kept, and the most connections at once.
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 512
+#: A client's default share of the connections: this fraction of them, at least
+#: `MIN_CONNECTIONS_PER_CLIENT` (or all, if there are fewer).
+CONNECTIONS_PER_CLIENT_SHARE = 4
+MIN_CONNECTIONS_PER_CLIENT = 8
+
+
+def default_connections_per_client(max_connections: int) -> int:
+    """The connections one client may hold at once by default: a quarter of `max_connections`, at least 8."""
+    return max(
+        max_connections // CONNECTIONS_PER_CLIENT_SHARE, min(MIN_CONNECTIONS_PER_CLIENT, max_connections)
+    )
 
 
 @dataclass(frozen=True)
