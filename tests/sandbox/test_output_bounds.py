@@ -215,3 +215,16 @@ def test_oversized_response_headers_are_a_500_that_says_why(server: LoggingUp) -
         "component hostile failed on GET /hostile/manyheaders: "
         "1000 response headers are more than the 256 allowed"
     ) in err
+
+
+def test_max_output_sets_how_much_up_keeps(app_dir: Path) -> None:
+    server = LoggingUp(start_up(app_dir, "--max-output", "4"))
+    try:
+        with httpx.Client(base_url=server.up.base, timeout=60) as client:
+            assert client.get("/hostile/print-1").status_code == 200
+        err = server.stop()
+    finally:
+        if server.up.proc.poll() is None:
+            server.up.proc.kill()
+    assert f"[hostile] stdout output truncated after 4096 bytes ({MIB - 4096} more dropped;" in err
+    assert sum(line.endswith("[hostile] " + "x" * 1023 + "\n") for line in server.lines) == 4
