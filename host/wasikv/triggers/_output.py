@@ -47,13 +47,12 @@ class CapturedOutput:
         """Keep what still fits of `data`, count the rest; always `len(data)` (all of it taken)."""
         # wasmtime calls this from one thread per stream, holding the GIL:
         # no two writes to one stream overlap.
-        room = self.limit - len(self._kept)
-        if room >= len(data):
+        room = self.limit - len(self._kept)  # never negative
+        if len(data) <= room:
             self._kept += data
         else:
-            if room > 0:
-                self._kept += memoryview(data)[:room]
-            self.dropped += len(data) - max(room, 0)
+            self._kept += memoryview(data)[:room]
+            self.dropped += len(data) - room
         return len(data)
 
     def getvalue(self) -> bytes:
