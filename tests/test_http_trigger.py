@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from wasikv import ComponentError, GuestTrap, Host
+from wasikv.limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
 from wasikv.metrics import Metrics
 from wasikv.triggers._exports import select_export
 from wasikv.triggers.http import (
@@ -19,6 +20,8 @@ from wasikv.triggers.http import (
     BadResponse,
     HttpComponent,
     HttpRequest,
+    HttpResponse,
+    checked_response,
 )
 from wasikv.wit_types import FuncSig
 
@@ -141,3 +144,22 @@ def test_the_trigger_takes_either_export_type_checked() -> None:
         f"{origin}: the component does not export {HTTP_INTERFACE} (build it for wasikv:app/http-trigger)"
         f" or {SPIN_HTTP_INTERFACE} (build it for wasikv:app/spin-http)"
     )
+
+
+def test_response_headers_are_bounded_in_number_and_size() -> None:
+    assert (MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_BYTES) == (256, 64 * 1024)
+    most = [(f"x-{i:03}", "v") for i in range(MAX_RESPONSE_HEADERS)]
+    assert len(checked_response(HttpResponse(200, most)).headers) == MAX_RESPONSE_HEADERS
+    with pytest.raises(BadResponse, match=r"^257 response headers are more than the 256 allowed$"):
+        checked_response(HttpResponse(200, [*most, ("x-one-more", "v")]))
+    # Each header counts its name, its value and 4 bytes (": ", CRLF).
+    largest = [("x-a", "a" * 32_000), ("x-b", "b" * (MAX_RESPONSE_HEADER_BYTES - 32_000 - 14))]
+    assert checked_response(HttpResponse(200, largest)).headers == largest
+    largest[1] = ("x-b", largest[1][1] + "b")
+    with pytest.raises(
+        BadResponse, match=r"^response headers of 65537 bytes are more than the 65536 allowed$"
+    ):
+        checked_response(HttpResponse(200, largest))
+    # Dropped headers count too: they crossed into the host all the same.
+    with pytest.raises(BadResponse, match="more than the 65536 allowed"):
+        checked_response(HttpResponse(200, [("connection", "x" * MAX_RESPONSE_HEADER_BYTES)]))

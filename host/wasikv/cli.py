@@ -425,6 +425,14 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
 )
 @_max_memory_option
 @click.option(
+    "--max-output",
+    type=click.IntRange(min=1),
+    default=Limits().max_output_bytes >> 10,
+    show_default=True,
+    metavar="KIB",
+    help="Stdout, and stderr, logged from each request or watcher batch; the rest is dropped and counted.",
+)
+@click.option(
     "--header-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_HEADER_TIMEOUT,
@@ -495,6 +503,7 @@ def up(
     queue_limit: int | None,
     max_blocked: int | None,
     max_memory: int,
+    max_output: int,
     header_timeout: float,
     body_timeout: float,
     keep_alive_timeout: int,
@@ -559,7 +568,7 @@ def up(
             queue_limit=queue_limit,
             max_blocked=max_blocked,
             body_timeout=body_timeout,
-            limits=Limits(max_memory_bytes=max_memory << 20),
+            limits=Limits(max_memory_bytes=max_memory << 20, max_output_bytes=max_output << 10),
             metrics=metrics,
             singletons=child in (None, 0),
             on_compile=compile_progress(progress),

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Protocol, TypeVar
 
 from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError, _wasi
 from wasmtime.component import Component, Func, Instance, Linker
@@ -32,6 +32,14 @@ from .stores import open_store
 from .stores.base import Store as KeyValueStore
 from .stores.registry import DEFAULT_STORE_URL, backend_for_url
 from .wit_types import FuncSig
+
+
+class OutputStream(Protocol):
+    """Where a guest's stdout or stderr goes: a binary file, a `BytesIO`, a `CapturedOutput`."""
+
+    def write(self, data: bytes, /) -> object:
+        """Take one chunk the guest wrote."""
+
 
 log = logging.getLogger("wasikv")
 
@@ -248,8 +256,8 @@ class Host:
         env: Mapping[str, str] | None = None,
         variables: Mapping[str, str] | None = None,
         grants: Iterable[str] | None = None,
-        stdout: BinaryIO | None = None,
-        stderr: BinaryIO | None = None,
+        stdout: OutputStream | None = None,
+        stderr: OutputStream | None = None,
         program_name: str | None = None,
         timeout: float | None = None,
         outbound_http: bool = False,
@@ -266,7 +274,11 @@ class Host:
         `wasikv.app.variable_sources` resolves an app's; none when None).
         `grants` limits the labels it may open (all labels when None).
         Output goes to `stdout`/`stderr` when given, else to this process's.
-        `timeout` (seconds) stops a guest that runs longer with `GuestTimeout`.
+        Everything the guest writes is passed on: a caller that collects it
+        (in a `BytesIO`, say) holds as much as the guest prints, until
+        `timeout` stops it; `wasikv.triggers._output.CapturedOutput` keeps
+        only the first bytes. `timeout` (seconds) stops a guest that runs
+        longer with `GuestTimeout`.
         Raises `GuestTrap` if the component traps.
 
         Called from the main thread, the guest runs on a helper thread so
@@ -307,8 +319,8 @@ class Host:
         env: Mapping[str, str] | None = None,
         variables: Mapping[str, str] | None = None,
         grants: Iterable[str] | None = None,
-        stdout: BinaryIO | None = None,
-        stderr: BinaryIO | None = None,
+        stdout: OutputStream | None = None,
+        stderr: OutputStream | None = None,
         timeout: float | None = None,
         outbound_http: bool = False,
     ) -> Iterator[tuple[Store, Instance]]:
@@ -317,8 +329,8 @@ class Host:
         For triggers that call exports other than `wasi:cli/run`. The
         instance's key-value handles are released when the block ends. Its
         deadline (`timeout` seconds from now, None for none) is `deadline(store)`.
-        `env` and `variables` are as for `run`. `outbound_http` lets it send
-        HTTP requests to any host (see `run`).
+        `env`, `variables`, `stdout` and `stderr` are as for `run`.
+        `outbound_http` lets it send HTTP requests to any host (see `run`).
         """
         plan = self._plan(component)
         linker = self._linker(plan, outbound_http)
@@ -497,7 +509,7 @@ def _find_run(instance: Instance, store: Store) -> Func:
     raise ComponentError("the component does not export wasi:cli/run@0.2.x (is it a command component?)")
 
 
-def _route_output(wasi: WasiConfig, stdout: BinaryIO | None, stderr: BinaryIO | None) -> None:
+def _route_output(wasi: WasiConfig, stdout: OutputStream | None, stderr: OutputStream | None) -> None:
     if stdout is None:
         wasi.inherit_stdout()
     else:
@@ -508,7 +520,7 @@ def _route_output(wasi: WasiConfig, stdout: BinaryIO | None, stderr: BinaryIO | 
         wasi.stderr_custom = _writer(stderr)
 
 
-def _writer(stream: BinaryIO) -> object:
+def _writer(stream: OutputStream) -> object:
     def write(data: bytes) -> int:
         stream.write(data)
         return len(data)

@@ -32,6 +32,15 @@ def default_connections_per_client(max_connections: int) -> int:
         max_connections // CONNECTIONS_PER_CLIENT_SHARE, min(MIN_CONNECTIONS_PER_CLIENT, max_connections)
     )
 
+#: Bytes of each output stream (stdout, stderr) of one trigger instance (an HTTP
+#: request, a watcher batch) that the host keeps and logs by default; the rest is
+#: counted, dropped and reported in one "output truncated" line.
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+#: The most headers a guest's HTTP response may have, and their most bytes in all
+#: (names and values, plus 4 per header for ": " and CRLF), as a proxy would bound them.
+MAX_RESPONSE_HEADERS = 256
+MAX_RESPONSE_HEADER_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -58,6 +67,8 @@ class Limits:
     max_instances: int = 100
     max_tables: int = 100
     max_memories: int = 20
+    #: Bytes of stdout, and of stderr, kept from one trigger instance (see `DEFAULT_MAX_OUTPUT_BYTES`).
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
     def __post_init__(self) -> None:
         for name in (
@@ -70,6 +81,7 @@ class Limits:
             "max_instances",
             "max_tables",
             "max_memories",
+            "max_output_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limit {name} must be at least 1")

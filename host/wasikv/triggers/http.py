@@ -11,7 +11,6 @@ bodies cross the boundary in bulk rather than one byte at a time.
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +23,10 @@ from .._capi import context_address
 from ..codec import reader, writer
 from ..errors import ComponentError
 from ..host import Host
+from ..limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
 from ..wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import TriggerExport, call_export, export_func, select_export
-from ._output import log_guest_output
+from ._output import CapturedOutput, log_guest_output
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
 HTTP_WORLD = "wasikv:app/http-trigger"
@@ -117,9 +117,12 @@ class HttpComponent:
         `on_response` is called with the checked response before the
         instance is torn down, so a server can send it meanwhile. Raises
         `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
+        What the guest prints is logged afterwards, up to the host's
+        `Limits.max_output_bytes` of each stream.
         """
         timeout = self.timeout
-        stdout, stderr = io.BytesIO(), io.BytesIO()
+        limit = self.host.limits.max_output_bytes
+        stdout, stderr = CapturedOutput(limit), CapturedOutput(limit)
         try:
             with self.host.instantiate(
                 self.component,
@@ -137,9 +140,7 @@ class HttpComponent:
                     on_response(response)
                 return response
         finally:
-            log_guest_output(
-                self.name, stdout.getvalue(), stderr.getvalue(), self.host.origin(self.component)
-            )
+            log_guest_output(self.name, stdout, stderr, self.host.origin(self.component))
 
 
 def _call_handler(
@@ -175,13 +176,24 @@ def checked_response(response: HttpResponse) -> HttpResponse:
     CR or LF; nothing outside Latin-1). Hop-by-hop headers and the guest's
     `content-length` are dropped: the server computes the length itself, so
     a wrong one can never truncate a response. Names are lower-cased and
-    values trimmed of surrounding whitespace.
+    values trimmed of surrounding whitespace. There may be at most
+    `MAX_RESPONSE_HEADERS` headers of `MAX_RESPONSE_HEADER_BYTES` in all
+    (names, values and 4 bytes each for ": " and CRLF).
     """
     status = response.status
     if not 200 <= status <= 599:
         raise BadResponse(f"status {status} is not a final HTTP status (200-599)")
     if status in (204, 304) and response.body:
         raise BadResponse(f"status {status} must not carry a body ({len(response.body)} bytes)")
+    count = len(response.headers)
+    if count > MAX_RESPONSE_HEADERS:
+        raise BadResponse(f"{count} response headers are more than the {MAX_RESPONSE_HEADERS} allowed")
+    # Characters count as bytes: a value beyond Latin-1 is refused below anyway.
+    size = sum(len(name) + len(value) + 4 for name, value in response.headers)
+    if size > MAX_RESPONSE_HEADER_BYTES:
+        raise BadResponse(
+            f"response headers of {size} bytes are more than the {MAX_RESPONSE_HEADER_BYTES} allowed"
+        )
     headers = []
     for name, value in response.headers:
         if not _TOKEN.fullmatch(name):

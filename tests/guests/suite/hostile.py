@@ -18,7 +18,10 @@ segment (the watcher, keys under `hostile/`: `hostile/b/loop`):
   bindings (a trap: wasmtime refuses the call before the host sees it);
 - `bigbatch-sdk`: the same through `wasikv_sdk.key_value`, reporting its error;
 - `bigbody`: (HTTP) answer with a 3 MiB body; `badheader`: answer with a header value
-  holding a NUL; `framing`: answer with a wrong content-length and hop-by-hop headers.
+  holding a NUL; `framing`: answer with a wrong content-length and hop-by-hop headers;
+  `bigheaders`: answer with 80 KiB of headers; `manyheaders`: with 1000 small ones;
+- `print-N` (`eprint-N`): write N MiB of 1 KiB lines to stdout (stderr), report the count;
+- `ansi`: print lines holding terminal escapes and other control characters (both streams).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from wasikv_sdk import http, key_value
 from wasikv_sdk.errors import StoreError
@@ -84,7 +87,36 @@ def cas_handles() -> dict[str, Any]:
     return {"handles": count, "error": error, "value_sizes": sorted(sizes)}
 
 
+def flood(stream: TextIO, mib: int) -> dict[str, Any]:
+    chunk = ("x" * 1023 + "\n") * 1024
+    for _ in range(mib):
+        stream.write(chunk)
+    stream.flush()
+    return {"printed_mib": mib}
+
+
+#: Lines that would repaint a terminal or forge a log line if logged as they are.
+CONTROL_LINES = (
+    "\x1b[2K\x1b[1Gwasikv: forged by the guest\x1b[0m",
+    "bell\x07 nul\x00 backspace\x08 c1-csi\u009b31m end",
+    "carriage\rwasikv: overwritten",
+    "tab\tkept",
+)
+
+
+def control_characters() -> dict[str, Any]:
+    for line in CONTROL_LINES:
+        print(line, flush=True)
+        print(line, file=sys.stderr, flush=True)
+    return {"printed": len(CONTROL_LINES)}
+
+
 def behave(mode: str) -> dict[str, Any]:
+    if mode.startswith(("print-", "eprint-")):
+        stream = sys.stderr if mode.startswith("e") else sys.stdout
+        return flood(stream, int(mode.partition("-")[2]))
+    if mode == "ansi":
+        return control_characters()
     if mode == "ok":
         return {"ok": True}
     if mode == "count":
@@ -132,6 +164,8 @@ RESPONSES = {
     "badheader": lambda: http.Response(200, [("x-bad", "a\x00b")], b"nul"),
     "latin": lambda: http.Response(200, [("x-name", "\u0141ukasz")], b"not latin-1"),
     "badname": lambda: http.Response(200, [("bad name", "v")], b"space in a name"),
+    "bigheaders": lambda: http.Response(200, [(f"x-big-{i}", "v" * 1000) for i in range(80)], b"big"),
+    "manyheaders": lambda: http.Response(200, [(f"x-{i}", "1") for i in range(1000)], b"many"),
     "framing": lambda: http.Response(
         200,
         [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
@@ -24,7 +23,7 @@ from ...linking import check_exports
 from ...stores.base import Change
 from ...wit_types import STRING, U8, FuncSig, ListOf, Own
 from .._exports import call_export, export_func
-from .._output import log_guest_output
+from .._output import CapturedOutput, log_guest_output
 
 log = logging.getLogger("wasikv.watch")
 
@@ -194,12 +193,13 @@ class WatcherComponent:
 
 
 class _CapturedInstance:
-    """`Host.instantiate` with the guest's output logged when the instance ends."""
+    """`Host.instantiate` with the guest's output logged (up to its bound) when the instance ends."""
 
     def __init__(self, watcher: WatcherComponent) -> None:
         self.watcher = watcher
-        self.stdout = io.BytesIO()
-        self.stderr = io.BytesIO()
+        limit = watcher.host.limits.max_output_bytes
+        self.stdout = CapturedOutput(limit)
+        self.stderr = CapturedOutput(limit)
         self._context: Any = None
 
     def __enter__(self) -> tuple[WasmStore, Instance]:
@@ -228,9 +228,7 @@ class _CapturedInstance:
             self._context.__exit__(exc_type, exc, tb)
         finally:
             w = self.watcher
-            log_guest_output(
-                w.name, self.stdout.getvalue(), self.stderr.getvalue(), w.host.origin(w.component)
-            )
+            log_guest_output(w.name, self.stdout, self.stderr, w.host.origin(w.component))
 
 
 def _watcher_funcs(store: WasmStore, instance: Instance, interface: str) -> tuple[Func, Func]:
