@@ -32,6 +32,7 @@ def default_connections_per_client(max_connections: int) -> int:
         max_connections // CONNECTIONS_PER_CLIENT_SHARE, min(MIN_CONNECTIONS_PER_CLIENT, max_connections)
     )
 
+
 #: Bytes of each output stream (stdout, stderr) of one trigger instance (an HTTP
 #: request, a watcher batch) that the host keeps and logs by default; the rest is
 #: counted, dropped and reported in one "output truncated" line.
