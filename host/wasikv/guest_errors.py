@@ -60,9 +60,12 @@ def python_path_of(component: bytes) -> list[Path] | None:
             length, start = _read_leb128(component, offset)
             if component[start : start + length] == PATHS_SECTION.encode():
                 try:
-                    return [Path(p) for p in json.loads(component[start + length : end])]
-                except ValueError:
+                    paths = json.loads(component[start + length : end])
+                except (ValueError, RecursionError):  # RecursionError: nested too deeply
                     return None
+                if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                    return None
+                return [Path(p) for p in paths]
         offset = end
     return None
 
