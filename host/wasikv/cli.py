@@ -70,6 +70,20 @@ def _reported() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
+@contextmanager
+def _ctrl_c_exits() -> Iterator[None]:
+    """A Ctrl-C the block does not handle itself exits 130 quietly (wherever it lands in start-up).
+
+    click's standalone mode turns a KeyboardInterrupt into "Aborted!" and
+    exit status 1; shells and scripts expect 130 for Ctrl-C.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(err=True)  # ends the terminal's "^C" line, as click does
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
 class _LazyGroup(click.Group):
     """A group whose subcommands in `lazy` ({name: "module:attribute"}) are imported when used.
 
@@ -83,6 +97,16 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _ctrl_c_exits():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _ctrl_c_exits():
+            return super().invoke(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self._lazy:
