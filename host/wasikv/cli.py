@@ -207,6 +207,7 @@ def run(
     124; Ctrl-C stops it and exits 130.
     """
     from .app.variable_sources import parse_variable_flag
+    from .deadlines import BLOCKED
     from .host import Host
 
     with _reported():
@@ -249,8 +250,11 @@ def run(
                 if not interrupted.is_set():
                     raise
                 code = _interrupted(app)
-            except GuestTimeout:
-                click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)
+            except GuestTimeout as stopped:
+                # A guest blocked in a host call is given up on a second after the
+                # deadline, and this process then exits without waiting for it.
+                why = f"; {BLOCKED}" if stopped.blocked else ""
+                click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s{why}", err=True)
                 code = EXIT_TIMEOUT
             except GuestTrap as trap:
                 stderr.flush()
