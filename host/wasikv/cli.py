@@ -258,7 +258,8 @@ def run(
                 code = EXIT_TIMEOUT
             except GuestTrap as trap:
                 stderr.flush()
-                click.echo(f"Error: {_trap_message(trap, stderr.exception, verbose)}", err=True)
+                said = _trap_message(trap, stderr.exception, verbose, max_memory)
+                click.echo(f"Error: {said}", err=True)
                 code = 1
             except KeyboardInterrupt:
                 code = _interrupted(app)
@@ -300,13 +301,24 @@ def _python_path(app: str) -> list[Path] | None:
         return None
 
 
-def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool) -> str:
+def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool, max_memory: int) -> str:
     """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
     if verbose and trap.detail:
         return f"component trapped: {trap.detail.rstrip()}"
     if exception is not None:
         return f"component trapped: the guest raised {exception}"
+    if trap.detail and all(frame in trap.detail for frame in _UNCAUGHT):
+        # componentize-py's runtime panics on an exception it was not able to print,
+        # which (short of the guest closing its own stderr) means no memory was left.
+        return (
+            "component trapped: the guest raised an exception it could not print, most likely a "
+            f"MemoryError with no memory left (it may use {max_memory} MiB: --max-memory)"
+        )
     return str(trap)
+
+
+# Frames of componentize-py's runtime panicking in an export: the guest's Python code raised.
+_UNCAUGHT = ("!core::panicking::", "componentize_py_runtime.wasm!wit_dylib_export_call")
 
 
 @main.command("inspect")
