@@ -258,7 +258,7 @@ def run(
                 code = EXIT_TIMEOUT
             except GuestTrap as trap:
                 stderr.flush()
-                said = _trap_message(trap, stderr.exception, verbose, max_memory)
+                said = _trap_message(trap, stderr, verbose, max_memory)
                 click.echo(f"Error: {said}", err=True)
                 code = 1
             except KeyboardInterrupt:
@@ -301,13 +301,17 @@ def _python_path(app: str) -> list[Path] | None:
         return None
 
 
-def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool, max_memory: int) -> str:
+def _trap_message(trap: GuestTrap, stderr: GuestStderr, verbose: bool, max_memory: int) -> str:
     """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
     if verbose and trap.detail:
         return f"component trapped: {trap.detail.rstrip()}"
-    if exception is not None:
-        return f"component trapped: the guest raised {exception}"
-    if trap.detail and all(frame in trap.detail for frame in _UNCAUGHT):
+    if stderr.exception is not None:
+        return f"component trapped: the guest raised {stderr.exception}"
+    if (
+        stderr.panic in (None, _UNCAUGHT_PANIC)
+        and trap.detail
+        and all(frame in trap.detail for frame in _UNCAUGHT)
+    ):
         # componentize-py's runtime panics on an exception it was not able to print,
         # which (short of the guest closing its own stderr) means no memory was left.
         return (
@@ -319,6 +323,8 @@ def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool, max_mem
 
 # Frames of componentize-py's runtime panicking in an export: the guest's Python code raised.
 _UNCAUGHT = ("!core::panicking::", "componentize_py_runtime.wasm!wit_dylib_export_call")
+# Its panic message then, when it has the memory to print it.
+_UNCAUGHT_PANIC = "Python function threw an unexpected exception"
 
 
 @main.command("inspect")

@@ -174,7 +174,8 @@ class GuestStderr:
     Guest file names are mapped back with `python_path()` (asked once, at
     the first traceback); componentize-py's panic message after an uncaught
     exception is dropped unless `verbose`. `exception` is the last line of
-    the last traceback seen, e.g. `ZeroDivisionError: division by zero`.
+    the last traceback seen, e.g. `ZeroDivisionError: division by zero`;
+    `panic` the message of the first panic (the line after "panicked at").
     When CPython has no memory left to print a traceback, it prints the
     exception as an object dump ("object address : 0x...", ...): unless
     `verbose`, that is shown as one line naming the exception's type,
@@ -188,6 +189,7 @@ class GuestStderr:
     ) -> None:
         self.target = target
         self.exception: str | None = None
+        self.panic: str | None = None
         self._python_path = python_path
         self._paths: Sequence[Path] | None = None
         self._looked_up = False
@@ -249,6 +251,8 @@ class GuestStderr:
             return raw + b"\n"
         line = raw.decode("utf-8", "replace")
         if self._in_panic or (not self._in_traceback and _PANIC.match(line)):
+            if self._in_panic and self.panic is None:
+                self.panic = line
             self._in_panic = not line.startswith(_NOTE)
             return raw + b"\n" if self._verbose else b""
         dumped = self._dumped(line)

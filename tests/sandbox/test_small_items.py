@@ -225,6 +225,7 @@ def test_a_memory_error_too_big_to_print_is_named(before: bytes) -> None:
         stderr.write(line)
     stderr.flush()
     assert stderr.exception == "MemoryError"
+    assert stderr.panic == "Python function threw an unexpected exception"
     # CPython's object dump and the runtime's panic are not shown: one line says what happened.
     assert sink.data == before + b"MemoryError (no memory was left to print its traceback)\n"
 
