@@ -380,3 +380,30 @@ def test_cache_command_errors_are_one_line(cache: Cache) -> None:
     assert len(list(cache.directory.glob("*.cwasm"))) == 3, "nothing is pruned without a usable key"
     bad = wasikv_cache("info", cache=cache, WASIKV_CACHE_MAX_BYTES="lots")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: WASIKV_CACHE_MAX_BYTES")
+
+
+def test_cache_prune_and_clear_skip_what_is_not_a_regular_file(cache: Cache) -> None:
+    probe, a = cache.entry(PROBE), cache.entry(tiny("a"))
+    stray = cache.directory / f"{'0' * 64}.cwasm"
+    (stray / "inside").mkdir(parents=True)
+    (cache.directory / "not-partial.tmp").mkdir()
+    link = cache.directory / f"{'1' * 64}.cwasm"
+    link.symlink_to(probe)
+    data = bytearray(a.read_bytes())
+    data[-1] ^= 1
+    a.write_bytes(data)
+    assert _info(cache)["entries"] == "3"
+
+    pruned = wasikv_cache("prune", cache=cache)
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"removed {a} " in pruned.stdout and "does not verify" in pruned.stdout
+    assert f"skipped {stray}: a directory, not a cache entry; remove it yourself\n" in pruned.stderr
+    assert f"skipped {link}: a symbolic link, not a cache entry; remove it yourself\n" in pruned.stderr
+    assert (stray / "inside").is_dir() and link.is_symlink() and probe.exists() and not a.exists()
+
+    cleared = wasikv_cache("clear", cache=cache)
+    assert cleared.returncode == 0, cleared.stderr
+    assert cleared.stdout.startswith("removed 2 entries")
+    assert f"skipped {stray}: a directory" in cleared.stderr
+    assert sorted(cache.directory.glob("*.cwasm")) == [stray, link]
+    assert (cache.directory / "not-partial.tmp").is_dir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -20,6 +21,7 @@ from .compile_cache import (
     prune_lru,
     prune_unverifiable,
     read_key,
+    strays,
 )
 from .errors import WasikvError
 
@@ -47,6 +49,12 @@ def _size(count: int) -> str:
 
 def _exact(count: int) -> str:
     return f"{_size(count)} ({count} bytes)" if count >= 1024 else _size(count)
+
+
+def _skipped(directory: Path) -> None:
+    """Note on stderr what has an entry's name but is not one (a directory, a link), and stays."""
+    for path, kind in strays(directory):
+        click.echo(f"skipped {path}: {kind}, not a cache entry; remove it yourself", err=True)
 
 
 def _entries(entries: list[Entry]) -> str:
@@ -118,6 +126,7 @@ def prune_cmd(max_bytes: int | None) -> None:
         removed = [(entry, "does not verify") for entry in prune_unverifiable(directory, key)]
         removed += [(entry, "least recently used") for entry in prune_lru(directory, bound)]
         left = list_entries(directory)
+    _skipped(directory)
     for entry, why in removed:
         click.echo(f"removed {entry.path} ({_size(entry.size)}): {why}")
     gone = [entry for entry, _ in removed]
@@ -128,5 +137,7 @@ def prune_cmd(max_bytes: int | None) -> None:
 def clear_cmd() -> None:
     """Remove every entry (the key file stays)."""
     with _reported():
-        removed = clear(default_cache_dir())
+        directory = default_cache_dir()
+        removed = clear(directory)
+    _skipped(directory)
     click.echo(f"removed {_entries(removed)}")

@@ -70,6 +70,20 @@ def _reported() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
+@contextmanager
+def _ctrl_c_exits() -> Iterator[None]:
+    """A Ctrl-C the block does not handle itself exits 130 quietly (wherever it lands in start-up).
+
+    click's standalone mode turns a KeyboardInterrupt into "Aborted!" and
+    exit status 1; shells and scripts expect 130 for Ctrl-C.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(err=True)  # ends the terminal's "^C" line, as click does
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
 class _LazyGroup(click.Group):
     """A group whose subcommands in `lazy` ({name: "module:attribute"}) are imported when used.
 
@@ -83,6 +97,16 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _ctrl_c_exits():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _ctrl_c_exits():
+            return super().invoke(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self._lazy:
@@ -183,6 +207,7 @@ def run(
     124; Ctrl-C stops it and exits 130.
     """
     from .app.variable_sources import parse_variable_flag
+    from .deadlines import BLOCKED
     from .host import Host
 
     with _reported():
@@ -225,12 +250,16 @@ def run(
                 if not interrupted.is_set():
                     raise
                 code = _interrupted(app)
-            except GuestTimeout:
-                click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s", err=True)
+            except GuestTimeout as stopped:
+                # A guest blocked in a host call is given up on a second after the
+                # deadline, and this process then exits without waiting for it.
+                why = f"; {BLOCKED}" if stopped.blocked else ""
+                click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s{why}", err=True)
                 code = EXIT_TIMEOUT
             except GuestTrap as trap:
                 stderr.flush()
-                click.echo(f"Error: {_trap_message(trap, stderr.exception, verbose)}", err=True)
+                said = _trap_message(trap, stderr, verbose, max_memory)
+                click.echo(f"Error: {said}", err=True)
                 code = 1
             except KeyboardInterrupt:
                 code = _interrupted(app)
@@ -272,13 +301,30 @@ def _python_path(app: str) -> list[Path] | None:
         return None
 
 
-def _trap_message(trap: GuestTrap, exception: str | None, verbose: bool) -> str:
+def _trap_message(trap: GuestTrap, stderr: GuestStderr, verbose: bool, max_memory: int) -> str:
     """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
     if verbose and trap.detail:
         return f"component trapped: {trap.detail.rstrip()}"
-    if exception is not None:
-        return f"component trapped: the guest raised {exception}"
+    if stderr.exception is not None:
+        return f"component trapped: the guest raised {stderr.exception}"
+    if (
+        stderr.panic in (None, _UNCAUGHT_PANIC)
+        and trap.detail
+        and all(frame in trap.detail for frame in _UNCAUGHT)
+    ):
+        # componentize-py's runtime panics on an exception it was not able to print,
+        # which (short of the guest closing its own stderr) means no memory was left.
+        return (
+            "component trapped: the guest raised an exception it could not print, most likely a "
+            f"MemoryError with no memory left (it may use {max_memory} MiB: --max-memory)"
+        )
     return str(trap)
+
+
+# Frames of componentize-py's runtime panicking in an export: the guest's Python code raised.
+_UNCAUGHT = ("!core::panicking::", "componentize_py_runtime.wasm!wit_dylib_export_call")
+# Its panic message then, when it has the memory to print it.
+_UNCAUGHT_PANIC = "Python function threw an unexpected exception"
 
 
 @main.command("inspect")

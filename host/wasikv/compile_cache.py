@@ -300,7 +300,29 @@ class Entry:
 
 
 def list_entries(directory: Path) -> list[Entry]:
-    """The entries in `directory` (none if it is missing), least recently used first."""
+    """The entries in `directory` (none if it is missing), least recently used first.
+
+    Only regular files are entries: anything else with an entry's name
+    (a directory, a symbolic link...) is never used, pruned or removed;
+    `strays` lists those.
+    """
+    found = []
+    for path, status in _named_entries(directory):
+        if stat.S_ISREG(status.st_mode):
+            found.append(Entry(path, status.st_size, status.st_mtime))
+    return sorted(found, key=lambda entry: (entry.last_used, entry.path.name))
+
+
+def strays(directory: Path) -> list[tuple[Path, str]]:
+    """What in `directory` has an entry's name but is not a regular file, with what it is ("a directory")."""
+    return sorted(
+        (path, _file_kind(status.st_mode))
+        for path, status in _named_entries(directory)
+        if not stat.S_ISREG(status.st_mode)
+    )
+
+
+def _named_entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
     found = []
     try:
         scan = os.scandir(directory)
@@ -311,11 +333,24 @@ def list_entries(directory: Path) -> list[Entry]:
             if not item.name.endswith(SUFFIX):
                 continue
             try:
-                status = item.stat(follow_symlinks=False)
+                found.append((Path(item.path), item.stat(follow_symlinks=False)))
             except FileNotFoundError:
                 continue
-            found.append(Entry(Path(item.path), status.st_size, status.st_mtime))
-    return sorted(found, key=lambda entry: (entry.last_used, entry.path.name))
+    return found
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _remove(entry: Entry) -> bool:
@@ -323,6 +358,8 @@ def _remove(entry: Entry) -> bool:
         os.unlink(entry.path)
     except FileNotFoundError:
         return False  # another process removed it
+    except IsADirectoryError:
+        return False  # replaced by a directory since it was listed: a stray now
     return True
 
 
@@ -349,7 +386,8 @@ def clear(directory: Path) -> list[Entry]:
     """Remove every entry of `directory` (and partial writes left behind); return the entries."""
     try:
         for partial in directory.glob("*.tmp"):
-            partial.unlink(missing_ok=True)
+            if stat.S_ISREG(partial.lstat().st_mode):
+                partial.unlink(missing_ok=True)
     except FileNotFoundError:
         pass
     return [entry for entry in list_entries(directory) if _remove(entry)]

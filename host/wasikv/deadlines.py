@@ -39,6 +39,9 @@ TICK = 0.01
 #: The longest a running guest goes between two checks (for interruption).
 CHECK = 0.25
 
+#: Why a guest past its deadline was given up on rather than stopped.
+BLOCKED = "it was blocked in a host call that cannot be interrupted (such as a sleep), and was given up on"
+
 _CONTINUE = 0
 # How wasmtime says a call moved more list elements than its hostcall budget.
 _BUDGET_TRAP = "fuel allocated for hostcalls has been exhausted"
@@ -119,7 +122,10 @@ class Deadline:
     def error(self, message: str) -> GuestTrap:
         """The exception for a trap of this instance: a timeout, an interruption or a plain trap."""
         if self.stopped == "timeout":
-            return GuestTimeout(f"component ran past its deadline of {self.timeout:g} s", self.timeout)
+            message = f"component ran past its deadline of {self.timeout:g} s"
+            if self.abandoned:
+                message += f"; {BLOCKED}"
+            return GuestTimeout(message, self.timeout, blocked=self.abandoned)
         if self.stopped == "interrupted":
             return GuestInterrupted("component interrupted (the host is stopping it)")
         if _BUDGET_TRAP in message:

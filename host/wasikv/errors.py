@@ -56,11 +56,16 @@ def trap_cause(text: str) -> str:
 
 
 class GuestTimeout(GuestTrap):
-    """The component ran past its deadline and was stopped; `timeout` is the limit in seconds."""
+    """The component ran past its deadline and was stopped; `timeout` is the limit in seconds.
 
-    def __init__(self, message: str, timeout: float | None = None) -> None:
+    `blocked`: it was inside a host call that cannot be interrupted (a
+    sleep), so it was given up on and left running on its own thread.
+    """
+
+    def __init__(self, message: str, timeout: float | None = None, *, blocked: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.blocked = blocked
 
 
 class GuestInterrupted(GuestTrap):

@@ -38,6 +38,11 @@ WORLD_CLASSES = {
 _GUEST_FILE = re.compile(r'^(\s*File ")/(\d+)/([^"]*)(".*)$')
 _PANIC = re.compile(r"^thread '.*' (\(\d+\) )?panicked at ")
 _NOTE = "note: run with `RUST_BACKTRACE=1`"
+# What CPython prints for an exception it cannot format (no memory left for
+# the traceback: a MemoryError): `_PyObject_Dump`'s fields, then this line.
+_DUMP_START = re.compile(r"^object address  : (0x[0-9a-fA-F]+|\(nil\))$")
+_DUMP_FIELD = re.compile(r"^object (refcount|type|type name|repr) *: ?(.*)$")
+_DUMP_END = "lost sys.stderr"
 
 
 def custom_section(name: str, payload: bytes) -> bytes:
@@ -60,9 +65,12 @@ def python_path_of(component: bytes) -> list[Path] | None:
             length, start = _read_leb128(component, offset)
             if component[start : start + length] == PATHS_SECTION.encode():
                 try:
-                    return [Path(p) for p in json.loads(component[start + length : end])]
-                except ValueError:
+                    paths = json.loads(component[start + length : end])
+                except (ValueError, RecursionError):  # RecursionError: nested too deeply
                     return None
+                if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                    return None
+                return [Path(p) for p in paths]
         offset = end
     return None
 
@@ -166,16 +174,22 @@ class GuestStderr:
     Guest file names are mapped back with `python_path()` (asked once, at
     the first traceback); componentize-py's panic message after an uncaught
     exception is dropped unless `verbose`. `exception` is the last line of
-    the last traceback seen, e.g. `ZeroDivisionError: division by zero`.
+    the last traceback seen, e.g. `ZeroDivisionError: division by zero`;
+    `panic` the message of the first panic (the line after "panicked at").
+    When CPython has no memory left to print a traceback, it prints the
+    exception as an object dump ("object address : 0x...", ...): unless
+    `verbose`, that is shown as one line naming the exception's type,
+    which is then `exception`.
     """
 
-    _MARKERS = ("Traceback (most recent call last):", "thread '", _NOTE)
+    _MARKERS = ("Traceback (most recent call last):", "thread '", _NOTE, "object address", _DUMP_END)
 
     def __init__(
         self, target: BinaryIO, python_path: Callable[[], Sequence[Path] | None], *, verbose: bool = False
     ) -> None:
         self.target = target
         self.exception: str | None = None
+        self.panic: str | None = None
         self._python_path = python_path
         self._paths: Sequence[Path] | None = None
         self._looked_up = False
@@ -184,6 +198,7 @@ class GuestStderr:
         self._mid_line = False  # the start of the current line was passed on already
         self._in_traceback = False
         self._in_panic = False
+        self._in_dump = False
         self._held = b""  # blank lines after an exception: the panic's, or the guest's own
         self._hold_blanks = False
         self._lock = threading.Lock()
@@ -214,7 +229,7 @@ class GuestStderr:
             self.target.flush()
 
     def _maybe_special(self, partial: bytes) -> bool:
-        if self._in_traceback or self._in_panic:
+        if self._in_traceback or self._in_panic or self._in_dump:
             return True
         text = partial.decode("utf-8", "replace")
         return any(marker.startswith(text) or text.startswith(marker) for marker in self._MARKERS)
@@ -236,8 +251,13 @@ class GuestStderr:
             return raw + b"\n"
         line = raw.decode("utf-8", "replace")
         if self._in_panic or (not self._in_traceback and _PANIC.match(line)):
+            if self._in_panic and self.panic is None:
+                self.panic = line
             self._in_panic = not line.startswith(_NOTE)
             return raw + b"\n" if self._verbose else b""
+        dumped = self._dumped(line)
+        if dumped is not None:
+            return raw + b"\n" if self._verbose else dumped
         if line.startswith("Traceback (most recent call last):"):
             self._in_traceback = True
             return raw + b"\n"
@@ -254,6 +274,29 @@ class GuestStderr:
             self._in_traceback = line.startswith("During handling") or line.startswith("The above exception")
             self._hold_blanks = not self._in_traceback
         return raw + b"\n"
+
+    def _dumped(self, line: str) -> bytes | None:
+        """What to show for a line of CPython's object dump (None: the line is not one)."""
+        if _DUMP_START.match(line):
+            self._in_dump, self._in_traceback = True, False
+            return b""
+        field = _DUMP_FIELD.match(line) if self._in_dump else None
+        if field is not None:
+            if field.group(1) != "type name":
+                return b""
+            self.exception = field.group(2).strip()
+            why = (
+                "no memory was left to print"
+                if self.exception == "MemoryError"
+                else "CPython could not print"
+            )
+            return f"{self.exception} ({why} its traceback)\n".encode()
+        if self._in_dump and line == _DUMP_END:
+            # The end of the dump: blank lines after it are the panic's.
+            self._in_dump, self._hold_blanks = False, True
+            return b""
+        self._in_dump = False
+        return None
 
 
 def _leb128(value: int) -> bytes:

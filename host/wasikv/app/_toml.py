@@ -31,9 +31,18 @@ def read_text(path: Path, error: type[ConfigError], what: str, missing_hint: str
 
 
 def parse_toml(text: str, shown: str, error: type[ConfigError]) -> dict[str, Any]:
-    """Parse TOML; a syntax error becomes `error` naming `shown`, the line and the column."""
+    """Parse TOML; a syntax error becomes `error` naming `shown`, the line and the column.
+
+    Arrays or inline tables nested past what the parser can follow (it
+    recurses: a few hundred levels) are an `error` too, not a `RecursionError`.
+    """
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise error(
+            f"{shown}: invalid TOML: arrays or inline tables nested too deeply (one inside another, "
+            "hundreds of levels down); a manifest or runtime config needs only a few levels"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         where = shown

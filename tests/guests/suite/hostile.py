@@ -11,6 +11,8 @@ segment (the watcher, keys under `hostile/`: `hostile/b/loop`):
 - `sleep`: sleep for an hour (blocks in a host call, not in wasm);
 - `alloc`: allocate 1 MiB blocks until refused, then report how far it got;
 - `hog`: allocate until refused and keep the memory (then loop forever);
+- `oom`: fill memory down to its last small block and keep it: an uncaught MemoryError
+  with no memory left (under some caps not even to print its traceback);
 - `recurse`: unbounded Python recursion (a RecursionError, caught);
 - `overflow`: a C-level stack overflow (a genuine wasm trap);
 - `cas`: open as many cas handles on key `big` as the host allows, report the count;
@@ -37,6 +39,7 @@ from wasikv_sdk.wit.imports import atomics, batch
 from wasikv_sdk.wit.imports import wasi_keyvalue_store as store
 
 blocks_kept: list[bytearray] = []
+hoard: list[list[bytes]] = []
 
 
 def spin() -> None:
@@ -57,6 +60,26 @@ def allocate(keep: bool) -> dict[str, Any]:
         spin()
     blocks.clear()
     return {"allocated_mib": got, "memory_error": True}
+
+
+def exhaust() -> None:
+    # Memory filled down to its last small block and kept (in a global: a
+    # local would be freed as the error leaves its frame), in short lists
+    # (one growing list would fail on a big block first).
+    hoard.append([])
+
+    def fill(size: int) -> None:
+        while True:
+            if len(hoard[-1]) == 100:
+                hoard.append([])
+            hoard[-1].append(bytes(size))
+
+    for size in (1 << 16, 1 << 10):
+        try:
+            fill(size)
+        except MemoryError:
+            pass
+    fill(1)
 
 
 def recurse(depth: int = 0) -> int:
@@ -131,6 +154,8 @@ def behave(mode: str) -> dict[str, Any]:
         return allocate(keep=False)
     if mode == "hog":
         return allocate(keep=True)
+    if mode == "oom":
+        exhaust()
     if mode == "recurse":
         try:
             recurse()

@@ -33,7 +33,7 @@ def load_state(path: Path) -> BuildState:
     """The build state at `path`; empty if there is none, or none this version can read."""
     try:
         data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return {}
     if not isinstance(data, dict) or data.get("version") != _STATE_VERSION:
         return {}

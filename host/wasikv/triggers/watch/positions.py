@@ -83,7 +83,7 @@ def read_old_cursor(path: Path) -> int | None:
         raise _old_cursor_error(path, "grew past the size of a cursor file while being read")
     try:
         document = json.loads(b"".join(chunks).decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise _old_cursor_error(path, "is not valid JSON") from None
     cursor = document.get("cursor") if isinstance(document, dict) else None
     if type(cursor) is not int or not 0 <= cursor <= S64_MAX:
