@@ -20,6 +20,10 @@ DEFAULT_BODY_TIMEOUT = 30.0
 #: Seconds an idle keep-alive connection is kept, and the most connections at once.
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 512
+#: The largest manifest, runtime config or dotenv file wasikv reads.
+MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
+#: The largest component file wasikv reads (componentize-py's are about 18 MB).
+MAX_COMPONENT_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
