@@ -13,7 +13,7 @@ from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 from ..errors import InvalidStoreUrl, StoreError
-from ._url import parse_query
+from ._url import parse_query, redact
 from .base import (
     Change,
     Store,
@@ -626,41 +626,43 @@ def path_of_url(url: str) -> str:
 
 
 def _split_url(url: str) -> tuple[str, str]:
+    shown = redact(url)
     rest = url.partition(":")[2]
     raw_path, _, query = rest.partition("?")
     if raw_path.startswith("//"):
         authority, slash, raw_path = raw_path[2:].partition("/")
         if authority or not slash:
             raise InvalidStoreUrl(
-                f"store URL {url!r}: a sqlite URL with '//' needs an absolute path (sqlite:///path/to/file.db)"
+                f"store URL {shown!r}: a sqlite URL with '//' needs an absolute path (sqlite:///path/to/file.db)"
             )
         raw_path = "/" + raw_path
     try:
         path = unquote(raw_path, errors="strict")
     except UnicodeDecodeError:
-        raise InvalidStoreUrl(f"store URL {url!r}: the path is not valid percent-encoded UTF-8") from None
+        raise InvalidStoreUrl(f"store URL {shown!r}: the path is not valid percent-encoded UTF-8") from None
     if path in ("", "/") or path.endswith("/"):
         raise InvalidStoreUrl(
-            f"store URL {url!r} names no database file (sqlite:PATH or sqlite:///ABSOLUTE/PATH)"
+            f"store URL {shown!r} names no database file (sqlite:PATH or sqlite:///ABSOLUTE/PATH)"
         )
     if path == ":memory:":
-        raise InvalidStoreUrl(f"store URL {url!r}: use 'memory:' for an in-memory store")
+        raise InvalidStoreUrl(f"store URL {shown!r}: use 'memory:' for an in-memory store")
     return path, query
 
 
 def open_url(url: str, *, label: str | None = None) -> SqliteStore:
     """Open `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`, with `?busy_timeout=MS&synchronous=normal|full`."""
     path, query = _split_url(url)
+    shown = redact(url)
     options = parse_query(url, query, ("busy_timeout", "synchronous"))
     timeout_text = options.get("busy_timeout", "5000")
     if not (timeout_text.isascii() and timeout_text.isdigit() and int(timeout_text) < 2**31):
         raise InvalidStoreUrl(
-            f"store URL {url!r}: busy_timeout must be a whole number of milliseconds "
+            f"store URL {shown!r}: busy_timeout must be a whole number of milliseconds "
             f"below 2**31, not {timeout_text!r}"
         )
     synchronous = options.get("synchronous", "normal").lower()
     if synchronous not in ("normal", "full"):
         raise InvalidStoreUrl(
-            f"store URL {url!r}: synchronous must be 'normal' or 'full', not {options['synchronous']!r}"
+            f"store URL {shown!r}: synchronous must be 'normal' or 'full', not {options['synchronous']!r}"
         )
     return SqliteStore(path, url=url, busy_timeout_ms=int(timeout_text), synchronous=synchronous)
