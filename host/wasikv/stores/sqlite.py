@@ -361,8 +361,8 @@ class SqliteStore(Store):
     def _check_file(self) -> None:
         """Raise `StoreError` unless `self.path` is still the file the store opened.
 
-        One stat(2), a few microseconds: about 2% of a write with
-        synchronous=normal.
+        One stat(2): 3-5 µs measured, beside the 80-140 µs of a write with
+        synchronous=normal and the 15-30 µs of a read.
         """
         try:
             info = os.stat(self.path)
@@ -387,6 +387,8 @@ class SqliteStore(Store):
         closes, and leaves its WAL at the path, where the next process would
         replay it into whatever file is there now (corrupting a different
         one). Checkpointed, the moved-away file is complete and the WAL empty.
+        (A process that opened a new file at the path meanwhile shares that
+        WAL with this one: SQLite has no way out of that, so do not.)
         """
         with lock:
             try:
