@@ -25,9 +25,11 @@ from .limits import (
     DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT,
+    MAX_COMPONENT_BYTES,
     Limits,
 )
 from .progress import compile_progress, progress_console, step
+from .safe_files import read_regular_file
 from .stores.registry import DEFAULT_STORE_URL
 
 if TYPE_CHECKING:
@@ -296,8 +298,8 @@ def _interrupted(app: str) -> int:
 
 def _python_path(app: str) -> list[Path] | None:
     try:
-        return python_path_of(Path(app).read_bytes())
-    except OSError:
+        return python_path_of(read_regular_file(app, MAX_COMPONENT_BYTES, "component"))
+    except ConfigError:
         return None
 
 

@@ -24,10 +24,11 @@ from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuch
 from .host_functions import HostInterface
 from .instance_pool import InstancePool
 from .keyvalue import INTERFACES, KeyValueSession, NumberedCursors
-from .limits import Limits
+from .limits import MAX_COMPONENT_BYTES, Limits
 from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .metrics import Metrics, measured
 from .outbound import link_wasi_http
+from .safe_files import read_regular_file
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
 from .stores.registry import DEFAULT_STORE_URL, backend_for_url
@@ -188,20 +189,17 @@ class Host:
     def load(self, source: str | Path | bytes, *, check: bool = True) -> Component:
         """Compile (or fetch from the compile cache) a component, and check its imports.
 
-        Raises `ComponentError` if the file cannot be read, is not a
-        component, or (unless `check` is False, for inspecting it) imports a
-        wasi:keyvalue interface with types other than the ones wasikv
-        implements.
+        Raises `ComponentError` if the file cannot be read, is not a regular
+        file of at most `MAX_COMPONENT_BYTES`, is not a component, or (unless
+        `check` is False, for inspecting it) imports a wasi:keyvalue interface
+        with types other than the ones wasikv implements.
         """
         if isinstance(source, (bytes, bytearray, memoryview)):
             origin, wasm = "component", bytes(source)
         else:
             path = Path(source)
             origin = str(path)
-            try:
-                wasm = path.read_bytes()
-            except OSError as exc:
-                raise ComponentError(f"{path}: cannot read component: {exc.strerror or exc}") from None
+            wasm = read_regular_file(path, MAX_COMPONENT_BYTES, "component", error=ComponentError)
         component = self._cache.load(wasm, origin, self.on_compile)
         if not (isinstance(source, bytes) and component in self._origins):
             # The same bytes loaded from a file before keep the file's name.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import click
 
@@ -17,12 +17,13 @@ from .app.manifest import MANIFEST_NAME, find_manifest
 from .app.runtime_config import DEFAULT_LABEL, RUNTIME_CONFIG_NAME
 from .errors import ConfigError, KeyValueError, WasikvError
 from .limits import Limits
+from .safe_files import describe_size, read_regular_file, read_stream
 from .stores import open_store
 from .stores._url import without_credentials
 from .stores.base import Store
 from .stores.registry import BACKENDS, DEFAULT_STORE_URL, backend_for_url
 
-__all__ = ["Target", "is_binary", "kv", "resolve_target", "shown_url", "terminal_bytes"]
+__all__ = ["Target", "escape_key", "is_binary", "kv", "resolve_target", "shown_url", "terminal_bytes"]
 
 _F = TypeVar("_F", bound=Callable[..., object])
 
@@ -191,6 +192,35 @@ def is_binary(value: bytes) -> bool:
     return any(unicodedata.category(ch) == "Cc" and ch not in "\t\n" for ch in text)
 
 
+# Bidirectional-text controls (format characters that reorder what follows).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_key(key: str) -> str:
+    """`key` as `kv list` prints it: one line, unable to move the cursor or restyle the terminal.
+
+    Backslash, newline, carriage return and tab become two-character escapes;
+    other control characters (category Cc), line and paragraph separators,
+    lone surrogates and bidirectional-text controls become \\xHH, \\uHHHH or
+    \\UHHHHHHHH. Other text, emoji sequences included, is printed as it is.
+    """
+    if key.isprintable() and "\\" not in key:
+        return key  # the common case: nothing to escape
+    return "".join(_escape_char(ch) for ch in key)
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs"):
+        code = ord(ch)
+        if code < 0x100:
+            return f"\\x{code:02x}"
+        return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return ch
+
+
 def terminal_bytes(value: bytes, *, tty: bool, raw: bool) -> bytes | None:
     """What `kv get` writes to stdout for `value`; None when it must refuse (binary on a terminal).
 
@@ -293,18 +323,49 @@ def kv_get(raw: bool, output: str | None, key: str) -> None:
 @_label_option
 @click.argument("key")
 @click.argument("value", required=False)
-@click.option("--file", "path", type=click.File("rb"), help="Read the value from a file ('-' for stdin).")
-def kv_set(key: str, value: str | None, path: BinaryIO | None) -> None:
-    """Set KEY to VALUE (or to the contents of --file)."""
+@click.option(
+    "--file",
+    "path",
+    metavar="PATH",
+    help="Read the value from a regular file, or from stdin with '-' (at most max_value_bytes).",
+)
+def kv_set(key: str, value: str | None, path: str | None) -> None:
+    """Set KEY to VALUE (or to the contents of --file).
+
+    --file reads a regular file only (a FIFO or device is refused, never
+    waited on: pipe it to --file - instead), and refuses a value larger
+    than a store takes (max_value_bytes, 2 MiB) before reading it whole.
+    """
     if (value is None) == (path is None):
         raise click.UsageError("give exactly one of VALUE or --file")
-    data = value.encode("utf-8") if value is not None else path.read()  # type: ignore[union-attr]
+    data = value.encode("utf-8") if value is not None else _value_file(path or "-")
     target = _target()
     with _opened(target) as store:
         limits = Limits()
         limits.check_key(key)
         limits.check_value(data)
         store.set(key, data)
+
+
+def _value_file(path: str) -> bytes:
+    """The value `kv set --file PATH` names, at most `max_value_bytes`; one-line errors."""
+    limit = Limits().max_value_bytes
+    if path != "-":
+        return read_regular_file(
+            path,
+            limit,
+            "value file",
+            error=click.ClickException,
+            missing_hint="name an existing file, or '-' for stdin",
+            special_hint="to read a pipe, give --file - and redirect it to stdin",
+        )
+    data = read_stream(sys.stdin.buffer, limit)
+    if data is None:
+        raise click.ClickException(
+            f"stdin: the value holds more than {describe_size(limit)}, the most a store takes "
+            "(max_value_bytes)"
+        )
+    return data
 
 
 @kv.command("delete")
@@ -321,16 +382,32 @@ def kv_delete(keys: tuple[str, ...]) -> None:
 @_store_option
 @_label_option
 @click.option("--prefix", default="", help="Only keys starting with this prefix.")
-def kv_list(prefix: str) -> None:
+@click.option(
+    "-0",
+    "--null",
+    is_flag=True,
+    help="Write each key exactly as it is, followed by a NUL byte instead of a newline (for xargs -0).",
+)
+def kv_list(prefix: str, null: bool) -> None:
     """Print every key, one per line, in ascending order.
 
+    Keys are printed escaped, so that each takes one line and none can move
+    the cursor or recolour the terminal: a backslash is printed as \\\\,
+    newline, carriage return and tab as \\n, \\r and \\t, and every other
+    control character, line or paragraph separator and bidirectional-text
+    control as \\xHH, \\uHHHH or \\UHHHHHHHH (as in a Python string).
+    --null writes the keys' exact UTF-8 bytes instead, each ended by a NUL.
     A SQLite store that does not exist is an error, not created.
     """
     from .bucket import Bucket
 
     with _opened(_target(), existing=True) as store:
+        out = sys.stdout.buffer
         for key in Bucket("cli", store, Limits()).keys(prefix or None):
-            click.echo(key)
+            if null:
+                out.write(key.encode("utf-8") + b"\0")
+            else:
+                click.echo(escape_key(key))
 
 
 @kv.command("incr")

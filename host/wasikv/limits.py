@@ -42,6 +42,11 @@ DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_RESPONSE_HEADERS = 256
 MAX_RESPONSE_HEADER_BYTES = 64 * 1024
 
+#: The largest manifest, runtime config or dotenv file wasikv reads.
+MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
+#: The largest component file wasikv reads (componentize-py's are about 18 MB).
+MAX_COMPONENT_BYTES = 512 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -128,7 +128,9 @@ def test_bad_urls_are_config_errors_without_the_password(tail: str, message: str
 def test_redact() -> None:
     assert redact("postgres://u:p%40ss@h/db?x=1") == "postgres://u:***@h/db?x=1"
     assert redact("postgres://u@h/db") == "postgres://u@h/db"
-    assert redact("postgres://h/db?password=x") == "postgres://h/db?password=x"  # refused as unknown
+    # Refused as unknown, but hidden in the message that says so.
+    assert redact("postgres://h/db?password=x&schema=s") == "postgres://h/db?password=***&schema=s"
+    assert redact("postgres://h/db?sslpassword=x#f") == "postgres://h/db?sslpassword=***#f"
 
 
 def test_default_tables_per_label() -> None:

@@ -8,21 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..limits import MAX_CONFIG_FILE_BYTES
+from ..safe_files import read_regular_file
 
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 
 def read_text(path: Path, error: type[ConfigError], what: str, missing_hint: str) -> str:
-    """The UTF-8 text of `path`; `error` (naming the file) if it is missing or unreadable."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{path}: no such file; {missing_hint}") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a directory; name the {what} file itself") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    """The UTF-8 text of `path`; `error` (naming the file) if it is missing, unreadable, not a
+    regular file or larger than `MAX_CONFIG_FILE_BYTES`."""
+    data = read_regular_file(path, MAX_CONFIG_FILE_BYTES, what, error=error, missing_hint=missing_hint)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..safe_files import file_kind
 from ._toml import toml_key
 from .manifest import AppManifest, ManifestError, load_manifest
 from .runtime_config import RUNTIME_CONFIG_NAME, load_runtime_config
@@ -98,7 +99,10 @@ def _check_sources(manifest: AppManifest) -> None:
     for name, spec in manifest.components.items():
         if spec.source.is_file():
             continue
-        state = "is a directory, not a .wasm file" if spec.source.is_dir() else "does not exist"
+        try:
+            state = f"is {file_kind(spec.source.stat().st_mode)}, not a .wasm file"
+        except OSError:
+            state = "does not exist"
         problems.append(f"component {name!r}: source {spec.source} {state}")
         buildable = buildable or spec.build is not None
     if not problems:

@@ -135,7 +135,7 @@ def _env_file(manifest: AppManifest, given: str | Path | None) -> Path | None:
 
 
 def _read_dotenv(path: Path) -> dict[str, str | None]:
-    text = read_text(path, ConfigError, "dotenv", "create it, or leave --env-file out")
+    text = read_text(path, ConfigError, "dotenv file", "create it, or leave --env-file out")
     return dict(dotenv_values(stream=io.StringIO(text)))
 
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from urllib.parse import unquote
 
 from ..errors import InvalidStoreUrl
 
+# Query parameters whose values are hidden in messages (`?password=`, `?sslpassword=`,
+# `?auth_token=`...): no backend accepts them, but a URL that has one is still echoed.
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|auth|credential|api.?key", re.IGNORECASE)
+
 
 def parse_query(url: str, query: str, known: Sequence[str]) -> dict[str, str]:
-    """`name=value` pairs of `query`; unknown, empty, repeated or badly encoded ones are refused."""
+    """`name=value` pairs of `query`; unknown, empty, repeated or badly encoded ones are refused.
+
+    Messages show `url` redacted (`redact`).
+    """
+    url = redact(url)
     options: dict[str, str] = {}
     if not query:
         return options
@@ -48,12 +57,15 @@ def _authority(url: str) -> tuple[str, str | None, str, str] | None:
 
 
 def without_credentials(url: str) -> str:
-    """`url` without its user and password (`redis://:pw@host/0` -> `redis://host/0`), for messages."""
+    """`url` without its user and password (`redis://:pw@host/0` -> `redis://host/0`), for messages.
+
+    Secret-looking query parameters keep their names, with `***` for values.
+    """
     parts = _authority(url)
     if parts is None or parts[1] is None:
-        return url
+        return _hide_query_secrets(url)
     scheme, _, hostport, tail = parts
-    return f"{scheme}://{hostport}{tail}"
+    return f"{scheme}://{hostport}{_hide_query_secrets(tail)}"
 
 
 def password_of(url: str) -> str | None:
@@ -66,14 +78,33 @@ def password_of(url: str) -> str | None:
 
 
 def redact(url: str) -> str:
-    """`url` with the password (if any) replaced by ``***``, keeping the user, for messages."""
+    """`url` for messages: the password (if any) and the values of secret-looking query
+    parameters (`?password=`) replaced by ``***``, keeping the user."""
     parts = _authority(url)
     if parts is None:
-        return url
+        return _hide_query_secrets(url)
     scheme, userinfo, hostport, tail = parts
-    if userinfo is None or ":" not in userinfo:
-        return url
+    tail = _hide_query_secrets(tail)
+    if userinfo is None:
+        return f"{scheme}://{hostport}{tail}"
+    if ":" not in userinfo:
+        return f"{scheme}://{userinfo}@{hostport}{tail}"
     return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{tail}"
+
+
+def _hide_query_secrets(text: str) -> str:
+    """`text` (a URL or its tail) with the values of secret-looking query parameters as ``***``."""
+    head, question, rest = text.partition("?")
+    if not question:
+        return text
+    query, hash_, fragment = rest.partition("#")
+    parts = []
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if equals and value and _SECRET_PARAMETER.search(unquote(name)):
+            part = f"{name}=***"
+        parts.append(part)
+    return f"{head}?{'&'.join(parts)}{hash_}{fragment}"
 
 
 def seconds_option(url: str, options: dict[str, str], name: str, default: float) -> float:
@@ -87,7 +118,8 @@ def seconds_option(url: str, options: dict[str, str], name: str, default: float)
         seconds = math.nan
     if not (math.isfinite(seconds) and 0 < seconds <= 86_400) or not text.isascii():
         raise InvalidStoreUrl(
-            f"store URL {url!r}: {name} must be a positive number of seconds (at most 86400), not {text!r}"
+            f"store URL {redact(url)!r}: {name} must be a positive number of seconds (at most 86400), "
+            f"not {text!r}"
         )
     return seconds
 
@@ -101,6 +133,7 @@ def count_option(
         return default
     if not (text.isascii() and text.isdigit() and minimum <= int(text) <= maximum):
         raise InvalidStoreUrl(
-            f"store URL {url!r}: {name} must be a whole number from {minimum} to {maximum}, not {text!r}"
+            f"store URL {redact(url)!r}: {name} must be a whole number from {minimum} to {maximum}, "
+            f"not {text!r}"
         )
     return int(text)

@@ -130,7 +130,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import InvalidStoreUrl, StoreError
-from ._url import count_option, parse_query, seconds_option
+from ._url import count_option, parse_query, password_of, redact, seconds_option
 from .base import (
     S64_MAX,
     S64_MIN,
@@ -993,24 +993,28 @@ def _encode_key(key: str) -> bytes:
 
 
 def _from_url(url: str, label: str | None) -> RedisStore:
+    shown = redact(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidStoreUrl(f"store URL {url!r}: {exc}; {_ACCEPTED}") from None
+        problem = str(exc)
+        if password := password_of(url):
+            problem = problem.replace(password, "***")
+        raise InvalidStoreUrl(f"store URL {shown!r}: {problem}; {_ACCEPTED}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("redis", "rediss"):
-        raise InvalidStoreUrl(f"store URL {url!r} is not a redis URL; {_ACCEPTED}")
+        raise InvalidStoreUrl(f"store URL {shown!r} is not a redis URL; {_ACCEPTED}")
     if not url[len(scheme) + 1 :].startswith("//"):
-        raise InvalidStoreUrl(f"store URL {url!r}: a redis URL starts with '{scheme}://'; {_ACCEPTED}")
+        raise InvalidStoreUrl(f"store URL {shown!r}: a redis URL starts with '{scheme}://'; {_ACCEPTED}")
     if parts.fragment:
-        raise InvalidStoreUrl(f"store URL {url!r}: a redis URL has no '#' part")
+        raise InvalidStoreUrl(f"store URL {shown!r}: a redis URL has no '#' part")
     try:
         username = unquote(parts.username, errors="strict") if parts.username else None
         password = unquote(parts.password, errors="strict") if parts.password is not None else None
         host = unquote(parts.hostname, errors="strict") if parts.hostname else DEFAULT_HOST
     except UnicodeDecodeError:
-        raise InvalidStoreUrl(f"store URL {url!r}: invalid percent-encoding") from None
+        raise InvalidStoreUrl(f"store URL {shown!r}: invalid percent-encoding") from None
     path = parts.path
     if path in ("", "/"):
         db = 0
@@ -1018,14 +1022,14 @@ def _from_url(url: str, label: str | None) -> RedisStore:
         db = int(path[1:])
     else:
         raise InvalidStoreUrl(
-            f"store URL {url!r}: the path must be a database number such as /0, not {path!r}"
+            f"store URL {shown!r}: the path must be a database number such as /0, not {path!r}"
         )
     options = parse_query(url, parts.query, _PARAMETERS)
     if "ssl_ca_certs" in options and scheme != "rediss":
-        raise InvalidStoreUrl(f"store URL {url!r}: ssl_ca_certs needs a rediss:// (TLS) URL")
+        raise InvalidStoreUrl(f"store URL {shown!r}: ssl_ca_certs needs a rediss:// (TLS) URL")
     if SEPARATOR in options.get("prefix", ""):
         raise InvalidStoreUrl(
-            f"store URL {url!r}: the prefix {options['prefix']!r} contains {SEPARATOR!r}, which "
+            f"store URL {shown!r}: the prefix {options['prefix']!r} contains {SEPARATOR!r}, which "
             "wasikv puts after the prefix in every key name; choose a prefix without it"
         )
     store = RedisStore(

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import cast
 
 from ..errors import ConfigError
+from ._url import redact
 from .base import Store
 
 #: The store behind the label `default` when none is configured.
@@ -138,7 +139,7 @@ def backend_for_url(url: str) -> Backend:
     if backend is None:
         accepted = "; ".join(b.url_forms for b in BACKENDS)
         problem = "has no scheme" if not colon else f"has an unknown scheme {scheme.lower()!r}"
-        raise ConfigError(f"store URL {url!r} {problem}; accepted forms: {accepted}")
+        raise ConfigError(f"store URL {redact(url)!r} {problem}; accepted forms: {accepted}")
     return backend
 
 

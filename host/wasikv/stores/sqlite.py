@@ -13,7 +13,7 @@ from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 from ..errors import InvalidStoreUrl, StoreError
-from ._url import parse_query
+from ._url import parse_query, redact
 from .base import (
     Change,
     Store,
@@ -124,6 +124,13 @@ class SqliteStore(Store):
     when a store is opened. Each change holds a copy of the value written.
     Change-feed readers keep their positions in the same file
     (`load_position`/`save_position`), so they go wherever the feed goes.
+
+    The store remembers which file it opened (its device and inode). Once
+    the path no longer leads to that file (deleted, or another file moved
+    over it), every read and write fails with a `StoreError` naming the
+    file: the connections still hold the old file, and what they wrote into
+    it would vanish when they close. Writes check inside their transaction,
+    so none is acknowledged into a file the path has lost.
     """
 
     atomic_batches: ClassVar[bool] = True
@@ -168,6 +175,8 @@ class SqliteStore(Store):
         self._connections: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        # (st_dev, st_ino) of the file the first connection opened.
+        self._identity: tuple[int, int] | None = None
         try:
             self._initialize()
         except BaseException:
@@ -318,6 +327,8 @@ class SqliteStore(Store):
         with self._connections_lock:
             self._closed = True
             connections, self._connections = self._connections, []
+        if connections and self._file_lost():
+            self._empty_wal(*connections[0])
         for conn, lock in connections:
             # Never under a thread still using it: sqlite3 may crash on a
             # connection closed in the middle of a statement.
@@ -330,8 +341,12 @@ class SqliteStore(Store):
     # -- internals -------------------------------------------------------
 
     @contextmanager
-    def _use(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, held so that `close` cannot close it under a statement."""
+    def _use(self, *, check_file: bool = True) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held so that `close` cannot close it under a statement.
+
+        With `check_file`, first make sure the path still leads to the file
+        the store opened (`_write` checks inside its transaction instead).
+        """
         entry: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "entry", None)
         if entry is None:
             entry = self._open_connection()
@@ -339,20 +354,80 @@ class SqliteStore(Store):
         with lock:
             if self._closed:
                 raise StoreError(f"sqlite store {self.path}: the store is closed")
+            if check_file:
+                self._check_file()
             yield conn
+
+    def _check_file(self) -> None:
+        """Raise `StoreError` unless `self.path` is still the file the store opened.
+
+        One stat(2): 3-5 µs measured, beside the 80-140 µs of a write with
+        synchronous=normal and the 15-30 µs of a read.
+        """
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise self._lost("was deleted") from None
+        except OSError as exc:
+            raise self._lost(f"cannot be checked ({exc.strerror or exc})") from None
+        if (info.st_dev, info.st_ino) != self._identity:
+            raise self._lost("was replaced by another file")
+
+    def _file_lost(self) -> bool:
+        try:
+            self._check_file()
+        except StoreError:
+            return True
+        return False
+
+    def _empty_wal(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
+        """Move the WAL's changes into the lost file and empty the WAL, before closing.
+
+        SQLite does not checkpoint a moved or deleted database when it
+        closes, and leaves its WAL at the path, where the next process would
+        replay it into whatever file is there now (corrupting a different
+        one). Checkpointed, the moved-away file is complete and the WAL empty.
+        (A process that opened a new file at the path meanwhile shares that
+        WAL with this one: SQLite has no way out of that, so do not.)
+        """
+        with lock:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:
+                pass  # best effort: the store is closing either way
+
+    def _lost(self, what: str) -> StoreError:
+        return StoreError(
+            f"sqlite store {self.path}: the database file {what} while this process had it open; "
+            "refusing to read or write it, since what is written to a file no path leads to is lost "
+            "when it closes. Restart wasikv to open the file now at that path"
+        )
 
     def _open_connection(self) -> tuple[sqlite3.Connection, threading.RLock]:
         if self._closed:
             raise StoreError(f"sqlite store {self.path}: the store is closed")
+        target, uri = self.path, False
+        if self._identity is not None:
+            # A later connection must open the store's file, never create one.
+            self._check_file()
+            target, uri = f"file:{quote(self.path)}?mode=rw", True
         conn = sqlite3.connect(
-            self.path,
+            target,
             timeout=self.busy_timeout_ms / 1000,
             isolation_level=None,
             # close() runs on whichever thread shuts the store down.
             check_same_thread=False,
+            uri=uri,
         )
         try:
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            # sqlite3.connect has opened (or created) the file: remember it,
+            # or refuse a connection that opened a file other than the first.
+            if self._identity is None:
+                info = os.stat(self.path)
+                self._identity = (info.st_dev, info.st_ino)
+            else:
+                self._check_file()
         except BaseException:
             conn.close()
             raise
@@ -376,7 +451,7 @@ class SqliteStore(Store):
         if os.path.isdir(self.path):
             raise StoreError(f"sqlite store {self.path}: is a directory, not a database file")
         try:
-            with self._use() as conn:
+            with self._use(check_file=False) as conn:
                 mode = self._enter_wal_mode(conn)
                 if mode.lower() != "wal":
                     raise StoreError(f"sqlite store {self.path}: cannot use WAL journal mode (got {mode})")
@@ -435,9 +510,12 @@ class SqliteStore(Store):
     ) -> _T:
         """Run `body` in a write transaction, rolling back on any failure."""
         try:
-            with self._use() as conn:
+            with self._use(check_file=False) as conn:
                 conn.execute(_BEGIN)
                 try:
+                    # Under the write lock, so no write is acknowledged into
+                    # a file deleted while this one waited for the lock.
+                    self._check_file()
                     result = body(conn, *args, **kwargs)
                     self._writes += 1
                     if self._writes >= self._sweep_changes_every:
@@ -550,41 +628,43 @@ def path_of_url(url: str) -> str:
 
 
 def _split_url(url: str) -> tuple[str, str]:
+    shown = redact(url)
     rest = url.partition(":")[2]
     raw_path, _, query = rest.partition("?")
     if raw_path.startswith("//"):
         authority, slash, raw_path = raw_path[2:].partition("/")
         if authority or not slash:
             raise InvalidStoreUrl(
-                f"store URL {url!r}: a sqlite URL with '//' needs an absolute path (sqlite:///path/to/file.db)"
+                f"store URL {shown!r}: a sqlite URL with '//' needs an absolute path (sqlite:///path/to/file.db)"
             )
         raw_path = "/" + raw_path
     try:
         path = unquote(raw_path, errors="strict")
     except UnicodeDecodeError:
-        raise InvalidStoreUrl(f"store URL {url!r}: the path is not valid percent-encoded UTF-8") from None
+        raise InvalidStoreUrl(f"store URL {shown!r}: the path is not valid percent-encoded UTF-8") from None
     if path in ("", "/") or path.endswith("/"):
         raise InvalidStoreUrl(
-            f"store URL {url!r} names no database file (sqlite:PATH or sqlite:///ABSOLUTE/PATH)"
+            f"store URL {shown!r} names no database file (sqlite:PATH or sqlite:///ABSOLUTE/PATH)"
         )
     if path == ":memory:":
-        raise InvalidStoreUrl(f"store URL {url!r}: use 'memory:' for an in-memory store")
+        raise InvalidStoreUrl(f"store URL {shown!r}: use 'memory:' for an in-memory store")
     return path, query
 
 
 def open_url(url: str, *, label: str | None = None) -> SqliteStore:
     """Open `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`, with `?busy_timeout=MS&synchronous=normal|full`."""
     path, query = _split_url(url)
+    shown = redact(url)
     options = parse_query(url, query, ("busy_timeout", "synchronous"))
     timeout_text = options.get("busy_timeout", "5000")
     if not (timeout_text.isascii() and timeout_text.isdigit() and int(timeout_text) < 2**31):
         raise InvalidStoreUrl(
-            f"store URL {url!r}: busy_timeout must be a whole number of milliseconds "
+            f"store URL {shown!r}: busy_timeout must be a whole number of milliseconds "
             f"below 2**31, not {timeout_text!r}"
         )
     synchronous = options.get("synchronous", "normal").lower()
     if synchronous not in ("normal", "full"):
         raise InvalidStoreUrl(
-            f"store URL {url!r}: synchronous must be 'normal' or 'full', not {options['synchronous']!r}"
+            f"store URL {shown!r}: synchronous must be 'normal' or 'full', not {options['synchronous']!r}"
         )
     return SqliteStore(path, url=url, busy_timeout_ms=int(timeout_text), synchronous=synchronous)

@@ -18,7 +18,10 @@ import logging
 import re
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..guest_errors import GuestStderr, python_path_of
+from ..limits import MAX_COMPONENT_BYTES
+from ..safe_files import read_regular_file
 
 #: The logger of guest output: stdout lines at INFO, stderr lines at WARNING.
 GUEST_LOGGER = "wasikv.guest"
@@ -123,6 +126,6 @@ def _python_path(origin: str | None) -> list[Path] | None:
     if origin is None:
         return None
     try:
-        return python_path_of(Path(origin).read_bytes())
-    except OSError:
+        return python_path_of(read_regular_file(origin, MAX_COMPONENT_BYTES, "component"))
+    except ConfigError:
         return None
