@@ -28,7 +28,7 @@ TEST_PROCESSES ?= 3
 test: $(STAMP)
 	WASIKV_PREBUILD=1 $(PY) -m pytest -q -n $(TEST_PROCESSES)
 
-## The tests that need no guest component (no componentize-py build, no compile of one): 1092 tests, about 35 s.
+## The tests that need no guest component (no componentize-py build, no compile of one).
 ## Building one fails (WASIKV_TEST_NO_BUILD), so a test missing its `component` mark shows.
 test-fast: $(STAMP)
 	WASIKV_TEST_NO_BUILD=1 PYTHONPATH=tests/no_build $(PY) -m pytest -q -n $(TEST_PROCESSES) -m "not component"
