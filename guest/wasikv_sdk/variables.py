@@ -4,7 +4,7 @@ Guest-only: it imports the generated bindings
 (`wasikv_sdk.wit.imports.wasi_config_store`). The names a component reads
 are the keys of its `[component.NAME.variables]` table in `wasikv.toml`;
 their values are resolved by the host from the app's `[variables]` when it
-starts (see the README's "Application variables")::
+starts (see "Application variables" in docs/reference/manifest.md)::
 
     from wasikv_sdk import variables
 
