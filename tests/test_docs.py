@@ -83,7 +83,8 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
                 if destination.is_dir() or destination.suffix != ".md":
                     problems.append(f"{where}:{number}: {target} (an anchor into a non-Markdown file)")
                 elif anchor not in anchors(destination):
-                    problems.append(f"{where}:{number}: {target} (no heading #{anchor} in {file_part or 'it'})")
+                    named = file_part or "this file"
+                    problems.append(f"{where}:{number}: {target} (no heading #{anchor} in {named})")
     return problems
 
 
