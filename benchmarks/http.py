@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import Host, InstancePool
+from wasikv.capability import InstanceSpec
 from wasikv.guest_build import build_cached
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
@@ -152,7 +153,7 @@ def measure_instantiate(runs: int = 200) -> dict[str, float]:
         component = host.load(wasm)
         started = time.perf_counter()
         for _ in range(runs):
-            with host.instantiate(component, stderr=io.BytesIO()):
+            with host.instantiate(component, InstanceSpec(stderr=io.BytesIO())):
                 pass
         instantiate = (time.perf_counter() - started) / runs * 1000
         handler = HttpComponent(host, component)

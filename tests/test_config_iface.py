@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from wasikv import ConfigError, Host
+from wasikv.capability import InstanceSpec
 from wasikv.config_iface import NAME
 from wasikv.inspect import inspect_component
 from wasikv.triggers.http import HttpComponent, HttpRequest
@@ -29,7 +30,7 @@ def probe_variables(host: Host, name: str, variables: dict[str, str] | None) -> 
 def test_an_http_guest_reads_its_variables(make_host: Callable[..., Host]) -> None:
     host = make_host({"default": "memory:"})
     component = host.load(suite_wasm())
-    probe = HttpComponent(host, component, name="probe", variables=VARIABLES)
+    probe = HttpComponent(host, component, name="probe", spec=InstanceSpec(variables=VARIABLES))
     report = json.loads(probe.handle(HttpRequest("GET", "/variables?name=greeting")).body)
     assert report == {"all": VARIABLES, "get": "hello"}
     report = json.loads(probe.handle(HttpRequest("GET", "/variables?name=empty")).body)

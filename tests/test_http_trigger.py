@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from wasikv import ComponentError, GuestTrap, Host
+from wasikv.capability import InstanceSpec
 from wasikv.limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
 from wasikv.metrics import Metrics
 from wasikv.triggers._exports import select_export
@@ -31,7 +32,9 @@ from .support import COMPILE_CACHE, suite_wasm
 @pytest.fixture
 def probe(make_host: Callable[..., Host]) -> HttpComponent:
     host = make_host({"default": "memory:", "other": "memory:other"})
-    return HttpComponent(host, host.load(suite_wasm()), name="probe", grants=["default"])
+    return HttpComponent(
+        host, host.load(suite_wasm()), name="probe", spec=InstanceSpec(grants=frozenset({"default"}))
+    )
 
 
 def test_request_reaches_the_guest_intact(probe: HttpComponent) -> None:
@@ -84,7 +87,9 @@ def test_the_response_is_handed_over_before_the_instance_is_torn_down() -> None:
     # down; the live-instance gauge shows which side of the teardown we are on.
     metrics = Metrics()
     with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE, metrics=metrics) as host:
-        probe = HttpComponent(host, host.load(suite_wasm()), name="probe", grants=["default"])
+        probe = HttpComponent(
+            host, host.load(suite_wasm()), name="probe", spec=InstanceSpec(grants=frozenset({"default"}))
+        )
         alive_at_response: list[float] = []
 
         def on_response(response: object) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from wasikv import ComponentError, Host, InstancePool, Limits, SqliteStore
+from wasikv.capability import InstanceSpec
 from wasikv.stores.base import Change
 from wasikv.triggers.http import HttpComponent, HttpRequest
 from wasikv.triggers.watch import RetryPolicy, WatcherComponent, WatchRunner
@@ -75,7 +76,11 @@ def start(runners: list[WatchRunner], probe_wasm: Path) -> Callable[..., WatchRu
     def start_runner(host: Host, **kwargs: Any) -> WatchRunner:
         kwargs.setdefault("retry", FAST_RETRY)
         watcher = WatcherComponent(
-            host, host.load(probe_wasm), "default", name="probe", grants=["default", "seen"]
+            host,
+            host.load(probe_wasm),
+            "default",
+            name="probe",
+            spec=InstanceSpec(grants=frozenset({"default", "seen"})),
         )
         runner = WatchRunner(watcher, **kwargs)
         runner.start()
@@ -134,8 +139,7 @@ def test_a_watcher_reads_its_variables(
         host.load(probe_wasm),
         "default",
         name="probe",
-        grants=["default", "seen"],
-        variables={"greeting": "hello"},
+        spec=InstanceSpec(grants=frozenset({"default", "seen"}), variables={"greeting": "hello"}),
     )
     runner = WatchRunner(watcher, retry=FAST_RETRY)
     runner.start()
@@ -150,7 +154,9 @@ def test_a_guest_write_is_delivered(
 ) -> None:
     host = hosts(f"sqlite:{tmp_path / 'kv.db'}")
     runner = start(host)
-    notes = HttpComponent(host, host.load(notes_wasm), name="notes", grants=["default"])
+    notes = HttpComponent(
+        host, host.load(notes_wasm), name="notes", spec=InstanceSpec(grants=frozenset({"default"}))
+    )
     for method, body in (("PUT", b"first"), ("PUT", b"second"), ("DELETE", b"")):
         response = notes.handle(HttpRequest(method, "/notes/todo", [("spin-path-info", "/todo")], body))
         assert response.status == 204
@@ -306,7 +312,11 @@ def test_changes_of_a_key_arrive_in_commit_order(
 def test_one_instance_serves_a_batch(hosts: Callable[..., Host], probe_wasm: Path) -> None:
     host = hosts("memory:")
     watcher = WatcherComponent(
-        host, host.load(probe_wasm), "default", name="probe", grants=["default", "seen"]
+        host,
+        host.load(probe_wasm),
+        "default",
+        name="probe",
+        spec=InstanceSpec(grants=frozenset({"default", "seen"})),
     )
     assert watcher.deliver([Change(1, "x", b"1"), Change(2, "y", None), Change(3, "z", b"")]) == 3
     assert watcher.deliver([Change(4, "w", b"4")]) == 1
@@ -538,7 +548,13 @@ def test_a_component_without_the_watcher_export_is_refused(
 def test_a_watcher_must_be_granted_its_store(hosts: Callable[..., Host], probe_wasm: Path) -> None:
     host = hosts("memory:")
     with pytest.raises(ComponentError, match="not granted the store 'default'"):
-        WatcherComponent(host, host.load(probe_wasm), "default", name="probe", grants=["seen"])
+        WatcherComponent(
+            host,
+            host.load(probe_wasm),
+            "default",
+            name="probe",
+            spec=InstanceSpec(grants=frozenset({"seen"})),
+        )
 
 
 def test_the_sdk_watcher_takes_pythonic_buckets_on_the_host() -> None:

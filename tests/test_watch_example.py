@@ -19,6 +19,7 @@ import pytest
 
 from wasikv import ComponentError, Host
 from wasikv.app.loader import LoadedApp, load_app
+from wasikv.capability import InstanceSpec
 from wasikv.triggers.http import HttpComponent, HttpRequest
 from wasikv.triggers.watch import WatchTriggers, position_name
 
@@ -68,7 +69,10 @@ def test_every_change_under_notes_is_audited(host: tuple[LoadedApp, Host], app_d
     watchers = WatchTriggers.from_app(loaded, wasikv_host, poll_interval=0.02)
     assert len(watchers) == 1
     notes = HttpComponent(
-        wasikv_host, wasikv_host.load(app_dir / "notes.wasm"), name="notes", grants=loaded.grants["notes"]
+        wasikv_host,
+        wasikv_host.load(app_dir / "notes.wasm"),
+        name="notes",
+        spec=InstanceSpec(grants=loaded.grants["notes"]),
     )
 
     def request(method: str, name: str, body: bytes = b"") -> int:

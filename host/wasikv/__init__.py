@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .bucket import Bucket, Cas
+    from .capability import InstanceSpec
     from .errors import (
         AccessDenied,
         CasConflict,
@@ -50,6 +51,7 @@ _MODULES = {
     "GuestTrap": ".errors",
     "Host": ".host",
     "InstancePool": ".instance_pool",
+    "InstanceSpec": ".capability",
     "KeyValueError": ".errors",
     "LimitExceeded": ".errors",
     "Limits": ".limits",
@@ -75,6 +77,7 @@ __all__ = [
     "GuestTrap",
     "Host",
     "InstancePool",
+    "InstanceSpec",
     "KeyValueError",
     "LimitExceeded",
     "Limits",

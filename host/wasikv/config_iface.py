@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from .capability import Capability, InstanceSpec
 from .codec import Case
 from .host_functions import HostFunction, HostInterface, Param
 from .wit_types import STRING, ListOf, OptionOf, ResultOf, TupleOf, VariantOf
@@ -50,7 +51,17 @@ STORE = HostInterface(
         HostFunction("get", (Param("key", STRING),), ResultOf(OptionOf(STRING), ERROR), get, config_error),
         HostFunction("get-all", (), ResultOf(_PAIRS, ERROR), get_all, config_error),
     ),
-    state="config",
 )
 
-__all__ = ["ERROR", "NAME", "STORE", "config_error", "get", "get_all"]
+
+class Variables(Capability):
+    """`wasi:config/store`: each instance reads the variables of its `InstanceSpec`."""
+
+    name = "variables"
+    interfaces = (STORE,)
+
+    def make_state(self, spec: InstanceSpec) -> Mapping[str, str]:
+        return spec.variables
+
+
+__all__ = ["ERROR", "NAME", "STORE", "Variables", "config_error", "get", "get_all"]

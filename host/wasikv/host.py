@@ -10,37 +10,32 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError, _wasi
 from wasmtime.component import Component, Func, Instance, Linker
 
-from . import config_iface, deadlines
+from . import deadlines
 from ._capi import context_address
 from .bucket import Bucket
+from .capability import Capability, InstanceSpec, OutputStream
 from .compile_cache import CompileCache, CompileHook, default_cache_dir
+from .config_iface import Variables
 from .deadlines import Deadline, Shutdown
 from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore, StoreError
 from .host_functions import HostInterface
 from .instance_pool import InstancePool
-from .keyvalue import INTERFACES, KeyValueSession, NumberedCursors
+from .keyvalue import INTERFACES, KeyValueSession
+from .keyvalue.capability import KeyValue
 from .limits import MAX_COMPONENT_BYTES, Limits
 from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .metrics import Metrics, measured
-from .outbound import link_wasi_http
+from .outbound import OutboundHttp
 from .safe_files import read_regular_file
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
 from .stores.registry import DEFAULT_STORE_URL, backend_for_url
 from .wit_types import FuncSig
-
-
-class OutputStream(Protocol):
-    """Where a guest's stdout or stderr goes: a binary file, a `BytesIO`, a `CapturedOutput`."""
-
-    def write(self, data: bytes, /) -> object:
-        """Take one chunk the guest wrote."""
-
 
 log = logging.getLogger("wasikv")
 
@@ -111,18 +106,14 @@ class Host:
         self.shutdown = Shutdown()
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = CompileCache(self.engine, directory if compile_cache else None, settings)
-        self._sessions: dict[int, KeyValueSession] = {}
-        self._variables: dict[int, Mapping[str, str]] = {}
-        # Each interface's bodies get their instance's entry in one of these (`HostInterface.state`).
-        self._states: dict[str, Mapping[int, object]] = {
-            "keyvalue": self._sessions,
-            "config": self._variables,
-        }
-        self._cursors = NumberedCursors()
+        self._key_value = KeyValue(INTERFACES, self._resolve, lambda: self._labels.keys(), self.limits)
+        #: What the host lends every instance, each with its interfaces, linking and per-instance state.
+        self.capabilities: tuple[Capability, ...] = (self._key_value, Variables(), OutboundHttp())
         self._provided: dict[str, list[HostInterface]] = {}
-        for interface in (*INTERFACES, config_iface.STORE):
-            self._provided.setdefault(interface.name, []).append(interface)
-        self._linkers: dict[tuple[LinkPlan, bool], Linker] = {}
+        for capability in self.capabilities:
+            for interface in capability.interfaces:
+                self._provided.setdefault(interface.name, []).append(interface)
+        self._linkers: dict[tuple[object, ...], Linker] = {}
         self._plans: weakref.WeakKeyDictionary[Component, LinkPlan] = weakref.WeakKeyDictionary()
         self._origins: weakref.WeakKeyDictionary[Component, str] = weakref.WeakKeyDictionary()
         self._link_lock = threading.Lock()
@@ -232,17 +223,15 @@ class Host:
             self._plans[component] = plan
         return plan
 
-    def _linker(self, plan: LinkPlan, outbound_http: bool) -> Linker:
-        key = (plan, outbound_http and bool(plan.http_imports))
+    def _linker(self, plan: LinkPlan, spec: InstanceSpec) -> Linker:
+        key = (plan, *(capability.link_key(plan, spec) for capability in self.capabilities))
         with self._link_lock:
             linker = self._linkers.get(key)
             if linker is None:
                 linker = Linker(self.engine)
                 linker.add_wasip2()
-                if plan.http_imports:
-                    link_wasi_http(linker, plan.http_imports, outbound=outbound_http)
-                for interface in plan.interfaces:
-                    interface.define(linker, self._states[interface.state])
+                for capability in self.capabilities:
+                    capability.link(linker, plan, spec)
                 self._linkers[key] = linker
             return linker
 
@@ -286,17 +275,17 @@ class Host:
         component = source if isinstance(source, Component) else self.load(source)
         if program_name is None:
             program_name = str(source) if isinstance(source, (str, Path)) else "app.wasm"
-        with self.instantiate(
-            component,
-            argv=[program_name, *args],
-            env=env,
-            variables=variables,
-            grants=grants,
+        spec = InstanceSpec(
+            argv=(program_name, *args),
+            env=env or {},
+            variables=variables or {},
+            grants=None if grants is None else frozenset(grants),
             stdout=stdout,
             stderr=stderr,
             timeout=timeout,
             outbound_http=outbound_http,
-        ) as (store, instance):
+        )
+        with self.instantiate(component, spec) as (store, instance):
             run = _find_run(instance, store)
             deadline = self.deadline(store)
             try:
@@ -310,36 +299,20 @@ class Host:
 
     @contextmanager
     def instantiate(
-        self,
-        component: Component,
-        *,
-        argv: Sequence[str] = ("app.wasm",),
-        env: Mapping[str, str] | None = None,
-        variables: Mapping[str, str] | None = None,
-        grants: Iterable[str] | None = None,
-        stdout: OutputStream | None = None,
-        stderr: OutputStream | None = None,
-        timeout: float | None = None,
-        outbound_http: bool = False,
+        self, component: Component, spec: InstanceSpec | None = None
     ) -> Iterator[tuple[Store, Instance]]:
-        """A fresh instance of `component` in its own wasmtime store.
+        """A fresh instance of `component` in its own wasmtime store, given `spec`.
 
-        For triggers that call exports other than `wasi:cli/run`. The
-        instance's key-value handles are released when the block ends. Its
-        deadline (`timeout` seconds from now, None for none) is `deadline(store)`.
-        `env`, `variables`, `stdout` and `stderr` are as for `run`.
-        `outbound_http` lets it send HTTP requests to any host (see `run`).
+        For triggers that call exports other than `wasi:cli/run`. Each
+        capability gives the instance its state (its key-value handles, its
+        variables, ...), released when the block ends. Its deadline
+        (`spec.timeout` seconds from now, None for none) is `deadline(store)`.
+        Raises `ConfigError` for a spec the host cannot serve (a granted label
+        it does not define).
         """
+        spec = spec or InstanceSpec()
         plan = self._plan(component)
-        linker = self._linker(plan, outbound_http)
-        config = _checked_variables(variables)
-        granted = None if grants is None else frozenset(grants)
-        undefined = sorted((granted or frozenset()) - self._labels.keys())
-        if undefined:
-            raise ConfigError(
-                f"granted store label(s) {', '.join(map(repr, undefined))} not defined; "
-                f"defined: {', '.join(map(repr, self.labels)) or 'none'}"
-            )
+        linker = self._linker(plan, spec)
         store = Store(self.engine)
         limits = self.limits
         store.set_limits(
@@ -350,19 +323,23 @@ class Host:
             memories=limits.max_memories,
         )
         wasi = WasiConfig()
-        wasi.argv = list(argv)
-        wasi.env = list((env or {}).items())
-        writers = _route_output(wasi, stdout, stderr)
+        wasi.argv = list(spec.argv)
+        wasi.env = list(spec.env.items())
+        writers = _route_output(wasi, spec.stdout, spec.stderr)
         store.set_wasi(wasi)
-        if plan.http_imports:
-            store.set_wasi_http()
         ctx = context_address(store)
-        deadline = Deadline(timeout, self.shutdown)
+        opened: list[Capability] = []
+        try:
+            for capability in self.capabilities:
+                capability.open(store, ctx, plan, spec)
+                opened.append(capability)
+        except BaseException:
+            for capability in opened:
+                capability.close(ctx)
+            store.close()
+            raise
+        deadline = Deadline(spec.timeout, self.shutdown)
         deadlines.arm(store, ctx, deadline)
-        self._sessions[ctx] = KeyValueSession(
-            lambda label: self._resolve(label, granted), self.limits, self._cursors
-        )
-        self._variables[ctx] = config
         metrics = self.metrics
         if metrics is not None:
             metrics.instances.inc()
@@ -383,8 +360,8 @@ class Host:
             if metrics is not None:
                 metrics.instances.dec()
             if not deadline.abandoned:
-                self._sessions.pop(ctx).close()
-                self._variables.pop(ctx, None)
+                for capability in self.capabilities:
+                    capability.close(ctx)
                 deadlines.disarm(ctx)
                 # Free the wasmtime store now, on this thread, while the
                 # interpreter runs: left to the garbage collector (a traceback
@@ -400,7 +377,8 @@ class Host:
 
     def session(self, store: Store) -> KeyValueSession:
         """The key-value handle table of an instance made by `instantiate` (for triggers)."""
-        return self._sessions[context_address(store)]
+        session: KeyValueSession = self._key_value.state(context_address(store))
+        return session
 
     def deadline(self, store: Store) -> Deadline:
         """The deadline of an instance made by `instantiate`."""
@@ -481,19 +459,6 @@ def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:
     if failure:
         raise failure[0]
     return outcome[0]
-
-
-def _checked_variables(variables: Mapping[str, str] | None) -> Mapping[str, str]:
-    """A copy of `variables`, or `ConfigError` naming a key whose key or value is not a string."""
-    checked: dict[str, str] = {}
-    for key, value in (variables or {}).items():
-        # Never the value itself in the message: it may be a secret.
-        if not isinstance(key, str):
-            raise ConfigError(f"variable names must be strings, not {type(key).__name__}")
-        if not isinstance(value, str):
-            raise ConfigError(f"variable {key!r} must be a string, not {type(value).__name__}")
-        checked[key] = value
-    return checked
 
 
 def _find_run(instance: Instance, store: Store) -> Func:

@@ -15,8 +15,8 @@ type and a short body. Everything else follows from the declaration:
 
 Host functions find their per-instance state (`contexts[ctx]`, a
 `KeyValueSession` for wasi:keyvalue, the component's variables for
-wasi:config) by the address of the wasmtime store context the call runs in;
-`HostInterface.state` names which of the host's per-instance tables that is.
+wasi:config) by the address of the wasmtime store context the call runs in,
+in the table of the capability that defines them (`wasikv.capability`).
 """
 
 from __future__ import annotations
@@ -86,9 +86,6 @@ class HostInterface:
     #: share the name: a component must get all its interfaces of a package
     #: from one shape (see `linking`).
     shapes: frozenset[str] = frozenset()
-    #: Which per-instance state its bodies receive as their context (the
-    #: host keeps one table of each: "keyvalue" sessions, "config" variables).
-    state: str = "keyvalue"
     _by_name: dict[str, HostFunction] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

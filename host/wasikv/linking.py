@@ -26,7 +26,6 @@ from wasmtime.component import _types as wt
 
 from .errors import ComponentError
 from .host_functions import HostInterface
-from .outbound import HTTP_INTERFACE
 from .wit_types import FuncSig, describe_mismatch, func_from_wasmtime, instance_names
 
 #: Interface-name prefixes wasikv owns: an import under one that wasikv does
@@ -42,8 +41,8 @@ class LinkPlan:
     #: The shapes (WIT variants) the chosen implementations share; empty when
     #: the component imports none that has shapes.
     shapes: frozenset[str] = frozenset()
-    #: The `wasi:http` interfaces it imports, by their exact names (see `outbound`).
-    http_imports: tuple[str, ...] = ()
+    #: The names of every interface it imports.
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,8 +124,7 @@ def plan_imports(
     shapes = common_shapes(matched)
     if shapes is None:
         raise ComponentError(f"{origin}: {mixed_shapes(matched)}")
-    http_imports = tuple(sorted(name for name in imports if HTTP_INTERFACE.match(name)))
-    return LinkPlan(tuple(_pick(m.matches, shapes) for m in matched), shapes, http_imports)
+    return LinkPlan(tuple(_pick(m.matches, shapes) for m in matched), shapes, tuple(sorted(imports)))
 
 
 def common_shapes(matched: Sequence[ImportMatch]) -> frozenset[str] | None:

@@ -17,14 +17,17 @@ process on the first `wasi:http` call of a store without one).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
+from wasmtime import Store
 from wasmtime.component import Linker
 
 from . import _canonical as cv
 from . import _capi
+from .capability import Capability, InstanceSpec
+from .linking import LinkPlan
 
-__all__ = ["DENIED", "HTTP_INTERFACE", "OUTGOING_HANDLER", "link_wasi_http"]
+__all__ = ["DENIED", "HTTP_INTERFACE", "OUTGOING_HANDLER", "OutboundHttp", "http_imports", "link_wasi_http"]
 
 #: The `wasi:http` 0.2 interfaces wasmtime implements for guests (never `incoming-handler`).
 HTTP_INTERFACE = re.compile(r"wasi:http/(types|outgoing-handler)@0\.2\.\d+\Z")
@@ -65,3 +68,26 @@ def _deny(ctx: int, args: int, results: int) -> None:
     except cv.CodecError as exc:
         raise _capi.GuestFault(f"handle: {exc}") from None
     cv.put_result(results, False, lambda addr: cv.put_variant(addr, DENIED))
+
+
+def http_imports(plan: LinkPlan) -> tuple[str, ...]:
+    """The `wasi:http` interfaces a component imports, by their exact names."""
+    return tuple(name for name in plan.imports if HTTP_INTERFACE.match(name))
+
+
+class OutboundHttp(Capability):
+    """`wasi:http`: wasmtime's client when `InstanceSpec.outbound_http`, else every request is denied."""
+
+    name = "outbound HTTP"
+
+    def link_key(self, plan: LinkPlan, spec: InstanceSpec) -> Hashable:
+        return spec.outbound_http and bool(http_imports(plan))
+
+    def link(self, linker: Linker, plan: LinkPlan, spec: InstanceSpec) -> None:
+        imports = http_imports(plan)
+        if imports:
+            link_wasi_http(linker, imports, outbound=spec.outbound_http)
+
+    def open(self, store: Store, ctx: int, plan: LinkPlan, spec: InstanceSpec) -> None:
+        if http_imports(plan):
+            store.set_wasi_http()

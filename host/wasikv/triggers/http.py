@@ -12,14 +12,15 @@ bodies cross the boundary in bulk rather than one byte at a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from wasmtime import Store
 from wasmtime.component import Component, Instance
 
 from .._capi import context_address
+from ..capability import InstanceSpec
 from ..codec import reader, writer
 from ..errors import ComponentError
 from ..host import Host
@@ -77,21 +78,13 @@ class BadResponse(ComponentError):
 class HttpComponent:
     """A component that serves HTTP requests, one fresh instance per request.
 
-    Each instance sees `env` as its environment and reads `variables` through wasi:config.
-    Its instances may send HTTP requests (to any host) only with `outbound_http`.
+    Each instance is given `spec` (its environment, variables, grants,
+    deadline and outbound HTTP; see `InstanceSpec`), with argv `[name]` and
+    its output captured and logged.
     """
 
     def __init__(
-        self,
-        host: Host,
-        component: Component,
-        *,
-        name: str = "app",
-        grants: Iterable[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        variables: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        outbound_http: bool = False,
+        self, host: Host, component: Component, *, name: str = "app", spec: InstanceSpec | None = None
     ) -> None:
         export, interface = select_export(
             host.exports(component), HTTP_EXPORTS, f"component {name!r} ({host.origin(component)})"
@@ -101,18 +94,12 @@ class HttpComponent:
         self.host = host
         self.component = component
         self.name = name
-        self.grants = None if grants is None else frozenset(grants)
-        self.env = dict(env or {})
-        #: What the guest reads through wasi:config (kept as given: its repr may redact secrets).
-        self.variables: Mapping[str, str] = variables or {}
-        self.timeout = timeout
-        #: Whether its instances may send HTTP requests (to any host).
-        self.outbound_http = outbound_http
+        self.spec = replace(spec or InstanceSpec(), argv=(name,))
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None
     ) -> HttpResponse:
-        """Serve one request in a fresh instance, stopped `timeout` seconds after it starts.
+        """Serve one request in a fresh instance, stopped `spec.timeout` seconds after it starts.
 
         `on_response` is called with the checked response before the
         instance is torn down, so a server can send it meanwhile. Raises
@@ -120,21 +107,13 @@ class HttpComponent:
         What the guest prints is logged afterwards, up to the host's
         `Limits.max_output_bytes` of each stream.
         """
-        timeout = self.timeout
         limit = self.host.limits.max_output_bytes
         stdout, stderr = CapturedOutput(limit), CapturedOutput(limit)
         try:
-            with self.host.instantiate(
-                self.component,
-                argv=[self.name],
-                env=self.env,
-                variables=self.variables,
-                grants=self.grants,
-                stdout=stdout,
-                stderr=stderr,
-                timeout=timeout,
-                outbound_http=self.outbound_http,
-            ) as (store, instance):
+            with self.host.instantiate(self.component, self.spec.with_output(stdout, stderr)) as (
+                store,
+                instance,
+            ):
                 response = _call_handler(store, instance, self._target, request)
                 if on_response is not None:
                     on_response(response)

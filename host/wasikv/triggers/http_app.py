@@ -8,6 +8,7 @@ from ..app.loader import LoadedApp
 from ..app.routes import Router
 from ..errors import ComponentError
 from ..host import Host
+from ._instance import instance_spec
 from .http import HTTP_EXPORTS, HttpComponent
 from .runtime import TriggerRuntime
 
@@ -38,17 +39,12 @@ class HttpRoutes:
         for trigger in manifest.http_triggers:
             name = trigger.component
             if name not in components:
-                spec = manifest.components[name]
                 try:
                     components[name] = HttpComponent(
                         host,
-                        host.load(spec.source),
+                        host.load(manifest.components[name].source),
                         name=name,
-                        grants=loaded.grants[name],
-                        env=spec.environment,
-                        variables=loaded.variables.get(name),
-                        timeout=timeout,
-                        outbound_http=spec.outbound_http,
+                        spec=instance_spec(loaded, name, timeout),
                     )
                 except ComponentError as exc:
                     raise ComponentError(f"component {name!r}: {exc}") from None

@@ -11,6 +11,7 @@ from wasmtime.component import Component
 from ...app.loader import LoadedApp
 from ...errors import ComponentError, StoreError
 from ...host import Host
+from .._instance import instance_spec
 from ..runtime import TriggerExport, TriggerRuntime
 from .delivery import WATCH_WORLD, WATCHER_FUNCTIONS, WATCHER_INTERFACES, RetryPolicy, WatcherComponent
 from .positions import cursor_path, position_name
@@ -78,11 +79,7 @@ class WatchTriggers:
                 component,
                 trigger.store,
                 name=trigger.component,
-                grants=loaded.grants[trigger.component],
-                env=spec.environment,
-                variables=loaded.variables.get(trigger.component),
-                timeout=timeout,
-                outbound_http=spec.outbound_http,
+                spec=instance_spec(loaded, trigger.component, timeout),
             )
             watcher.check()
             if not watcher.store.has_change_feed:

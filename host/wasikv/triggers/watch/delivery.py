@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -15,6 +15,7 @@ from wasmtime.component import Component, Func, Instance
 
 from ... import _canonical as cv
 from ..._capi import context_address
+from ...capability import InstanceSpec
 from ...errors import ComponentError, GuestTrap, KeyValueError, WasikvError
 from ...host import Host
 from ...keyvalue.session import KeyValueSession
@@ -79,11 +80,11 @@ class DeliveryFailed(WasikvError):
 class WatcherComponent:
     """A component exporting `wasi:keyvalue/watcher`, told about changes to one store label.
 
-    Each `deliver` call runs in a fresh instance. The guest sees `env` plus
-    `WASIKV_WATCH_STORE=<store label>`, reads `variables` through
-    wasi:config, and may open the labels in `grants` (all labels when None);
-    it must be granted `store_label`. With `outbound_http` it may send HTTP
-    requests to any host.
+    Each `deliver` call runs in a fresh instance given `spec` (see
+    `InstanceSpec`): the guest sees `spec.env` plus
+    `WASIKV_WATCH_STORE=<store label>`, reads `spec.variables` through
+    wasi:config, and may open the labels in `spec.grants` (all labels when
+    None); it must be granted `store_label`.
     """
 
     def __init__(
@@ -93,25 +94,17 @@ class WatcherComponent:
         store_label: str,
         *,
         name: str = "watcher",
-        grants: Iterable[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        variables: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        outbound_http: bool = False,
+        spec: InstanceSpec | None = None,
     ) -> None:
         self.host = host
         self.component = component
         self.store_label = store_label
-        self.outbound_http = outbound_http
         self.name = name
-        #: Seconds each call of `on-set`/`on-delete` may run; past it the delivery fails.
-        self.timeout = timeout
-        self.grants = None if grants is None else frozenset(grants)
-        if self.grants is not None and store_label not in self.grants:
+        spec = spec or InstanceSpec()
+        if spec.grants is not None and store_label not in spec.grants:
             raise ComponentError(f"watcher {name!r} is not granted the store {store_label!r} it watches")
-        self.env = {**(env or {}), STORE_ENV: store_label}
-        #: What the guest reads through wasi:config.
-        self.variables: Mapping[str, str] = variables or {}
+        #: What each instance is given (`spec.timeout` bounds each `on-set`/`on-delete` call).
+        self.spec = replace(spec, argv=(name,), env={**spec.env, STORE_ENV: store_label})
         self.store = host.bucket(store_label).store
         self._exports = host.exports(component)
         #: The watcher interface the component exports (either version).
@@ -204,17 +197,7 @@ class _CapturedInstance:
 
     def __enter__(self) -> tuple[WasmStore, Instance]:
         w = self.watcher
-        self._context = w.host.instantiate(
-            w.component,
-            argv=[w.name],
-            env=w.env,
-            variables=w.variables,
-            grants=w.grants,
-            stdout=self.stdout,
-            stderr=self.stderr,
-            timeout=w.timeout,
-            outbound_http=w.outbound_http,
-        )
+        self._context = w.host.instantiate(w.component, w.spec.with_output(self.stdout, self.stderr))
         pair: tuple[WasmStore, Instance] = self._context.__enter__()
         return pair
 
