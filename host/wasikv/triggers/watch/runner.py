@@ -46,7 +46,7 @@ _WATCH_INTERVAL = 0.05
 # When stopping: how long the call in progress may finish its change before
 # it is cancelled, and how long a cancelled call may take to trap before it
 # is given up as blocked.
-_STOP_GRACE = 1.0
+_STOP_GRACE = 0.5
 _CANCEL_GRACE = deadlines.CHECK + 0.25
 
 
@@ -63,8 +63,8 @@ class WatchRunner:
 
     `start` fixes the starting cursor before it returns (the position saved
     in the store under `position`, or the store's newest change), so every
-    write committed after `start` returns is delivered. `stop` finishes the
-    change being delivered, saves the position and joins the thread.
+    write committed after `start` returns is delivered. `stop` ends the
+    delivery in progress (see below), saves the position and joins the thread.
 
     With `position` None nothing is saved and every start begins at the
     newest change. `old_cursor` names an old cursor file to migrate into the
@@ -72,9 +72,11 @@ class WatchRunner:
 
     Each watcher call runs on a worker thread; one blocked in a host call
     past its deadline (plus a second) is given up and counts as a failed
-    attempt. Up to `max_abandoned` given-up calls may still be running
-    (their threads end when their host calls return); past that the runner
-    waits for one to end before it calls the watcher again.
+    attempt. `stop` lets the call in progress finish its change for half a
+    second, then cancels it, and gives it up if it is blocked. Up to
+    `max_abandoned` given-up calls may still be running (their threads end
+    when their host calls return); past that the runner waits for one to
+    end before it calls the watcher again.
 
     Changes the trigger's own deliveries wrote under its prefix are not
     delivered back to it (see `calls`), unless `own_writes` is True.
@@ -225,7 +227,7 @@ class WatchRunner:
         self._stopping.set()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop after the current delivery, save the position, and wait for the thread."""
+        """Stop within about a second (even with a watcher blocked in a host call), save the position."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
