@@ -13,6 +13,7 @@ __all__ = [
     "CasConflict",
     "ComponentError",
     "ConfigError",
+    "CorruptPosition",
     "GuestInterrupted",
     "GuestTimeout",
     "GuestTrap",
@@ -74,6 +75,10 @@ class GuestInterrupted(GuestTrap):
 
 class LimitExceeded(StoreError):
     """A configured limit (key size, value size, batch size, open handles) was hit."""
+
+
+class CorruptPosition(StoreError):
+    """A change-feed position read back from a store is not a change number (written around wasikv)."""
 
 
 # Kept as a name of its own: store URL problems are configuration errors.

@@ -38,7 +38,7 @@ from ..redis_support import (
 
 require_redis_py()
 
-from wasikv.errors import InvalidStoreUrl, StoreError  # noqa: E402
+from wasikv.errors import CorruptPosition, InvalidStoreUrl, StoreError  # noqa: E402
 from wasikv.stores import open_store  # noqa: E402
 from wasikv.stores.redis import RedisStore, default_prefix  # noqa: E402
 
@@ -601,7 +601,10 @@ def test_positions_round_trip(open_redis: OpenRedis, raw: Any) -> None:
     with pytest.raises(StoreError, match="must be str"):
         store.load_position(b"w")  # type: ignore[arg-type]
     raw.hset(store.prefix.encode() + b"|positions", b"junk", b"x")
-    with pytest.raises(StoreError, match="not a number"):
+    with pytest.raises(CorruptPosition, match="'junk' holds the text 'x', not a change number"):
+        store.load_position("junk")
+    raw.hset(store.prefix.encode() + b"|positions", b"junk", b" 7")  # int() would take it
+    with pytest.raises(CorruptPosition, match="holds the text ' 7'"):
         store.load_position("junk")
 
 

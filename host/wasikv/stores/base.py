@@ -11,7 +11,7 @@ from typing import ClassVar, NamedTuple
 from wasikv_sdk.constants import S64_MAX as S64_MAX
 from wasikv_sdk.constants import S64_MIN as S64_MIN
 
-from ..errors import StoreError
+from ..errors import CorruptPosition, StoreError
 
 # Canonical decimal only: the same text Redis' INCRBY accepts and produces.
 _DECIMAL = re.compile(rb"0|-?[1-9][0-9]{0,18}")
@@ -85,6 +85,41 @@ def check_position(backend: str, name: str, seq: int) -> None:
     check_position_name(backend, name)
     if type(seq) is not int or not 0 <= seq <= S64_MAX:
         raise StoreError(f"{backend} store: position {name!r} must be an int from 0 to 2**63-1, not {seq!r}")
+
+
+def loaded_position(where: str, name: str, raw: object, delete: str, *, text: bool = False) -> int:
+    """`raw`, a position read back from a store, as an int; `CorruptPosition` if it is not one.
+
+    `save_position` only writes ints from 0 to 2**63-1, so anything else got
+    there around wasikv. With `text`, `raw` is the position's decimal text
+    (Redis keeps it so). The error names the store (`where`), the position
+    and what it holds, and says what to do: delete it (`delete` says how) to
+    start from the store's newest change, or set it to the seq to resume
+    after. Nothing is guessed: a corrupt position stops its trigger.
+    """
+    value = raw
+    if text and type(raw) is bytes and _DECIMAL.fullmatch(raw):
+        value = int(raw)
+    if type(value) is int and 0 <= value <= S64_MAX:
+        return value
+    raise CorruptPosition(
+        f"{where}: the watch position {name!r} holds {_shown(value, text)}, not a change number "
+        "(written around wasikv?). Delete it to start the trigger from the store's newest change "
+        f"(changes written while it was stopped are then not delivered): {delete}; or set it to the "
+        "seq of the last change the trigger handled, to resume after that change"
+    )
+
+
+def _shown(raw: object, text: bool) -> str:
+    if type(raw) is bytes:
+        if text:
+            return f"the text {raw[:40].decode('utf-8', 'replace')!r}"
+        return f"a blob of {len(raw)} bytes"
+    if type(raw) is str:
+        return f"the text {raw[:40]!r}"
+    if type(raw) is int:
+        return f"{raw}, a negative number" if raw < 0 else f"{raw}, past 2**63-1"
+    return f"{type(raw).__name__} {str(raw)[:40]}"
 
 
 def format_counter(value: int) -> bytes:

@@ -21,6 +21,7 @@ from .base import (
     check_position,
     check_position_name,
     format_counter,
+    loaded_position,
     parse_counter,
 )
 
@@ -229,7 +230,12 @@ class MemoryStore(Store):
         """The position `name` saved in this process; None if it never saved one."""
         check_position_name("memory", name)
         with self._lock:
-            return self._positions.get(name)
+            saved = self._positions.get(name)
+        if saved is None:
+            return None
+        return loaded_position(
+            f"memory store {self.url}", name, saved, "restart the process (memory positions end with it)"
+        )
 
     def save_position(self, name: str, seq: int) -> None:
         """Remember `seq` as the position of `name` (for as long as this object lives)."""

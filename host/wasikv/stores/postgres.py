@@ -133,6 +133,7 @@ from .base import (
     check_position,
     check_position_name,
     format_counter,
+    loaded_position,
     parse_counter,
 )
 
@@ -532,7 +533,15 @@ class PostgresStore(Store):
             "load-position",
             lambda conn: conn.execute(self._sql.load_position, (raw,), binary=True).fetchone(),
         )
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        # A bigint column: only a negative number can be wrong.
+        literal = "'" + name.replace("'", "''") + "'"
+        delete = (
+            f'in psql, run DELETE FROM "{self.schema}"."{self.table}__positions" '
+            f"WHERE name = convert_to({literal}, 'UTF8');"
+        )
+        return loaded_position(self._where, name, row[0], delete)
 
     def save_position(self, name: str, seq: int) -> None:
         """Save `seq` as the position of `name` (not a change, not a key)."""

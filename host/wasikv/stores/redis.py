@@ -141,6 +141,7 @@ from .base import (
     check_item,
     check_position,
     check_position_name,
+    loaded_position,
     parse_counter,
 )
 
@@ -685,13 +686,10 @@ class RedisStore(Store):
         saved = self._run("load-position", lambda: self._client.hget(self._positions, field))
         if saved is None:
             return None
-        try:
-            return int(cast("bytes", saved))
-        except ValueError:
-            raise StoreError(
-                f"redis store at {self.address}: position {name!r} holds {saved!r}, not a number "
-                "(written around wasikv?)"
-            ) from None
+        positions = self._positions.decode("utf-8")
+        delete = shlex.join(["redis-cli", "-h", self.host, "-p", str(self.port), "-n", str(self.db)])
+        delete += " " + shlex.join(["HDEL", positions, name])
+        return loaded_position(f"redis store at {self.address}", name, saved, delete, text=True)
 
     def save_position(self, name: str, seq: int) -> None:
         """Save `seq` as the position of the change-feed reader `name` (not a change, not a key)."""

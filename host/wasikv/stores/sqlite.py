@@ -24,6 +24,7 @@ from .base import (
     check_position,
     check_position_name,
     format_counter,
+    loaded_position,
     parse_counter,
 )
 
@@ -315,7 +316,16 @@ class SqliteStore(Store):
                 row = conn.execute(_LOAD_POSITION, (name,)).fetchone()
         except _DB_ERRORS as exc:
             raise self._error(exc) from exc
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        # SQLite keeps what it is given (text, a blob) even in an INTEGER column.
+        literal = "'" + name.replace("'", "''") + "'"
+        return loaded_position(
+            f"sqlite store {self.path}",
+            name,
+            row[0],
+            f"in `sqlite3 {self.path}`, run DELETE FROM watch_positions WHERE name = {literal};",
+        )
 
     def save_position(self, name: str, seq: int) -> None:
         """Save `seq` as the position of `name`, in a transaction of its own (not a change)."""

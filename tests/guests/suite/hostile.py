@@ -9,6 +9,9 @@ segment (the watcher, keys under `hostile/`: `hostile/b/loop`):
   (a store failure escapes: a 500 with the traceback on stderr);
 - `loop`: spin forever in pure Python;
 - `sleep`: sleep for an hour (blocks in a host call, not in wasm);
+- `nap`: sleep for 3 seconds (blocks in a host call, then returns);
+- `echo`: (watcher) write the changed key again with the same value, after
+  counting the call in `echoes/KEY` (a watcher that would feed itself);
 - `alloc`: allocate 1 MiB blocks until refused, then report how far it got;
 - `hog`: allocate until refused and keep the memory (then loop forever);
 - `oom`: fill memory down to its last small block and keep it: an uncaught MemoryError
@@ -150,6 +153,9 @@ def behave(mode: str) -> dict[str, Any]:
     if mode == "sleep":
         time.sleep(3600)
         return {"slept": True}
+    if mode == "nap":
+        time.sleep(3)
+        return {"slept": True}
     if mode == "alloc":
         return allocate(keep=False)
     if mode == "hog":
@@ -215,7 +221,12 @@ def handle(request: http.Request) -> http.Response:
 
 def on_set(bucket: key_value.Bucket, key: str, value: bytes) -> None:
     """A watched write: the key's last segment names the behaviour, recorded under `seen/KEY`."""
-    result = behave(key.rsplit("/", 1)[-1])
+    mode = key.rsplit("/", 1)[-1]
+    if mode == "echo":
+        bucket.increment(f"echoes/{key}")
+        bucket.set(key, value)
+        return
+    result = behave(mode)
     try:
         bucket.set(f"seen/{key}", json.dumps(result).encode())
     except StoreError:

@@ -42,7 +42,17 @@ Delivery model:
 - *Failures*: a change whose delivery traps is retried, each time in a fresh
   instance, after 0.1 s, 0.5 s and 2 s (`RetryPolicy`); if the fourth attempt
   fails too it is logged as dropped (component, key, seq) and the runner
-  moves on. A value larger than the host's `max_value_bytes` cannot be
+  moves on. Running past the call's deadline is a failure too, also when
+  the guest is blocked in a host call that epochs cannot stop (a WASI
+  clock wait, an outbound request that never answers): calls run on a
+  worker thread, and one still running a second past its deadline is given
+  up (`calls.DeliveryCall`). Its thread ends when the host call returns; it
+  delivers nothing more and its writes to the watched store are refused. A
+  trigger leaves at most `MAX_ABANDONED` (8) such calls running (each keeps
+  its instance's memory); past that it waits for one to return, with one
+  log line. Stopping gives the call in progress half a second, then
+  cancels it and gives it up if it is blocked: a stop never waits for a
+  guest. A value larger than the host's `max_value_bytes` cannot be
   passed to a guest and is dropped at once, with a log line. When no
   instance can be created at all (the host's instance pool is full), the
   runner waits (50 ms doubling up to 2 s) and tries again for as long as it
@@ -60,8 +70,22 @@ Delivery model:
   position older than the feed, finds the feed starting after its cursor; it
   logs how many changes it missed and continues from the oldest one held.
 
-A watcher that writes to keys it watches is told about its own writes: use
-another prefix or another store for what it writes.
+*Own writes*: what a trigger's deliveries write under its prefix in the
+watched store is not delivered back to that trigger (other triggers, and
+every other writer's changes, are delivered as always), so a watcher that
+rewrites the key it is told about does not feed itself. Which changes are
+its own is exact: see `calls`; when it cannot be told (another writer
+wrote the same bytes to the same key at that moment) the change is
+delivered. The runner remembers at most `calls.MAX_OWN_WRITES` of them
+until it passes them; after a restart, own writes the runner had not
+reached yet are delivered once. `own_writes=True` (`WatchRunner`,
+`WatchTriggers.from_app`) delivers them like any other change.
+
+*Positions that cannot be used*: a saved position that is not an int from
+0 to 2**63-1 (text, a blob, a negative number: written around wasikv) is
+never guessed around: the trigger refuses to start (`ConfigError`, one
+line naming the store, the position, what it holds and how to delete it),
+on every backend.
 """
 
 from __future__ import annotations

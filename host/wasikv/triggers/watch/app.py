@@ -45,11 +45,14 @@ class WatchTriggers:
         batch_size: int = 64,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        own_writes: bool = False,
     ) -> WatchTriggers:
         """Runners for a `wasikv.app.loader.LoadedApp`'s key-value triggers, on `host`.
 
         `timeout` is how long one `on-set`/`on-delete` call may run (None: no
-        limit); a call past it fails like a trap (retried, then dropped).
+        limit); a call past it fails like a trap (retried, then dropped),
+        even one blocked in a host call. With `own_writes` a trigger's
+        deliveries are told about their own writes under its prefix too.
 
         Positions are kept in the watched stores (those whose
         `keeps_positions` is True), named by `position_name`. Old cursor files
@@ -108,6 +111,7 @@ class WatchTriggers:
                 poll_interval=poll_interval,
                 batch_size=batch_size,
                 retry=retry,
+                own_writes=own_writes,
             )
             runner.prepare()
             runners.append(runner)

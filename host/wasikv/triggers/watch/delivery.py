@@ -25,6 +25,7 @@ from ...stores.base import Change
 from ...wit_types import STRING, U8, FuncSig, ListOf, Own
 from .._exports import call_export, export_func
 from .._output import CapturedOutput, log_guest_output
+from .calls import DeliveryCall
 
 log = logging.getLogger("wasikv.watch")
 
@@ -125,13 +126,15 @@ class WatcherComponent:
         except ComponentError as exc:
             raise ComponentError(f"watcher component {self.name!r}: {exc}") from None
 
-    def deliver(self, changes: Sequence[Change]) -> int:
+    def deliver(self, changes: Sequence[Change], call: DeliveryCall | None = None) -> int:
         """Call `on-set`/`on-delete` for `changes`, in order, in one fresh instance.
 
         Returns how many were delivered: all of them, or fewer when the guest
-        holds on to so many buckets that another one cannot be opened (call
-        again with the rest). Raises `DeliveryFailed` when a call traps or a
-        change cannot be delivered, saying how many were delivered before.
+        holds on to so many buckets that another one cannot be opened, or
+        `call` was asked to stop (call again with the rest). Raises
+        `DeliveryFailed` when a call traps or a change cannot be delivered,
+        saying how many were delivered before. `call` (for a runner watching
+        from another thread) gets the instance's deadline and the progress.
         """
         if not changes:
             return 0
@@ -146,8 +149,14 @@ class WatcherComponent:
                 ctx = context_address(store)
                 session = self.host.session(store)
                 deadline = self.host.deadline(store)
+                if call is not None:
+                    call.attach(session, deadline, self.store_label)
                 limits = session.limits
                 for change in changes:
+                    if call is not None and call.stopping:
+                        if call.abandoned:
+                            raise DeliveryFailed("given up by its runner", delivered)
+                        break
                     if len(session.buckets) >= limits.max_open_buckets:
                         if delivered:
                             break  # the rest go to a fresh instance
@@ -171,6 +180,8 @@ class WatcherComponent:
                         change,
                     )
                     delivered += 1
+                    if call is not None:
+                        call.delivered = delivered
         except DeliveryFailed as failure:
             failure.delivered = delivered
             raise

@@ -6,11 +6,16 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 
-from ...errors import ConfigError, StoreError
+from ... import deadlines
+from ...errors import ConfigError, CorruptPosition, StoreError
 from ...stores.base import Change
 from ...stores.base import Store as KeyValueStore
+from ...workers import WorkerPool
+from .calls import DeliveryCall, OwnWrites
 from .delivery import DeliveryFailed, RetryPolicy, WatcherComponent
 from .positions import read_old_cursor
 
@@ -30,6 +35,27 @@ _TRANSIENT_MAX_WAIT = 2.0
 # A store that fails to read is retried after this long (and logged once a minute).
 _STORE_RETRY = 1.0
 _STORE_LOG_INTERVAL = 60.0
+#: Watcher calls blocked past their deadline that one trigger may leave
+#: running (each keeps its instance's memory until its host call returns).
+MAX_ABANDONED = 8
+# A call still running this long after its deadline is blocked in a host
+# call (epochs stop running wasm within a tick): it is given up.
+_BLOCKED_GRACE = 1.0
+# How often the runner looks at the call it waits for.
+_WATCH_INTERVAL = 0.05
+# When stopping: how long the call in progress may finish its change before
+# it is cancelled, and how long a cancelled call may take to trap before it
+# is given up as blocked.
+_STOP_GRACE = 0.5
+_CANCEL_GRACE = deadlines.CHECK + 0.25
+
+
+class _Stopped(Exception):
+    """The runner was stopped while a call delivered `delivered` changes."""
+
+    def __init__(self, delivered: int) -> None:
+        super().__init__("stopped")
+        self.delivered = delivered
 
 
 class WatchRunner:
@@ -37,12 +63,23 @@ class WatchRunner:
 
     `start` fixes the starting cursor before it returns (the position saved
     in the store under `position`, or the store's newest change), so every
-    write committed after `start` returns is delivered. `stop` finishes the
-    change being delivered, saves the position and joins the thread.
+    write committed after `start` returns is delivered. `stop` ends the
+    delivery in progress (see below), saves the position and joins the thread.
 
     With `position` None nothing is saved and every start begins at the
     newest change. `old_cursor` names an old cursor file to migrate into the
     store (see `prepare`).
+
+    Each watcher call runs on a worker thread; one blocked in a host call
+    past its deadline (plus a second) is given up and counts as a failed
+    attempt. `stop` lets the call in progress finish its change for half a
+    second, then cancels it, and gives it up if it is blocked. Up to
+    `max_abandoned` given-up calls may still be running (their threads end
+    when their host calls return); past that the runner waits for one to
+    end before it calls the watcher again.
+
+    Changes the trigger's own deliveries wrote under its prefix are not
+    delivered back to it (see `calls`), unless `own_writes` is True.
     """
 
     def __init__(
@@ -55,11 +92,15 @@ class WatchRunner:
         poll_interval: float = 0.05,
         batch_size: int = 64,
         retry: RetryPolicy | None = None,
+        own_writes: bool = False,
+        max_abandoned: int = MAX_ABANDONED,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if max_abandoned < 1:
+            raise ValueError("max_abandoned must be at least 1")
         self.watcher = watcher
         self.store: KeyValueStore = watcher.store
         if position is not None and type(self.store).load_position is KeyValueStore.load_position:
@@ -75,6 +116,12 @@ class WatchRunner:
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
         self.name = f"{watcher.name}<-{watcher.store_label}:{prefix}*"
+        self.max_abandoned = max_abandoned
+        #: The seqs of changes this trigger's deliveries wrote, skipped once
+        #: (None: own writes are delivered like any other).
+        self.own_writes = None if own_writes else OwnWrites(prefix)
+        self._pool: WorkerPool | None = None
+        self._waiting_logged = False
         self._stopping = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -89,6 +136,9 @@ class WatchRunner:
         self.dropped = 0
         self.missed = 0
         self.failures = 0
+        #: Own writes skipped, and watcher calls given up (blocked in a host call).
+        self.skipped_own = 0
+        self.abandoned = 0
 
     @property
     def cursor(self) -> int:
@@ -105,6 +155,11 @@ class WatchRunner:
         """Whether the runner's thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def blocked_calls(self) -> int:
+        """Given-up watcher calls still blocked in their host calls."""
+        return 0 if self._pool is None else self._pool.written_off
+
     def prepare(self) -> None:
         """Read the old cursor file, if the store holds no position and the file exists.
 
@@ -119,6 +174,8 @@ class WatchRunner:
         if path is not None and self.position is not None:
             try:
                 saved = self.store.load_position(self.position)
+            except CorruptPosition as exc:
+                raise ConfigError(f"watch trigger {self.name}: {exc}") from None
             except StoreError:
                 saved = None  # unknown yet: read the file now, decide when the store answers
             if saved is None:
@@ -142,7 +199,7 @@ class WatchRunner:
         If the store cannot be reached now, the thread keeps trying, and a
         trigger without a saved position starts at the newest change of the
         moment the store answers. Raises `ConfigError` if an old cursor file
-        cannot be used (see `prepare`).
+        or the saved position cannot be used (see `prepare`).
         """
         if self._thread is not None:
             raise RuntimeError(f"watch runner {self.name} was already started")
@@ -151,6 +208,7 @@ class WatchRunner:
             self._begin()
         except StoreError as exc:
             log.error("watch runner %s: cannot read the change feed yet: %s", self.name, exc)
+        self._pool = WorkerPool(1, 1, max_written_off=self.max_abandoned, name=f"wasikv-watcher {self.name}")
         self._thread = threading.Thread(target=self._run, name=f"wasikv-watch {self.name}", daemon=True)
         self._thread.start()
 
@@ -169,7 +227,7 @@ class WatchRunner:
         self._stopping.set()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop after the current delivery, save the position, and wait for the thread."""
+        """Stop within about a second (even with a watcher blocked in a host call), save the position."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -193,7 +251,11 @@ class WatchRunner:
         last = self.store.last_change()
         if self.position is None:
             return last
-        saved = self.store.load_position(self.position)
+        try:
+            saved = self.store.load_position(self.position)
+        except CorruptPosition as exc:
+            # Never guessed: resuming elsewhere would skip or replay changes.
+            raise ConfigError(f"watch trigger {self.name}: {exc}") from None
         if self._old_value is not None and self.old_cursor is not None:
             saved = self._migrate(self.position, self.old_cursor, saved, self._old_value)
         if saved is None:
@@ -244,10 +306,13 @@ class WatchRunner:
                     if not self._started:
                         self._begin()
                     batch = self.store.changes(self._cursor, self.batch_size)
-                except StoreError as exc:
+                except (StoreError, ConfigError) as exc:
                     now = time.monotonic()
                     if failing_since is None or now - last_logged >= _STORE_LOG_INTERVAL:
-                        log.error("watch runner %s: cannot read the change feed: %s", self.name, exc)
+                        if isinstance(exc, ConfigError):  # a corrupt position, found once the store answered
+                            log.error("%s", exc)
+                        else:
+                            log.error("watch runner %s: cannot read the change feed: %s", self.name, exc)
                         last_logged = now
                     failing_since = failing_since or now
                     self._stopping.wait(_STORE_RETRY)
@@ -278,6 +343,8 @@ class WatchRunner:
         finally:
             if self._started:
                 self._save(force=True)
+            if self._pool is not None:
+                self._pool.shutdown(timeout=0)
 
     def _idle(self) -> None:
         if self.store.change_notifications:
@@ -290,7 +357,9 @@ class WatchRunner:
 
     def _handle(self, batch: list[Change]) -> bool:
         """Deliver the matching changes of `batch`, and log the delivery; False if stopped part-way."""
-        matching = [change for change in batch if change.key.startswith(self.prefix)]
+        matching = [
+            change for change in batch if change.key.startswith(self.prefix) and not self._own(change)
+        ]
         if matching:
             started = time.perf_counter()
             delivered, dropped = self.delivered, self.dropped
@@ -315,7 +384,17 @@ class WatchRunner:
             if not finished:
                 return False
         self._advance(batch[-1].seq)
+        if self.own_writes is not None:
+            self.own_writes.forget_through(batch[-1].seq)
         self._save(force=bool(matching))
+        return True
+
+    def _own(self, change: Change) -> bool:
+        """Whether `change` was written by one of this trigger's deliveries (then it is skipped)."""
+        if self.own_writes is None or not self.own_writes.take(change.seq):
+            return False
+        self.skipped_own += 1
+        log.debug("watch runner %s: skipped its own write of %r (seq %d)", self.name, change.key, change.seq)
         return True
 
     def _deliver(self, matching: list[Change]) -> bool:
@@ -325,13 +404,19 @@ class WatchRunner:
         waits = 0
         while done < len(matching):
             try:
-                delivered = self.watcher.deliver(matching[done:])
+                delivered = self._attempt(matching[done:])
+            except _Stopped as stopped:
+                if stopped.delivered:
+                    self._advance(matching[done + stopped.delivered - 1].seq, delivered=stopped.delivered)
+                return False
             except DeliveryFailed as failure:
                 delivered = failure.delivered
                 if delivered:
                     attempts = 0
                     self._advance(matching[done + delivered - 1].seq, delivered=delivered)
                     done += delivered
+                if self._stopping.is_set():
+                    return False  # interrupted by the stop: not the change's failure
                 if failure.transient:
                     # Not the change's fault: wait (up to 2 s at a time) and try again.
                     delay = min(_TRANSIENT_MAX_WAIT, _TRANSIENT_FIRST_WAIT * 2 ** min(waits, 10))
@@ -382,6 +467,78 @@ class WatchRunner:
                 self._advance(matching[done - 1].seq, delivered=delivered)
             if self._stopping.is_set() and done < len(matching):
                 return False
+        return True
+
+    def _attempt(self, changes: list[Change]) -> int:
+        """`watcher.deliver(changes)` on the worker thread, given up if it blocks past its deadline.
+
+        Raises `DeliveryFailed` as `deliver` does (also for a call given up),
+        and `_Stopped` when the runner was stopped and the call did not end
+        in time.
+        """
+        pool = self._pool
+        assert pool is not None, "the runner's thread runs only after start made the pool"
+        if not self._room_for_a_call(pool):
+            raise _Stopped(0)
+        call = DeliveryCall(self.watcher.name, self.own_writes)
+        future: Future[int] = pool.submit(partial(self.watcher.deliver, changes, call))
+        started = time.monotonic()
+        stop_at: float | None = None
+        cancelled = False
+        while True:
+            try:
+                return future.result(timeout=_WATCH_INTERVAL)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if self._stopping.is_set():
+                if stop_at is None:
+                    call.finish()  # the change in progress may end; no more after it
+                    stop_at = now + _STOP_GRACE
+                elif now >= stop_at and not cancelled:
+                    call.cancel()
+                    cancelled = True
+                    stop_at = now + _CANCEL_GRACE
+                elif now >= stop_at and self._give_up(pool, future, call):
+                    raise _Stopped(call.delivered)
+                continue
+            timeout = self.watcher.spec.timeout
+            expires = call.expires(started, timeout)
+            if expires is not None and now > expires + _BLOCKED_GRACE and self._give_up(pool, future, call):
+                left = pool.written_off
+                raise DeliveryFailed(
+                    f"blocked in a host call past its deadline of {timeout or 0:g} s; given "
+                    f"up ({left} given-up call{'' if left == 1 else 's'} of this trigger still blocked)",
+                    call.delivered,
+                )
+
+    def _give_up(self, pool: WorkerPool, future: Future[int], call: DeliveryCall) -> bool:
+        """Abandon `call` to its worker (a fresh worker takes its place); False if it just ended."""
+        call.abandon()
+        # _room_for_a_call left room for this one, so the pool starts a replacement.
+        if future.done() or not pool.write_off(future):
+            return False
+        self.abandoned += 1
+        return True
+
+    def _room_for_a_call(self, pool: WorkerPool) -> bool:
+        """Wait while `max_abandoned` given-up calls still block; False if stopped meanwhile."""
+        if pool.written_off < self.max_abandoned:
+            self._waiting_logged = False
+            return True
+        if not self._waiting_logged:
+            self._waiting_logged = True
+            log.error(
+                "watcher %s: %d given-up calls are still blocked in host calls (the most a trigger may "
+                "leave running); waiting for one to return before calling it again",
+                self.watcher.name,
+                pool.written_off,
+            )
+        while pool.written_off >= self.max_abandoned:
+            if self._stopping.wait(_WATCH_INTERVAL):
+                return False
+        log.info("watcher %s: a blocked call returned; delivering again", self.watcher.name)
+        self._waiting_logged = False
         return True
 
     def _advance(self, seq: int, *, delivered: int = 0) -> None:
