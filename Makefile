@@ -45,6 +45,7 @@ profile: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check host guest tests examples benchmarks
 	$(VENV)/bin/ruff format --check host guest tests examples benchmarks
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from .app.loader import LoadedApp, load_app
-from .app.triggers import HTTP, KEY_VALUE, TRIGGER_KINDS
 from .app.variable_sources import VariableSources
 from .compile_cache import CompileHook
 from .deadlines import Shutdown
@@ -35,7 +34,7 @@ from .instance_pool import InstancePool
 from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Limits
 from .metrics import Metrics
 from .triggers.http import HttpRequest, HttpResponse
-from .triggers.http_app import HttpRoutes
+from .triggers.registry import HTTP, KEY_VALUE, PreparedTriggers
 from .triggers.runtime import TriggerService
 from .triggers.watch import WatchTriggers
 from .workers import Overloaded, WorkerPool
@@ -68,8 +67,8 @@ Send = Callable[[Message], Awaitable[None]]
 class WasikvApp:
     """An ASGI application routing requests to HTTP-trigger components.
 
-    `triggers` holds every kind's prepared triggers, by kind name, in
-    `TRIGGER_KINDS` order; the HTTP ones are routed here, the others
+    `triggers` holds every kind's prepared triggers (see
+    `wasikv.triggers.registry`); the HTTP ones are routed here, the others
     (key-value watchers) run beside the requests from `start` to `close`.
     """
 
@@ -109,15 +108,11 @@ class WasikvApp:
         self._owns_host = host is None
         self.request_timeout = request_timeout
         # Prepared now so that a component that cannot serve its trigger stops the app before it serves.
-        self.triggers: dict[str, TriggerService] = {
-            kind.name: kind.runtime().prepare(loaded, self.host, timeout=request_timeout)
-            for kind in TRIGGER_KINDS
-        }
+        self.triggers = PreparedTriggers(loaded, self.host, timeout=request_timeout)
         #: Whether this process runs the app's singletons (watchers); under
         #: `up --processes` only the first does.
         self.singletons = singletons
-        routes = self.triggers[HTTP.name]
-        assert isinstance(routes, HttpRoutes)
+        routes = self.triggers[HTTP]
         self.router = routes.router
         self.components = routes.components
         count = workers or default_workers()
@@ -311,9 +306,7 @@ class WasikvApp:
     @property
     def watchers(self) -> WatchTriggers:
         """The runners of the app's key-value triggers."""
-        watchers = self.triggers[KEY_VALUE.name]
-        assert isinstance(watchers, WatchTriggers)
-        return watchers
+        return self.triggers[KEY_VALUE]
 
     def start(self) -> None:
         """Start every kind's triggers (lifespan start-up does it); a failure stops those started.
@@ -325,10 +318,9 @@ class WasikvApp:
             self.metrics.watch_lag(self.watchers.lags)
             self.metrics.refresh_every(_LAG_REFRESH)
         try:
-            for kind in TRIGGER_KINDS:
-                if kind.singleton and not self.singletons:
+            for entry, service in self.triggers.items():
+                if entry.kind.singleton and not self.singletons:
                     continue
-                service = self.triggers[kind.name]
                 service.start()
                 started.append(service)
         except BaseException:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import click
 
 from .errors import ConfigError, GuestInterrupted, GuestTimeout, GuestTrap, KeyValueError, WasikvError
+from .exit_status import EXIT_INTERRUPTED, EXIT_TIMEOUT
 from .guest_build import COMMAND_WORLD, componentize
 from .guest_errors import GuestStderr, python_path_of
-from .launcher import EXIT_INTERRUPTED
 from .limits import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
     from .asgi import WasikvApp
     from .host import Host
-
-#: The exit status of `run` stopped by --timeout, as `timeout(1)` uses it (Ctrl-C: EXIT_INTERRUPTED).
-EXIT_TIMEOUT = 124
 
 _max_memory_option = click.option(
     "--max-memory",

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .app.triggers import TRIGGER_KINDS
 from .errors import ComponentError
 from .host import Host
 from .linking import check_exports, common_shapes, match_imports, mixed_shapes
 from .outbound import HTTP_INTERFACE
+from .triggers.registry import TRIGGERS
 from .wit_types import FuncSig, ResultOf
 
 #: WASI 0.2 interfaces, which wasmtime's own WASI implementation provides.
@@ -151,10 +151,10 @@ def _worlds(exports: Mapping[str, Mapping[str, FuncSig]], origin: str) -> list[W
     checks: list[tuple[str, str, str, Mapping[str, FuncSig]]] = [
         ("wasikv:app/command", "wasikv run", run, {"run": _RUN_FUNCTION}),
     ]
-    for kind in TRIGGER_KINDS:
-        for export in kind.runtime().exports:
+    for entry in TRIGGERS:
+        for export in entry.runtime.exports:
             interface = next((name for name in export.interfaces if name in exports), export.interfaces[0])
-            checks.append((export.world, kind.section, interface, export.functions))
+            checks.append((export.world, entry.kind.section, interface, export.functions))
     reports = []
     for world, runs_with, interface, functions in checks:
         try:

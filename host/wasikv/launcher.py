@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["main"]
+from .exit_status import EXIT_INTERRUPTED
 
-#: The exit status of a command stopped by Ctrl-C, as shells use it.
-EXIT_INTERRUPTED = 130
+__all__ = ["main"]
 
 
 def main() -> None:

@@ -1,4 +1,7 @@
-"""The table of trigger kinds drives the manifest parser and the loader: a new kind is one entry."""
+"""The table of trigger kinds drives the manifest parser and the loader: a new kind is one entry.
+
+The runtime side pairs each kind with its runtime in `wasikv.triggers.registry`.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from wasikv.app.triggers import (
     TriggerKind,
 )
 from wasikv.asgi import WasikvApp
-from wasikv.triggers.runtime import TriggerRuntime
+from wasikv.triggers.registry import HTTP, KEY_VALUE, TRIGGERS
 
 from ..support import ROOT
 
@@ -48,10 +51,6 @@ def hourly_only(trigger: CronTrigger, context: LoadContext) -> str | None:
     return None if trigger.schedule == "@hourly" else f"{trigger.schedule!r} is not @hourly"
 
 
-def no_runtime() -> TriggerRuntime:
-    raise NotImplementedError("these tests only read manifests")
-
-
 CRON = TriggerKind(
     name="cron",
     keys=("schedule", "component"),
@@ -60,7 +59,6 @@ CRON = TriggerKind(
     check_list=same_schedule,
     check_config=hourly_only,
     describe=lambda trigger: f"cron {trigger.schedule}  ->  {trigger.component}",
-    runtime=no_runtime,
 )
 
 
@@ -128,10 +126,14 @@ def test_reading_a_manifest_loads_no_trigger_runtime(tmp_path: Path) -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_the_registry_pairs_every_kind_with_a_runtime_in_table_order() -> None:
+    assert [entry.kind for entry in TRIGGERS] == list(TRIGGER_KINDS)
+
+
 def test_every_kinds_runtime_names_a_world_of_the_wit() -> None:
     wit = (ROOT / "wit" / "app.wit").read_text()
-    for kind in TRIGGER_KINDS:
-        exports = kind.runtime().exports
+    for entry in TRIGGERS:
+        exports = entry.runtime.exports
         assert exports
         for export in exports:
             package, _, world = export.world.partition("/")
@@ -143,7 +145,9 @@ def test_the_app_prepares_starts_and_stops_every_kind_in_table_order(tmp_path: P
     (tmp_path / "wasikv.toml").write_text('[application]\nname = "app"\n')
     app = WasikvApp(load_app(tmp_path))
     try:
-        assert list(app.triggers) == [kind.name for kind in TRIGGER_KINDS]
+        assert [entry.kind for entry, _ in app.triggers.items()] == list(TRIGGER_KINDS)
+        assert app.triggers[HTTP].components is app.components
+        assert app.triggers[KEY_VALUE] is app.watchers
         assert (len(app.components), len(app.watchers)) == (0, 0)
         app.start()
     finally:

@@ -1,16 +1,16 @@
 """The runtime face of a trigger kind: the WIT its components target, and how an app runs it.
 
-Each kind's entry in `wasikv.app.triggers.TRIGGER_KINDS` points at one
-`TriggerRuntime` (imported on first use, so reading a manifest loads no
-wasmtime). `wasikv.asgi.WasikvApp` prepares every kind's triggers when it is
-built, starts them at start-up and stops them on close; `wasikv inspect`
-checks a component against every kind's world.
+`wasikv.triggers.registry.TRIGGERS` pairs each kind of
+`wasikv.app.triggers.TRIGGER_KINDS` with one `TriggerRuntime`.
+`wasikv.asgi.WasikvApp` prepares every kind's triggers when it is built,
+starts them at start-up and stops them on close; `wasikv inspect` checks a
+component against every kind's world.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ..app.loader import LoadedApp
 from ..host import Host
@@ -31,7 +31,11 @@ class TriggerService(Protocol):
         ...
 
 
-class Prepare(Protocol):
+_S = TypeVar("_S", bound=TriggerService)
+_S_co = TypeVar("_S_co", bound=TriggerService, covariant=True)
+
+
+class Prepare(Protocol[_S_co]):
     """Checks and readies an app's triggers of one kind on `host`.
 
     `timeout` is how long one call into a component may run (None: no
@@ -39,17 +43,17 @@ class Prepare(Protocol):
     trigger, before anything starts.
     """
 
-    def __call__(self, loaded: LoadedApp, host: Host, *, timeout: float | None) -> TriggerService: ...
+    def __call__(self, loaded: LoadedApp, host: Host, *, timeout: float | None) -> _S_co: ...
 
 
 @dataclass(frozen=True)
-class TriggerRuntime:
+class TriggerRuntime(Generic[_S]):
     """How one kind of trigger runs.
 
     Its components have one of `exports` (wasikv's own first; HTTP also
     takes Spin-style `incoming-handler` components); `prepare` readies an
-    app's triggers of the kind.
+    app's triggers of the kind as an `_S` (`HttpRoutes`, `WatchTriggers`).
     """
 
     exports: tuple[TriggerExport, ...]
-    prepare: Prepare
+    prepare: Prepare[_S]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..routes import RouteError, duplicate_route_message, parse_route
 from .kind import ListProblem, TriggerFields
 
-if TYPE_CHECKING:
-    from ...triggers.runtime import TriggerRuntime
-
-__all__ = ["HttpTrigger", "describe", "duplicate_routes", "parse", "runtime"]
+__all__ = ["HttpTrigger", "describe", "duplicate_routes", "parse"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +51,3 @@ def duplicate_routes(triggers: Sequence[HttpTrigger]) -> ListProblem | None:
 def describe(trigger: HttpTrigger) -> str:
     """The trigger's start-up line: its route and the component it goes to."""
     return f"{trigger.route}  ->  {trigger.component}"
-
-
-def runtime() -> TriggerRuntime:
-    """HTTP triggers' runtime: `wasikv:app/http-trigger` components the ASGI app routes requests to."""
-    from ...triggers.http_app import HTTP_RUNTIME
-
-    return HTTP_RUNTIME

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._toml import toml_key
 from .kind import ListProblem, LoadContext, TriggerFields
 
-if TYPE_CHECKING:
-    from ...triggers.runtime import TriggerRuntime
-
-__all__ = ["KeyValueTrigger", "check_config", "describe", "duplicates", "parse", "runtime"]
+__all__ = ["KeyValueTrigger", "check_config", "describe", "duplicates", "parse"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +62,3 @@ def check_config(trigger: KeyValueTrigger, context: LoadContext) -> str | None:
 def describe(trigger: KeyValueTrigger) -> str:
     """The trigger's start-up line: the keys it watches and the component it calls."""
     return f"key-value {trigger.store}:{trigger.prefix}*  ->  {trigger.component}"
-
-
-def runtime() -> TriggerRuntime:
-    """Key-value triggers' runtime: `wasi:keyvalue/watcher` components called by watch runners."""
-    from ...triggers.watch import WATCH_RUNTIME
-
-    return WATCH_RUNTIME

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from ...triggers.runtime import TriggerRuntime
     from ..manifest import ManifestError
 
 __all__ = ["ListProblem", "LoadContext", "Trigger", "TriggerFields", "TriggerKind"]
@@ -85,10 +84,11 @@ class TriggerKind(Generic[_T]):
     trigger, raising `fields.fail(...)` for a mistake; `check_list` finds
     conflicts between all triggers of the kind; `check_config` returns what
     is wrong with one trigger given the runtime config (None if nothing);
-    `describe` is its line in `wasikv up`'s start-up output. `runtime`
-    returns the kind's `wasikv.triggers.runtime.TriggerRuntime`: the WIT
-    world and export its components need, and how an app starts it. It is
-    imported when called, so that reading a manifest loads no wasmtime.
+    `describe` is its line in `wasikv up`'s start-up output.
+
+    How a kind runs is not here: `wasikv.triggers.registry` pairs each kind
+    with its runtime, so that the manifest side never imports the runtime
+    side (and reading a manifest loads no wasmtime).
     """
 
     #: The manifest name: `[[trigger.NAME]]`.
@@ -99,7 +99,6 @@ class TriggerKind(Generic[_T]):
     example: str
     parse: Callable[[TriggerFields, Mapping[str, Any], str], _T]
     describe: Callable[[_T], str]
-    runtime: Callable[[], TriggerRuntime]
     check_list: Callable[[Sequence[_T]], ListProblem | None] = no_list_check
     check_config: Callable[[_T, LoadContext], str | None] = no_config_check
     #: Whether an app runs it once however many server processes it has

@@ -1,12 +1,15 @@
 """The table of trigger kinds: one entry per `[[trigger.NAME]]` wasikv understands.
 
-The manifest parser, the loader, `wasikv up`, `wasikv inspect` and the ASGI
-app loop over `TRIGGER_KINDS`; kinds are read, checked, printed, prepared
-and started in its order. Adding a trigger is one entry here, a module
-beside this one for its manifest side (the trigger class, parser, checks,
-start-up line, and a function importing its runtime) and its runtime under
-`wasikv.triggers` (the component class, what the app starts, and its
-`TriggerRuntime`).
+The manifest parser, the loader and `wasikv up`'s start-up lines loop over
+`TRIGGER_KINDS`; kinds are read, checked and printed in its order. This is
+the manifest side only: `wasikv.triggers.registry.TRIGGERS` pairs each kind
+with its runtime, in the same order, for the ASGI app and `wasikv inspect`.
+
+Adding a trigger is one entry here, with a module beside this one for its
+manifest side (the trigger class, parser, checks, start-up line); its
+runtime under `wasikv.triggers` (the component class, what the app starts,
+and its `TriggerRuntime`); and one entry in `wasikv.triggers.registry`
+pairing the two.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ HTTP = TriggerKind(
     parse=http.parse,
     check_list=http.duplicate_routes,
     describe=http.describe,
-    runtime=http.runtime,
 )
 
 KEY_VALUE = TriggerKind(
@@ -36,7 +38,6 @@ KEY_VALUE = TriggerKind(
     check_list=key_value.duplicates,
     check_config=key_value.check_config,
     describe=key_value.describe,
-    runtime=key_value.runtime,
     singleton=True,
 )
 
