@@ -205,11 +205,10 @@ def test_a_looping_watcher_fails_its_delivery_and_the_runner_moves_on(
 
 
 _MANY_HOSTS = """
-import gc, time
+import gc
 from wasikv import Host
-started = time.monotonic()
 count = 0
-while time.monotonic() - started < 8:
+while count < 600:
     host = Host({"default": "memory:"}, compile_cache=False)
     host.close()
     del host
@@ -250,8 +249,9 @@ def test_a_finalizer_unregistering_inside_the_tickers_lock_never_deadlocks() -> 
 
 def test_hosts_come_and_go_while_the_epoch_ticker_runs() -> None:
     # The ticker once held engines weakly and could advance one whose native
-    # engine a finaliser was deleting: a segfault within 8 s in about two
-    # runs of three before the fix (a race: this cannot catch it every time).
-    done = subprocess.run([sys.executable, "-c", _MANY_HOSTS], capture_output=True, text=True, timeout=120)
+    # engine a finaliser was deleting: a segfault within 8 s (about 1,400
+    # hosts) in about two runs of three before the fix (a race: this cannot
+    # catch it every time). A count, not a time: under load fewer hosts fit.
+    done = subprocess.run([sys.executable, "-c", _MANY_HOSTS], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout) > 100
+    assert int(done.stdout) == 600
