@@ -191,26 +191,25 @@ def test_wasikv_up_with_an_unreachable_store_never_shows_secrets(url: str, app_d
         f'[key_value_store.default]\ntype = "{kind}"\nurl = "{url.format(port=closed_port())}"\n'
     )
     done = _wasikv(
-        "up", "-v", "--listen", f"127.0.0.1:{free_port()}", "--variable", f"api_token={SECRET}", cwd=app_dir
+        "-v", "up", "--listen", f"127.0.0.1:{free_port()}", "--variable", f"api_token={SECRET}", cwd=app_dir
     )
     assert done.returncode == 1 and "Serving" not in done.stdout, done
-    assert "store 'default'" in done.stderr
+    assert done.stderr.startswith("Error: "), done.stderr
     _clean(done.stdout, done.stderr)
 
 
 @pytest.mark.component
 def test_wasikv_up_never_logs_secret_variables_or_authorization(app_dir: Path) -> None:
     (app_dir / "wasikv.toml").write_text(SECRET_APP)
-    server = start_up(app_dir, "-v", "--variable", f"api_token={SECRET}")
+    server = start_up(app_dir, "--variable", f"api_token={SECRET}")
     try:
         with httpx.Client(base_url=server.base, timeout=30) as client:
             for path in ("/hostile/ok", "/hostile/nope", "/none"):
                 client.get(path, headers={"Authorization": f"Bearer {SECRET}", "Cookie": f"s={SECRET}"})
     finally:
         _, err = server.stop()
-    out = server.proc.stdout.read() if server.proc.stdout else ""
-    assert "127.0.0.1" in err + out  # it did log
-    _clean(out, err)
+    assert err.strip()  # it logged (requests, the shutdown)
+    _clean(err)
 
 
 def test_a_failing_redis_store_logs_no_password(logs: pytest.LogCaptureFixture) -> None:
