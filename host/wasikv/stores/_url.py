@@ -1,11 +1,16 @@
-"""Query parameters of store URLs, parsed the same way for every backend."""
+"""Store URLs, parsed and shown the same way for every backend.
+
+`redact` is the one function that turns a URL into text for a message, a log
+line or a `repr`: every store's `url` attribute is its redacted form.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Sequence
-from urllib.parse import unquote
+from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidStoreUrl
 
@@ -137,3 +142,48 @@ def count_option(
             f"not {text!r}"
         )
     return int(text)
+
+
+class ServerUrl(NamedTuple):
+    """The parts of a ``scheme://[user[:password]@]host[:port]/path?query`` URL, percent-decoded."""
+
+    scheme: str
+    username: str | None
+    password: str | None
+    host: str
+    port: int | None
+    path: str
+    netloc: str
+    query: str
+
+
+def split_server_url(
+    url: str, kind: str, schemes: Sequence[str], default_host: str, accepted: str
+) -> ServerUrl:
+    """`url` split for a server backend (`kind`: ``redis``); `InvalidStoreUrl` names what is wrong.
+
+    Messages show `url` redacted, and a parse error that quotes the password has it replaced.
+    """
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        problem = str(exc)
+        if password := password_of(url):
+            problem = problem.replace(password, "***")
+        raise InvalidStoreUrl(f"store URL {shown!r}: {problem}; {accepted}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        raise InvalidStoreUrl(f"store URL {shown!r} is not a {kind} URL; {accepted}")
+    if not url[len(scheme) + 1 :].startswith("//"):
+        raise InvalidStoreUrl(f"store URL {shown!r}: a {kind} URL starts with '{scheme}://'; {accepted}")
+    if parts.fragment:
+        raise InvalidStoreUrl(f"store URL {shown!r}: a {kind} URL has no '#' part")
+    try:
+        username = unquote(parts.username, errors="strict") if parts.username else None
+        password = unquote(parts.password, errors="strict") if parts.password is not None else None
+        host = unquote(parts.hostname, errors="strict") if parts.hostname else default_host
+    except UnicodeDecodeError:
+        raise InvalidStoreUrl(f"store URL {shown!r}: invalid percent-encoding") from None
+    return ServerUrl(scheme, username, password, host, port, parts.path, parts.netloc, parts.query)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
 
+from . import _shared
 from .base import (
     Change,
     Store,
@@ -24,9 +25,6 @@ from .base import (
     loaded_position,
     parse_counter,
 )
-
-#: Deletes between two tombstone sweeps (fewer when the window is smaller).
-_PRUNE_INTERVAL = 1000
 
 
 class MemoryStore(Store):
@@ -53,14 +51,11 @@ class MemoryStore(Store):
         self,
         url: str = "memory:",
         *,
-        tombstone_window: int = 100_000,
-        change_window: int = 100_000,
+        tombstone_window: int = _shared.DEFAULT_TOMBSTONE_WINDOW,
+        change_window: int = _shared.DEFAULT_CHANGE_WINDOW,
         change_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        if tombstone_window < 1:
-            raise ValueError("tombstone_window must be at least 1")
-        if change_window < 1:
-            raise ValueError("change_window must be at least 1")
+        _shared.check_windows(tombstone_window, change_window)
         if change_bytes < 0:
             raise ValueError("change_bytes must not be negative")
         self.url = url
@@ -79,7 +74,7 @@ class MemoryStore(Store):
         self._seq = 0
         self._watermark = 0
         self._window = tombstone_window
-        self._prune_every = min(_PRUNE_INTERVAL, tombstone_window)
+        self._prune_every = _shared.prune_every(tombstone_window)
         self._deletes = 0
         # The sorted key list is repaired lazily so that writes stay O(1):
         # `_added` holds live keys missing from `_sorted`, `_removed` holds

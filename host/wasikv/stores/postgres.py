@@ -1,105 +1,11 @@
 """A store in PostgreSQL, shared by every host, process and machine that uses the same tables.
 
-Table layout
-------------
-A store lives in one schema (``?schema=``, default ``wasikv``) as a set of
-relations whose names start with its table name ``T``: by default
-``kv_{label slug}_{hash}`` (``kv_notes_ab5aa97074`` for the label ``notes``;
-the hash keeps labels that slug alike apart), or ``?table_prefix=T``. Every
-other relation is ``T__{word}``; ``T`` may not contain ``__`` nor end with
-``_``, so the relations of two stores never share a name, even when one
-name extends the other.
-
-``T``
-    The data: ``key bytea`` (UTF-8; ``text`` cannot hold NUL characters),
-    ``value bytea`` (NULL in a tombstone), ``version bigint``. Its primary
-    key is ``sha256(key)``, a generated column, so keys of any length fit
-    (a btree entry holds at most about 2.7 kB); the partial index
-    ``T__live`` on the first 1024 bytes of live keys serves `list_keys`,
-    which orders by ``(prefix, key)``: bytes order, which for UTF-8 is
-    code-point order, the order of the other stores.
-``T__changes``
-    The change feed: ``seq bigint`` (primary key), ``key``, ``value`` (NULL
-    for a delete), one row per committed write.
-``T__positions``
-    Change-feed reader name (UTF-8 bytes) -> the seq of the last change it
-    handled (`load_position`, `save_position`): not a key, not a change.
-``T__meta``
-    One row: ``seq`` (the store's sequence: the newest version handed
-    out), ``watermark`` (the version of every key without a row) and
-    ``layout`` (this module's table layout, 1).
-
-Opening a store creates what is missing (``CREATE SCHEMA``/``TABLE ... IF
-NOT EXISTS``) in one transaction under an advisory lock, so processes that
-open the same store at once do not trip over each other; a store whose
-tables all exist creates nothing, so a role without ``CREATE`` can use
-tables an administrator made.
-
-Why a transaction and a sequence row give SQLite's semantics
-------------------------------------------------------------
-Every write (set, delete, increment, successful swap, set-many,
-delete-many) starts by updating the ``T__meta`` row (``seq = seq + n``,
-returning the new numbers) and, in the same transaction, writes its rows
-of ``T`` and ``T__changes`` with those numbers as versions and seqs. The row
-lock on ``T__meta`` is held until the commit, so writers of one store run
-one at a time, as under SQLite's ``BEGIN IMMEDIATE``:
-
-- numbers are consecutive and commit in order: a rolled-back write rolls
-  its increment of ``seq`` back too (a PostgreSQL ``SEQUENCE`` would leave
-  a gap, and hands out numbers in another order than commits), and a write
-  cannot commit before the one holding the lock, so a reader never sees a
-  change without the ones before it;
-- `swap` and `increment` read the key in a statement after the one that
-  took the lock; in READ COMMITTED each statement sees everything committed
-  before it started, which is every earlier write of the store, so the
-  compare and the write cannot interleave with another writer;
-- a write with identical bytes still gets a new version (ABA is detected),
-  and a delete leaves a tombstone carrying its version, so a `swap` pinned
-  before the delete fails. Tombstones older than ``tombstone_window``
-  writes are pruned every 1000 deletes of a process (fewer with a smaller
-  window), in the transaction of a delete; the newest pruned version
-  becomes the watermark in the same transaction, so a handle pinned to a
-  pruned tombstone (or to an older watermark) still conflicts.
-
-Sets and deletes are one statement each (the ``T__meta`` update, the
-change rows and the upserts as data-modifying CTEs), so one round trip and
-one transaction. The feed keeps at least the newest ``change_window``
-changes: older ones are swept every 1000 write transactions of a process
-and when a store is opened.
-
-NOTIFY
-------
-Every write calls ``pg_notify`` on the store's channel (``wasikv_{hash}``,
-named after schema and table) with its newest seq, inside its transaction:
-PostgreSQL delivers it only when the write commits, and drops it when the
-write rolls back. `wait_for_change` listens on one connection of its own
-per store object (a thread reads it and wakes the waiters), so a watcher
-hears of a write from any process or machine at once.
-
-Failures
---------
-Every psycopg or network failure becomes a `StoreError` naming the problem
-and the server (``host:port/dbname``, never the password). Writes are never
-retried: when the connection is lost before the reply, the commit may or may
-not have happened, and sending an increment again could apply it twice, so
-the error says that the outcome is unknown. An error the server reports
-(a statement timeout, say) rolled the write back, and the error says that
-nothing was written. Connections come from one `psycopg_pool` pool per
-store object; a connection the server closed (a restart) is noticed before
-it is handed out (a look at its socket, no round trip) and replaced, so the
-store recovers by itself a few seconds after the server is back. Sessions
-use ``statement_timeout`` (``?statement_timeout=``, also the idle-in-
-transaction timeout), so a write stuck behind a lock fails instead of
-hanging, and a client that dies mid-transaction does not hold the store's
-lock for long.
-
-An acknowledged write is a committed transaction, as durable as the
-server's ``synchronous_commit`` makes it (with ``synchronous_standby_names``,
-on a synchronous standby too, so a failover loses no acknowledged write);
-wasikv leaves that setting to the server.
-
-Writes made with raw SQL are not part of the contract: wasikv writers keep
-versions, tombstones and the feed consistent among themselves.
+A store is a set of tables in one schema (`postgres_sql` holds their SQL). Every
+write updates one meta row first, so writers of a store run one at a time and
+versions are consecutive and commit in order; ``pg_notify`` wakes watchers.
+Writes are never retried: a lost connection is a `StoreError` saying the
+outcome is unknown. The table layout, why this gives SQLite's semantics, and
+how failures are reported: docs/concepts/postgres-store.md.
 """
 
 from __future__ import annotations
@@ -113,17 +19,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, InvalidStoreUrl, StoreError
-from ._url import count_option, parse_query, password_of, redact, seconds_option
+from . import _shared
+from ._url import count_option, parse_query, redact, seconds_option, split_server_url
 from .base import (
     S64_MAX,
-    S64_MIN,
     Change,
     Store,
     Versioned,
@@ -136,6 +42,7 @@ from .base import (
     loaded_position,
     parse_counter,
 )
+from .postgres_sql import LAYOUT, Statements
 
 _T = TypeVar("_T")
 _Connection = psycopg.Connection[tuple[Any, ...]]
@@ -148,13 +55,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
-DEFAULT_CHANGE_WINDOW = 100_000
-LAYOUT = 1
-#: Deletes between two tombstone sweeps, and write transactions between two
-#: change-feed sweeps (fewer when the window is smaller).
-_PRUNE_INTERVAL = 1000
-#: Bytes of a key in the `list_keys` index: btree entries hold about 2.7 kB.
-_INDEX_PREFIX = 1024
+DEFAULT_CHANGE_WINDOW = _shared.DEFAULT_CHANGE_WINDOW
 #: How often the listening thread looks up from the socket to see whether the store closed.
 _LISTEN_TICK = 0.5
 
@@ -260,12 +161,11 @@ class PostgresStore(Store):
         max_size: int = DEFAULT_MAX_SIZE,
         sslmode: str | None = None,
         sslrootcert: str | None = None,
-        tombstone_window: int = 100_000,
+        tombstone_window: int = _shared.DEFAULT_TOMBSTONE_WINDOW,
         change_window: int = DEFAULT_CHANGE_WINDOW,
         url: str | None = None,
     ) -> None:
-        if not 0 < port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {port}")
+        _shared.check_port(port)
         if not dbname:
             raise ValueError("dbname must not be empty")
         if _SCHEMA_NAME.fullmatch(schema) is None:
@@ -278,21 +178,15 @@ class PostgresStore(Store):
                 f"table_prefix {table!r} must be 1 to {_MAX_TABLE_NAME} lower-case ASCII letters, digits "
                 "and single '_' between them, starting with a letter"
             )
-        for name, seconds in (("connect_timeout", connect_timeout), ("statement_timeout", statement_timeout)):
-            if not (math.isfinite(seconds) and 0 < seconds <= 86_400):
-                raise ValueError(
-                    f"{name} must be a positive number of seconds (at most 86400), not {seconds!r}"
-                )
+        _shared.check_seconds("connect_timeout", connect_timeout, at_most=86_400)
+        _shared.check_seconds("statement_timeout", statement_timeout, at_most=86_400)
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(
                 f"need 0 <= min_size <= max_size and max_size >= 1, not {min_size} and {max_size}"
             )
         if sslmode is not None and sslmode not in _SSLMODES:
             raise ValueError(f"sslmode must be one of {', '.join(_SSLMODES)}, not {sslmode!r}")
-        if tombstone_window < 1:
-            raise ValueError("tombstone_window must be at least 1")
-        if change_window < 1:
-            raise ValueError("change_window must be at least 1")
+        _shared.check_windows(tombstone_window, change_window)
         self.host = host
         self.port = port
         self.dbname = dbname
@@ -305,15 +199,18 @@ class PostgresStore(Store):
         shown_host = f"[{host}]" if ":" in host else host
         #: Where the data lives, for messages: never includes credentials.
         self.address = f"{shown_host}:{port}/{dbname}"
+        #: The URL for messages and logs (`redact`ed: the password is never shown).
         self.url = (
-            url if url is not None else f"postgres://{self.address}?schema={schema}&table_prefix={table}"
+            redact(url)
+            if url is not None
+            else f"postgres://{self.address}?schema={schema}&table_prefix={table}"
         )
         self._where = f"postgres store at {self.address} ({schema}.{table})"
         self._password = password
         self._window = tombstone_window
-        self._prune_every = min(_PRUNE_INTERVAL, tombstone_window)
+        self._prune_every = _shared.prune_every(tombstone_window)
         self._change_window = change_window
-        self._sweep_changes_every = min(_PRUNE_INTERVAL, change_window)
+        self._sweep_changes_every = _shared.prune_every(change_window)
         # Counted per store object without a lock: a lost update only delays a sweep.
         self._deletes = 0
         self._writes = 0
@@ -336,7 +233,7 @@ class PostgresStore(Store):
             "sslrootcert": sslrootcert,
         }
         self._connect_kwargs = {k: v for k, v in self._connect_kwargs.items() if v is not None}
-        self._sql = _Statements(schema, table, self._channel())
+        self._sql = Statements(schema, table, self._channel())
         self._listen_lock = threading.Lock()
         self._listener: _Listener | None = None
         self._pool: ConnectionPool[_Connection] = ConnectionPool(
@@ -398,15 +295,14 @@ class PostgresStore(Store):
             return []
         count = min(limit, S64_MAX)
         params: tuple[object, ...]
+        _shared.check_cursor("postgres", after)
         if after is None:
             query, params = self._sql.list_first, (count,)
-        elif type(after) is str:
+        else:
             # A lone surrogate cannot be a key, but it still has a place in
             # code-point order, and surrogatepass keeps that order in bytes.
             start = after.encode("utf-8", "surrogatepass")
             query, params = self._sql.list_after, (start, start, count)
-        else:
-            raise StoreError(f"postgres store: cursor must be str, not {type(after).__name__}")
         rows = self._run("list-keys", lambda conn: conn.execute(query, params, binary=True).fetchall())
         return [bytes(row[0]).decode("utf-8") for row in rows]
 
@@ -433,8 +329,7 @@ class PostgresStore(Store):
     def increment(self, key: str, delta: int) -> int:
         """Add `delta` to the decimal counter at `key` and return the result."""
         raw = _encode_key(key)
-        if type(delta) is not int or not S64_MIN <= delta <= S64_MAX:
-            raise StoreError(f"increment: delta {delta!r} for key {key!r} is not an s64 integer")
+        _shared.check_delta(key, delta)
 
         def body(conn: _Connection) -> int:
             self._lock_store(conn)
@@ -449,8 +344,7 @@ class PostgresStore(Store):
         """Set `key` to `value` only if its version is still `version`."""
         check_item("postgres", key, value)
         raw = _encode_key(key)
-        if type(version) is not int:
-            raise StoreError(f"postgres store: version must be int, not {type(version).__name__}")
+        _shared.check_version("postgres", version)
 
         def body(conn: _Connection) -> bool:
             self._lock_store(conn)
@@ -573,7 +467,7 @@ class PostgresStore(Store):
 
     def _run(self, operation: str, call: Callable[[_Connection], _T], *, write: bool = False) -> _T:
         if self._closed:
-            raise StoreError(f"{self._where}: the store is closed")
+            raise _shared.closed(self._where)
         try:
             conn = self._pool.getconn()
         except PoolTimeout as exc:
@@ -705,7 +599,7 @@ class PostgresStore(Store):
 
     def _listening(self) -> _Listener:
         if self._closed:
-            raise StoreError(f"{self._where}: the store is closed")
+            raise _shared.closed(self._where)
         with self._listen_lock:
             if self._listener is not None and self._listener.alive():
                 return self._listener
@@ -749,7 +643,7 @@ class PostgresStore(Store):
         if not write:
             return text
         if lost:
-            return f"lost the connection to PostgreSQL: {text}; the write may or may not have been applied"
+            return f"lost the connection to PostgreSQL: {text}; {_shared.UNKNOWN_OUTCOME}"
         return f"{text}; nothing was written"
 
     def _text(self, exc: BaseException) -> str:
@@ -814,137 +708,17 @@ class _Listener:
                 pass
 
 
-class _Statements:
-    """The SQL of one store; names are checked identifiers, quoted."""
-
-    def __init__(self, schema: str, table: str, channel: str) -> None:
-        def name(suffix: str = "") -> str:
-            return f'"{schema}"."{table}{suffix}"'
-
-        kv, changes, positions, meta = name(), name("__changes"), name("__positions"), name("__meta")
-        self.meta = meta
-        p = _INDEX_PREFIX
-        self.schema_exists = f"SELECT to_regnamespace('\"{schema}\"')"
-        self.present = (
-            f"SELECT to_regclass('{kv}') IS NOT NULL, to_regclass('{changes}') IS NOT NULL, "
-            f"to_regclass('{positions}') IS NOT NULL, to_regclass('{meta}') IS NOT NULL"
-        )
-        self.create_schema = f'CREATE SCHEMA IF NOT EXISTS "{schema}"'
-        # A tombstone is a row whose value is NULL; it only carries the version.
-        self.create_tables = (
-            f"""CREATE TABLE IF NOT EXISTS {kv} (
-                key bytea NOT NULL,
-                value bytea,
-                version bigint NOT NULL,
-                key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED,
-                CONSTRAINT "{table}__pkey" PRIMARY KEY (key_hash)
-            )""",
-            f'CREATE INDEX IF NOT EXISTS "{table}__live" ON {kv} (substr(key, 1, {p})) '
-            "WHERE value IS NOT NULL",
-            f'CREATE INDEX IF NOT EXISTS "{table}__tombstones" ON {kv} (version) WHERE value IS NULL',
-            f"""CREATE TABLE IF NOT EXISTS {changes} (
-                seq bigint NOT NULL,
-                key bytea NOT NULL,
-                value bytea,
-                CONSTRAINT "{table}__changes_pkey" PRIMARY KEY (seq)
-            )""",
-            f"""CREATE TABLE IF NOT EXISTS {positions} (
-                name bytea NOT NULL,
-                seq bigint NOT NULL,
-                CONSTRAINT "{table}__positions_pkey" PRIMARY KEY (name)
-            )""",
-            f"""CREATE TABLE IF NOT EXISTS {meta} (
-                id integer NOT NULL CHECK (id = 0),
-                seq bigint NOT NULL,
-                watermark bigint NOT NULL,
-                layout integer NOT NULL,
-                CONSTRAINT "{table}__meta_pkey" PRIMARY KEY (id)
-            )""",
-            f"INSERT INTO {meta} (id, seq, watermark, layout) VALUES (0, 0, 0, {LAYOUT}) "
-            "ON CONFLICT DO NOTHING",
-        )
-        self.layout = f"SELECT layout FROM {meta} WHERE id = 0"
-        self.listen = f'LISTEN "{channel}"'
-
-        by_key = "key_hash = sha256(%s)"
-        self.get = f"SELECT value FROM {kv} WHERE {by_key}"
-        self.exists = f"SELECT 1 FROM {kv} WHERE {by_key} AND value IS NOT NULL"
-        self.get_versioned = (
-            f"SELECT kv.value, coalesce(kv.version, m.watermark) FROM {meta} m "
-            f"LEFT JOIN {kv} kv ON kv.{by_key} WHERE m.id = 0"
-        )
-        self.current_version = (
-            f"SELECT coalesce((SELECT version FROM {kv} WHERE {by_key}), watermark) FROM {meta} WHERE id = 0"
-        )
-        self.get_many = (
-            f"SELECT kv.value FROM unnest(%s::bytea[]) WITH ORDINALITY AS k(key, i) "
-            f"LEFT JOIN {kv} kv ON kv.key_hash = sha256(k.key) ORDER BY k.i"
-        )
-        # (prefix, key) order is key order; the prefix is what the index holds.
-        order = f"ORDER BY substr(key, 1, {p}), key"
-        self.list_first = f"SELECT key FROM {kv} WHERE value IS NOT NULL {order} LIMIT %s"
-        self.list_after = (
-            f"SELECT key FROM {kv} WHERE value IS NOT NULL AND substr(key, 1, {p}) >= substr(%s, 1, {p}) "
-            f"AND key > %s {order} LIMIT %s"
-        )
-        self.lock = f"SELECT seq FROM {meta} WHERE id = 0 FOR UPDATE"
-        # One statement per write: take n numbers (locking the meta row until
-        # the commit), notify, log every item, and upsert the last value of
-        # each key. Parameters: n, keys, values.
-        bump = (
-            f"WITH s AS (UPDATE {meta} SET seq = seq + %s WHERE id = 0 "
-            f"RETURNING seq, pg_notify('{channel}', seq::text))"
-        )
-        upsert = (
-            f"INSERT INTO {kv} (key, value, version) "
-            "SELECT DISTINCT ON (key) key, value, seq FROM items ORDER BY key, seq DESC "
-            "ON CONFLICT (key_hash) DO UPDATE SET value = excluded.value, version = excluded.version"
-        )
-        self.set_many = (
-            f"{bump}, items AS (SELECT s.seq - count(*) OVER () + t.i AS seq, t.key, t.value "
-            "FROM s, unnest(%s::bytea[], %s::bytea[]) WITH ORDINALITY AS t(key, value, i)), "
-            f"log AS (INSERT INTO {changes} (seq, key, value) SELECT seq, key, value FROM items) {upsert}"
-        )
-        self.delete_many = (
-            f"{bump}, items AS (SELECT s.seq - count(*) OVER () + t.i AS seq, t.key, NULL::bytea AS value "
-            "FROM s, unnest(%s::bytea[]) WITH ORDINALITY AS t(key, i)), "
-            f"log AS (INSERT INTO {changes} (seq, key, value) SELECT seq, key, value FROM items) {upsert}"
-        )
-        self.prune_tombstones = (
-            f"WITH d AS (DELETE FROM {kv} WHERE value IS NULL "
-            f"AND version < (SELECT seq FROM {meta} WHERE id = 0) - %s RETURNING version) "
-            f"UPDATE {meta} SET watermark = greatest(watermark, (SELECT max(version) FROM d)) WHERE id = 0"
-        )
-        self.changes = f"SELECT seq, key, value FROM {changes} WHERE seq > %s ORDER BY seq LIMIT %s"
-        self.last_change = f"SELECT seq FROM {meta} WHERE id = 0"
-        self.drop_old_changes = (
-            f"DELETE FROM {changes} WHERE seq <= (SELECT seq FROM {meta} WHERE id = 0) - %s"
-        )
-        self.load_position = f"SELECT seq FROM {positions} WHERE name = %s"
-        self.save_position = (
-            f"INSERT INTO {positions} (name, seq) VALUES (%s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
-        )
-
-
 def _lock_id(schema: str) -> int:
     """The advisory lock that serializes creating tables in `schema`."""
     return int.from_bytes(hashlib.sha256(f"wasikv create {schema}".encode()).digest()[:8], "big", signed=True)
 
 
 def _encode_key(key: str) -> bytes:
-    check_key("postgres", key)
-    try:
-        return key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"postgres store: key {key!r} is not valid Unicode text (lone surrogate)") from None
+    return _shared.encode_key("postgres", key)
 
 
 def _encode_name(name: str) -> bytes:
-    try:
-        return name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"postgres store: position name {name!r} is not valid Unicode text") from None
+    return _shared.encode_name("postgres", name)
 
 
 # -- URLs ----------------------------------------------------------------------
@@ -953,27 +727,10 @@ def _encode_name(name: str) -> bytes:
 def parse_url(url: str, label: str | None) -> dict[str, Any]:
     """The `PostgresStore` arguments a URL stands for; `ConfigError` (without the password) if it is bad."""
     shown = redact(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        problem = str(exc)
-        if password := password_of(url):
-            problem = problem.replace(password, "***")
-        raise InvalidStoreUrl(f"store URL {shown!r}: {problem}; {_ACCEPTED}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("postgres", "postgresql"):
-        raise InvalidStoreUrl(f"store URL {shown!r} is not a postgres URL; {_ACCEPTED}")
-    if not url[len(scheme) + 1 :].startswith("//"):
-        raise InvalidStoreUrl(f"store URL {shown!r}: a postgres URL starts with '{scheme}://'; {_ACCEPTED}")
-    if parts.fragment:
-        raise InvalidStoreUrl(f"store URL {shown!r}: a postgres URL has no '#' part")
+    parts = split_server_url(url, "postgres", ("postgres", "postgresql"), DEFAULT_HOST, _ACCEPTED)
     if "," in parts.netloc:
         raise InvalidStoreUrl(f"store URL {shown!r}: only one host is supported; {_ACCEPTED}")
     try:
-        user = unquote(parts.username, errors="strict") if parts.username else None
-        password = unquote(parts.password, errors="strict") if parts.password is not None else None
-        host = unquote(parts.hostname, errors="strict") if parts.hostname else DEFAULT_HOST
         dbname = unquote(parts.path[1:], errors="strict")
     except UnicodeDecodeError:
         raise InvalidStoreUrl(f"store URL {shown!r}: invalid percent-encoding") from None
@@ -1006,11 +763,11 @@ def parse_url(url: str, label: str | None) -> dict[str, Any]:
             f"store URL {shown!r}: min_size ({min_size}) must not be larger than max_size ({max_size})"
         )
     return {
-        "host": host,
-        "port": DEFAULT_PORT if port is None else port,
+        "host": parts.host,
+        "port": DEFAULT_PORT if parts.port is None else parts.port,
         "dbname": dbname,
-        "user": user,
-        "password": password,
+        "user": parts.username,
+        "password": parts.password,
         "schema": schema,
         "table_prefix": table,
         "label": label,

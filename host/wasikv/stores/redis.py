@@ -1,117 +1,20 @@
 """A store in Redis, shared by every host, process and machine that uses the same prefix.
 
-Data layout
------------
-Everything a store keeps lives under its key prefix ``P`` (default
-``wasikv:{label}:``, overridable with ``?prefix=``) followed by ``|``, a
-character no prefix may contain, so several labels and several applications
-share one Redis database without seeing each other:
-
-``P|k:{key}``
-    The value, as a plain Redis string. ``GET`` from ``redis-cli`` shows it,
-    and counters are decimal text written by Redis' own ``INCRBY``, so
-    ``redis-cli INCRBY``/``GET`` interoperate with `increment`.
-``P|seq``
-    A counter every write bumps; the bumped value is the version of the write.
-    It starts at the server clock in microseconds, so versions keep growing
-    even when Redis loses its data (a restart without persistence).
-``P|versions``
-    A hash: key -> version of every live key.
-``P|index``
-    A sorted set of the live keys, all with score 0. ``ZRANGEBYLEX`` returns
-    members in byte order, and UTF-8 byte order is code-point order, so
-    `list_keys` pages are exactly the ones the other stores return: no
-    duplicates (which ``SCAN`` can return) and no missed keys.
-``P|tombstones``
-    A sorted set: deleted key -> version of its delete, so a `swap` pinned
-    before a delete fails. Tombstones older than ``tombstone_window`` writes
-    are pruned by the delete that ages them out; the newest pruned version
-    becomes ``P|watermark``, the version of every key that has no entry, so
-    a handle pinned to a pruned tombstone (or to an older watermark) still
-    conflicts.
-``P|changes``
-    The change feed (`changes`, `last_change`, `wait_for_change`), a Redis
-    stream with one entry per committed write: ID ``{version}-0``, fields
-    ``k`` (the key) and, for sets, ``v`` (the value written). Write scripts
-    append to it only while it exists, so stores nobody watches spend no
-    memory on it: `last_change` and `changes` create it (with one entry
-    without ``k``, marking where the feed starts). Every append trims it to
-    about ``change_window`` entries (``MAXLEN ~``). `wait_for_change` blocks
-    in ``XREAD``, so a watcher hears of a write from any process or machine
-    at once.
-``P|positions``
-    A hash: change-feed reader name -> the seq of the last change it handled
-    (`load_position`, `save_position`). It is not a key of the store and
-    saving a position is not a change.
-
-Why the separator
------------------
-Every Redis key a store uses is ``P + "|" + rest``, and ``P`` contains no
-``|``: the first ``|`` of the key name comes right after the prefix, so the
-prefix is recoverable from the key name alone (everything before the first
-``|``). Two stores with different prefixes therefore never share a key, even
-when one prefix extends the other: with ``app:`` and ``app:k:``, every key of
-the second starts with ``app:k:|`` while every key of the first starts with
-``app:|``, and the two differ at the byte after ``app:``. Within one store,
-values (``k:``) and the metadata names above never collide, as no metadata
-name starts with ``k:``. Label-derived prefixes percent-encode ``%``, ``:``
-and ``|``, so they never contain the separator and never nest.
-
-Without the separator (the layout of earlier wasikv versions: ``P seq``,
-``P k:{key}``, ...) the value keys of ``app:`` included every key of
-``app:k:``: a guest granted only the first label could read the second's
-values, and break its writes (WRONGTYPE) by writing a key named ``index``.
-A store whose prefix holds data in that layout (``P seq`` exists) refuses
-every operation with a `StoreError` that says to run ``wasikv kv
-migrate-redis`` (`migrate_layout`); it checks once, on its first operation.
-Hosts also refuse to define two labels whose prefixes on one server and
-database are equal or nest (`RedisStore.overlaps`): they no longer share
-keys, but ``SCAN MATCH app:*`` (inspection, cleanup scripts) would still
-sweep both.
-
-Why Lua scripts with a version field
-------------------------------------
-Every write (set, delete, increment, swap, set-many, delete-many) is one Lua
-script that updates the value, the version, the index, the tombstones and
-the change feed together. Redis runs a script atomically with respect to every other client,
-so the compare in `swap` ("is the version still N?") and its write cannot be
-interleaved with a write from any other process or machine, and a write
-with identical bytes still gets a new version (so ABA is detected).
-WATCH/MULTI/EXEC would also be safe, but needs a connection pinned across
-several round trips and a retry loop whenever any writer touches the key;
-a script is one round trip, never retries, and gives the same answer.
-`get_versioned` is a read-only script too, so value and version come from
-one consistent moment. The scripts use the Redis 7 ``#!lua`` shebang, so
-when Redis is out of memory it refuses the writes that add data up front
-instead of failing half-way (deletes still run: they free memory); Redis 7
-or newer is required.
-
-Failures
---------
-Every Redis or network failure becomes a `StoreError` naming the problem and
-the Redis address (never the password). Writes are never retried: a write
-whose reply was lost may have been applied, and sending it again could apply
-an ``INCRBY`` twice, so redis-py's retry is switched off and the error says
-that the outcome is unknown. Connections come from one pool per store
-object; a connection the server closed (a restart) is replaced when it is
-taken from the pool, so the store recovers by itself when Redis is back.
-
-Writes made with raw Redis commands to ``P|k:{key}`` are visible to reads
-and `increment`, but they do not bump versions or update the index: CAS and
-`list_keys` guarantees hold among wasikv writers. Redis Cluster is not
-supported (the scripts touch several keys); a hash tag in the prefix, such
-as ``?prefix={app}:``, keeps all of a store's keys in one slot.
+Each store keeps its keys under ``P|`` (``P`` is the prefix, ``wasikv:{label}:``
+by default) and writes with one Lua script per operation (`redis_scripts`), so
+a `swap`'s compare and write cannot interleave with any other client. Writes
+are never retried: a lost reply is a `StoreError` saying the outcome is unknown.
+The key layout, why the separator, why Lua, and how failures are reported:
+docs/concepts/redis-store.md. The old layout's migration: `redis_migration`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -130,10 +33,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import InvalidStoreUrl, StoreError
-from ._url import count_option, parse_query, password_of, redact, seconds_option
+from . import _shared
+from ._url import count_option, parse_query, redact, seconds_option, split_server_url
 from .base import (
-    S64_MAX,
-    S64_MIN,
     Change,
     Store,
     Versioned,
@@ -144,6 +46,14 @@ from .base import (
     loaded_position,
     parse_counter,
 )
+from .redis_migration import LayoutMigration, migrate_layout
+from .redis_scripts import META_NAMES, SEPARATOR, load
+
+#: Every write, and `get_versioned`, is one of these (see redis_scripts/*.lua).
+_SCRIPTS = {
+    name: load(name)
+    for name in ("get_versioned", "set_many", "delete_many", "increment", "swap", "start_feed")
+}
 
 _T = TypeVar("_T")
 
@@ -159,13 +69,7 @@ HEALTH_CHECK_INTERVAL = 30
 #: ZRANGEBYLEX takes a signed 64-bit count; larger limits mean "all".
 _MAX_LIMIT = 2**62
 #: Changes the feed keeps (about: Redis trims whole stream nodes).
-DEFAULT_CHANGE_WINDOW = 100_000
-#: Ends every prefix in key names (``P|seq``, ``P|k:{key}``); no prefix may contain it.
-SEPARATOR = "|"
-_SEP = SEPARATOR.encode()
-#: The names of a store's metadata keys, in the order the scripts take them
-#: as KEYS; ``P seq`` in the old layout moves last (see `migrate_layout`).
-_META_NAMES = (b"seq", b"versions", b"index", b"tombstones", b"watermark", b"changes")
+DEFAULT_CHANGE_WINDOW = _shared.DEFAULT_CHANGE_WINDOW
 
 _ACCEPTED = (
     "accepted form: 'redis://[USER:PASSWORD@]HOST[:PORT][/DB]' or 'rediss://…' (TLS), optionally "
@@ -190,197 +94,6 @@ def _legacy_default_prefix(label: str | None) -> str:
     # Before the separator, "|" in labels was kept as it is.
     name = DEFAULT_LABEL if label is None else label
     return "wasikv:" + name.replace("%", "%25").replace(":", "%3A") + ":"
-
-
-# -- Lua ---------------------------------------------------------------------
-#
-# KEYS[1] seq, KEYS[2] versions, KEYS[3] index, KEYS[4] tombstones,
-# KEYS[5] watermark, KEYS[6] changes, KEYS[7...] the value keys the script
-# works on. Keys of the store (not Redis keys) travel in ARGV as UTF-8
-# bytes; write scripts take the change window as their last ARGV.
-
-_HELPERS = """
-local function num(n)
-  return string.format('%.0f', n)
-end
-
--- Reserve n versions and return the last one. A missing sequence means a new
--- data set, or one Redis lost (a restart without persistence): it starts at
--- the server's clock in microseconds, above every version handed out before
--- (Redis cannot run a write per microsecond), so a handle pinned before the
--- loss never matches a version handed out after it.
-local function bump(n)
-  local last = redis.call('INCRBY', KEYS[1], n)
-  if last == n then
-    local now = redis.call('TIME')
-    last = tonumber(now[1] .. string.format('%06d', tonumber(now[2]))) + n
-    redis.call('SET', KEYS[1], num(last))
-  end
-  return last
-end
-
--- Append a change to the feed, if anyone asked for a feed; value nil: a delete.
-local feed = nil
-local function record(key, value, version)
-  if feed == nil then
-    feed = redis.call('EXISTS', KEYS[6]) == 1
-  end
-  if not feed then
-    return
-  end
-  if value then
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[#ARGV], version .. '-0', 'k', key, 'v', value)
-  else
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[#ARGV], version .. '-0', 'k', key)
-  end
-end
-
-local function put(vkey, key, value, version)
-  redis.call('SET', vkey, value)
-  if redis.call('HSET', KEYS[2], key, version) == 1 then
-    redis.call('ZADD', KEYS[3], 0, key)
-    redis.call('ZREM', KEYS[4], key)
-  end
-  record(key, value, version)
-end
-
-local function remove(vkey, key, version)
-  redis.call('DEL', vkey)
-  if redis.call('HDEL', KEYS[2], key) == 1 then
-    redis.call('ZREM', KEYS[3], key)
-  end
-  redis.call('ZADD', KEYS[4], version, key)
-  record(key, nil, version)
-end
-
-local function version_of(vkey, key)
-  local version = redis.call('HGET', KEYS[2], key)
-  if version then
-    return tonumber(version)
-  end
-  if redis.call('EXISTS', vkey) == 1 then
-    -- Created with raw Redis commands, never written through wasikv.
-    return -1
-  end
-  version = redis.call('ZSCORE', KEYS[4], key)
-  if version then
-    return tonumber(version)
-  end
-  return tonumber(redis.call('GET', KEYS[5]) or '0')
-end
-"""
-
-_GET_VERSIONED = (
-    "#!lua flags=no-writes\n"
-    + _HELPERS
-    + """
-return {redis.call('GET', KEYS[7]), num(version_of(KEYS[7], ARGV[1]))}
-"""
-)
-
-# ARGV: key1, value1, key2, value2, ..., change window; a later duplicate wins (higher version).
-_SET_MANY = (
-    "#!lua\n"
-    + _HELPERS
-    + """
-local n = #KEYS - 6
-local first = bump(n) - n
-for i = 1, n do
-  put(KEYS[6 + i], ARGV[2 * i - 1], ARGV[2 * i], num(first + i))
-end
-return n
-"""
-)
-
-# ARGV: tombstone window, key1, key2, ..., change window
-# Each call prunes up to 2n+8 tombstones that aged out of the window, oldest
-# first: deletes add one tombstone each, so the set stays bounded without a
-# separate sweep. Deletes run when Redis is out of memory (as DEL does):
-# they free the values, which is how an operator gets out of that state.
-_DELETE_MANY = (
-    "#!lua flags=allow-oom\n"
-    + _HELPERS
-    + """
-local n = #KEYS - 6
-local last = bump(n)
-for i = 1, n do
-  remove(KEYS[6 + i], ARGV[1 + i], num(last - n + i))
-end
-local cutoff = last - tonumber(ARGV[1])
-local stale = redis.call('ZRANGE', KEYS[4], '-inf', '(' .. num(cutoff), 'BYSCORE',
-  'LIMIT', 0, 2 * n + 8, 'WITHSCORES')
-if #stale > 0 then
-  for i = 1, #stale, 2 do
-    redis.call('ZREM', KEYS[4], stale[i])
-  end
-  local newest = tonumber(stale[#stale])
-  if newest > tonumber(redis.call('GET', KEYS[5]) or '0') then
-    redis.call('SET', KEYS[5], num(newest))
-  end
-end
-return n
-"""
-)
-
-# ARGV: key, delta, change window. Reply {1, new value as text} or {0, Redis' error, current value}.
-# The new value is read back with GET: Lua numbers are doubles and would
-# round counters above 2**53.
-_INCREMENT = (
-    "#!lua\n"
-    + _HELPERS
-    + """
-local done = redis.pcall('INCRBY', KEYS[7], ARGV[2])
-if type(done) == 'table' and done.err then
-  local current = false
-  if redis.call('TYPE', KEYS[7]).ok == 'string' then
-    current = redis.call('GET', KEYS[7])
-  end
-  return {0, done.err, current}
-end
-local version = num(bump(1))
-if redis.call('HSET', KEYS[2], ARGV[1], version) == 1 then
-  redis.call('ZADD', KEYS[3], 0, ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
-end
-local value = redis.call('GET', KEYS[7])
-record(ARGV[1], value, version)
-return {1, value}
-"""
-)
-
-# ARGV: key, expected version, value, change window. Reply 1 when swapped, 0 on conflict.
-_SWAP = (
-    "#!lua\n"
-    + _HELPERS
-    + """
-if version_of(KEYS[7], ARGV[1]) ~= tonumber(ARGV[2]) then
-  return 0
-end
-put(KEYS[7], ARGV[1], ARGV[3], num(bump(1)))
-return 1
-"""
-)
-
-# Start the feed if it is missing, and return the current sequence. The
-# entry without a key marks where the feed starts: a reader whose cursor is
-# older sees that it missed the changes before (they were never recorded).
-_START_FEED = (
-    "#!lua flags=allow-oom\n"
-    + _HELPERS
-    + """
-local seq = redis.call('GET', KEYS[1])
-if not seq then
-  -- Start the sequence now, as bump would, so the first write follows on.
-  local now = redis.call('TIME')
-  seq = num(tonumber(now[1] .. string.format('%06d', tonumber(now[2]))))
-  redis.call('SET', KEYS[1], seq)
-end
-if redis.call('EXISTS', KEYS[6]) == 0 then
-  redis.call('XADD', KEYS[6], seq .. '-0', 'start', '1')
-end
-return seq
-"""
-)
 
 
 class RedisStore(Store):
@@ -413,24 +126,19 @@ class RedisStore(Store):
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        tombstone_window: int = 100_000,
+        tombstone_window: int = _shared.DEFAULT_TOMBSTONE_WINDOW,
         change_window: int = DEFAULT_CHANGE_WINDOW,
         url: str | None = None,
         legacy_prefix: str | None = None,
     ) -> None:
-        if not 0 < port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {port}")
+        _shared.check_port(port)
         if db < 0:
             raise ValueError("db must not be negative")
-        for name, seconds in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        _shared.check_seconds("socket_timeout", socket_timeout)
+        _shared.check_seconds("connect_timeout", connect_timeout)
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        if tombstone_window < 1:
-            raise ValueError("tombstone_window must be at least 1")
-        if change_window < 1:
-            raise ValueError("change_window must be at least 1")
+        _shared.check_windows(tombstone_window, change_window)
         if ssl_ca_certs is not None and not tls:
             raise ValueError("ssl_ca_certs needs tls=True")
         if prefix is not None and SEPARATOR in prefix:
@@ -449,7 +157,8 @@ class RedisStore(Store):
         #: Where the data lives, for messages: never includes credentials.
         self.address = f"{shown_host}:{port}/{db}"
         scheme = "rediss" if tls else "redis"
-        self.url = url if url is not None else f"{scheme}://{self.address}"
+        #: The URL for messages and logs (`redact`ed: the password is never shown).
+        self.url = redact(url) if url is not None else f"{scheme}://{self.address}"
         self._window = tombstone_window
         self._change_window = change_window
         self._closed = False
@@ -489,17 +198,17 @@ class RedisStore(Store):
         self._client = redis.Redis(connection_pool=self._pool)
         raw_prefix = (self.prefix + SEPARATOR).encode("utf-8")
         self._value_prefix = raw_prefix + b"k:"
-        self._meta: tuple[bytes, ...] = tuple(raw_prefix + name for name in _META_NAMES)
+        self._meta: tuple[bytes, ...] = tuple(raw_prefix + name for name in META_NAMES)
         self._index = self._meta[2]
         self._feed = self._meta[5]
         self._positions = raw_prefix + b"positions"
         self._legacy_seq = self.legacy_prefix.encode("utf-8") + b"seq"
-        self._get_versioned = self._client.register_script(_GET_VERSIONED)
-        self._set_many = self._client.register_script(_SET_MANY)
-        self._delete_many = self._client.register_script(_DELETE_MANY)
-        self._increment = self._client.register_script(_INCREMENT)
-        self._swap = self._client.register_script(_SWAP)
-        self._start_feed = self._client.register_script(_START_FEED)
+        self._get_versioned = self._client.register_script(_SCRIPTS["get_versioned"])
+        self._set_many = self._client.register_script(_SCRIPTS["set_many"])
+        self._delete_many = self._client.register_script(_SCRIPTS["delete_many"])
+        self._increment = self._client.register_script(_SCRIPTS["increment"])
+        self._swap = self._client.register_script(_SCRIPTS["swap"])
+        self._start_feed = self._client.register_script(_SCRIPTS["start_feed"])
 
     def overlaps(self, other: Store) -> str | None:
         """Whether `other` is a Redis store on this server and database whose prefix nests with this one's.
@@ -551,14 +260,13 @@ class RedisStore(Store):
         """Up to `limit` keys greater than `after`, in code-point order."""
         if limit <= 0:
             return []
+        _shared.check_cursor("redis", after)
         if after is None:
             start = b"-"
-        elif type(after) is str:
+        else:
             # A lone surrogate cannot be a key, but it still has a place in
             # code-point order, and surrogatepass keeps that order in bytes.
             start = b"(" + after.encode("utf-8", "surrogatepass")
-        else:
-            raise StoreError(f"redis store: cursor must be str, not {type(after).__name__}")
         count = min(limit, _MAX_LIMIT)
 
         def page() -> list[str]:
@@ -587,8 +295,7 @@ class RedisStore(Store):
     def increment(self, key: str, delta: int) -> int:
         """Add `delta` to the decimal counter at `key` with Redis' INCRBY; return the result."""
         name, raw_key = self._value_key(key), _encode_key(key)
-        if type(delta) is not int or not S64_MIN <= delta <= S64_MAX:
-            raise StoreError(f"increment: delta {delta!r} for key {key!r} is not an s64 integer")
+        _shared.check_delta(key, delta)
         reply = self._run(
             "increment",
             lambda: self._eval(self._increment, [*self._meta, name], [raw_key, delta, self._change_window]),
@@ -608,8 +315,7 @@ class RedisStore(Store):
         """Set `key` to `value` only if its version is still `version`."""
         check_item("redis", key, value)
         name, raw_key = self._value_key(key), _encode_key(key)
-        if type(version) is not int:
-            raise StoreError(f"redis store: version must be int, not {type(version).__name__}")
+        _shared.check_version("redis", version)
         swapped = self._run(
             "swap",
             lambda: self._eval(
@@ -749,7 +455,7 @@ class RedisStore(Store):
         self, operation: str, call: Callable[[], _T], *, write: bool = False, check_layout: bool = True
     ) -> _T:
         if self._closed:
-            raise StoreError(f"redis store at {self.address}: the store is closed")
+            raise _shared.closed(f"redis store at {self.address}")
         try:
             if check_layout and not self._layout_checked:
                 self._check_layout()
@@ -763,7 +469,7 @@ class RedisStore(Store):
 
     def _describe(self, exc: Exception, write: bool) -> str:
         text = str(exc) or type(exc).__name__
-        unknown = "; the write may or may not have been applied" if write else ""
+        unknown = f"; {_shared.UNKNOWN_OUTCOME}" if write else ""
         if isinstance(exc, RedisTimeoutError):
             if "connecting" in text.lower():
                 return f"could not connect within {self.connect_timeout:g}s ({text})"
@@ -809,153 +515,6 @@ def _server(store: RedisStore) -> tuple[str, int, int]:
     return host, store.port, store.db
 
 
-@dataclass(frozen=True)
-class LayoutMigration:
-    """What `migrate_layout` did."""
-
-    #: Where the data was (old layout) and where it is now (``prefix|...``).
-    legacy_prefix: str
-    prefix: str
-    #: How many Redis keys were renamed.
-    moved: int
-    #: Keys under ``legacy_prefix k:`` left in place: they contain the
-    #: separator and the store never wrote them, so they are the keys of a
-    #: longer prefix in the new layout.
-    left: tuple[str, ...] = ()
-
-    def summary(self) -> str:
-        """One line for the operator."""
-        if not self.moved:
-            text = f"prefix {self.legacy_prefix!r}: nothing to migrate (no data in the old layout)"
-        else:
-            text = (
-                f"prefix {self.legacy_prefix!r}: moved {self.moved} Redis keys to the new layout "
-                f"under {self.prefix + SEPARATOR!r}"
-            )
-        if self.left:
-            text += f"; left {len(self.left)} keys of a longer prefix in place (such as {self.left[0]!r})"
-        return text
-
-
-#: Keys asked for per SCAN call while migrating.
-_SCAN_COUNT = 1000
-
-
-def migrate_layout(store: RedisStore) -> LayoutMigration:
-    """Rename a store's keys from the old layout (``P seq``, ``P k:{key}``, ...) to ``P|seq``, ...
-
-    Run it while no wasikv process, of any version, uses the prefix: it is
-    many commands, and a write between them (or an old process writing
-    afterwards) leaves data behind. ``P seq`` is renamed last, so stores
-    refuse to work until a run has finished; that also makes it safe to run
-    again after an interruption, and a run with nothing left to move changes
-    nothing. Value keys are found with ``SCAN``, so values written with raw
-    Redis commands move too, except keys containing ``|`` that the store
-    never wrote: those belong to a longer prefix in the new layout.
-
-    Raises `StoreError` without renaming anything when the new layout
-    already holds data (``P|seq`` exists) beside old-layout data, or when a
-    longer prefix nested in this one (``P k:...``) still holds old-layout
-    data, whose keys the old layout mixed with this store's values: migrate
-    that prefix first. (Where the old layout nested two prefixes, the longer
-    one's keys were also values of the shorter one; migrating the longer one
-    first gives such a key to it.) A key that exists in both layouts stays
-    where it is, and the run fails before renaming ``P seq``.
-    """
-    old = store.legacy_prefix.encode("utf-8")
-    new = (store.prefix + SEPARATOR).encode("utf-8")
-    old_values = old + b"k:"
-    where = f"migrate-redis of prefix {store.legacy_prefix!r}"
-    client = store._client
-
-    def refuse(problem: str) -> StoreError:
-        return StoreError(f"redis store at {store.address}: {where}: {problem}")
-
-    def migrate() -> LayoutMigration:
-        old_seq, new_seq = old + b"seq", new + b"seq"
-        if client.exists(new_seq):
-            if client.exists(old_seq):
-                raise refuse(
-                    f"both layouts hold data ({old_seq!r} and {new_seq!r} exist): a wasikv process "
-                    "older than this one wrote after a migration; stop it, then merge or delete the "
-                    "old-layout keys by hand"
-                )
-            return LayoutMigration(store.legacy_prefix, store.prefix, 0)
-        pattern = _glob_escape(old_values) + b"*"
-        # A hash under "P k:" ending in "versions" is another store's version
-        # table (wasikv values are strings): the old layout of a nested prefix.
-        for name in client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash"):
-            inner = cast("bytes", name)[len(old_values) :]
-            if inner.endswith(b"versions") and _SEP not in inner:
-                nested = (old_values + inner[: -len(b"versions")]).decode("utf-8", "replace")
-                raise refuse(
-                    f"the longer prefix {nested!r} holds data in the old layout too, and the old layout "
-                    f"mixed its keys with those of {store.legacy_prefix!r}: migrate {nested!r} first"
-                )
-        moved = 0
-        left: list[str] = []
-        clashes: list[bytes] = []
-        cursor = 0
-        while True:
-            cursor, page = client.scan(cursor, match=pattern, count=_SCAN_COUNT)
-            keys = [name[len(old_values) :] for name in cast("list[bytes]", page)]
-            foreign = _foreign_keys(client, old, new, [key for key in keys if _SEP in key])
-            left.extend(key.decode("utf-8", "replace") for key in foreign)
-            keys = [key for key in keys if key not in foreign]
-            if keys:
-                rename = client.pipeline(transaction=False)
-                for key in keys:
-                    rename.renamenx(old_values + key, new + b"k:" + key)
-                for key, done in zip(keys, rename.execute(raise_on_error=False), strict=True):
-                    if isinstance(done, ResponseError) and "no such key" in str(done).lower():
-                        continue  # SCAN may list a key twice; it is moved already
-                    if isinstance(done, Exception):
-                        raise done
-                    if done:
-                        moved += 1
-                    else:
-                        clashes.append(old_values + key)
-            if cursor == 0:
-                break
-        # The metadata after the values, and the sequence last: until it moves,
-        # stores refuse the prefix, so an interrupted run is never served.
-        for meta in (*_META_NAMES[1:], _META_NAMES[0]):
-            if clashes and meta == _META_NAMES[0]:
-                shown = ", ".join(repr(name.decode("utf-8", "replace")) for name in clashes[:3])
-                raise refuse(
-                    f"{len(clashes)} keys exist in both layouts (such as {shown}); moved the others but "
-                    f"left {old_seq!r}, so stores keep refusing the prefix; merge or delete those keys "
-                    "by hand and run the migration again"
-                )
-            if client.exists(old + meta):
-                if client.renamenx(old + meta, new + meta):
-                    moved += 1
-                else:
-                    clashes.append(old + meta)
-        return LayoutMigration(store.legacy_prefix, store.prefix, moved, tuple(left))
-
-    return store._run("migrate-redis", migrate, write=True, check_layout=False)
-
-
-def _foreign_keys(client: redis.Redis, old: bytes, new: bytes, keys: list[bytes]) -> set[bytes]:
-    """The `keys` (found under the old ``P k:``, holding the separator) the store never wrote."""
-    if not keys:
-        return set()
-    check = client.pipeline(transaction=False)
-    for key in keys:
-        check.hexists(old + b"versions", key)
-        check.hexists(new + b"versions", key)
-    known = check.execute()
-    return {key for i, key in enumerate(keys) if not (known[2 * i] or known[2 * i + 1])}
-
-
-def _glob_escape(raw: bytes) -> bytes:
-    """`raw` as a SCAN MATCH pattern that matches only itself."""
-    for special in (b"\\", b"*", b"?", b"[", b"]"):
-        raw = raw.replace(special, b"\\" + special)
-    return raw
-
-
 def _changes(entries: list[Any]) -> list[Change]:
     changes: list[Change] = []
     for entry_id, fields in entries:
@@ -972,19 +531,11 @@ def _position_field(name: str, seq: int | None = None) -> bytes:
         check_position_name("redis", name)
     else:
         check_position("redis", name, seq)
-    try:
-        return name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"redis store: position name {name!r} is not valid Unicode text") from None
+    return _shared.encode_name("redis", name)
 
 
 def _encode_key(key: str) -> bytes:
-    if type(key) is not str:
-        raise StoreError(f"redis store: key must be str, not {type(key).__name__}")
-    try:
-        return key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"redis store: key {key!r} is not valid Unicode text (lone surrogate)") from None
+    return _shared.encode_key("redis", key)
 
 
 # -- URLs ----------------------------------------------------------------------
@@ -992,27 +543,8 @@ def _encode_key(key: str) -> bytes:
 
 def _from_url(url: str, label: str | None) -> RedisStore:
     shown = redact(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        problem = str(exc)
-        if password := password_of(url):
-            problem = problem.replace(password, "***")
-        raise InvalidStoreUrl(f"store URL {shown!r}: {problem}; {_ACCEPTED}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss"):
-        raise InvalidStoreUrl(f"store URL {shown!r} is not a redis URL; {_ACCEPTED}")
-    if not url[len(scheme) + 1 :].startswith("//"):
-        raise InvalidStoreUrl(f"store URL {shown!r}: a redis URL starts with '{scheme}://'; {_ACCEPTED}")
-    if parts.fragment:
-        raise InvalidStoreUrl(f"store URL {shown!r}: a redis URL has no '#' part")
-    try:
-        username = unquote(parts.username, errors="strict") if parts.username else None
-        password = unquote(parts.password, errors="strict") if parts.password is not None else None
-        host = unquote(parts.hostname, errors="strict") if parts.hostname else DEFAULT_HOST
-    except UnicodeDecodeError:
-        raise InvalidStoreUrl(f"store URL {shown!r}: invalid percent-encoding") from None
+    parts = split_server_url(url, "redis", ("redis", "rediss"), DEFAULT_HOST, _ACCEPTED)
+    scheme, port = parts.scheme, parts.port
     path = parts.path
     if path in ("", "/"):
         db = 0
@@ -1031,13 +563,13 @@ def _from_url(url: str, label: str | None) -> RedisStore:
             "wasikv puts after the prefix in every key name; choose a prefix without it"
         )
     store = RedisStore(
-        host,
+        parts.host,
         DEFAULT_PORT if port is None else port,
         db,
         prefix=options.get("prefix", default_prefix(label)),
         legacy_prefix=options.get("prefix", _legacy_default_prefix(label)),
-        username=username,
-        password=password,
+        username=parts.username,
+        password=parts.password,
         tls=scheme == "rediss",
         ssl_ca_certs=options.get("ssl_ca_certs"),
         socket_timeout=seconds_option(url, options, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
@@ -1068,3 +600,14 @@ def config_url(label: str, table: Mapping[str, object], base: object, state_dir:
     if not isinstance(url, str) or not url.lower().startswith(("redis://", "rediss://")):
         raise ValueError("'url' must be a string starting with redis:// or rediss://")
     return url
+
+
+__all__ = [
+    "SEPARATOR",
+    "LayoutMigration",
+    "RedisStore",
+    "config_url",
+    "default_prefix",
+    "migrate_layout",
+    "open_url",
+]

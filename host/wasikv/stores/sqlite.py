@@ -13,6 +13,7 @@ from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 from ..errors import InvalidStoreUrl, StoreError
+from . import _shared
 from ._url import parse_query, redact
 from .base import (
     Change,
@@ -32,9 +33,6 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
-#: Deletes between two tombstone sweeps, and write transactions between two
-#: change-feed sweeps (fewer when the window is smaller).
-_PRUNE_INTERVAL = 1000
 _SYNCHRONOUS = ("normal", "full")
 _DB_ERRORS = (sqlite3.Error, OSError, UnicodeError)
 
@@ -147,8 +145,8 @@ class SqliteStore(Store):
         url: str | None = None,
         busy_timeout_ms: int = 5000,
         synchronous: str = "normal",
-        tombstone_window: int = 100_000,
-        change_window: int = 100_000,
+        tombstone_window: int = _shared.DEFAULT_TOMBSTONE_WINDOW,
+        change_window: int = _shared.DEFAULT_CHANGE_WINDOW,
     ) -> None:
         path = os.fspath(path)
         if path in ("", ":memory:"):
@@ -157,19 +155,16 @@ class SqliteStore(Store):
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
         if busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must not be negative")
-        if tombstone_window < 1:
-            raise ValueError("tombstone_window must be at least 1")
-        if change_window < 1:
-            raise ValueError("change_window must be at least 1")
+        _shared.check_windows(tombstone_window, change_window)
         self.path = os.path.abspath(path)
-        self.url = url if url is not None else f"sqlite:{self.path}"
+        self.url = redact(url) if url is not None else f"sqlite:{self.path}"
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous.lower()
         self._window = tombstone_window
-        self._prune_every = min(_PRUNE_INTERVAL, tombstone_window)
+        self._prune_every = _shared.prune_every(tombstone_window)
         self._deletes = 0
         self._change_window = change_window
-        self._sweep_changes_every = min(_PRUNE_INTERVAL, change_window)
+        self._sweep_changes_every = _shared.prune_every(change_window)
         # Counted per process without a lock: a lost update only delays a sweep.
         self._writes = 0
         self._local = threading.local()
@@ -363,7 +358,7 @@ class SqliteStore(Store):
         conn, lock = entry
         with lock:
             if self._closed:
-                raise StoreError(f"sqlite store {self.path}: the store is closed")
+                raise _shared.closed(f"sqlite store {self.path}")
             if check_file:
                 self._check_file()
             yield conn
@@ -415,7 +410,7 @@ class SqliteStore(Store):
 
     def _open_connection(self) -> tuple[sqlite3.Connection, threading.RLock]:
         if self._closed:
-            raise StoreError(f"sqlite store {self.path}: the store is closed")
+            raise _shared.closed(f"sqlite store {self.path}")
         target, uri = self.path, False
         if self._identity is not None:
             # A later connection must open the store's file, never create one.
@@ -445,7 +440,7 @@ class SqliteStore(Store):
         with self._connections_lock:
             if self._closed:
                 conn.close()
-                raise StoreError(f"sqlite store {self.path}: the store is closed")
+                raise _shared.closed(f"sqlite store {self.path}")
             self._connections.append(entry)
         self._local.entry = entry
         return entry
