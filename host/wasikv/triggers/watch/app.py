@@ -93,8 +93,11 @@ class WatchTriggers:
             position = old_cursor = None
             if watcher.store.keeps_positions:
                 position = position_name(manifest.name, trigger.component, trigger.prefix)
+                # Old cursor files were named after the URL as configured,
+                # credentials and all (a store's `url` is redacted now).
+                configured = loaded.stores.get(trigger.store, watcher.store.url)
                 old_cursor = cursor_path(
-                    directory, trigger.component, trigger.store, watcher.store.url, trigger.prefix
+                    directory, trigger.component, trigger.store, configured, trigger.prefix
                 )
             elif watcher.store.durable:
                 log.warning(
