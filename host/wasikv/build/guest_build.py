@@ -122,7 +122,7 @@ def source_digest(app_dir: str | Path, world: str = COMMAND_WORLD) -> str:
     """A hash of everything a build depends on: the app, the SDK, the toolchain (this builder too)."""
     digest = hashlib.sha256(f"{world};componentize-py={version('componentize-py')}".encode())
     # How a component is built (the custom section componentize appends, say) is part of it.
-    for builder in (Path(__file__), Path(__file__).with_name("guest_errors.py")):
+    for builder in (Path(__file__), Path(__file__).parents[1] / "runtime" / "guest_errors.py"):
         digest.update(builder.read_bytes())
     roots = [Path(app_dir), sdk_path() / "wasikv_sdk"]
     for root in roots:
