@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import Host, InstancePool
+from wasikv.build.guest_build import build_cached
 from wasikv.capability import InstanceSpec
-from wasikv.guest_build import build_cached
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent

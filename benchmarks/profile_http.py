@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from wasikv.guest_build import build_cached
+from wasikv.build.guest_build import build_cached
 
 from . import http
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import Host
-from wasikv.guest_build import build_cached
+from wasikv.build.guest_build import build_cached
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".wasikv-test"

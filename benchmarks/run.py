@@ -23,7 +23,7 @@ from wasmtime.component import Component
 
 from tests.support import foreign_guest_wasm
 from wasikv import Host, MemoryStore
-from wasikv.guest_build import build_cached
+from wasikv.build.guest_build import build_cached
 
 from . import http, redis_bench, wasi_http, wasmtime_host, watch_latency
 from .generic_host import GenericHost

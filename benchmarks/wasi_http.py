@@ -26,7 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from wasikv.guest_build import componentize
+from wasikv.build.guest_build import componentize
 
 from . import http
 from .wasmtime_host import wasmtime_cli

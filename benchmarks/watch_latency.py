@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import Host
-from wasikv.guest_build import build_cached
+from wasikv.build.guest_build import build_cached
 from wasikv.stores.base import Change
 from wasikv.triggers.watch import WatcherComponent, WatchRunner
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wasikv import ComponentError, Host
-from wasikv.guest_build import COMMAND_WORLD
+from wasikv.build.guest_build import COMMAND_WORLD
 
 from . import background
 from .support import COMPILE_CACHE, build_foreign_guest, build_guest, foreign_key, guest_key

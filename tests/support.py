@@ -20,7 +20,7 @@ from typing import Any
 from wasmtime import wat2wasm
 
 from wasikv import Host
-from wasikv.guest_build import COMMAND_WORLD, build_cached, componentize
+from wasikv.build.guest_build import COMMAND_WORLD, build_cached, componentize
 
 from . import background
 

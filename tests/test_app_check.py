@@ -1,4 +1,4 @@
-"""wasikv.app_check: what certainly stops a build (the export class the app lacks, a module
+"""wasikv.build.app_check: what certainly stops a build (the export class the app lacks, a module
 nowhere on its path), told before componentize-py runs.
 
 The check must never refuse an app that would build: every way a module
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wasikv.app_check import missing_class, missing_import
+from wasikv.build.app_check import missing_class, missing_import
 
 
 def check(tmp_path: Path, source: str, name: str = "Run") -> bool:

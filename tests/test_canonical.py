@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from wasmtime import Engine, Store
 
-from wasikv import _canonical as cv
-from wasikv import _capi
-from wasikv.codec import Case, Err, Ok, reader, writer
-from wasikv.wit_types import (
+from wasikv.runtime import _canonical as cv
+from wasikv.runtime import _capi
+from wasikv.runtime.codec import Case, Err, Ok, reader, writer
+from wasikv.runtime.wit_types import (
     BOOL,
     S8,
     S16,

@@ -10,8 +10,8 @@ from wasmtime import Store
 
 from wasikv import ConfigError, Host, InstanceSpec
 from wasikv.capability import Capability
-from wasikv.keyvalue import KeyValueSession
-from wasikv.linking import LinkPlan
+from wasikv.interfaces.keyvalue import KeyValueSession
+from wasikv.runtime.linking import LinkPlan
 
 from .support import tiny_command
 

@@ -28,7 +28,7 @@ _LAZY = """
 import sys
 import wasikv
 assert "wasmtime" not in sys.modules and "wasikv.host" not in sys.modules, sorted(sys.modules)
-from wasikv.cli import main
+from wasikv.cli.main import main
 assert "wasmtime" not in sys.modules, "the command line imports wasmtime before a command needs it"
 assert wasikv.stores.open_store is wasikv.open_store  # submodules are attributes, as they were
 assert "wasmtime" not in sys.modules

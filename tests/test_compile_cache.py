@@ -27,7 +27,13 @@ import pytest
 from wasmtime import Engine
 
 from wasikv import Host
-from wasikv.compile_cache import MAGIC, RECENT_COMPONENTS, CompileCache, entry_verifies, read_key
+from wasikv.runtime.compile_cache import (
+    MAGIC,
+    RECENT_COMPONENTS,
+    CompileCache,
+    entry_verifies,
+    read_key,
+)
 
 from .support import tiny_command
 

@@ -11,8 +11,8 @@ import pytest
 
 from wasikv import ConfigError, Host
 from wasikv.capability import InstanceSpec
-from wasikv.config_iface import NAME
-from wasikv.inspect import inspect_component
+from wasikv.cli.describe import inspect_component
+from wasikv.interfaces.config import NAME
 from wasikv.triggers.http import HttpComponent, HttpRequest
 
 from .support import foreign_guest_wasm, suite_wasm

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from wasikv.asgi import create_app
+from wasikv import create_app
 
 from .support import ROOT, guest_wasm
 

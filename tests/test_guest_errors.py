@@ -67,7 +67,7 @@ class Runner(exports.Run):
 
 
 def test_missing_class_names_the_class_and_the_world() -> None:
-    # Told by wasikv's look at the source (wasikv.app_check), before componentize-py runs.
+    # Told by wasikv's look at the source (wasikv.build.app_check), before componentize-py runs.
     assert build_error(RUNNER) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
         "AttributeError: module 'app' has no attribute 'Run'\n"
@@ -80,7 +80,7 @@ SPIN_IMPORT = "from spin_sdk import key_value\n\n\nclass Run:\n    def run(self)
 
 
 def test_spin_sdk_import_points_to_wasikv_sdk_spin() -> None:
-    # Told by wasikv's look at the source (wasikv.app_check): no spin_sdk is on the guest's path.
+    # Told by wasikv's look at the source (wasikv.build.app_check): no spin_sdk is on the guest's path.
     assert build_error(SPIN_IMPORT) == (
         "Error: cannot build app/app.py for wasikv:app/command:\n"
         '  File "<APP>/app.py", line 1\n'
@@ -108,7 +108,7 @@ def test_a_spin_app_built_as_a_command_is_told_about_its_import_first() -> None:
 
 
 # The star import hides what the module binds from wasikv's look at its source
-# (wasikv.app_check), so componentize-py finds the class missing, seconds in.
+# (wasikv.build.app_check), so componentize-py finds the class missing, seconds in.
 SPIN_WITHOUT_CLASS = """\
 from json import *
 from wasikv_sdk.spin import http

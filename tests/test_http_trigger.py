@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wasikv import ComponentError, GuestTrap, Host
+from wasikv import ComponentError, GuestTrap, Host, Metrics
 from wasikv.capability import InstanceSpec
 from wasikv.limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
-from wasikv.metrics import Metrics
+from wasikv.runtime.wit_types import FuncSig
 from wasikv.triggers._exports import select_export
 from wasikv.triggers.http import (
     HANDLE_REQUEST,
@@ -24,7 +24,6 @@ from wasikv.triggers.http import (
     HttpResponse,
     checked_response,
 )
-from wasikv.wit_types import FuncSig
 
 from .support import COMPILE_CACHE, suite_wasm
 

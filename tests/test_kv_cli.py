@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from wasikv.cli import main
-from wasikv.kv_cli import is_binary, resolve_target, shown_url, terminal_bytes
+from wasikv.cli.kv import is_binary, resolve_target, shown_url, terminal_bytes
+from wasikv.cli.main import main
 from wasikv.stores.registry import BACKENDS
 
 from .redis_support import REDIS_HOST, REDIS_PORT, TEST_DB, delete_prefix, require_redis, unique_prefix

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from wasikv import Host
-from wasikv.new_cli import TEMPLATES
+from wasikv.cli.new import TEMPLATES
 
 from . import background, prebuild
 from .support import COMPILE_CACHE, built_once, toolchain_digest

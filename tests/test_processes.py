@@ -20,7 +20,7 @@ import pytest
 
 from wasikv import Host
 from wasikv.app.loader import load_app
-from wasikv.processes import listening_socket
+from wasikv.server.processes import listening_socket
 
 from .support import COMPILE_CACHE, ROOT, guest_wasm
 from .test_up import free_port

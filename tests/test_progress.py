@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from wasikv.app.build.display import Display
-from wasikv.progress import step
+from wasikv.build.display import Display
+from wasikv.cli.progress import step
 
 from .support import tiny_command
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from wasikv import ComponentError, Host, Limits, StoreError
-from wasikv.keyvalue import NumberedCursors
+from wasikv.interfaces.keyvalue import NumberedCursors
 
 from .support import foreign_guest_wasm, run_in
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from wasikv import Host
-from wasikv.inspect import inspect_component
+from wasikv.cli.describe import inspect_component
 from wasikv_sdk.spin import http
 
 from .support import COMPILE_CACHE, GUESTS, guest_wasm

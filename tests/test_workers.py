@@ -7,7 +7,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from wasikv.workers import Overloaded, WorkerPool
+from wasikv.runtime.workers import Overloaded, WorkerPool
 
 WAIT = 10.0
 

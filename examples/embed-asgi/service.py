@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from wasikv.asgi import create_app
+from wasikv import create_app
 
 MANIFEST = Path(os.environ.get("WASIKV_MANIFEST", Path(__file__).parent / "wasikv.toml"))
 

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
         WasikvError,
     )
     from .host import Host
-    from .instance_pool import InstancePool
     from .limits import Limits
+    from .metrics import Metrics
+    from .runtime.instance_pool import InstancePool
+    from .server.asgi import WasikvApp, create_app
     from .stores import MemoryStore, SqliteStore, Store, open_store
     from .stores.registry import DEFAULT_STORE_URL
 
@@ -50,17 +52,20 @@ _MODULES = {
     "GuestTimeout": ".errors",
     "GuestTrap": ".errors",
     "Host": ".host",
-    "InstancePool": ".instance_pool",
+    "InstancePool": ".runtime.instance_pool",
     "InstanceSpec": ".capability",
     "KeyValueError": ".errors",
     "LimitExceeded": ".errors",
     "Limits": ".limits",
+    "Metrics": ".metrics",
     "MemoryStore": ".stores",
     "NoSuchStore": ".errors",
     "SqliteStore": ".stores",
     "Store": ".stores",
     "StoreError": ".errors",
+    "WasikvApp": ".server.asgi",
     "WasikvError": ".errors",
+    "create_app": ".server.asgi",
     "open_store": ".stores",
 }
 
@@ -82,11 +87,14 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "MemoryStore",
+    "Metrics",
     "NoSuchStore",
     "SqliteStore",
     "Store",
     "StoreError",
+    "WasikvApp",
     "WasikvError",
+    "create_app",
     "open_store",
 ]
 

@@ -1,5 +1,5 @@
 """`python -m wasikv` is the `wasikv` command."""
 
-from .launcher import main
+from .cli.launcher import main
 
 main()

@@ -27,10 +27,10 @@ from wasmtime import Store
 from wasmtime.component import Linker
 
 from .errors import ConfigError
-from .host_functions import HostInterface
+from .runtime.host_functions import HostInterface
 
 if TYPE_CHECKING:
-    from .linking import LinkPlan
+    from .runtime.linking import LinkPlan
 
 
 class OutputStream(Protocol):

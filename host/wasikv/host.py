@@ -15,27 +15,32 @@ from typing import TypeVar
 from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError, _wasi
 from wasmtime.component import Component, Func, Instance, Linker
 
-from . import deadlines
-from ._capi import context_address
 from .bucket import Bucket
 from .capability import Capability, InstanceSpec, OutputStream
-from .compile_cache import CompileCache, CompileHook, default_cache_dir
-from .config_iface import Variables
-from .deadlines import Deadline, Shutdown
 from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore, StoreError
-from .host_functions import HostInterface
-from .instance_pool import InstancePool
-from .keyvalue import INTERFACES, KeyValueSession
-from .keyvalue.capability import KeyValue
+from .interfaces.config import Variables
+from .interfaces.keyvalue import INTERFACES, KeyValueSession
+from .interfaces.keyvalue.capability import KeyValue
+from .interfaces.outbound_http import OutboundHttp
 from .limits import MAX_COMPONENT_BYTES, Limits
-from .linking import LinkPlan, exported_functions, imported_functions, plan_imports
 from .metrics import Metrics, measured
-from .outbound import OutboundHttp
+from .runtime import deadlines
+from .runtime._capi import context_address
+from .runtime.compile_cache import CompileCache, CompileHook, default_cache_dir
+from .runtime.deadlines import Deadline, Shutdown
+from .runtime.host_functions import HostInterface
+from .runtime.instance_pool import InstancePool
+from .runtime.linking import (
+    LinkPlan,
+    exported_functions,
+    imported_functions,
+    plan_imports,
+)
+from .runtime.wit_types import FuncSig
 from .safe_files import read_regular_file
 from .stores import open_store
 from .stores.base import Store as KeyValueStore
 from .stores.registry import DEFAULT_STORE_URL, backend_for_url
-from .wit_types import FuncSig
 
 log = logging.getLogger("wasikv")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from wasikv.app.build import BuildFailed, build_app, watched_files
 from wasikv.app.manifest import BuildSpec, load_manifest
+from wasikv.build import BuildFailed, build_app, watched_files
 
 # Writes out/app.wasm from the watched sources and logs each run outside the watched files.
 MAKE = """\

@@ -22,7 +22,7 @@ from wasikv.app.triggers import (
     TriggerFields,
     TriggerKind,
 )
-from wasikv.asgi import WasikvApp
+from wasikv.server.asgi import WasikvApp
 from wasikv.triggers.registry import HTTP, KEY_VALUE, TRIGGERS
 
 from ..support import ROOT

@@ -25,7 +25,7 @@ def _refuse(*_args: object, **_kwargs: object) -> NoReturn:
 
 
 class _NoBuilds:
-    """Finds `wasikv.guest_build` as usual, then replaces its builders with `_refuse`.
+    """Finds `wasikv.build.guest_build` as usual, then replaces its builders with `_refuse`.
 
     Patching on import, rather than importing wasikv here, leaves processes
     that never use wasikv (and tests of what a bare import loads) untouched.
@@ -34,7 +34,7 @@ class _NoBuilds:
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if name != "wasikv.guest_build":
+        if name != "wasikv.build.guest_build":
             return None
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)

@@ -221,7 +221,7 @@ print(count)
 _FINALIZER_IN_THE_TICKER = """
 import threading
 from wasmtime import Engine
-from wasikv.deadlines import TICK, ticker
+from wasikv.runtime.deadlines import TICK, ticker
 engine = Engine()
 ticker.register(engine)
 # A host's finalizer unregisters its engine wherever the garbage collector

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from wasikv.serve import ServerLimits, _client_key
+from wasikv.server.serve import ServerLimits, _client_key
 
 from .test_up_hostile import MANIFEST, Up, start_up
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import wasikv
-from wasikv.app.build.state import load_state
 from wasikv.app.manifest import load_manifest
 from wasikv.app.runtime_config import load_runtime_config
-from wasikv.guest_build import PATHS_SECTION
-from wasikv.guest_errors import GuestStderr, custom_section, python_path_of
+from wasikv.build.guest_build import PATHS_SECTION
+from wasikv.build.state import load_state
+from wasikv.runtime.guest_errors import GuestStderr, custom_section, python_path_of
 from wasikv.triggers.watch.positions import read_old_cursor
 
 from ..support import tiny_command
@@ -94,7 +94,7 @@ class Pause(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Pause())
 sys.argv = ["wasikv", *sys.argv[2:]]
-from wasikv.launcher import main
+from wasikv.cli.launcher import main
 main()
 """
 
@@ -121,10 +121,10 @@ def _interrupted_at_start(tmp_path: Path, module: str, *args: str) -> subprocess
 @pytest.mark.parametrize(
     ("module", "args"),
     [
-        ("wasikv.cli", ["kv", "--help"]),  # the launcher loading the command line
-        ("wasikv.kv_cli", ["kv", "--help"]),  # the command line loading a subcommand
+        ("wasikv.cli.main", ["kv", "--help"]),  # the launcher loading the command line
+        ("wasikv.cli.kv", ["kv", "--help"]),  # the command line loading a subcommand
         ("wasikv.host", ["run", "app.wasm"]),  # `run` loading wasmtime and the host
-        ("wasikv.asgi", ["up"]),  # `up` loading the server
+        ("wasikv.server.asgi", ["up"]),  # `up` loading the server
     ],
     ids=["launcher", "subcommand", "run", "up"],
 )

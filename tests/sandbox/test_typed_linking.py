@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wasikv import ComponentError, Host
-from wasikv import _canonical as cv
-from wasikv.asgi import create_app
+from wasikv import ComponentError, Host, create_app
+from wasikv.runtime import _canonical as cv
 
 from ..support import COMPILE_CACHE, guest_wasm
 from .conftest import run_wasikv

@@ -1,7 +1,7 @@
 """Spin-style applications: the `wasikv.toml` manifest, the runtime config, routes and builds.
 
 `load_app` reads and checks an application; `Router` matches request paths to
-its HTTP triggers; `wasikv.app.build.build_app` runs its build commands (kept
+its HTTP triggers; `wasikv.build.build_app` runs its build commands (kept
 out of this namespace so serving does not import the progress display).
 """
 

@@ -17,13 +17,13 @@ from typing import TypeVar
 from wasmtime import Store, WasmtimeError, _ffi
 from wasmtime.component import Func, Instance
 
-from .. import _canonical as cv
-from .. import _capi
-from .._capi import context_address
-from ..deadlines import deadline_of
 from ..errors import ComponentError, GuestTrap, trap_cause
-from ..linking import check_exports
-from ..wit_types import FuncSig
+from ..runtime import _canonical as cv
+from ..runtime import _capi
+from ..runtime._capi import context_address
+from ..runtime.deadlines import deadline_of
+from ..runtime.linking import check_exports
+from ..runtime.wit_types import FuncSig
 
 log = logging.getLogger("wasikv")
 

@@ -5,7 +5,7 @@ stderr in a `CapturedOutput` each, which keeps the first
 `Limits.max_output_bytes` and only counts the rest, so host memory stays
 bounded whatever a guest prints. It hands them here, so a guest's output
 lands in the same place whichever trigger ran it: under `wasikv up` the
-server's log (see `wasikv.serve`), elsewhere the `wasikv` logger's usual
+server's log (see `wasikv.server.serve`), elsewhere the `wasikv` logger's usual
 handlers. Control characters in what is logged are escaped (`\\x1b`), so a
 guest can neither repaint a terminal nor forge a log line.
 """
@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..guest_errors import GuestStderr, python_path_of
 from ..limits import MAX_COMPONENT_BYTES
+from ..runtime.guest_errors import GuestStderr, python_path_of
 from ..safe_files import read_regular_file
 
 #: The logger of guest output: stdout lines at INFO, stderr lines at WARNING.
@@ -93,7 +93,7 @@ def log_guest_output(
     them are escaped, bytes that are not UTF-8 shown as `\\xff`. A stream
     cut at its limit ends with a WARNING that says how much was dropped. A
     traceback on stderr is told with the app's own file names when the
-    component at `origin` records them (see `wasikv.guest_errors`); the
+    component at `origin` records them (see `wasikv.runtime.guest_errors`); the
     panic message componentize-py adds after it shows only at DEBUG.
     """
     err = stderr.getvalue()

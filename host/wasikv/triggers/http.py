@@ -19,13 +19,13 @@ from functools import partial
 from wasmtime import Store
 from wasmtime.component import Component, Instance
 
-from .._capi import context_address
 from ..capability import InstanceSpec
-from ..codec import reader, writer
 from ..errors import ComponentError
 from ..host import Host
 from ..limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
-from ..wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
+from ..runtime._capi import context_address
+from ..runtime.codec import reader, writer
+from ..runtime.wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import TriggerExport, call_export, export_func, select_export
 from ._output import CapturedOutput, log_guest_output
 

@@ -18,7 +18,7 @@ __all__ = ["HTTP_RUNTIME", "HttpRoutes"]
 class HttpRoutes:
     """Every `[[trigger.http]]` of an application: its router and one `HttpComponent` per routed component.
 
-    `wasikv.asgi.WasikvApp` routes each request with them; they have nothing
+    `wasikv.server.asgi.WasikvApp` routes each request with them; they have nothing
     of their own to start or stop.
     """
 

@@ -2,7 +2,7 @@
 
 `wasikv.triggers.registry.TRIGGERS` pairs each kind of
 `wasikv.app.triggers.TRIGGER_KINDS` with one `TriggerRuntime`.
-`wasikv.asgi.WasikvApp` prepares every kind's triggers when it is built,
+`wasikv.server.asgi.WasikvApp` prepares every kind's triggers when it is built,
 starts them at start-up and stops them on close; `wasikv inspect` checks a
 component against every kind's world.
 """

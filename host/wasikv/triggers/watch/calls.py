@@ -29,9 +29,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from ...deadlines import Deadline
 from ...errors import StoreError
-from ...keyvalue.session import KeyValueSession
+from ...interfaces.keyvalue.session import KeyValueSession
+from ...runtime.deadlines import Deadline
 from ...stores.base import Change, Store, Versioned, format_counter
 
 log = logging.getLogger("wasikv.watch")

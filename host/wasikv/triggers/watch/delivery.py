@@ -13,16 +13,16 @@ from typing import Any
 from wasmtime import Store as WasmStore
 from wasmtime.component import Component, Func, Instance
 
-from ... import _canonical as cv
-from ..._capi import context_address
 from ...capability import InstanceSpec
 from ...errors import ComponentError, GuestTrap, KeyValueError, WasikvError
 from ...host import Host
-from ...keyvalue.session import KeyValueSession
-from ...keyvalue.wit import BUCKET_TYPE
-from ...linking import check_exports
+from ...interfaces.keyvalue.session import KeyValueSession
+from ...interfaces.keyvalue.wit import BUCKET_TYPE
+from ...runtime import _canonical as cv
+from ...runtime._capi import context_address
+from ...runtime.linking import check_exports
+from ...runtime.wit_types import STRING, U8, FuncSig, ListOf, Own
 from ...stores.base import Change
-from ...wit_types import STRING, U8, FuncSig, ListOf, Own
 from .._exports import call_export, export_func
 from .._output import CapturedOutput, log_guest_output
 from .calls import DeliveryCall

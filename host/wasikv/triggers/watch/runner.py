@@ -10,11 +10,11 @@ from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 
-from ... import deadlines
 from ...errors import ConfigError, CorruptPosition, StoreError
+from ...runtime import deadlines
+from ...runtime.workers import WorkerPool
 from ...stores.base import Change
 from ...stores.base import Store as KeyValueStore
-from ...workers import WorkerPool
 from .calls import DeliveryCall, OwnWrites
 from .delivery import DeliveryFailed, RetryPolicy, WatcherComponent
 from .positions import read_old_cursor

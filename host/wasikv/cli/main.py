@@ -1,0 +1,671 @@
+"""The `wasikv` command line: run components and inspect stores."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import click
+
+from ..build.guest_build import COMMAND_WORLD, componentize
+from ..errors import (
+    ConfigError,
+    GuestInterrupted,
+    GuestTimeout,
+    GuestTrap,
+    KeyValueError,
+    WasikvError,
+)
+from ..limits import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT,
+    MAX_COMPONENT_BYTES,
+    Limits,
+)
+from ..runtime.guest_errors import GuestStderr, python_path_of
+from ..safe_files import read_regular_file
+from ..stores.registry import DEFAULT_STORE_URL
+from .exit_status import EXIT_INTERRUPTED, EXIT_TIMEOUT
+from .progress import compile_progress, progress_console, step
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..host import Host
+    from ..server.asgi import WasikvApp
+
+_max_memory_option = click.option(
+    "--max-memory",
+    type=click.IntRange(min=1),
+    default=Limits().max_memory_bytes >> 20,
+    show_default=True,
+    metavar="MIB",
+    help="The most linear memory each guest instance may use; past it, allocations fail.",
+)
+
+
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Show no progress (spinners, elapsed times); errors still print."
+)
+
+
+def _pair(value: str, option: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"expected NAME=VALUE, got {value!r}", param_hint=option)
+    return name, rest
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn wasikv's errors into a one-line message and exit status 1."""
+    try:
+        yield
+    except (WasikvError, KeyValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _ctrl_c_exits() -> Iterator[None]:
+    """A Ctrl-C the block does not handle itself exits 130 quietly (wherever it lands in start-up).
+
+    click's standalone mode turns a KeyboardInterrupt into "Aborted!" and
+    exit status 1; shells and scripts expect 130 for Ctrl-C.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(err=True)  # ends the terminal's "^C" line, as click does
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands in `lazy` ({name: "module:attribute"}) are imported when used.
+
+    Each command imports what it needs (wasmtime, the host, the backends)
+    only when it runs, so `wasikv kv get` does not pay for `wasikv up`.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _ctrl_c_exits():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _ctrl_c_exits():
+            return super().invoke(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module, _, attribute = self._lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module, __package__), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    lazy={"cache": ".cache:cache", "kv": ".kv:kv", "new": ".new:new"},
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="wasikv")
+@click.option("-v", "--verbose", is_flag=True, help="Log host activity to stderr.")
+def main(verbose: bool) -> None:
+    """wasikv: run wasi:keyvalue WebAssembly components and manage their stores."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="wasikv: %(message)s")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    metavar="LABEL=URL",
+    help=f"Define a store label (repeatable). Without any, `default` is {DEFAULT_STORE_URL}.",
+)
+@click.option(
+    "--key-value",
+    "key_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set KEY to VALUE in the `default` store before running (repeatable).",
+)
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME[=VALUE]",
+    help="Give the guest an environment variable; NAME alone passes this process's value.",
+)
+@click.option(
+    "--variable",
+    "variable_flags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Give the guest a variable, read through wasi:config/store (`wasikv_sdk.variables`; repeatable).",
+)
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    metavar="LABEL",
+    help="Only let the component open these labels (repeatable; default: every defined label).",
+)
+@click.option(
+    "--allow-outbound-http",
+    "outbound_http",
+    is_flag=True,
+    help="Let the guest send HTTP requests to any host (default: every request is denied).",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
+@click.option("--no-cache", is_flag=True, help="Compile without reading or writing the cache.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop the guest after this long (exit 124). Default: no limit.",
+)
+@_max_memory_option
+@_quiet_option
+@click.argument("app", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(
+    stores: tuple[str, ...],
+    key_values: tuple[str, ...],
+    env: tuple[str, ...],
+    variable_flags: tuple[str, ...],
+    grants: tuple[str, ...],
+    outbound_http: bool,
+    cache_dir: str | None,
+    no_cache: bool,
+    timeout: float | None,
+    max_memory: int,
+    quiet: bool,
+    app: str,
+    args: tuple[str, ...],
+) -> None:
+    """Run the command component APP with ARGS; exit with its exit code.
+
+    The guest's argv is [APP, *ARGS], as with `wasmtime run`. It gets no
+    filesystem, no network (but outbound HTTP to any host with
+    --allow-outbound-http), only the environment given with --env and only
+    the variables given with --variable. A guest stopped by --timeout exits
+    124; Ctrl-C stops it and exits 130.
+    """
+    from ..app.variable_sources import parse_variable_flag
+    from ..host import Host
+    from ..runtime.deadlines import BLOCKED
+
+    with _reported():
+        variables = dict(parse_variable_flag(flag) for flag in variable_flags)
+
+    labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
+    environment = {}
+    for item in env:
+        name, sep, value = item.partition("=")
+        environment[name] = value if sep else os.environ.get(name, "")
+    seeds = [_pair(kv, "--key-value") for kv in key_values]
+    limits = Limits(max_memory_bytes=max_memory << 20)
+    on_compile = compile_progress(progress_console(quiet))
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+    stderr = GuestStderr(sys.stderr.buffer, lambda: _python_path(app), verbose=verbose)
+    with (
+        _reported(),
+        Host(
+            labels, limits=limits, cache_dir=cache_dir, compile_cache=not no_cache, on_compile=on_compile
+        ) as host,
+    ):
+        if seeds:
+            bucket = host.bucket("default")
+            for key, value in seeds:
+                bucket.set(key, value.encode("utf-8"))
+        with _ctrl_c_interrupts(host) as interrupted:
+            try:
+                code = host.run(
+                    app,
+                    args,
+                    env=environment,
+                    variables=variables,
+                    grants=grants or None,
+                    program_name=app,
+                    timeout=timeout,
+                    stderr=cast(BinaryIO, stderr),
+                    outbound_http=outbound_http,
+                )
+            except GuestInterrupted:
+                if not interrupted.is_set():
+                    raise
+                code = _interrupted(app)
+            except GuestTimeout as stopped:
+                # A guest blocked in a host call is given up on a second after the
+                # deadline, and this process then exits without waiting for it.
+                why = f"; {BLOCKED}" if stopped.blocked else ""
+                click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s{why}", err=True)
+                code = EXIT_TIMEOUT
+            except GuestTrap as trap:
+                stderr.flush()
+                said = _trap_message(trap, stderr, verbose, max_memory)
+                click.echo(f"Error: {said}", err=True)
+                code = 1
+            except KeyboardInterrupt:
+                code = _interrupted(app)
+    sys.exit(code)
+
+
+@contextmanager
+def _ctrl_c_interrupts(host: Host) -> Iterator[threading.Event]:
+    """While the block runs, Ctrl-C interrupts `host`'s guests instead of raising.
+
+    A KeyboardInterrupt is raised wherever Python happens to be, and one
+    that lands in a finalizer or a ctypes callback (while a component loads
+    or starts, say) is printed and dropped: the guest then looped on,
+    unstoppable. The handler only records the signal and interrupts the
+    host, which stops the guest at its next epoch check.
+    """
+    interrupted = threading.Event()
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        host.interrupt()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(app: str) -> int:
+    click.echo(f"Error: {app}: interrupted", err=True)
+    return EXIT_INTERRUPTED
+
+
+def _python_path(app: str) -> list[Path] | None:
+    try:
+        return python_path_of(read_regular_file(app, MAX_COMPONENT_BYTES, "component"))
+    except ConfigError:
+        return None
+
+
+def _trap_message(trap: GuestTrap, stderr: GuestStderr, verbose: bool, max_memory: int) -> str:
+    """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
+    if verbose and trap.detail:
+        return f"component trapped: {trap.detail.rstrip()}"
+    if stderr.exception is not None:
+        return f"component trapped: the guest raised {stderr.exception}"
+    if (
+        stderr.panic in (None, _UNCAUGHT_PANIC)
+        and trap.detail
+        and all(frame in trap.detail for frame in _UNCAUGHT)
+    ):
+        # componentize-py's runtime panics on an exception it was not able to print,
+        # which (short of the guest closing its own stderr) means no memory was left.
+        return (
+            "component trapped: the guest raised an exception it could not print, most likely a "
+            f"MemoryError with no memory left (it may use {max_memory} MiB: --max-memory)"
+        )
+    return str(trap)
+
+
+# Frames of componentize-py's runtime panicking in an export: the guest's Python code raised.
+_UNCAUGHT = ("!core::panicking::", "componentize_py_runtime.wasm!wit_dylib_export_call")
+# Its panic message then, when it has the memory to print it.
+_UNCAUGHT_PANIC = "Python function threw an unexpected exception"
+
+
+@main.command("inspect")
+@click.argument("app", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
+def inspect_cmd(app: str, as_json: bool, cache_dir: str | None) -> None:
+    """Show what APP imports and exports, what wasikv provides for it and how it can run.
+
+    For each import: whether wasikv provides it (and in which shape of
+    wasi:keyvalue) or wasmtime's WASI 0.2 does, or why nobody does. For each
+    of wasikv's worlds (command, http-trigger, spin-http, watch-trigger): whether the
+    component fits it. Exits 1 if wasikv cannot run the component at all.
+    """
+    import json
+
+    from ..host import Host
+    from .describe import inspect_component
+
+    with _reported(), Host({}, cache_dir=cache_dir, on_compile=compile_progress(progress_console())) as host:
+        report = inspect_component(host, app)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
+    sys.exit(0 if report.runnable else 1)
+
+
+@main.command("componentize")
+@click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .wasm to write.")
+@click.option("-m", "--module", default="app", show_default=True, help="The app's module name in APP_DIR.")
+@click.option("-w", "--world", default=COMMAND_WORLD, show_default=True, help="The WIT world to target.")
+@click.option("-p", "--python-path", "paths", multiple=True, help="Extra directories of Python code.")
+@_quiet_option
+def componentize_cmd(
+    app_dir: str, output: str, module: str, world: str, paths: tuple[str, ...], quiet: bool
+) -> None:
+    """Build the Python guest APP_DIR/<module>.py into a component with componentize-py.
+
+    Equivalent to `componentize-py -w WORLD componentize -p <SDK dir> -p APP_DIR
+    MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed.
+    """
+    with _reported(), step(progress_console(quiet), f"componentize {app_dir} -> {output}"):
+        componentize(app_dir, output, module=module, world=world, python_path=paths)
+    click.echo(f"built {output}")
+
+
+@main.command("build")
+@click.option(
+    "-f",
+    "--file",
+    "manifest",
+    default="wasikv.toml",
+    show_default=True,
+    type=click.Path(),
+    help="The application manifest, or the directory it is in.",
+)
+@click.option(
+    "-c",
+    "--component",
+    "components",
+    multiple=True,
+    metavar="NAME",
+    help="Build only this component (repeatable).",
+)
+@click.option("--force", is_flag=True, help="Rebuild even the components whose inputs did not change.")
+@_quiet_option
+def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Run the build command of each component that has one, skipping those already up to date.
+
+    A component is up to date when its source exists and neither its build
+    command nor the files its `watch` globs match changed since its last
+    successful build (state in .wasikv/build-state.json next to the manifest).
+    Commands run through the shell in their workdir, with wasikv's bin
+    directory first on PATH; the first failure shows its output and exits 1.
+    """
+    from ..app.manifest import load_manifest
+    from ..build import build_app
+
+    with _reported():
+        progress = progress_console(quiet)
+        build_app(
+            load_manifest(manifest),
+            components=components or None,
+            force=force,
+            console=_build_console(progress),
+            progress=progress,
+            quiet=quiet,
+        )
+
+
+@main.command("up")
+@click.option("-f", "--file", "manifest", default="wasikv.toml", show_default=True, help="The app manifest.")
+@click.option("--listen", default="127.0.0.1:3000", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--runtime-config-file",
+    type=click.Path(dir_okay=False),
+    help="Store definitions (default: runtime-config.toml next to the manifest, if present).",
+)
+@click.option("--key-value", "key_values", multiple=True, metavar="KEY=VALUE", help="Seed the default store.")
+@click.option(
+    "--variable",
+    "variable_flags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Give an application variable its value (repeatable; before WASIKV_VARIABLE_<NAME>, "
+    "SPIN_VARIABLE_<NAME>, the dotenv file and the manifest's default).",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False),
+    help="Dotenv file of WASIKV_VARIABLE_<NAME>=... lines (default: .env next to the manifest, if any).",
+)
+@click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Request threads (default: one per CPU, at least 2).",
+)
+@click.option(
+    "--no-instance-pool", is_flag=True, help="Use wasmtime's default allocator, not the pooling one."
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_REQUEST_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Answer 504 and stop the guest when a request takes longer (also the limit per watcher call).",
+)
+@click.option(
+    "--queue-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Requests that may wait for a worker; more get 503 (default: 64, or 4 x workers if more).",
+)
+@click.option(
+    "--max-blocked",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Workers replaced at once when their guest is blocked in a host call past its deadline"
+    " (default: 8 x workers).",
+)
+@_max_memory_option
+@click.option(
+    "--max-output",
+    type=click.IntRange(min=1),
+    default=Limits().max_output_bytes >> 10,
+    show_default=True,
+    metavar="KIB",
+    help="Stdout, and stderr, logged from each request or watcher batch; the rest is dropped and counted.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_HEADER_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close a connection that has not sent a request's headers in this time.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_BODY_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Answer 408 when a request's whole body has not arrived in this time.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    type=click.IntRange(min=1),
+    default=int(DEFAULT_KEEP_ALIVE_TIMEOUT),
+    show_default=True,
+    metavar="SECONDS",
+    help="Close an idle keep-alive connection after this time.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Server processes sharing the port (watchers run in one; memory: stores are refused).",
+)
+@click.option(
+    "--metrics",
+    "metrics_listen",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    metavar="N",
+    help="Connections at once; requests beyond it are answered 503.",
+)
+@click.option(
+    "--max-connections-per-client",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Connections one client (IP address; IPv6: its /64) may hold at once; more are closed "
+    "unanswered (default: a quarter of --max-connections, at least 8; none if N >= --max-connections). "
+    "Behind a reverse proxy every client is the proxy: set it to --max-connections, and limit "
+    "clients in the proxy.",
+)
+@_quiet_option
+def up(
+    manifest: str,
+    listen: str,
+    runtime_config_file: str | None,
+    key_values: tuple[str, ...],
+    variable_flags: tuple[str, ...],
+    env_file: str | None,
+    build_first: bool,
+    workers: int | None,
+    no_instance_pool: bool,
+    request_timeout: float,
+    queue_limit: int | None,
+    max_blocked: int | None,
+    max_memory: int,
+    max_output: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive_timeout: int,
+    max_connections: int,
+    max_connections_per_client: int | None,
+    processes: int,
+    metrics_listen: str | None,
+    quiet: bool,
+) -> None:
+    """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
+
+    With --processes N, N server processes share the port (each its own
+    socket), the key-value watchers run in the first, `memory:` stores are
+    refused, and a process that dies is started again.
+    """
+    from ..app.manifest import find_manifest, load_manifest
+    from ..app.variable_sources import parse_variable_flag
+    from ..server.asgi import DEFAULT_POOL, create_app
+    from ..server.processes import (
+        listening_socket,
+        process_index,
+        refuse_memory_stores,
+        stop_when_orphaned,
+        supervise,
+    )
+    from ..server.serve import ServerLimits, announce, parse_listen, serve
+
+    child = process_index()
+    if child is not None:
+        stop_when_orphaned()
+    seeds = [_pair(kv, "--key-value") for kv in key_values] if child is None else []
+    # Children of --processes compile from the cache the parent filled, silently.
+    progress = progress_console(quiet) if child is None else None
+    metrics = None
+    with _reported():
+        address = parse_listen(listen)
+        variables = dict(parse_variable_flag(flag) for flag in variable_flags)
+        if metrics_listen is not None:
+            parse_listen(metrics_listen)
+            from ..metrics import Metrics
+
+            metrics = Metrics() if processes == 1 or child is not None else None
+        path = find_manifest(manifest)
+        if build_first and child is None:
+            from ..build import BuildFailed, build_app
+
+            try:
+                build_app(
+                    load_manifest(path), console=_build_console(progress), progress=progress, quiet=quiet
+                )
+            except BuildFailed as failed:
+                raise click.ClickException(str(failed)) from None
+        app = create_app(
+            path,
+            runtime_config_file=runtime_config_file,
+            key_values=seeds,
+            variables=variables,
+            env_file=env_file,
+            workers=workers,
+            instance_pool=None if no_instance_pool else DEFAULT_POOL,
+            request_timeout=request_timeout,
+            queue_limit=queue_limit,
+            max_blocked=max_blocked,
+            body_timeout=body_timeout,
+            limits=Limits(max_memory_bytes=max_memory << 20, max_output_bytes=max_output << 10),
+            metrics=metrics,
+            singletons=child in (None, 0),
+            on_compile=compile_progress(progress),
+        )
+        try:
+            _check_stores(app)
+        except BaseException:
+            app.close()
+            raise
+        if processes > 1 and child is None:
+            # The supervisor: everything was checked (and compiled) above;
+            # the children do the serving.
+            try:
+                refuse_memory_stores(app.loaded.stores)
+                # The port is free, or this says why (before "Serving").
+                listening_socket(*address, shared=False).close()
+                # The first child runs the watchers, maybe after another child
+                # has served writes: they start from here, not from then.
+                app.watchers.save_starts()
+            finally:
+                app.close()
+            metrics_address = None if metrics_listen is None else parse_listen(metrics_listen)
+            announce(app, *address, processes=processes)
+            code = supervise(sys.argv[1:], processes, metrics_address)
+            print("Stopped", flush=True)
+            sys.exit(code)
+        serve(
+            app,
+            listen,
+            ServerLimits(header_timeout, keep_alive_timeout, max_connections, max_connections_per_client),
+            metrics_listen=metrics_listen,
+        )
+
+
+def _build_console(progress: Console | None) -> Console:
+    """Stdout for the build's lines; never a live table there (progress goes to stderr, or nowhere)."""
+    from rich.console import Console
+
+    return Console() if progress is not None else Console(force_terminal=False)
+
+
+def _check_stores(app: WasikvApp) -> None:
+    """Every configured store answers before anything is served, or a `ConfigError` says which."""
+    try:
+        app.host.check_stores()
+    except ConfigError as exc:
+        source = app.loaded.runtime_config_file
+        raise ConfigError(f"{exc} (configured in {source})" if source else str(exc)) from None

@@ -1,0 +1,6 @@
+"""One module or package per WIT package wasikv implements for guests.
+
+- `keyvalue`: wasi:keyvalue (store, atomics, batch; each draft's shape);
+- `config`: wasi:config/store, the app's variables;
+- `outbound_http`: wasi:http/outgoing-handler, the allowed outbound requests.
+"""

@@ -1,0 +1,528 @@
+"""Serving HTTP-trigger components through ASGI.
+
+`create_app("wasikv.toml")` returns an ASGI application, so a Python service
+can mount Wasm components next to its own routes (Starlette's `Mount`,
+FastAPI's `app.mount`), and `wasikv up` serves the same object with uvicorn.
+
+Each request runs in a fresh component instance on a worker thread; wasm runs
+without the GIL, so requests are served in parallel. Every request has a
+deadline (`request_timeout`, 30 s by default): a guest still running then is
+stopped and the request answered 504, and its worker is free again. Requests
+that find every worker busy wait in a bounded queue; past `queue_limit` they
+are answered 503 with `Retry-After` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from concurrent.futures import Future
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..app.loader import LoadedApp, load_app
+from ..app.variable_sources import VariableSources
+from ..errors import GuestInterrupted, GuestTimeout
+from ..host import Host
+from ..limits import DEFAULT_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Limits
+from ..metrics import Metrics
+from ..runtime.compile_cache import CompileHook
+from ..runtime.deadlines import Shutdown
+from ..runtime.instance_pool import InstancePool
+from ..runtime.workers import Overloaded, WorkerPool
+from ..triggers.http import HttpRequest, HttpResponse
+from ..triggers.registry import HTTP, KEY_VALUE, PreparedTriggers
+from ..triggers.runtime import TriggerService
+from ..triggers.watch import WatchTriggers
+
+#: Request handling creates an instance per request: pool them by default.
+DEFAULT_POOL = InstancePool()
+# How long past its deadline a request waits for a guest blocked in a host
+# call (which epochs cannot stop) before it is answered 504 anyway, how long
+# past the shutdown cut-off before it is answered 503, and how often that is
+# checked.
+_STUCK_GRACE = 1.0
+_STOP_GRACE = 0.5
+_STUCK_CHECK = 0.25
+# Seconds `close` waits for workers still running (not blocked ones).
+_CLOSE_WAIT = 2.0
+# Seconds between two updates of the watcher-lag metric.
+_LAG_REFRESH = 2.0
+#: The `Retry-After` of a 503 from a full queue, in seconds.
+RETRY_AFTER = 1
+
+log = logging.getLogger("wasikv")
+access_log = logging.getLogger("wasikv.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class WasikvApp:
+    """An ASGI application routing requests to HTTP-trigger components.
+
+    `triggers` holds every kind's prepared triggers (see
+    `wasikv.triggers.registry`); the HTTP ones are routed here, the others
+    (key-value watchers) run beside the requests from `start` to `close`.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedApp,
+        *,
+        host: Host | None = None,
+        workers: int | None = None,
+        limits: Limits | None = None,
+        cache_dir: str | Path | None = None,
+        instance_pool: InstancePool | None = None,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        queue_limit: int | None = None,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        metrics: Metrics | None = None,
+        singletons: bool = True,
+        on_compile: CompileHook | None = None,
+        max_blocked: int | None = None,
+    ) -> None:
+        for name, value in (("request_timeout", request_timeout), ("body_timeout", body_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (or None for no limit)")
+        #: Seconds a client has to send a request's whole body (408 after).
+        self.body_timeout = body_timeout
+        self.loaded = loaded
+        #: Where requests are counted and timed (None: nowhere).
+        self.metrics = metrics
+        self.host = host or Host(
+            loaded.stores,
+            limits=limits,
+            cache_dir=cache_dir,
+            instance_pool=instance_pool,
+            metrics=metrics,
+            on_compile=on_compile,
+        )
+        self._owns_host = host is None
+        self.request_timeout = request_timeout
+        # Prepared now so that a component that cannot serve its trigger stops the app before it serves.
+        self.triggers = PreparedTriggers(loaded, self.host, timeout=request_timeout)
+        #: Whether this process runs the app's singletons (watchers); under
+        #: `up --processes` only the first does.
+        self.singletons = singletons
+        routes = self.triggers[HTTP]
+        self.router = routes.router
+        self.components = routes.components
+        count = workers or default_workers()
+        self._pool = WorkerPool(
+            count,
+            default_queue_limit(count) if queue_limit is None else queue_limit,
+            max_written_off=max_blocked,
+            name="wasikv-http",
+            on_written_off=None if metrics is None else metrics.blocked_workers.set,
+        )
+        # The cut-off of a shutdown (see `interrupt`): requests still waiting
+        # then are answered 503, and so are guests blocked in a host call.
+        self._stop = Shutdown()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            # Mounted under a prefix (Starlette's Mount): route on the rest.
+            path = path[len(root) :] or "/"
+        query = scope.get("query_string", b"").decode("latin-1")
+        match = self.router.match(path)
+        if match is None:
+            response = _plain(404, "Not Found")
+        elif self._pool.full:
+            # Refused before the body is read: a full queue holds no bodies.
+            response = _overloaded()
+        else:
+            try:
+                body = await _read_body(receive, self.host.limits.max_value_bytes, self.body_timeout)
+            except _BodyTimeout:
+                log.warning("%s %s: no whole body within %g s; answered 408", method, path, self.body_timeout)
+                response = _plain(408, "Request Timeout", [("connection", "close")])
+            else:
+                if body is None:
+                    response = _plain(413, "Payload Too Large")
+                else:
+                    uri = path + ("?" + query if query else "")
+                    headers = [
+                        (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+                    ]
+                    headers += _route_headers(scope, match.route, match.path_info, uri)
+                    request = HttpRequest(method, uri, headers, body)
+                    response = await self._serve(match.component, match.route, request)
+        # Guest responses come checked, without content-length or hop-by-hop
+        # headers: the length is always the host's own.
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        elapsed = time.perf_counter() - started
+        access_log.info("%s %s %d %.1fms", method, path, response.status, elapsed * 1000)
+        if self.metrics is not None:
+            self.metrics.observe_request(None if match is None else match.route, response.status, elapsed)
+
+    async def _serve(self, name: str, route: str, request: HttpRequest) -> HttpResponse:
+        component = self.components[name]
+        timeout = self.request_timeout
+        arrived = time.monotonic()
+        started: list[float] = []
+        loop = asyncio.get_running_loop()
+        # Resolved as soon as the guest has answered, while its worker still
+        # tears the instance down (about a third of a request's CPU).
+        answered: asyncio.Future[HttpResponse] = loop.create_future()
+
+        def on_response(response: HttpResponse) -> None:
+            loop.call_soon_threadsafe(_resolve, answered, response)
+
+        def handle() -> HttpResponse:
+            started.append(time.monotonic())
+            return component.handle(request, on_response=on_response)
+
+        try:
+            future = self._pool.submit(handle)
+            if self.metrics is not None:
+                self.metrics.waiting.set(self._pool.waiting)
+        except Overloaded as exc:
+            log.warning("component %s on %s %s: 503, %s", name, request.method, route, exc)
+            return _overloaded()
+        waiting = asyncio.wrap_future(future)
+        # However the request ends, the outcome of its work is retrieved: a
+        # written-off guest that fails at last is no "Future exception was
+        # never retrieved" at shutdown.
+        waiting.add_done_callback(_retrieve)
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {waiting, answered}, timeout=_STUCK_CHECK, return_when=asyncio.FIRST_COMPLETED
+                )
+                if answered in done:
+                    waiting.add_done_callback(partial(_log_late_failure, name, route))
+                    return answered.result()
+                if done:
+                    response: HttpResponse = waiting.result()
+                    return response
+                if verdict := self._overdue(future, arrived, started):
+                    return self._give_up(future, name, route, request, verdict)
+        except GuestTimeout:
+            return _gateway_timeout(
+                name, route, request, f"ran past the {timeout:g} s request timeout; answered 504"
+            )
+        except GuestInterrupted:
+            return _plain(503, "Service Unavailable")
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # this request was cancelled, not its work
+            return _plain(503, "Service Unavailable")
+        except Exception as exc:
+            # A trap or a bad response is the component's failure, not the
+            # server's: answer 500, log it, keep serving.
+            log.error("component %s failed on %s %s: %s", name, request.method, request.uri, exc)
+            return _plain(500, "Internal Server Error")
+
+    def _overdue(self, future: Future[Any], arrived: float, started: list[float]) -> str | None:
+        """Why a request still unanswered must be answered now, if it must: its deadline or shutdown."""
+        now = time.monotonic()
+        timeout = self.request_timeout
+        stopping = now > self._stop.at
+        if not started:
+            # Still queued: a worker never became free in time (or the server is stopping).
+            late = timeout is not None and now > arrived + timeout
+            if (stopping or late) and self._pool.withdraw(future):
+                return "stopping" if stopping else "queued"
+            return None
+        # Running, and past what epochs would have stopped: blocked in a host call.
+        if timeout is not None and now > started[0] + timeout + _STUCK_GRACE:
+            return "blocked"
+        if now > self._stop.at + _STOP_GRACE:
+            return "stopping"
+        return None
+
+    def _give_up(
+        self, future: Future[Any], name: str, route: str, request: HttpRequest, verdict: str
+    ) -> HttpResponse:
+        """Answer a request whose guest cannot answer in time: 503 (queued, stopping) or 504 (blocked)."""
+        timeout = self.request_timeout
+        if verdict == "queued":
+            log.warning(
+                "component %s on %s %s: waited %g s for a worker; answered 503",
+                name,
+                request.method,
+                route,
+                timeout,
+            )
+            return _overloaded()
+        if verdict == "stopping" and not future.running():
+            return _plain(503, "Service Unavailable")
+        # The guest is blocked in a host call that epochs cannot stop: answer
+        # now, and let a fresh worker take its place.
+        if self._pool.write_off(future):
+            if self.metrics is not None:
+                self.metrics.written_off.inc()
+            fate = "its worker is written off and replaced"
+        else:
+            fate = (
+                f"its worker is not replaced: {self._pool.written_off} workers are already blocked"
+                " (the most replaced at once)"
+            )
+        if verdict == "stopping":
+            log.warning(
+                "component %s on %s %s is blocked in a host call at shutdown; answered 503, %s",
+                name,
+                request.method,
+                route,
+                fate,
+            )
+            return _plain(503, "Service Unavailable")
+        assert timeout is not None
+        why = f"is blocked past its {timeout:g} s request timeout (in a host call); answered 504, {fate}"
+        return _gateway_timeout(name, route, request, why)
+
+    @property
+    def watchers(self) -> WatchTriggers:
+        """The runners of the app's key-value triggers."""
+        return self.triggers[KEY_VALUE]
+
+    def start(self) -> None:
+        """Start every kind's triggers (lifespan start-up does it); a failure stops those started.
+
+        Without `singletons`, triggers that must run once per app (watchers) stay stopped.
+        """
+        started: list[TriggerService] = []
+        if self.metrics is not None and self.singletons:
+            self.metrics.watch_lag(self.watchers.lags)
+            self.metrics.refresh_every(_LAG_REFRESH)
+        try:
+            for entry, service in self.triggers.items():
+                if entry.kind.singleton and not self.singletons:
+                    continue
+                service.start()
+                started.append(service)
+        except BaseException:
+            for service in started:
+                service.stop()
+            raise
+
+    def interrupt(self, grace: float = 0.0) -> None:
+        """Stop this app's guests `grace` seconds from now (for shutdown).
+
+        Requests then still waiting for a worker, or whose guest is blocked
+        in a host call, are answered 503 at once.
+        """
+        self._stop.begin(grace)
+        if self._owns_host:
+            self.host.interrupt(grace)
+
+    @property
+    def blocked_workers(self) -> int:
+        """Workers written off now: their guests are blocked in host calls past their deadlines."""
+        return self._pool.written_off
+
+    def close(self) -> None:
+        """Stop triggers (watchers) and worker threads, and close the stores (if this app opened them).
+
+        Mounted inside another ASGI app (which does not forward lifespan
+        events), call `start()` (or `watchers.start()`) yourself at startup
+        and `close()` at shutdown.
+        """
+        self.interrupt(grace=0.0)
+        for service in self.triggers.values():
+            service.stop()
+        # Requests were answered by now (or given up, at the cut-off): what
+        # still runs is tearing instances down.
+        self._pool.shutdown(timeout=_CLOSE_WAIT)
+        if self._owns_host:
+            self.host.close()
+
+
+def _resolve(future: asyncio.Future[HttpResponse], response: HttpResponse) -> None:
+    if not future.done():
+        future.set_result(response)
+
+
+def _log_late_failure(name: str, route: str, finished: asyncio.Future[HttpResponse]) -> None:
+    """Log a failure after the response went out (tearing the instance down)."""
+    if not finished.cancelled() and (exc := finished.exception()) is not None:
+        log.warning("component %s on %s: after its response: %s", name, route, exc)
+
+
+def _retrieve(finished: asyncio.Future[HttpResponse]) -> None:
+    """Mark a request's outcome as seen (what matters of it was handled where it was awaited)."""
+    if not finished.cancelled():
+        finished.exception()
+
+
+def default_workers() -> int:
+    """Request threads by default: one per CPU, at least two.
+
+    Guests run without the GIL, so more threads than cores only add hand-offs
+    (measured on 2 cores: 8 threads had a p99 of 138 ms, 2 threads 48 ms); a
+    second thread keeps a core busy while the other waits on a store.
+    """
+    return max(2, os.cpu_count() or 1)
+
+
+def default_queue_limit(workers: int) -> int:
+    """Requests that may wait for a worker by default: 64, or 4 per worker if more.
+
+    Not tied to the worker count alone: with the default of two workers a
+    queue of 8 turned 16 keep-alive clients into 503s. 64 requests of a few
+    milliseconds each wait a fraction of a second.
+    """
+    return max(64, 4 * workers)
+
+
+def create_app(
+    manifest: str | Path = "wasikv.toml",
+    *,
+    runtime_config_file: str | Path | None = None,
+    key_values: Iterable[tuple[str, str]] = (),
+    variables: Mapping[str, str] | None = None,
+    env_file: str | Path | None = None,
+    workers: int | None = None,
+    limits: Limits | None = None,
+    cache_dir: str | Path | None = None,
+    instance_pool: InstancePool | None = DEFAULT_POOL,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    queue_limit: int | None = None,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    metrics: Metrics | None = None,
+    singletons: bool = True,
+    on_compile: CompileHook | None = None,
+    max_blocked: int | None = None,
+) -> WasikvApp:
+    """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
+
+    `key_values` seeds the `default` store (like `spin up --key-value`).
+    `variables` give application variables their values (like `spin up
+    --variable`), before the environment (`WASIKV_VARIABLE_<NAME>`,
+    `SPIN_VARIABLE_<NAME>`), the dotenv file `env_file` (default: `.env` next
+    to the manifest, if any) and the manifest's defaults.
+    Instances come from wasmtime's pooling allocator unless `instance_pool`
+    is None (see `wasikv.InstancePool`). A request whose guest runs longer
+    than `request_timeout` seconds (None: no limit) is answered 504; a
+    watcher call that long fails. Requests waiting for one of the `workers`
+    (default one per CPU, at least 2) are capped at `queue_limit` (default
+    64, or 4 x workers if more); more are answered 503 with `Retry-After`,
+    and so is a request still waiting after `request_timeout`. A guest
+    blocked in a host call (a sleep, a silent upstream: epochs cannot stop
+    it) is answered 504 a second after its deadline and its worker replaced,
+    up to `max_blocked` stuck at once (default 8 x workers). A client that has not
+    sent a request's whole body within `body_timeout` seconds gets 408.
+    `metrics` (a `wasikv.Metrics`) counts requests, instances and
+    store calls; without `singletons` the watchers do not run here (another
+    process of the same app runs them). `on_compile` wraps each component
+    compile the compile cache could not spare (see `wasikv.Host`).
+    Raises `wasikv.ConfigError` for any manifest or runtime-config mistake
+    or a required variable without a value, and `wasikv.ComponentError` for a component
+    that cannot serve its trigger (missing export, mistyped imports or
+    exports), before anything starts.
+    """
+    loaded = load_app(
+        Path(manifest),
+        runtime_config_file=runtime_config_file,
+        variables=VariableSources(flags=dict(variables or {}), env_file=env_file),
+    )
+    app = WasikvApp(
+        loaded,
+        workers=workers,
+        limits=limits,
+        cache_dir=cache_dir,
+        instance_pool=instance_pool,
+        request_timeout=request_timeout,
+        queue_limit=queue_limit,
+        body_timeout=body_timeout,
+        metrics=metrics,
+        singletons=singletons,
+        on_compile=on_compile,
+        max_blocked=max_blocked,
+    )
+    seeds = list(key_values)
+    if seeds:
+        bucket = app.host.bucket("default")
+        for key, value in seeds:
+            bucket.set(key, value.encode("utf-8"))
+    return app
+
+
+class _BodyTimeout(Exception):
+    """The client did not send the whole body in time."""
+
+
+async def _read_body(receive: Receive, limit: int, timeout: float | None) -> bytes | None:
+    """The request body; None if it is over `limit`; `_BodyTimeout` if not all there within `timeout` s."""
+    chunks: list[bytes] = []
+    size = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            message = await asyncio.wait_for(
+                receive(), None if deadline is None else deadline - time.monotonic()
+            )
+        except TimeoutError:
+            raise _BodyTimeout from None
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _gateway_timeout(name: str, route: str, request: HttpRequest, why: str) -> HttpResponse:
+    log.error("component %s on route %s (%s %s) %s", name, route, request.method, request.uri, why)
+    return _plain(504, "Gateway Timeout")
+
+
+def _plain(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
+    return HttpResponse(status, [("content-type", "text/plain"), *headers], f"{text}\n".encode())
+
+
+def _overloaded() -> HttpResponse:
+    return _plain(503, "Service Unavailable", [("retry-after", str(RETRY_AFTER))])
+
+
+def _route_headers(scope: Scope, route: str, path_info: str, uri: str) -> list[tuple[str, str]]:
+    server = scope.get("server") or ("localhost", None)
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1") or (
+        f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    )
+    base = route[: -len("/...")] if route.endswith("/...") else route
+    return [
+        ("spin-full-url", f"{scope.get('scheme', 'http')}://{host}{uri}"),
+        ("spin-path-info", path_info),
+        ("spin-matched-route", route),
+        ("spin-component-route", base),
+    ]
+
+
+__all__ = ["WasikvApp", "create_app"]
