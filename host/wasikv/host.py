@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError, _wasi
+from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, Func, Instance, Linker
 
 from .bucket import Bucket
@@ -24,7 +24,7 @@ from .interfaces.keyvalue.capability import KeyValue
 from .interfaces.outbound_http import OutboundHttp
 from .limits import MAX_COMPONENT_BYTES, Limits
 from .metrics import Metrics, measured
-from .runtime import deadlines
+from .runtime import _capi, deadlines
 from .runtime._capi import context_address
 from .runtime.compile_cache import CompileCache, CompileHook, default_cache_dir
 from .runtime.deadlines import Deadline, Shutdown
@@ -377,7 +377,7 @@ class Host:
             else:
                 # A thread still runs the guest in this store: never free it,
                 # not even when the interpreter exits (nor wait for its output).
-                store._consume()
+                _capi.leak_store(store)
                 _abandoned_writers.update(writers)
 
     def session(self, store: Store) -> KeyValueSession:
@@ -532,7 +532,7 @@ def _pending_output_callbacks() -> bool:
     Waiting for those of an abandoned guest (blocked in a host call past
     its deadline) would only delay the exit: `run --timeout` exited a second late.
     """
-    return any(callback not in _abandoned_writers for callback in list(_wasi.CUSTOM_OUTPUTS.handles.values()))
+    return any(callback not in _abandoned_writers for callback in _capi.pending_output_callbacks())
 
 
 atexit.register(_drain_output_callbacks)

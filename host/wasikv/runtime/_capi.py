@@ -9,6 +9,11 @@ functions directly on the C API instead, reading and writing
 
 Our own function prototypes are built from wasmtime-py's loaded library so
 that changing argument types here never affects wasmtime-py's prototypes.
+
+This module is also the one place outside `wasikv.runtime`'s own codec that
+reaches into wasmtime-py's private internals (`_ffi`, `_wasi`, a store's or
+function's raw pointer): code elsewhere calls the helpers below, and
+wasmtime errors become wasikv's own (`ComponentError`) here.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import logging
 from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_size_t, c_uint32, c_void_p
 
-from wasmtime import Store, _ffi
+from wasmtime import Store, WasmtimeError, _ffi, _wasi
 from wasmtime._slab import Slab
-from wasmtime.component import LinkerInstance, ResourceType
+from wasmtime.component import Func, LinkerInstance, ResourceType
+
+from ..errors import ComponentError
 
 log = logging.getLogger("wasikv")
 
@@ -129,7 +136,27 @@ def raise_if_error(error: int | None, what: str) -> None:
     message = ctypes.string_at(vec.data, vec.size).decode("utf-8", "replace") if vec.data else "unknown error"
     error_delete(ctypes.addressof(vec))
     wasmtime_error_delete(error)
-    raise RuntimeError(f"{what}: {message}")
+    raise ComponentError(f"{what}: {message}")
+
+
+def error_text(error: int) -> str:
+    """The message of a `wasmtime_error_t*` (taken over: it is freed with the returned object)."""
+    return str(WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))))
+
+
+def func_address(func: Func) -> int:
+    """The address of a component function's `wasmtime_component_func_t`, for `func_call`."""
+    return ctypes.addressof(func._func)
+
+
+def leak_store(store: Store) -> None:
+    """Forget `store` without freeing it: a thread still runs a guest in it (it must outlive the process)."""
+    store._consume()
+
+
+def pending_output_callbacks() -> list[object]:
+    """The guest-output callbacks (`WasiConfig.stdout_custom`...) wasmtime has not released yet."""
+    return list(_wasi.CUSTOM_OUTPUTS.handles.values())
 
 
 def _linker_ptr(instance: LinkerInstance) -> int:

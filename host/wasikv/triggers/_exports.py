@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from wasmtime import Store, WasmtimeError, _ffi
+from wasmtime import Store
 from wasmtime.component import Func, Instance
 
 from ..errors import ComponentError, GuestTrap, trap_cause
@@ -84,7 +84,7 @@ def call_export(
     slots = ctypes.create_string_buffer((count + 1) * cv.VAL_SIZE)
     base = ctypes.addressof(slots)
     results = base + count * cv.VAL_SIZE
-    func_ptr = ctypes.addressof(func._func)
+    func_ptr = _capi.func_address(func)
     try:
         for i, fill in enumerate(args):
             fill(base + i * cv.VAL_SIZE)
@@ -116,6 +116,6 @@ def _trap(ctx: int, text: str) -> GuestTrap:
 
 def trap_text(error: int) -> str:
     """The cause of a wasmtime error, without the wasm backtrace (logged at debug level)."""
-    text = str(WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))))
+    text = _capi.error_text(error)
     log.debug("trap: %s", text)
     return trap_cause(text)
