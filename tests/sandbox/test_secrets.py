@@ -60,7 +60,9 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
 
 
 def _store_urls() -> list[str]:
-    port = closed_port()
+    # `{port}` is filled in when the test runs: a port chosen while collecting
+    # would differ between pytest-xdist's processes, which then disagree on the tests.
+    port = "{port}"
     return [
         f"redis://:{SECRET}@127.0.0.1:{port}/0?socket_timeout=1&connect_timeout=1",
         f"redis://user:{SECRET}@127.0.0.1:{port}/0?connect_timeout=1",
@@ -78,9 +80,14 @@ def _store_urls() -> list[str]:
 
 @pytest.mark.parametrize("url", _store_urls())
 def test_opening_and_using_a_store_never_shows_the_password(
-    url: str, logs: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    url: str,
+    logs: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    url = url.replace("{port}", str(closed_port()))
     texts: list[object] = []
     try:
         store = open_store(url, label="notes")
