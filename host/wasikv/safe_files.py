@@ -87,6 +87,8 @@ def file_kind(mode: int) -> str:
         return "a regular file"
     if stat.S_ISDIR(mode):
         return "a directory"
+    if stat.S_ISLNK(mode):  # from lstat
+        return "a symbolic link"
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISSOCK(mode):

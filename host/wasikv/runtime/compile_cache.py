@@ -50,6 +50,7 @@ from wasmtime import Engine, WasmtimeError
 from wasmtime.component import Component
 
 from ..errors import ComponentError, ConfigError, WasikvError
+from ..safe_files import file_kind
 
 log = logging.getLogger("wasikv")
 
@@ -316,7 +317,7 @@ def list_entries(directory: Path) -> list[Entry]:
 def strays(directory: Path) -> list[tuple[Path, str]]:
     """What in `directory` has an entry's name but is not a regular file, with what it is ("a directory")."""
     return sorted(
-        (path, _file_kind(status.st_mode))
+        (path, file_kind(status.st_mode))
         for path, status in _named_entries(directory)
         if not stat.S_ISREG(status.st_mode)
     )
@@ -337,20 +338,6 @@ def _named_entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
             except FileNotFoundError:
                 continue
     return found
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def _remove(entry: Entry) -> bool:

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...safe_files import file_kind
 from ...stores.base import S64_MAX
 
 log = logging.getLogger("wasikv.watch")
@@ -64,7 +65,7 @@ def read_old_cursor(path: Path) -> int | None:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _old_cursor_error(path, f"is {_file_kind(info.st_mode)}, not a regular file")
+            raise _old_cursor_error(path, f"is {file_kind(info.st_mode)}, not a regular file")
         if info.st_size > OLD_CURSOR_MAX_BYTES:
             raise _old_cursor_error(path, f"is {info.st_size} bytes, more than a cursor file holds")
         chunks: list[bytes] = []
@@ -98,15 +99,3 @@ def _old_cursor_error(path: Path, problem: str) -> ConfigError:
         "newest change (changes written while wasikv was stopped are then not delivered), or make it "
         'a JSON file holding {"cursor": <seq of the last change handled>} to resume after that change'
     )
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a special file"
