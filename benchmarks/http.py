@@ -24,7 +24,7 @@ from typing import Any
 from wasikv import Host, InstancePool
 from wasikv.build.guest_build import build_cached
 from wasikv.capability import InstanceSpec
-from wasikv.triggers.http import HttpComponent, HttpRequest
+from wasikv.triggers.http_component import HttpComponent, HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".wasikv-test"

@@ -13,7 +13,7 @@ from wasikv import ConfigError, Host
 from wasikv.capability import InstanceSpec
 from wasikv.cli.describe import inspect_component
 from wasikv.interfaces.config import NAME
-from wasikv.triggers.http import HttpComponent, HttpRequest
+from wasikv.triggers.http_component import HttpComponent, HttpRequest
 
 from .support import foreign_guest_wasm, suite_wasm
 

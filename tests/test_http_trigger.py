@@ -13,7 +13,7 @@ from wasikv.capability import InstanceSpec
 from wasikv.limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
 from wasikv.runtime.wit_types import FuncSig
 from wasikv.triggers._exports import select_export
-from wasikv.triggers.http import (
+from wasikv.triggers.http_component import (
     HANDLE_REQUEST,
     HTTP_EXPORTS,
     HTTP_INTERFACE,

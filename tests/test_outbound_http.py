@@ -20,8 +20,8 @@ import pytest
 
 from wasikv import GuestTimeout, GuestTrap, Host
 from wasikv.app.loader import load_app
-from wasikv.triggers.http import HttpRequest
 from wasikv.triggers.http_app import HttpRoutes
+from wasikv.triggers.http_component import HttpRequest
 
 from .support import COMPILE_CACHE, foreign_guest_wasm, run_in, suite_wasm
 

@@ -18,7 +18,7 @@ import pytest
 from wasikv import ComponentError, Host, InstancePool, Limits, SqliteStore
 from wasikv.capability import InstanceSpec
 from wasikv.stores.base import Change
-from wasikv.triggers.http import HttpComponent, HttpRequest
+from wasikv.triggers.http_component import HttpComponent, HttpRequest
 from wasikv.triggers.watch import RetryPolicy, WatcherComponent, WatchRunner
 
 from .redis_support import (

@@ -20,7 +20,7 @@ import pytest
 from wasikv import ComponentError, Host
 from wasikv.app.loader import LoadedApp, load_app
 from wasikv.capability import InstanceSpec
-from wasikv.triggers.http import HttpComponent, HttpRequest
+from wasikv.triggers.http_component import HttpComponent, HttpRequest
 from wasikv.triggers.watch import WatchTriggers, position_name
 
 from .support import COMPILE_CACHE, ROOT, guest_wasm

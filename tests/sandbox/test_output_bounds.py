@@ -18,7 +18,7 @@ from wasikv import ConfigError, Host, Limits
 from wasikv.limits import DEFAULT_MAX_OUTPUT_BYTES
 from wasikv.stores.base import Change
 from wasikv.triggers._output import GUEST_LOGGER, CapturedOutput, log_guest_output, printable
-from wasikv.triggers.http import HttpComponent, HttpRequest
+from wasikv.triggers.http_component import HttpComponent, HttpRequest
 from wasikv.triggers.watch import WatcherComponent
 
 from .test_up_hostile import MANIFEST, Up, start_up

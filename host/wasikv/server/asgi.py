@@ -34,7 +34,7 @@ from ..runtime.compile_cache import CompileHook
 from ..runtime.deadlines import Shutdown
 from ..runtime.instance_pool import InstancePool
 from ..runtime.workers import Overloaded, WorkerPool
-from ..triggers.http import HttpRequest, HttpResponse
+from ..triggers.http_component import HttpRequest, HttpResponse
 from ..triggers.registry import HTTP, KEY_VALUE, PreparedTriggers
 from ..triggers.runtime import TriggerService
 from ..triggers.watch import WatchTriggers

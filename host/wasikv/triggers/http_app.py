@@ -9,7 +9,7 @@ from ..app.routes import Router
 from ..errors import ComponentError
 from ..host import Host
 from ._instance import instance_spec
-from .http import HTTP_EXPORTS, HttpComponent
+from .http_component import HTTP_EXPORTS, HttpComponent
 from .runtime import TriggerRuntime
 
 __all__ = ["HTTP_RUNTIME", "HttpRoutes"]

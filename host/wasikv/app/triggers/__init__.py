@@ -6,7 +6,7 @@ checked and described. How it runs lives in `wasikv.triggers`.
 
 from __future__ import annotations
 
-from .http import HttpTrigger
+from .http_trigger import HttpTrigger
 from .key_value import KeyValueTrigger
 from .kind import ListProblem, LoadContext, Trigger, TriggerFields, TriggerKind
 from .kinds import HTTP, KEY_VALUE, TRIGGER_KINDS

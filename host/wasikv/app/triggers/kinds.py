@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import http, key_value
+from . import http_trigger, key_value
 from .kind import TriggerKind
 
 __all__ = ["HTTP", "KEY_VALUE", "TRIGGER_KINDS"]
@@ -25,9 +25,9 @@ HTTP = TriggerKind(
     name="http",
     keys=("route", "component"),
     example='route = "/..." and component = "..."',
-    parse=http.parse,
-    check_list=http.duplicate_routes,
-    describe=http.describe,
+    parse=http_trigger.parse,
+    check_list=http_trigger.duplicate_routes,
+    describe=http_trigger.describe,
 )
 
 KEY_VALUE = TriggerKind(
