@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import types
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -20,6 +21,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """Let the `wasikv` processes tests start load what the suite compiled (tests that test the
     cache set their own directory), and test processes share their guest builds."""
     os.environ.setdefault("WASIKV_CACHE_DIR", str(COMPILE_CACHE))
+    # The tests press Ctrl-C (SIGINT) in `wasikv` processes as a terminal
+    # would. A suite started in the background (`make test &`, a CI runner)
+    # has SIGINT ignored, which every child would inherit and so never see
+    # the Ctrl-C: handled here, children start with SIGINT at its default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # pytest-xdist workers (make test) build each guest once between them.
     background.share_between_processes(CACHE / "locks")
 
