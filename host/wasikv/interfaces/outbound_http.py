@@ -16,6 +16,7 @@ process on the first `wasi:http` call of a store without one).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Hashable, Iterable
 
@@ -70,8 +71,9 @@ def _deny(ctx: int, args: int, results: int) -> None:
     cv.put_result(results, False, lambda addr: cv.put_variant(addr, DENIED))
 
 
+@functools.lru_cache(maxsize=256)
 def http_imports(plan: LinkPlan) -> tuple[str, ...]:
-    """The `wasi:http` interfaces a component imports, by their exact names."""
+    """The `wasi:http` interfaces a component imports, by their exact names (asked per instance: cached)."""
     return tuple(name for name in plan.imports if HTTP_INTERFACE.match(name))
 
 
