@@ -88,7 +88,7 @@ def test_a_request_that_never_gets_a_worker_is_answered_503_at_its_deadline(app_
             assert waited < 8, waited
             assert sleeper.result().status_code == 504
         took, err = server.stop(signal.SIGTERM)
-        assert "waited 1 s for a worker; answered 503" in err
+        assert "waited 2 s for a worker; answered 503" in err
         assert "its worker is not replaced" in err
         assert took < 10, err
         _clean(err)

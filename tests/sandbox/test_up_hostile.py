@@ -25,7 +25,9 @@ MANIFEST = HOSTILE_MANIFEST
 
 WORKERS = 2
 CAP_MIB = 128
-TIMEOUT = 2.0
+# Long enough for a trap that takes 0.35 s alone (`overflow`) on a machine the
+# rest of the suite keeps busy; the loops still run into it.
+TIMEOUT = 3.0
 
 
 class Up:
@@ -139,7 +141,7 @@ def test_hostile_requests_among_normal_ones(up: Up) -> None:
     assert up.peak_rss_mib < WORKERS * CAP_MIB + 300, f"peak RSS {up.peak_rss_mib:.0f} MiB"
     took, err = up.stop(signal.SIGINT)
     assert took < 10 and up.proc.returncode == 0, err
-    assert "ran past the 2 s request timeout; answered 504" in err
+    assert f"ran past the {TIMEOUT:g} s request timeout; answered 504" in err
     assert "route /hostile/..." in err and "component hostile" in err
     assert "panicked" not in err and "Traceback" not in err
 

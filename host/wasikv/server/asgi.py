@@ -252,7 +252,9 @@ class WasikvApp:
         stopping = now > self._stop.at
         if not started:
             # Still queued: a worker never became free in time (or the server is stopping).
-            late = timeout is not None and now > arrived + timeout
+            # A worker is freed (or replaced) at most `_STUCK_GRACE` after its
+            # guest's deadline: waiting longer than that, no worker is coming soon.
+            late = timeout is not None and now > arrived + timeout + _STUCK_GRACE
             if (stopping or late) and self._pool.withdraw(future):
                 return "stopping" if stopping else "queued"
             return None
@@ -274,7 +276,7 @@ class WasikvApp:
                 name,
                 request.method,
                 route,
-                timeout,
+                (timeout or 0) + _STUCK_GRACE,
             )
             return _overloaded()
         if verdict == "stopping" and not future.running():
@@ -429,7 +431,7 @@ def create_app(
     watcher call that long fails. Requests waiting for one of the `workers`
     (default one per CPU, at least 2) are capped at `queue_limit` (default
     64, or 4 x workers if more); more are answered 503 with `Retry-After`,
-    and so is a request still waiting after `request_timeout`. A guest
+    and so is a request still waiting a second after `request_timeout`. A guest
     blocked in a host call (a sleep, a silent upstream: epochs cannot stop
     it) is answered 504 a second after its deadline and its worker replaced,
     up to `max_blocked` stuck at once (default 8 x workers). A client that has not
