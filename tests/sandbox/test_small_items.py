@@ -109,9 +109,17 @@ def _interrupted_at_start(tmp_path: Path, module: str, *args: str) -> subprocess
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "paused\n", proc.communicate(timeout=60)
+        # Whatever the process printed before it paused is kept; it never
+        # pauses only if it ended (EOF) first.
+        before: list[str] = []
+        while (line := proc.stdout.readline()) not in ("paused\n", ""):
+            before.append(line)
+        if line != "paused\n":
+            proc.kill()
+            raise AssertionError(f"never paused at {module}: {before} {proc.communicate(timeout=60)}")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
+        out = "".join(before) + out
     finally:
         proc.kill()
         proc.wait()
