@@ -3,7 +3,8 @@
 SQLite keeps writing to the file it opened, so without a check every write
 after `rm app.db` was answered 200 into an unlinked file and vanished when
 the process exited. The store now notices that the path no longer leads to
-its file, and refuses reads and writes until it is restarted.
+its file, and refuses writes (and, within half a second, reads) until it is
+restarted.
 """
 
 from __future__ import annotations
@@ -235,6 +236,23 @@ def test_a_deleted_file_fails_reads_and_writes_in_every_thread(tmp_path: Path) -
         store.close()
 
 
+def test_reads_notice_a_lost_file_within_the_check_interval_without_any_write(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    try:
+        store.set("k", b"v")
+        path.unlink()
+        # Reads look at the path at most every read_check_interval (a read of
+        # the lost file loses nothing); once it has passed, they fail too.
+        time.sleep(store.read_check_interval)
+        with pytest.raises(StoreError, match="was deleted"):
+            store.get("k")
+        with pytest.raises(StoreError, match="was deleted"):
+            store.list_keys(None, 10)
+    finally:
+        store.close()
+
+
 def test_a_store_at_a_restored_path_works_again(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = SqliteStore(path)
@@ -242,6 +260,7 @@ def test_a_store_at_a_restored_path_works_again(tmp_path: Path) -> None:
         store.set("k", b"v")
         moved = tmp_path / "moved.db"
         os.rename(path, moved)
+        time.sleep(store.read_check_interval)
         with pytest.raises(StoreError, match="was deleted"):
             store.get("k")
         os.rename(moved, path)  # the same file is back: nothing was lost
