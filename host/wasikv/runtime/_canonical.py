@@ -62,6 +62,7 @@ VARIANT = _ffi.WASMTIME_COMPONENT_VARIANT.value
 OPTION = _ffi.WASMTIME_COMPONENT_OPTION.value
 RESULT = _ffi.WASMTIME_COMPONENT_RESULT.value
 RESOURCE = _ffi.WASMTIME_COMPONENT_RESOURCE.value
+ENUM = _ffi.WASMTIME_COMPONENT_ENUM.value
 
 KIND_NAMES = {
     getattr(_ffi, name).value: name.removeprefix("WASMTIME_COMPONENT_").lower()
@@ -321,6 +322,13 @@ def variant_parts(addr: int) -> tuple[str, int]:
     return read_name(addr + _PAYLOAD), _u64(addr + _PAYLOAD + 16)
 
 
+def read_enum(addr: int) -> str:
+    """The case name of an enum value."""
+    if _MEM[addr] != ENUM:
+        raise _kind_error(addr, ENUM)
+    return read_name(addr + _PAYLOAD)
+
+
 def read_resource_rep(ctx: int, addr: int) -> int:
     """The rep of a host-defined resource passed as `own<T>` or `borrow<T>`.
 
@@ -434,6 +442,13 @@ def put_variant(addr: int, case: str, fill: Filler | None = None) -> None:
     _MEM[addr] = VARIANT
     _capi.byte_vec_new(addr + _PAYLOAD, len(encoded), encoded)
     _U64.pack_into(_MEM, addr + _PAYLOAD + 16, payload)
+
+
+def put_enum(addr: int, case: str) -> None:
+    """Write an enum value (its case name)."""
+    encoded = case.encode("ascii")
+    _MEM[addr] = ENUM
+    _capi.byte_vec_new(addr + _PAYLOAD, len(encoded), encoded)
 
 
 def put_list(addr: int, fills: Sequence[Filler]) -> None:

@@ -32,6 +32,7 @@ from .wit_types import (
     U32,
     U64,
     Borrow,
+    EnumOf,
     ListOf,
     OptionOf,
     Own,
@@ -82,18 +83,40 @@ def plain_reader(ty: WitType) -> Callable[[int], Any] | None:
     return _FAST_READERS.get(ty)
 
 
-def reader(ty: WitType) -> Reader:
-    """A function reading a value of type `ty`: `(ctx, addr) -> value`."""
+#: Turns a resource handle read from the guest into the host's value: (ctx, rep, its type) -> value.
+ResourceIn = Callable[[int, int, "Own | Borrow"], Any]
+#: Turns a host value into the rep of a new `own<R>` handle: (ctx, value) -> rep.
+ResourceOut = Callable[[int, Any], int]
+
+
+def reader(ty: WitType, resource: ResourceIn | None = None) -> Reader:
+    """A function reading a value of type `ty`: `(ctx, addr) -> value`.
+
+    Resource handles are read as their rep, or as whatever `resource` makes of it.
+    """
     plain = plain_reader(ty)
     if plain is not None:
         return lambda _ctx, addr: plain(addr)
     if isinstance(ty, (Own, Borrow)):
-        return cv.read_resource_rep
+        if resource is None:
+            return cv.read_resource_rep
+        handle = ty
+        return lambda ctx, addr: resource(ctx, cv.read_resource_rep(ctx, addr), handle)
+    if isinstance(ty, EnumOf):
+        known = frozenset(ty.names)
+
+        def read_enum(_ctx: int, addr: int) -> str:
+            name = cv.read_enum(addr)
+            if name not in known:
+                raise cv.CodecError(f"value kind mismatch: unknown enum case {name!r}")
+            return name
+
+        return read_enum
     if isinstance(ty, ListOf):
-        element = reader(ty.element)
+        element = reader(ty.element, resource)
         return lambda ctx, addr: [element(ctx, item) for item in cv.list_items(addr)]
     if isinstance(ty, OptionOf):
-        inner = reader(ty.inner)
+        inner = reader(ty.inner, resource)
 
         def read_option(ctx: int, addr: int) -> Any:
             payload = cv.option_payload(addr)
@@ -101,24 +124,24 @@ def reader(ty: WitType) -> Reader:
 
         return read_option
     if isinstance(ty, TupleOf):
-        items = [reader(item) for item in ty.items]
+        items = [reader(item, resource) for item in ty.items]
         count = len(items)
         return lambda ctx, addr: tuple(
             read(ctx, item) for read, item in zip(items, cv.tuple_items(addr, count), strict=True)
         )
     if isinstance(ty, RecordOf):
         names = [name for name, _ in ty.fields]
-        fields = [reader(field) for _, field in ty.fields]
+        fields = [reader(field, resource) for _, field in ty.fields]
         return lambda ctx, addr: {
             name: read(ctx, item)
             for name, read, item in zip(names, fields, cv.record_fields(addr, names), strict=True)
         }
     if isinstance(ty, VariantOf):
-        cases = {name: None if case is None else reader(case) for name, case in ty.cases}
+        cases = {name: None if case is None else reader(case, resource) for name, case in ty.cases}
         return lambda ctx, addr: _read_case(ctx, addr, cases)
     if isinstance(ty, ResultOf):
-        ok = None if ty.ok is None else reader(ty.ok)
-        err = None if ty.err is None else reader(ty.err)
+        ok = None if ty.ok is None else reader(ty.ok, resource)
+        err = None if ty.err is None else reader(ty.err, resource)
         return lambda ctx, addr: _read_result(ctx, addr, ok, err)
     raise TypeError(f"wasikv cannot read values of type {ty.render()}")
 
@@ -152,10 +175,13 @@ _FAST_READERS: dict[WitType, Callable[[int], Any]] = {
 }
 
 
-def writer(ty: WitType, resources: Mapping[str, int] | None = None) -> Writer:
+def writer(
+    ty: WitType, resources: Mapping[str, int] | None = None, resource: ResourceOut | None = None
+) -> Writer:
     """A function writing a value of type `ty`: `(ctx, addr, value)`.
 
-    `resources` maps resource names to host type ids, for `own<R>` values.
+    `resources` maps resource names to host type ids, for `own<R>` values:
+    their rep, or whatever `resource` turns into a rep.
     """
     resources = resources or {}
     kind_code = _PRIM_KINDS.get(ty)  # type: ignore[call-overload]
@@ -170,22 +196,34 @@ def writer(ty: WitType, resources: Mapping[str, int] | None = None) -> Writer:
         if ty.resource not in resources:
             raise TypeError(f"no host type id for resource {ty.resource!r}")
         type_id = resources[ty.resource]
+        if resource is not None:
+            make = resource
+            return lambda ctx, addr, value: cv.put_own_resource(ctx, addr, make(ctx, value), type_id)
         return lambda ctx, addr, rep: cv.put_own_resource(ctx, addr, rep, type_id)
+    if isinstance(ty, EnumOf):
+        names = frozenset(ty.names)
+
+        def write_enum(_ctx: int, addr: int, value: str) -> None:
+            if value not in names:
+                raise TypeError(f"unknown enum case {value!r}")
+            cv.put_enum(addr, value)
+
+        return write_enum
     if isinstance(ty, ListOf):
-        element = writer(ty.element, resources)
+        element = writer(ty.element, resources, resource)
         return lambda ctx, addr, values: cv.put_list(addr, [_bind(element, ctx, value) for value in values])
     if isinstance(ty, OptionOf):
-        inner = writer(ty.inner, resources)
+        inner = writer(ty.inner, resources, resource)
         return lambda ctx, addr, value: cv.put_option(
             addr, None if value is None else _bind(inner, ctx, value)
         )
     if isinstance(ty, TupleOf):
-        items = [writer(item, resources) for item in ty.items]
+        items = [writer(item, resources, resource) for item in ty.items]
         return lambda ctx, addr, values: cv.put_tuple(
             addr, [_bind(write, ctx, value) for write, value in zip(items, values, strict=True)]
         )
     if isinstance(ty, RecordOf):
-        fields = [(name, writer(field, resources)) for name, field in ty.fields]
+        fields = [(name, writer(field, resources, resource)) for name, field in ty.fields]
 
         def write_record(ctx: int, addr: int, value: Any) -> None:
             values = [value[name] for name, _ in fields] if isinstance(value, Mapping) else value
@@ -196,11 +234,11 @@ def writer(ty: WitType, resources: Mapping[str, int] | None = None) -> Writer:
 
         return write_record
     if isinstance(ty, VariantOf):
-        cases = {name: None if case is None else writer(case, resources) for name, case in ty.cases}
+        cases = {name: None if case is None else writer(case, resources, resource) for name, case in ty.cases}
         return lambda ctx, addr, value: _write_case(ctx, addr, value, cases)
     if isinstance(ty, ResultOf):
-        ok = None if ty.ok is None else writer(ty.ok, resources)
-        err = None if ty.err is None else writer(ty.err, resources)
+        ok = None if ty.ok is None else writer(ty.ok, resources, resource)
+        err = None if ty.err is None else writer(ty.err, resources, resource)
 
         def write_result(ctx: int, addr: int, value: Ok | Err) -> None:
             write = ok if isinstance(value, Ok) else err
@@ -223,4 +261,15 @@ def _write_case(ctx: int, addr: int, value: Case | str, cases: Mapping[str, Writ
     cv.put_variant(addr, case.name, None if write is None else _bind(write, ctx, case.payload))
 
 
-__all__ = ["Case", "Err", "Ok", "Reader", "Writer", "plain_reader", "reader", "writer"]
+__all__ = [
+    "Case",
+    "Err",
+    "Ok",
+    "Reader",
+    "ResourceIn",
+    "ResourceOut",
+    "Writer",
+    "plain_reader",
+    "reader",
+    "writer",
+]

@@ -61,4 +61,16 @@ class WasiInstance:
                 condition.wait(max(timeout, 0.0005))
 
 
-__all__ = ["WasiInstance"]
+@dataclass(frozen=True)
+class Unavailable:
+    """A `BODIES` entry for a function no guest can reach meaningfully here.
+
+    Such as a method of a filesystem descriptor, when wasikv gives guests
+    none: it is linked so the component instantiates, and a call traps
+    with `message`, without converting its arguments.
+    """
+
+    message: str
+
+
+__all__ = ["Unavailable", "WasiInstance"]
