@@ -824,6 +824,18 @@ def test_handle_completes_the_request_and_the_response_arrives_later(
     assert trailers.pairs() == [("x-t", b"1")]
 
 
+def test_a_request_body_past_its_content_length_is_a_request_body_size_error(instance: WasiInstance) -> None:
+    made = outgoing(instance, ("content-length", b"2"))
+    body = ok(call(instance, "[method]outgoing-request.body", made))
+    stream = ok(call(instance, "[method]outgoing-body.write", body))
+    failed = io_call(instance, "[method]output-stream.blocking-write-and-flush", stream, b"abc")
+    assert call(instance, "http-error-code", failed.value.payload) == Case("HTTP-request-body-size", 3)
+    stream.on_drop()
+    assert call(instance, "[static]outgoing-body.finish", body, None) == Err(
+        Case("HTTP-request-body-size", 3)
+    )
+
+
 def test_a_failed_request_is_an_error_code_from_the_future(instance: WasiInstance) -> None:
     sender = Sender()
     instance.http_sender = sender  # type: ignore[attr-defined]
@@ -839,6 +851,8 @@ def test_a_failed_request_is_an_error_code_from_the_future(instance: WasiInstanc
     [
         (("set-authority", None), "HTTP-request-URI-invalid"),
         (("set-scheme", Case("other", "ftp")), "HTTP-protocol-error"),
+        (("set-scheme", Case("other", "HTTP")), "HTTP-protocol-error"),
+        (("set-scheme", Case("other", "")), "HTTP-protocol-error"),
     ],
 )
 def test_handle_refuses_what_wasmtime_refuses(
@@ -850,6 +864,15 @@ def test_handle_refuses_what_wasmtime_refuses(
     ok(call(instance, f"[method]outgoing-request.{change[0]}", made, change[1]))
     assert handle(instance, made) == Err(Case(code))
     assert sender.sent == []
+
+
+def test_a_scheme_spelt_as_other_http_is_http(instance: WasiInstance) -> None:
+    sender = Sender()
+    instance.http_sender = sender  # type: ignore[attr-defined]
+    made = outgoing(instance)
+    ok(call(instance, "[method]outgoing-request.set-scheme", made, Case("other", "http")))
+    ok(handle(instance, made))
+    assert sender.sent[0][0].scheme == "http"
 
 
 def test_a_sender_may_refuse_before_sending(instance: WasiInstance) -> None:

@@ -194,7 +194,11 @@ _MAX_SCHEME = 64
 
 
 def scheme_name(scheme: Case | str) -> str | None:
-    """The lower-case URI scheme of a `scheme` value; None when `other` holds no valid scheme."""
+    """The URI scheme of a `scheme` value; None when `other` holds no valid scheme.
+
+    `other` keeps its spelling: as in the `http` crate, `other("http")` is
+    http, but `other("HTTP")` is a scheme of its own (which no sender supports).
+    """
     if isinstance(scheme, str):
         scheme = Case(scheme)
     if scheme.name == "HTTP":
@@ -202,11 +206,11 @@ def scheme_name(scheme: Case | str) -> str | None:
     if scheme.name == "HTTPS":
         return "https"
     text = scheme.payload
-    if scheme.name != "other" or not isinstance(text, str) or not text or len(text) > _MAX_SCHEME:
+    if scheme.name != "other" or not isinstance(text, str) or len(text) > _MAX_SCHEME:
         return None
     if not text.isascii() or not _SCHEME_CHARS.issuperset(text.encode("ascii")):
         return None
-    return text.lower()
+    return text
 
 
 def _byte_ranges(*spans: tuple[int, int]) -> frozenset[int]:
