@@ -245,7 +245,7 @@ def poll(instance: WasiInstance, pollables: Sequence[Pollable]) -> list[int]:
     found: list[int] = []
 
     def any_ready() -> bool:
-        found[:] = [i for i, p in enumerate(pollables) if p.predicate()]
+        found[:] = [i for i, p in enumerate(pollables) if p.ready()]
         return bool(found)
 
     while not instance.wait(any_ready, until):
