@@ -1,6 +1,7 @@
 """wasi:http/types and outgoing-handler in Python, called as the dispatcher calls them.
 
-Each call goes through `BODIES` with a real `WasiInstance`; an `own<T>`
+Each call goes through `BODIES` with a real `WasiInstance` (the
+`instance` and `in_thread` fixtures are conftest's); an `own<T>`
 argument is the object itself, a dropped handle is its `on_drop()`, as the
 dispatcher does. What is expected is what wasmtime-wasi-http does.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from wasikv.interfaces.wasi.http.fields import FORBIDDEN_HEADERS, MAX_FIELD_BYTE
 from wasikv.interfaces.wasi.state import WasiInstance
 from wasikv.runtime._capi import GuestFault
 from wasikv.runtime.codec import Case, Err, Ok
-from wasikv.runtime.deadlines import Deadline, Shutdown
+
+from .conftest import make_instance
 
 TYPES = "wasi:http/types"
 WIT = Path(__file__).resolve().parents[2] / "wit" / "deps" / "http" / "types.wit"
@@ -64,38 +66,6 @@ def eventually(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < until, "the condition never held"
         time.sleep(0.002)
-
-
-@pytest.fixture
-def instance() -> WasiInstance:
-    """An instance whose deadline no test reaches."""
-    return WasiInstance(deadline=Deadline(60.0, Shutdown()))
-
-
-@pytest.fixture
-def in_thread() -> Iterator[Starter]:
-    """Run functions on threads; join them at the end and re-raise what they raised."""
-    threads: list[threading.Thread] = []
-    failures: list[BaseException] = []
-
-    def start(function: Callable[[], object]) -> threading.Thread:
-        def run() -> None:
-            try:
-                function()
-            except BaseException as exc:
-                failures.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return thread
-
-    yield start
-    for thread in threads:
-        thread.join(30)
-        assert not thread.is_alive(), "a helper thread never finished"
-    if failures:
-        raise failures[0]
 
 
 def fields(instance: WasiInstance, *pairs: tuple[str, bytes]) -> Fields:
@@ -425,8 +395,9 @@ def test_a_request_dropped_unconsumed_closes_its_body(instance: WasiInstance) ->
 
 
 def test_the_deadline_stops_a_blocked_body_read() -> None:
-    deadline = Deadline(0.05, Shutdown())
-    instance = WasiInstance(deadline=deadline)
+    instance = make_instance(0.05)
+    deadline = instance.deadline
+    assert deadline is not None
     source = IncomingBodySource(instance)
     body = ok(call(instance, "[method]incoming-request.consume", request(instance, source)))
     stream = ok(call(instance, "[method]incoming-body.stream", body))
