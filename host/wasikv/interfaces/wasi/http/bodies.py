@@ -2,7 +2,7 @@
 
 Incoming: the host (the server for a request, the client for a response)
 fills an `IncomingBodySource` (a bounded queue: it waits while the guest
-has not read) and ends it with `finish(trailers)` or `fail(code)`. The guest
+has not read) and ends it with `finish(trailers)` or `fail_with(code)`. The guest
 reads it through the body's one `input-stream`, then `finish`es the body
 into `future-trailers`, which drains what the guest left unread, as
 wasmtime does, and gives the trailers.
@@ -49,7 +49,7 @@ class IncomingBodySource(BufferedSource):
     Producer side (any thread): `offer`/`feed` bytes (bounded by
     `capacity`: `feed` waits while the guest has not read, `offer` takes
     what fits and `on_space` says when to offer more), then `finish(trailers)`
-    or `fail(code)`. `closed` turns true when nobody will read any more (the
+    or `fail_with(code)`. `closed` turns true when nobody will read any more (the
     guest dropped the body, or the host called `close`): stop reading the
     network then.
     """
