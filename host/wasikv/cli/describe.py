@@ -18,6 +18,8 @@ from typing import Any
 from ..errors import ComponentError
 from ..host import Host
 from ..interfaces.outbound_http import HTTP_INTERFACE
+from ..interfaces.unprovided import SPIN_PACKAGES, not_provided
+from ..interfaces.wasi.linking import plan_wasi
 from ..runtime.linking import check_exports, common_shapes, match_imports, mixed_shapes
 from ..runtime.wit_types import FuncSig, ResultOf
 from ..triggers.registry import TRIGGERS
@@ -25,6 +27,7 @@ from ..triggers.registry import TRIGGERS
 #: WASI 0.2 interfaces, which wasmtime's own WASI implementation provides.
 _WASI_02 = re.compile(r"^wasi:(cli|clocks|filesystem|io|random|sockets)/[a-z-]+@0\.2\.\d+$")
 _HTTP_PROVIDER = "wasmtime wasi:http (requests denied unless allowed_outbound_hosts allows every host)"
+_PYTHON_WASI = "wasikv (Python wasi:io and wasi:http, for a wasi:http/incoming-handler component)"
 _RUN = re.compile(r"^wasi:cli/run@0\.2\.\d+$")
 _RUN_FUNCTION = FuncSig((), ResultOf(None, None))
 
@@ -110,10 +113,24 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
     found = match_imports(imports, host.provided)
     shapes = common_shapes([m for m in found if m.matches])
     problems: list[str] = []
+    try:
+        wasi = plan_wasi(host.engine, component, str(path))
+    except ComponentError as exc:
+        wasi = None
+        problems += [line.removeprefix(f"{path}: ") for line in str(exc).splitlines()]
     reports = []
     for match in found:
         report = ImportReport(match.name, None, list(match.problems))
-        if match.matches:
+        if wasi is not None and match.name in wasi.python:
+            report.provider = _PYTHON_WASI
+        elif (
+            (wasi is not None
+            and match.name in wasi.stubbed)
+            or (SPIN_PACKAGES.match(match.name) and not match.ours)
+        ):
+            report.provider = None
+            report.problems.append(not_provided(match.name) + "; its calls trap")
+        elif match.matches:
             owned = sorted(set().union(*(c.shapes for c in match.matches)) & (shapes or set()))
             report.provider = f"wasikv ({' or '.join(owned)})" if owned else "wasikv"
             report.functions = _signatures(match.functions)
