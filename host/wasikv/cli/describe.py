@@ -3,7 +3,8 @@
 The analysis is the one the host and the triggers use before they run a
 component (`linking.match_imports`, `linking.check_exports`), reported
 instead of raised: for each import, who provides it (wasikv itself, and in
-which shape of wasi:keyvalue; wasmtime's WASI 0.2) or why nobody does; and
+which shape of wasi:keyvalue; wasmtime's WASI 0.2) or why nobody does; the
+imports of Spin's interfaces wasikv does not serve, whose calls trap; and
 which of wasikv's worlds the component fits.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from ..errors import ComponentError
 from ..host import Host
 from ..interfaces.outbound_http import HTTP_INTERFACE
+from ..interfaces.spin import NOT_PROVIDED, not_provided
 from ..runtime.linking import check_exports, common_shapes, match_imports, mixed_shapes
 from ..runtime.wit_types import FuncSig, ResultOf
 from ..triggers.registry import TRIGGERS
@@ -34,7 +36,8 @@ class ImportReport:
     """One import: who provides it, or why nobody does."""
 
     name: str
-    #: "wasikv (<shape>)", "wasmtime WASI 0.2", "wasmtime wasi:http (...)", or None when nobody does.
+    #: "wasikv (<shape>)", "wasmtime WASI 0.2", "wasmtime wasi:http (...)", `NOT_PROVIDED` (a
+    #: Spin interface wasikv does not serve: linked, its calls trap), or None when nobody does.
     provider: str | None
     problems: list[str] = field(default_factory=list)
     functions: dict[str, str] = field(default_factory=dict)
@@ -70,6 +73,9 @@ class Inspection:
     worlds: list[WorldReport]
     #: Why wasikv cannot run it at all (an import nobody provides, mixed WITs).
     problems: list[str]
+    #: The imports of Spin interfaces wasikv does not serve: the component runs, and a call of
+    #: one of their functions traps.
+    traps: list[str] = field(default_factory=list)
 
     @property
     def runnable(self) -> bool:
@@ -84,6 +90,7 @@ class Inspection:
         """The report as text for a terminal."""
         lines = [self.component]
         lines.append(f"  wasi:keyvalue: {', '.join(self.keyvalue) or 'not imported'}")
+        lines += [f"  imports {name}: {NOT_PROVIDED}" for name in self.traps]
         for world in self.worlds:
             mark = "yes" if world.fits else f"no: {world.problem}"
             lines.append(f"  {world.world} ({world.runs_with}): {mark}")
@@ -110,6 +117,7 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
     found = match_imports(imports, host.provided)
     shapes = common_shapes([m for m in found if m.matches])
     problems: list[str] = []
+    traps: list[str] = []
     reports = []
     for match in found:
         report = ImportReport(match.name, None, list(match.problems))
@@ -120,6 +128,10 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
         elif match.ours:
             report.functions = _signatures(match.functions)
             problems += [f"{match.name} {problem}" for problem in match.problems]
+        elif not_provided(match.name, host.provided):
+            report.provider = NOT_PROVIDED
+            report.functions = _signatures(match.functions)
+            traps.append(match.name)
         elif _WASI_02.match(match.name):
             report.provider = "wasmtime WASI 0.2"
         elif HTTP_INTERFACE.match(match.name):
@@ -139,6 +151,7 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
         keyvalue=keyvalue,
         worlds=_worlds(exports, str(path)),
         problems=problems,
+        traps=traps,
     )
 
 
