@@ -33,7 +33,19 @@ COMPILE_CACHE = CACHE / "compiled"
 #: Set by `make test-fast`: building (or even using) a guest component is an error.
 NO_BUILD = "WASIKV_TEST_NO_BUILD"
 #: The helpers that build guests: tests/conftest.py marks every test reaching them `component`.
-BUILDERS = frozenset({"guest_wasm", "foreign_guest_wasm", "build_cached", "componentize"})
+BUILDERS = frozenset(
+    {
+        "guest_wasm",
+        "foreign_guest_wasm",
+        "build_cached",
+        "componentize",
+        # tests/wasi_http_support.py: components of other toolchains.
+        "spin_python_app",
+        "spin_js_app",
+        "proxy_guest",
+        "componentize_js_app",
+    }
+)
 
 
 def refuse_builds() -> None:

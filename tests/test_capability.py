@@ -40,10 +40,22 @@ def test_each_capability_gives_an_instance_its_state_and_takes_it_back(host: Hos
     component = host.load(tiny_command())
     spec = InstanceSpec(grants=frozenset({"default"}), variables={"greeting": "hi"})
     with host.instantiate(component, spec) as (store, _instance):
-        assert _live_states(host) == {"key-value": 1, "variables": 1, "outbound HTTP": 0}
+        assert _live_states(host) == {
+            "key-value": 1,
+            "variables": 1,
+            "outbound HTTP": 0,
+            "Python WASI": 0,
+            "unprovided Spin interfaces": 0,
+        }
         session = host.session(store)
         assert isinstance(session, KeyValueSession)
-    assert _live_states(host) == {"key-value": 0, "variables": 0, "outbound HTTP": 0}
+    assert _live_states(host) == {
+        "key-value": 0,
+        "variables": 0,
+        "outbound HTTP": 0,
+        "Python WASI": 0,
+        "unprovided Spin interfaces": 0,
+    }
 
 
 def test_a_grant_of_an_undefined_label_is_refused_and_leaves_nothing_behind(host: Host) -> None:
@@ -53,7 +65,13 @@ def test_a_grant_of_an_undefined_label_is_refused_and_leaves_nothing_behind(host
         host.instantiate(component, InstanceSpec(grants=frozenset({"default", "missing"}))),
     ):
         pass
-    assert _live_states(host) == {"key-value": 0, "variables": 0, "outbound HTTP": 0}
+    assert _live_states(host) == {
+        "key-value": 0,
+        "variables": 0,
+        "outbound HTTP": 0,
+        "Python WASI": 0,
+        "unprovided Spin interfaces": 0,
+    }
 
 
 class _Recording(Capability):

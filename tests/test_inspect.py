@@ -50,6 +50,7 @@ def test_a_draft_guest_is_served_in_the_draft_shape() -> None:
     assert imports_by_name(data)["wasi:cli/environment@0.2.9"]["provider"] == "wasmtime WASI 0.2"
     assert worlds(data) == {
         "wasikv:app/command": True,
+        "wasi:http/proxy": False,
         "wasikv:app/http-trigger": False,
         "wasikv:app/spin-http": False,
         "wasikv:app/watch-trigger": True,
@@ -71,6 +72,7 @@ def test_an_http_guest_of_the_sdk_is_spin_shaped() -> None:
     ]
     assert worlds(data) == {
         "wasikv:app/command": False,
+        "wasi:http/proxy": False,
         "wasikv:app/http-trigger": True,
         "wasikv:app/spin-http": False,
         "wasikv:app/watch-trigger": False,

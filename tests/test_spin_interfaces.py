@@ -4,7 +4,8 @@ tests/guests/spin_kv is built with componentize-py against Spin's WIT as
 wasikv vendors it (wit/deps/spin), without wasikv_sdk, as a Spin SDK's app
 imports it: `fermyon:spin/key-value@2.0.0` and `fermyon:spin/variables@2.0.0`.
 It runs through `Host.run` on real SQLite stores. The Spin interfaces wasikv
-does not serve are checked by name and through `wasikv inspect`.
+does not serve (linked as traps, `interfaces/unprovided.py`) are checked by
+name, through `wasikv inspect` and by calling one.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from typing import Any
 
 import pytest
 
-from wasikv import Host, Limits
+from wasikv import GuestTrap, Host, Limits
 from wasikv.build.guest_build import componentize
 from wasikv.cli.describe import inspect_component
 from wasikv.errors import LimitExceeded
 from wasikv.interfaces.keyvalue import KeyValueSession, NumberedCursors
-from wasikv.interfaces.spin import INTERFACES, NOT_PROVIDED, not_provided, trap_message
+from wasikv.interfaces.spin import INTERFACES
 from wasikv.interfaces.spin.key_value import get_keys
 from wasikv.interfaces.spin.variables import InvalidName, get, name_problem
+from wasikv.interfaces.unprovided import SPIN_PACKAGES, not_provided
 from wasikv.limits import MAX_TRANSFER_BYTES
 from wasikv.stores.memory import MemoryStore
 
@@ -81,10 +83,12 @@ def steps(
     *commands: str,
     grants: Iterable[str] | None = None,
     variables: dict[str, str] | None = None,
+    world: str = "spin-kv",
 ) -> list[dict[str, Any]]:
     """Run the guest's steps on one instance; one result each."""
     out, err = io.BytesIO(), io.BytesIO()
-    code = host.run(spin_guest(), list(commands), grants=grants, variables=variables, stdout=out, stderr=err)
+    wasm = spin_guest(world)
+    code = host.run(wasm, list(commands), grants=grants, variables=variables, stdout=out, stderr=err)
     assert code == 0, err.getvalue().decode()
     results: list[dict[str, Any]] = json.loads(out.getvalue())
     assert len(results) == len(commands)
@@ -316,9 +320,8 @@ UNPROVIDED = {
 
 @pytest.mark.parametrize("name", sorted({n for names in UNPROVIDED.values() for n in names}))
 def test_spin_interfaces_wasikv_does_not_serve_are_named(host: Host, name: str) -> None:
-    assert not_provided(name, host.provided)
-    message = trap_message(name, "open")
-    assert message.startswith(f"{name} is not provided by wasikv")
+    assert name not in host.provided and SPIN_PACKAGES.match(name)
+    assert not_provided(name).startswith(f"{name} is not provided by wasikv")
 
 
 @pytest.mark.parametrize(
@@ -333,13 +336,12 @@ def test_spin_interfaces_wasikv_does_not_serve_are_named(host: Host, name: str) 
         "fermyon:spin/llm@2.0.0/extra",
         "fermyon:spin/",
         "spin:sqlite",
-        "spin:sqlite/sqlite",
         "myspin:sqlite/sqlite@3.0.0",
         "spin:sqlite/sqlite@3.0.0\n",
     ],
 )
 def test_other_names_are_not_spin_ones_wasikv_lacks(host: Host, name: str) -> None:
-    assert not not_provided(name, host.provided)
+    assert name in host.provided or not SPIN_PACKAGES.match(name)
 
 
 def test_inspect_serves_spins_key_value_and_variables(host: Host) -> None:
@@ -355,10 +357,24 @@ def test_inspect_lists_the_spin_imports_wasikv_does_not_provide(host: Host) -> N
     missing = [f"fermyon:spin/{name}@2.0.0" for name in others]
     # mysql and postgres `use` rdbms-types: the component imports it too.
     assert sorted(report.traps) == sorted([*missing, "fermyon:spin/rdbms-types@2.0.0"])
-    providers = {item.name: item.provider for item in report.imports}
-    assert providers[KV] == providers[VARS] == "wasikv"
-    assert all(providers[name] == NOT_PROVIDED for name in report.traps)
+    by_name = {item.name: item for item in report.imports}
+    assert by_name[KV].provider == by_name[VARS].provider == "wasikv"
+    for name in report.traps:
+        assert by_name[name].provider is None
+        assert by_name[name].problems == [f"{not_provided(name)}; its calls trap"]
+    assert by_name["fermyon:spin/llm@2.0.0"].functions["infer"].startswith("func(model: string")
     assert report.problems == []
     text = report.render()
     assert "  imports fermyon:spin/llm@2.0.0: not provided by wasikv; calls trap" in text
     assert json.loads(json.dumps(report.to_json()))["traps"] == report.traps
+
+
+def test_a_spin_app_importing_every_spin_interface_runs_and_a_call_of_one_wasikv_lacks_traps(
+    host: Host,
+) -> None:
+    # Key-value and variables served beside the trap-linked interfaces.
+    results = steps(host, "open:default", "set:k=v", "keys", "var:greeting", world="spin-platform")
+    assert results == [ok("default"), ok(None), ok(["k"]), error("undefined", 'no variable for "greeting"')]
+    with pytest.raises(GuestTrap, match=r"fermyon:spin/sqlite@2\.0\.0 is not provided by wasikv") as caught:
+        steps(host, "open:default", "sqlite:default", world="spin-platform")
+    assert "[static]connection.open" in str(caught.value)

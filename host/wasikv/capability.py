@@ -23,8 +23,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from wasmtime import Store
-from wasmtime.component import Linker
+from wasmtime import Engine, Store
+from wasmtime.component import Component, Linker
 
 from .errors import ConfigError
 from .runtime.host_functions import HostInterface
@@ -89,6 +89,13 @@ class Capability:
     def __init__(self) -> None:
         #: Each live instance's state, by its store context address (what its host functions read).
         self.states: dict[int, Any] = {}
+
+    def prepare(self, engine: Engine, component: Component, origin: str) -> Hashable | None:
+        """Work out, once per component, what linking it needs (kept in `LinkPlan.extra(name)`).
+
+        Raises `ComponentError` for a component this capability cannot serve.
+        """
+        return None
 
     def link_key(self, plan: LinkPlan, spec: InstanceSpec) -> Hashable:
         """What about `spec` makes a component's linker differ (linkers are cached by it); None: nothing."""

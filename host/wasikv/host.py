@@ -9,6 +9,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +24,10 @@ from .interfaces.keyvalue import INTERFACES, KeyValueSession
 from .interfaces.keyvalue.capability import KeyValue
 from .interfaces.outbound_http import OutboundHttp
 from .interfaces.spin import KEY_VALUE as SPIN_KEY_VALUE
+from .interfaces.unprovided import Unprovided
+from .interfaces.wasi.capability import PythonWasi, wasi_plan
+from .interfaces.wasi.linking import WasiPlan
+from .interfaces.wasi.table import WasiState
 from .limits import MAX_COMPONENT_BYTES, Limits
 from .metrics import Metrics, measured
 from .runtime import _capi, deadlines
@@ -115,8 +120,15 @@ class Host:
         self._key_value = KeyValue(
             (*INTERFACES, *SPIN_KEY_VALUE), self._resolve, lambda: self._labels.keys(), self.limits
         )
+        self._python_wasi = PythonWasi()
         #: What the host lends every instance, each with its interfaces, linking and per-instance state.
-        self.capabilities: tuple[Capability, ...] = (self._key_value, Variables(), OutboundHttp())
+        self.capabilities: tuple[Capability, ...] = (
+            self._key_value,
+            Variables(),
+            OutboundHttp(),
+            self._python_wasi,
+            Unprovided(lambda: self._provided),
+        )
         self._provided: dict[str, list[HostInterface]] = {}
         for capability in self.capabilities:
             for interface in capability.interfaces:
@@ -228,6 +240,13 @@ class Host:
         plan = self._plans.get(component)
         if plan is None:
             plan = plan_imports(self.imports(component), self._provided, self.origin(component))
+            extras = tuple(
+                (capability.name, extra)
+                for capability in self.capabilities
+                if (extra := capability.prepare(self.engine, component, self.origin(component))) is not None
+            )
+            if extras:
+                plan = replace(plan, extras=extras)
             self._plans[component] = plan
         return plan
 
@@ -336,6 +355,9 @@ class Host:
         writers = _route_output(wasi, spec.stdout, spec.stderr)
         store.set_wasi(wasi)
         ctx = context_address(store)
+        # Armed first: a capability's blocking host calls wait on it.
+        deadline = Deadline(spec.timeout, self.shutdown)
+        deadlines.arm(store, ctx, deadline)
         opened: list[Capability] = []
         try:
             for capability in self.capabilities:
@@ -344,10 +366,9 @@ class Host:
         except BaseException:
             for capability in opened:
                 capability.close(ctx)
+            deadlines.disarm(ctx)
             store.close()
             raise
-        deadline = Deadline(spec.timeout, self.shutdown)
-        deadlines.arm(store, ctx, deadline)
         metrics = self.metrics
         if metrics is not None:
             metrics.instances.inc()
@@ -387,6 +408,20 @@ class Host:
         """The key-value handle table of an instance made by `instantiate` (for triggers)."""
         session: KeyValueSession = self._key_value.state(context_address(store))
         return session
+
+    def wasi_plan(self, component: Component) -> WasiPlan:
+        """How the Python WASI layer links `component` (for the wasi:http trigger).
+
+        Raises `ComponentError` for a component that exports no `wasi:http/incoming-handler`.
+        """
+        plan = wasi_plan(self._plan(component))
+        if plan is None:
+            raise ComponentError(f"{self.origin(component)}: exports no wasi:http/incoming-handler")
+        return plan
+
+    def wasi(self, store: Store) -> WasiState:
+        """The Python WASI state of an instance made by `instantiate` (for the wasi:http trigger)."""
+        return self._python_wasi.state(context_address(store))
 
     def deadline(self, store: Store) -> Deadline:
         """The deadline of an instance made by `instantiate`."""

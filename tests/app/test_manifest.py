@@ -442,3 +442,10 @@ def test_allowed_outbound_hosts_allow_every_host_or_none(
     text = APP + WEB + (f"allowed_outbound_hosts = {hosts}\n" if hosts is not None else "")
     app = load_manifest(write(tmp_path, text))
     assert app.components["web"].outbound_http is outbound_http
+
+
+def test_allowed_outbound_hosts_are_kept_as_written(tmp_path: Path) -> None:
+    text = APP + WEB + 'allowed_outbound_hosts = ["*://*:*", " https://api.example.com/ "]\n'
+    web = load_manifest(write(tmp_path, text)).components["web"]
+    assert web.allowed_outbound_hosts == ("*://*:*", " https://api.example.com/ ")
+    assert load_manifest(write(tmp_path, APP + WEB)).components["web"].allowed_outbound_hosts == ()

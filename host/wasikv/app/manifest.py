@@ -108,6 +108,9 @@ class ComponentSpec:
     variables: dict[str, str] = field(default_factory=dict)
     #: Whether it may send HTTP requests (to any host: `allowed_outbound_hosts = ["*://*:*"]`).
     outbound_http: bool = False
+    #: `allowed_outbound_hosts` as written (Spin's syntax), for the per-host rules of the
+    #: Python outbound client; today only lists allowing every host get past the parser.
+    allowed_outbound_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -371,7 +374,7 @@ class _Parser:
                 'components (write source = "app.wasm")',
             )
         source = self.nonempty(table, "source", where, '"app.wasm"')
-        outbound_http = self.outbound_hosts(table, where)
+        allowed_outbound_hosts = self.outbound_hosts(table, where)
         stores = self.strings(table, "key_value_stores", where, '["default"]')
         for label in stores:
             if not label:
@@ -395,17 +398,19 @@ class _Parser:
             environment=environment,
             build=build,
             variables=variables,
-            outbound_http=outbound_http,
+            outbound_http=bool(allowed_outbound_hosts),
+            allowed_outbound_hosts=allowed_outbound_hosts,
         )
 
-    def outbound_hosts(self, table: Mapping[str, Any], where: str) -> bool:
-        """Whether `allowed_outbound_hosts` allows every host; a narrower list is an error."""
+    def outbound_hosts(self, table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+        """`allowed_outbound_hosts` (empty: no outbound HTTP) when it allows every host; a narrower
+        list is an error."""
         hosts = self.strings(table, "allowed_outbound_hosts", where, _ALL_HOSTS_TOML)
         if not hosts:
-            return False
+            return ()
         patterns = {_normal_host_pattern(host) for host in hosts}
         if _ALL_HOSTS in patterns or {"http://*:*", "https://*:*"} <= patterns:
-            return True
+            return hosts
         if "insecure:allow-all" in patterns:
             problem = "'insecure:allow-all' is not accepted (nor by Spin)"
         else:

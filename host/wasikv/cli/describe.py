@@ -4,8 +4,8 @@ The analysis is the one the host and the triggers use before they run a
 component (`linking.match_imports`, `linking.check_exports`), reported
 instead of raised: for each import, who provides it (wasikv itself, and in
 which shape of wasi:keyvalue; wasmtime's WASI 0.2) or why nobody does; the
-imports of Spin's interfaces wasikv does not serve, whose calls trap; and
-which of wasikv's worlds the component fits.
+imports linked as traps (Spin interfaces wasikv does not serve), listed
+first; and which of wasikv's worlds the component fits.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 from ..errors import ComponentError
 from ..host import Host
 from ..interfaces.outbound_http import HTTP_INTERFACE
-from ..interfaces.spin import NOT_PROVIDED, not_provided
+from ..interfaces.unprovided import SPIN_PACKAGES, not_provided
+from ..interfaces.wasi.linking import plan_wasi
 from ..runtime.linking import check_exports, common_shapes, match_imports, mixed_shapes
 from ..runtime.wit_types import FuncSig, ResultOf
 from ..triggers.registry import TRIGGERS
@@ -27,6 +28,7 @@ from ..triggers.registry import TRIGGERS
 #: WASI 0.2 interfaces, which wasmtime's own WASI implementation provides.
 _WASI_02 = re.compile(r"^wasi:(cli|clocks|filesystem|io|random|sockets)/[a-z-]+@0\.2\.\d+$")
 _HTTP_PROVIDER = "wasmtime wasi:http (requests denied unless allowed_outbound_hosts allows every host)"
+_PYTHON_WASI = "wasikv (Python wasi:io and wasi:http, for a wasi:http/incoming-handler component)"
 _RUN = re.compile(r"^wasi:cli/run@0\.2\.\d+$")
 _RUN_FUNCTION = FuncSig((), ResultOf(None, None))
 
@@ -36,8 +38,7 @@ class ImportReport:
     """One import: who provides it, or why nobody does."""
 
     name: str
-    #: "wasikv (<shape>)", "wasmtime WASI 0.2", "wasmtime wasi:http (...)", `NOT_PROVIDED` (a
-    #: Spin interface wasikv does not serve: linked, its calls trap), or None when nobody does.
+    #: "wasikv (<shape>)", "wasmtime WASI 0.2", "wasmtime wasi:http (...)", or None when nobody does.
     provider: str | None
     problems: list[str] = field(default_factory=list)
     functions: dict[str, str] = field(default_factory=dict)
@@ -73,8 +74,8 @@ class Inspection:
     worlds: list[WorldReport]
     #: Why wasikv cannot run it at all (an import nobody provides, mixed WITs).
     problems: list[str]
-    #: The imports of Spin interfaces wasikv does not serve: the component runs, and a call of
-    #: one of their functions traps.
+    #: The imports linked as traps (Spin interfaces wasikv does not serve): the
+    #: component runs, and a call of one of their functions traps.
     traps: list[str] = field(default_factory=list)
 
     @property
@@ -90,7 +91,7 @@ class Inspection:
         """The report as text for a terminal."""
         lines = [self.component]
         lines.append(f"  wasi:keyvalue: {', '.join(self.keyvalue) or 'not imported'}")
-        lines += [f"  imports {name}: {NOT_PROVIDED}" for name in self.traps]
+        lines += [f"  imports {name}: not provided by wasikv; calls trap" for name in self.traps]
         for world in self.worlds:
             mark = "yes" if world.fits else f"no: {world.problem}"
             lines.append(f"  {world.world} ({world.runs_with}): {mark}")
@@ -118,20 +119,30 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
     shapes = common_shapes([m for m in found if m.matches])
     problems: list[str] = []
     traps: list[str] = []
+    try:
+        wasi = plan_wasi(host.engine, component, str(path))
+    except ComponentError as exc:
+        wasi = None
+        problems += [line.removeprefix(f"{path}: ") for line in str(exc).splitlines()]
     reports = []
     for match in found:
         report = ImportReport(match.name, None, list(match.problems))
-        if match.matches:
+        if wasi is not None and match.name in wasi.python:
+            report.provider = _PYTHON_WASI
+        elif (wasi is not None and match.name in wasi.stubbed) or (
+            SPIN_PACKAGES.match(match.name) and not match.ours
+        ):
+            report.provider = None
+            report.problems.append(not_provided(match.name) + "; its calls trap")
+            report.functions = _signatures(match.functions)
+            traps.append(match.name)
+        elif match.matches:
             owned = sorted(set().union(*(c.shapes for c in match.matches)) & (shapes or set()))
             report.provider = f"wasikv ({' or '.join(owned)})" if owned else "wasikv"
             report.functions = _signatures(match.functions)
         elif match.ours:
             report.functions = _signatures(match.functions)
             problems += [f"{match.name} {problem}" for problem in match.problems]
-        elif not_provided(match.name, host.provided):
-            report.provider = NOT_PROVIDED
-            report.functions = _signatures(match.functions)
-            traps.append(match.name)
         elif _WASI_02.match(match.name):
             report.provider = "wasmtime WASI 0.2"
         elif HTTP_INTERFACE.match(match.name):

@@ -4,6 +4,6 @@
 - `config`: wasi:config/store, the app's variables;
 - `outbound_http`: wasi:http/outgoing-handler, the allowed outbound requests;
 - `spin`: Spin's own `fermyon:spin/key-value` and `fermyon:spin/variables`
-  (served by the key-value and variables capabilities), and the names of
-  the Spin interfaces wasikv does not serve.
+  (served by the key-value and variables capabilities);
+- `unprovided`: every other Spin interface, linked as traps.
 """

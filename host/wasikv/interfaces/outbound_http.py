@@ -27,6 +27,7 @@ from ..capability import Capability, InstanceSpec
 from ..runtime import _canonical as cv
 from ..runtime import _capi
 from ..runtime.linking import LinkPlan
+from .wasi.capability import wasi_plan
 
 __all__ = ["DENIED", "HTTP_INTERFACE", "OUTGOING_HANDLER", "OutboundHttp", "http_imports", "link_wasi_http"]
 
@@ -73,7 +74,12 @@ def _deny(ctx: int, args: int, results: int) -> None:
 
 @functools.lru_cache(maxsize=256)
 def http_imports(plan: LinkPlan) -> tuple[str, ...]:
-    """The `wasi:http` interfaces a component imports, by their exact names (asked per instance: cached)."""
+    """The `wasi:http` interfaces wasmtime serves a component, by their exact names (cached per plan).
+
+    None for a component whose `wasi:http` is wasikv's own Python one.
+    """
+    if wasi_plan(plan) is not None:
+        return ()
     return tuple(name for name in plan.imports if HTTP_INTERFACE.match(name))
 
 

@@ -178,6 +178,8 @@ def _call_func_py(env: int, ctx: int, _ty: int, args: int, _nargs: int, results:
 def _call_dtor_py(env: int, ctx: int, rep: int) -> int:
     try:
         _dtors.get(env or 0)(ctx, rep)
+    except GuestFault as fault:  # a handle rule the guest broke (dropping a parent before its child)
+        return trap(str(fault))
     except BaseException as exc:
         log.exception("resource destructor failed")
         return trap(f"wasikv resource destructor failed: {exc!r}")

@@ -83,7 +83,7 @@ def plain_reader(ty: WitType) -> Callable[[int], Any] | None:
     return _FAST_READERS.get(ty)
 
 
-#: Turns a resource handle read from the guest into the host's value: (ctx, rep, its type) -> value.
+#: Reads a resource handle from the guest as the host's value: (ctx, address, its type) -> value.
 ResourceIn = Callable[[int, int, "Own | Borrow"], Any]
 #: Turns a host value into the rep of a new `own<R>` handle: (ctx, value) -> rep.
 ResourceOut = Callable[[int, Any], int]
@@ -92,7 +92,7 @@ ResourceOut = Callable[[int, Any], int]
 def reader(ty: WitType, resource: ResourceIn | None = None) -> Reader:
     """A function reading a value of type `ty`: `(ctx, addr) -> value`.
 
-    Resource handles are read as their rep, or as whatever `resource` makes of it.
+    Resource handles are read as their rep, or by `resource`.
     """
     plain = plain_reader(ty)
     if plain is not None:
@@ -101,7 +101,7 @@ def reader(ty: WitType, resource: ResourceIn | None = None) -> Reader:
         if resource is None:
             return cv.read_resource_rep
         handle = ty
-        return lambda ctx, addr: resource(ctx, cv.read_resource_rep(ctx, addr), handle)
+        return lambda ctx, addr: resource(ctx, addr, handle)
     if isinstance(ty, EnumOf):
         known = frozenset(ty.names)
 

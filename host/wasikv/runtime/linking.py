@@ -48,6 +48,16 @@ class LinkPlan:
     shapes: frozenset[str] = frozenset()
     #: The names of every interface it imports.
     imports: tuple[str, ...] = ()
+    #: What capabilities worked out from the component itself, by capability name
+    #: (see `Capability.prepare`).
+    extras: tuple[tuple[str, Any], ...] = ()
+
+    def extra(self, name: str) -> Any:
+        """What the capability called `name` prepared for this component (None: nothing)."""
+        for key, value in self.extras:
+            if key == name:
+                return value
+        return None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ from ..runtime.workers import Overloaded, WorkerPool
 from ..triggers.http_component import HttpRequest, HttpResponse
 from ..triggers.registry import HTTP, KEY_VALUE, PreparedTriggers
 from ..triggers.runtime import TriggerService
+from ..triggers.wasi_http_component import RequestHead, WasiHttpComponent
 from ..triggers.watch import WatchTriggers
+from .answers import overloaded, plain
+from .streaming import StreamingExchange
 
 #: Request handling creates an instance per request: pool them by default.
 DEFAULT_POOL = InstancePool()
@@ -52,8 +55,6 @@ _STUCK_CHECK = 0.25
 _CLOSE_WAIT = 2.0
 # Seconds between two updates of the watcher-lag metric.
 _LAG_REFRESH = 2.0
-#: The `Retry-After` of a 503 from a full queue, in seconds.
-RETRY_AFTER = 1
 
 log = logging.getLogger("wasikv")
 access_log = logging.getLogger("wasikv.access")
@@ -154,20 +155,34 @@ class WasikvApp:
             path = path[len(root) :] or "/"
         query = scope.get("query_string", b"").decode("latin-1")
         match = self.router.match(path)
+        component = None if match is None else self.components[match.component]
+        if match is not None and isinstance(component, WasiHttpComponent) and not self._pool.full:
+            uri = path + ("?" + query if query else "")
+            head = RequestHead(
+                method,
+                uri,
+                [(k.decode("latin-1").lower(), v) for k, v in scope["headers"]],
+                scheme=scope.get("scheme", "http"),
+                authority=_authority(scope),
+            )
+            exchange = StreamingExchange(self, component, match.component, match.route, head)
+            status = await exchange.run(receive, send)
+            self._log_request(method, path, match.route, status, started)
+            return
         if match is None:
-            response = _plain(404, "Not Found")
+            response = plain(404, "Not Found")
         elif self._pool.full:
             # Refused before the body is read: a full queue holds no bodies.
-            response = _overloaded()
+            response = overloaded()
         else:
             try:
                 body = await _read_body(receive, self.host.limits.max_value_bytes, self.body_timeout)
             except _BodyTimeout:
                 log.warning("%s %s: no whole body within %g s; answered 408", method, path, self.body_timeout)
-                response = _plain(408, "Request Timeout", [("connection", "close")])
+                response = plain(408, "Request Timeout", [("connection", "close")])
             else:
                 if body is None:
-                    response = _plain(413, "Payload Too Large")
+                    response = plain(413, "Payload Too Large")
                 else:
                     uri = path + ("?" + query if query else "")
                     headers = [
@@ -182,10 +197,13 @@ class WasikvApp:
         headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+        self._log_request(method, path, None if match is None else match.route, response.status, started)
+
+    def _log_request(self, method: str, path: str, route: str | None, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        access_log.info("%s %s %d %.1fms", method, path, response.status, elapsed * 1000)
+        access_log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000)
         if self.metrics is not None:
-            self.metrics.observe_request(None if match is None else match.route, response.status, elapsed)
+            self.metrics.observe_request(route, status, elapsed)
 
     async def _serve(self, name: str, route: str, request: HttpRequest) -> HttpResponse:
         component = self.components[name]
@@ -210,7 +228,7 @@ class WasikvApp:
                 self.metrics.waiting.set(self._pool.waiting)
         except Overloaded as exc:
             log.warning("component %s on %s %s: 503, %s", name, request.method, route, exc)
-            return _overloaded()
+            return overloaded()
         waiting = asyncio.wrap_future(future)
         # However the request ends, the outcome of its work is retrieved: a
         # written-off guest that fails at last is no "Future exception was
@@ -234,16 +252,16 @@ class WasikvApp:
                 name, route, request, f"ran past the {timeout:g} s request timeout; answered 504"
             )
         except GuestInterrupted:
-            return _plain(503, "Service Unavailable")
+            return plain(503, "Service Unavailable")
         except asyncio.CancelledError:
             if not future.cancelled():
                 raise  # this request was cancelled, not its work
-            return _plain(503, "Service Unavailable")
+            return plain(503, "Service Unavailable")
         except Exception as exc:
             # A trap or a bad response is the component's failure, not the
             # server's: answer 500, log it, keep serving.
             log.error("component %s failed on %s %s: %s", name, request.method, request.uri, exc)
-            return _plain(500, "Internal Server Error")
+            return plain(500, "Internal Server Error")
 
     def _overdue(self, future: Future[Any], arrived: float, started: list[float]) -> str | None:
         """Why a request still unanswered must be answered now, if it must: its deadline or shutdown."""
@@ -278,9 +296,9 @@ class WasikvApp:
                 route,
                 (timeout or 0) + _STUCK_GRACE,
             )
-            return _overloaded()
+            return overloaded()
         if verdict == "stopping" and not future.running():
-            return _plain(503, "Service Unavailable")
+            return plain(503, "Service Unavailable")
         # The guest is blocked in a host call that epochs cannot stop: answer
         # now, and let a fresh worker take its place.
         if self._pool.write_off(future):
@@ -300,7 +318,7 @@ class WasikvApp:
                 route,
                 fate,
             )
-            return _plain(503, "Service Unavailable")
+            return plain(503, "Service Unavailable")
         assert timeout is not None
         why = f"is blocked past its {timeout:g} s request timeout (in a host call); answered 504, {fate}"
         return _gateway_timeout(name, route, request, why)
@@ -502,15 +520,19 @@ async def _read_body(receive: Receive, limit: int, timeout: float | None) -> byt
 
 def _gateway_timeout(name: str, route: str, request: HttpRequest, why: str) -> HttpResponse:
     log.error("component %s on route %s (%s %s) %s", name, route, request.method, request.uri, why)
-    return _plain(504, "Gateway Timeout")
+    return plain(504, "Gateway Timeout")
 
 
-def _plain(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
-    return HttpResponse(status, [("content-type", "text/plain"), *headers], f"{text}\n".encode())
-
-
-def _overloaded() -> HttpResponse:
-    return _plain(503, "Service Unavailable", [("retry-after", str(RETRY_AFTER))])
+def _authority(scope: Scope) -> str | None:
+    """The request's authority: its Host header, else the server's address."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"host":
+            return str(value.decode("latin-1"))
+    server = scope.get("server")
+    if not server:
+        return None
+    host, port = server
+    return host if port is None else f"{host}:{port}"
 
 
 def _route_headers(scope: Scope, route: str, path_info: str, uri: str) -> list[tuple[str, str]]:

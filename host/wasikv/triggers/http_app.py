@@ -4,25 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from wasmtime.component import Component
+
 from ..app.loader import LoadedApp
 from ..app.routes import Router
+from ..capability import InstanceSpec
 from ..errors import ComponentError
 from ..host import Host
 from ._instance import instance_spec
 from .http_component import HTTP_EXPORTS, HttpComponent
 from .runtime import TriggerRuntime
+from .wasi_http_component import WASI_HTTP_EXPORT, WasiHttpComponent
 
-__all__ = ["HTTP_RUNTIME", "HttpRoutes"]
+__all__ = ["HTTP_RUNTIME", "AnyHttpComponent", "HttpRoutes", "http_component"]
+
+#: A component serving HTTP: wasikv's record worlds, or the standard `wasi:http/incoming-handler`.
+AnyHttpComponent = HttpComponent | WasiHttpComponent
+
+
+def http_component(
+    host: Host, component: Component, *, name: str = "app", spec: InstanceSpec | None = None
+) -> AnyHttpComponent:
+    """The HTTP trigger for `component`, chosen by what it exports (the standard handler first)."""
+    exports = host.exports(component)
+    if any(interface in exports for interface in WASI_HTTP_EXPORT.interfaces):
+        return WasiHttpComponent(host, component, name=name, spec=spec)
+    return HttpComponent(host, component, name=name, spec=spec)
 
 
 class HttpRoutes:
-    """Every `[[trigger.http]]` of an application: its router and one `HttpComponent` per routed component.
+    """Every `[[trigger.http]]` of an application: its router and one HTTP component per routed component.
 
     `wasikv.server.asgi.WasikvApp` routes each request with them; they have nothing
     of their own to start or stop.
     """
 
-    def __init__(self, router: Router, components: Mapping[str, HttpComponent]) -> None:
+    def __init__(self, router: Router, components: Mapping[str, AnyHttpComponent]) -> None:
         self.router = router
         self.components = dict(components)
 
@@ -35,12 +52,12 @@ class HttpRoutes:
         """
         manifest = loaded.manifest
         router = Router(manifest.http_triggers)
-        components: dict[str, HttpComponent] = {}
+        components: dict[str, AnyHttpComponent] = {}
         for trigger in manifest.http_triggers:
             name = trigger.component
             if name not in components:
                 try:
-                    components[name] = HttpComponent(
+                    components[name] = http_component(
                         host,
                         host.load(manifest.components[name].source),
                         name=name,
@@ -57,4 +74,4 @@ class HttpRoutes:
         """Nothing to stop: the ASGI app's workers serve the requests."""
 
 
-HTTP_RUNTIME = TriggerRuntime(exports=HTTP_EXPORTS, prepare=HttpRoutes.from_app)
+HTTP_RUNTIME = TriggerRuntime(exports=(WASI_HTTP_EXPORT, *HTTP_EXPORTS), prepare=HttpRoutes.from_app)

@@ -10,7 +10,9 @@ list, a result per step: `{"ok": value}` or `{"error": case, "message": payload}
 - `fill:LABEL:N`: open N more stores of LABEL and keep them (ok: N), or the
   error the first one that fails gets (with `opened`: how many did not);
 - `release`: drop every store `fill` kept;
-- `var:NAME`: the variable NAME.
+- `var:NAME`: the variable NAME;
+- `sqlite:NAME`: open the Spin SQLite database NAME (only in the
+  `spin-platform` build, whose `fermyon:spin/sqlite@2.0.0` wasikv does not serve).
 
 Values are bytes shown as latin-1 text.
 """
@@ -80,6 +82,12 @@ def step(command: str) -> Any:
         return released
     if verb == "var":
         return variables.get(rest)
+    if verb == "sqlite":
+        # Only the spin-platform world has these bindings.
+        from wit_world.imports import sqlite
+
+        sqlite.Connection.open(rest)
+        return rest
     raise ValueError(f"unknown step {command!r}")
 
 

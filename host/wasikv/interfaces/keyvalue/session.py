@@ -11,6 +11,9 @@ from ...limits import Limits
 from ...stores.base import Store
 from .cursor import NumberedCursors
 
+#: The store an empty bucket identifier opens.
+DEFAULT_LABEL = "default"
+
 #: Resolves a label to its store, raising `NoSuchStore` or `AccessDenied`.
 StoreResolver = Callable[[str], Store]
 
@@ -53,7 +56,13 @@ class KeyValueSession:
         self._reps = itertools.count(1)
 
     def open_bucket(self, label: str) -> int:
-        """Resolve `label` and return the rep of a new bucket handle."""
+        """Resolve `label` and return the rep of a new bucket handle.
+
+        The empty identifier opens `default`: wasmtime's own keyvalue store
+        has only the bucket "", so a component written for `wasmtime serve
+        -S keyvalue` uses the default store here.
+        """
+        label = label or DEFAULT_LABEL
         store = self.resolve(label)
         if len(self.buckets) >= self.limits.max_open_buckets:
             raise LimitExceeded(

@@ -6,10 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...capability import OutputStream
 from ...runtime._capi import GuestFault
 from ...runtime.deadlines import CHECK, Deadline
+
+if TYPE_CHECKING:
+    from .http.outbound import OutboundSender
 
 
 @dataclass
@@ -25,6 +29,8 @@ class WasiInstance:
     deadline: Deadline | None = None
     stdout: OutputStream | None = None
     stderr: OutputStream | None = None
+    #: Sends the guest's outbound HTTP requests (None: every one is denied).
+    http_sender: OutboundSender | None = None
     _condition: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def wake(self) -> None:
