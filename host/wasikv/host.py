@@ -23,6 +23,7 @@ from .interfaces.config import Variables
 from .interfaces.keyvalue import INTERFACES, KeyValueSession
 from .interfaces.keyvalue.capability import KeyValue
 from .interfaces.outbound_http import OutboundHttp
+from .interfaces.spin import KEY_VALUE as SPIN_KEY_VALUE
 from .interfaces.unprovided import Unprovided
 from .interfaces.wasi.capability import PythonWasi, wasi_plan
 from .interfaces.wasi.linking import WasiPlan
@@ -116,7 +117,9 @@ class Host:
         self.shutdown = Shutdown()
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = CompileCache(self.engine, directory if compile_cache else None, settings)
-        self._key_value = KeyValue(INTERFACES, self._resolve, lambda: self._labels.keys(), self.limits)
+        self._key_value = KeyValue(
+            (*INTERFACES, *SPIN_KEY_VALUE), self._resolve, lambda: self._labels.keys(), self.limits
+        )
         self._python_wasi = PythonWasi()
         #: What the host lends every instance, each with its interfaces, linking and per-instance state.
         self.capabilities: tuple[Capability, ...] = (

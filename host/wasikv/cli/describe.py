@@ -3,8 +3,9 @@
 The analysis is the one the host and the triggers use before they run a
 component (`linking.match_imports`, `linking.check_exports`), reported
 instead of raised: for each import, who provides it (wasikv itself, and in
-which shape of wasi:keyvalue; wasmtime's WASI 0.2) or why nobody does; and
-which of wasikv's worlds the component fits.
+which shape of wasi:keyvalue; wasmtime's WASI 0.2) or why nobody does; the
+imports linked as traps (Spin interfaces wasikv does not serve), listed
+first; and which of wasikv's worlds the component fits.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class Inspection:
     worlds: list[WorldReport]
     #: Why wasikv cannot run it at all (an import nobody provides, mixed WITs).
     problems: list[str]
+    #: The imports linked as traps (Spin interfaces wasikv does not serve): the
+    #: component runs, and a call of one of their functions traps.
+    traps: list[str] = field(default_factory=list)
 
     @property
     def runnable(self) -> bool:
@@ -87,6 +91,7 @@ class Inspection:
         """The report as text for a terminal."""
         lines = [self.component]
         lines.append(f"  wasi:keyvalue: {', '.join(self.keyvalue) or 'not imported'}")
+        lines += [f"  imports {name}: not provided by wasikv; calls trap" for name in self.traps]
         for world in self.worlds:
             mark = "yes" if world.fits else f"no: {world.problem}"
             lines.append(f"  {world.world} ({world.runs_with}): {mark}")
@@ -113,6 +118,7 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
     found = match_imports(imports, host.provided)
     shapes = common_shapes([m for m in found if m.matches])
     problems: list[str] = []
+    traps: list[str] = []
     try:
         wasi = plan_wasi(host.engine, component, str(path))
     except ComponentError as exc:
@@ -123,13 +129,13 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
         report = ImportReport(match.name, None, list(match.problems))
         if wasi is not None and match.name in wasi.python:
             report.provider = _PYTHON_WASI
-        elif (
-            (wasi is not None
-            and match.name in wasi.stubbed)
-            or (SPIN_PACKAGES.match(match.name) and not match.ours)
+        elif (wasi is not None and match.name in wasi.stubbed) or (
+            SPIN_PACKAGES.match(match.name) and not match.ours
         ):
             report.provider = None
             report.problems.append(not_provided(match.name) + "; its calls trap")
+            report.functions = _signatures(match.functions)
+            traps.append(match.name)
         elif match.matches:
             owned = sorted(set().union(*(c.shapes for c in match.matches)) & (shapes or set()))
             report.provider = f"wasikv ({' or '.join(owned)})" if owned else "wasikv"
@@ -156,6 +162,7 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
         keyvalue=keyvalue,
         worlds=_worlds(exports, str(path)),
         problems=problems,
+        traps=traps,
     )
 
 

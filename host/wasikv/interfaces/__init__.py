@@ -2,5 +2,8 @@
 
 - `keyvalue`: wasi:keyvalue (store, atomics, batch; each draft's shape);
 - `config`: wasi:config/store, the app's variables;
-- `outbound_http`: wasi:http/outgoing-handler, the allowed outbound requests.
+- `outbound_http`: wasi:http/outgoing-handler, the allowed outbound requests;
+- `spin`: Spin's own `fermyon:spin/key-value` and `fermyon:spin/variables`
+  (served by the key-value and variables capabilities);
+- `unprovided`: every other Spin interface, linked as traps.
 """

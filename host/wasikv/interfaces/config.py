@@ -16,6 +16,7 @@ from ..capability import Capability, InstanceSpec
 from ..runtime.codec import Case
 from ..runtime.host_functions import HostFunction, HostInterface, Param
 from ..runtime.wit_types import STRING, ListOf, OptionOf, ResultOf, TupleOf, VariantOf
+from .spin import VARIABLES as SPIN_VARIABLES
 
 log = logging.getLogger("wasikv")
 
@@ -55,10 +56,10 @@ STORE = HostInterface(
 
 
 class Variables(Capability):
-    """`wasi:config/store`: each instance reads the variables of its `InstanceSpec`."""
+    """`wasi:config/store` and Spin's variables: each instance reads the variables of its `InstanceSpec`."""
 
     name = "variables"
-    interfaces = (STORE,)
+    interfaces = (STORE, *SPIN_VARIABLES)
 
     def make_state(self, spec: InstanceSpec) -> Mapping[str, str]:
         return spec.variables
