@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wasikv import Host
+from wasikv import Host, InstanceSpec
 from wasikv.cli.describe import inspect_component
 from wasikv.triggers.http_app import http_component
 from wasikv.triggers.http_component import HttpRequest
@@ -223,3 +223,32 @@ def test_unmodified_apps_of_other_toolchains_are_served(build: object, expected:
         component = http_component(host, host.load(build()), name="app")  # type: ignore[operator]
         response = component.handle(HttpRequest("GET", "/", [("host", "h")]))
     assert (response.status, response.body) == (200, expected)
+
+
+def test_an_unmodified_spin_key_value_app_uses_wasikvs_stores_and_grants(tmp_path: Path) -> None:
+    stores = {"default": f"sqlite:{tmp_path / 'kv.db'}", "other": "memory:"}
+    with Host(stores, cache_dir=COMPILE_CACHE) as host:
+        spec = InstanceSpec(grants=frozenset({"default"}))
+        app = http_component(host, host.load(spin_python_app("key_value")), name="kv", spec=spec)
+
+        def call(method: str, uri: str, body: bytes = b"") -> tuple[int, bytes]:
+            response = app.handle(HttpRequest(method, uri, [("host", "h")], body))
+            return response.status, response.body
+
+        assert call("PUT", "/greeting", b"hello")[0] == 204
+        assert call("GET", "/greeting") == (200, b"hello")
+        assert host.bucket("default").get("greeting") == b"hello"  # the same store wasikv's own API sees
+        assert call("GET", "/") == (200, b'["greeting"]')
+        assert call("DELETE", "/greeting")[0] == 204
+        assert call("GET", "/greeting")[0] == 404
+        assert call("GET", "/x?store=other")[0] == 403  # defined, not granted
+        assert call("GET", "/x?store=nowhere")[0] == 404
+
+
+def test_an_unmodified_spin_variables_app_reads_the_components_variables() -> None:
+    with Host({"default": "memory:"}, cache_dir=COMPILE_CACHE) as host:
+        spec = InstanceSpec(variables={"greeting": "hi there"})
+        app = http_component(host, host.load(spin_python_app("variables")), name="vars", spec=spec)
+        assert app.handle(HttpRequest("GET", "/greeting", [("host", "h")])).body == b"hi there\n"
+        assert app.handle(HttpRequest("GET", "/missing", [("host", "h")])).status == 404
+        assert app.handle(HttpRequest("GET", "/Bad-Name", [("host", "h")])).status == 400

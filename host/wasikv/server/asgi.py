@@ -40,7 +40,7 @@ from ..triggers.runtime import TriggerService
 from ..triggers.wasi_http_component import RequestHead, WasiHttpComponent
 from ..triggers.watch import WatchTriggers
 from .answers import overloaded, plain
-from .streaming import StreamingExchange
+from .streaming import AbortedResponse, StreamingExchange
 
 #: Request handling creates an instance per request: pool them by default.
 DEFAULT_POOL = InstancePool()
@@ -166,7 +166,13 @@ class WasikvApp:
                 authority=_authority(scope),
             )
             exchange = StreamingExchange(self, component, match.component, match.route, head)
-            status = await exchange.run(receive, send)
+            try:
+                status = await exchange.run(receive, send)
+            except AbortedResponse as exc:
+                # Returning with the response incomplete makes the server
+                # close the connection: the client sees the body cut short.
+                log.warning("%s; the connection is closed", exc)
+                status = exchange.status or 500
             self._log_request(method, path, match.route, status, started)
             return
         if match is None:

@@ -134,14 +134,23 @@ _PER_REQUEST_WARNINGS = (
 
 class _ThrottleUvicornWarnings(logging.Filter):
     """Throttles uvicorn's `_PER_REQUEST_WARNINGS`, and drops its "Invalid HTTP request received."
-    (`_GuardedH11Protocol.send_400_response` logs why, throttled)."""
+    (`_GuardedH11Protocol.send_400_response` logs why, throttled) and its "ASGI callable returned
+    without completing response." (the app logged why it cut a response short)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._throttles = {message: _Throttled() for message in _PER_REQUEST_WARNINGS}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING or not isinstance(record.msg, str):
+        if not isinstance(record.msg, str):
+            return True
+        if (
+            record.levelno == logging.ERROR
+            and record.msg == "ASGI callable returned without completing response."
+        ):
+            # A wasi:http guest's body ended unfinished: wasikv.server.asgi logged why.
+            return False
+        if record.levelno != logging.WARNING:
             return True
         if record.msg == "Invalid HTTP request received.":
             return False

@@ -63,6 +63,8 @@ class StreamingExchange:
         self._source: asyncio.Future[IncomingBodySource] = self._loop.create_future()
         self._answer: asyncio.Future[ResponseHead | Case | None] = self._loop.create_future()
         self._wakeup = asyncio.Event()
+        #: The status sent, once a response head has gone out.
+        self.status: int | None = None
 
     def _soon(self, callback: Callable[..., None], *args: Any) -> None:
         # From the guest's thread; the loop may be closing at shutdown.
@@ -159,6 +161,7 @@ class StreamingExchange:
             (name.encode("latin-1"), value) for name, value in answer.headers if name not in HOP_BY_HOP
         ]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        self.status = answer.status
         try:
             while True:
                 self._wakeup.clear()
