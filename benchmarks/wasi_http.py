@@ -1,4 +1,4 @@
-"""The native anchor for HTTP throughput: `wasmtime serve` on the same counter as `wasikv up`.
+"""The native anchor for HTTP throughput: `wasmtime serve` and `wasikv up` on one counter component.
 
 tests/guests/wasi_http_counter is examples/http-counter's logic (one
 `increment` per POST, the count as text) built with componentize-py for
@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -156,7 +157,11 @@ def results(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, Any]:
     """What bench.json keeps: `native` and, when measured, wasikv's ratios to tuned wasmtime serve."""
     if "skipped" in native:
         return native
-    return {**native, "ratio_wasikv_to_tuned": ratios(wasikv, native)}
+    return {
+        **native,
+        "ratio_wasikv_to_tuned": ratios(wasikv, native),
+        "ratio_same_component_to_tuned": ratios(native["wasikv_same_component"], native),
+    }
 
 
 def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
@@ -174,9 +179,51 @@ def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
         }
     return {
         "wasmtime": cli_version.strip(),
+        "wasikv_same_component": measure_wasikv_same(connections, per_connection),
         "configurations": rows,
         "final_count": "not checked: wasmtime's in-memory store is per instance under serve",
     }
+
+
+_SAME_MANIFEST = """\
+spin_manifest_version = 2
+
+[application]
+name = "wasi-http-counter"
+
+[[trigger.http]]
+route = "/counter"
+component = "counter"
+
+[component.counter]
+source = "app.wasm"
+key_value_stores = ["default"]
+"""
+
+
+def measure_wasikv_same(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
+    """`wasikv up` serving the very component `wasmtime serve` serves (its Python wasi:http layer)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp)
+        shutil.copy(build_guest(), app / "app.wasm")
+        (app / "wasikv.toml").write_text(_SAME_MANIFEST)
+        port = http.free_port()
+        env = {**os.environ, "WASIKV_CACHE_DIR": str(CACHE / "compiled")}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"],
+            cwd=app,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            http.wait_for(port)
+            figures = http.drive(port, server.pid, connections, per_connection)
+            count = int(_post(port)) - 1
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {**figures, "final_count": count, "expected_count": figures["requests"] + http.WARM_UP_REQUESTS}
 
 
 def _post(port: int) -> str:
@@ -201,19 +248,22 @@ def print_table(wasikv: dict[str, Any], native: dict[str, Any]) -> None:
         f"same counter, same client ({wasikv['connections']} connections, {wasikv['requests']} POSTs),"
         f" fresh instance per request; {native['wasmtime']} serve -S keyvalue, precompiled"
     )
-    print(f"{'server':<32} {'req/s':>8} {'p50':>9} {'p99':>9} {'CPU/request':>12}")
-    rows = [("wasikv up", wasikv)]
+    print(f"{'server':<38} {'req/s':>8} {'p50':>9} {'p99':>9} {'CPU/request':>12}")
+    same = native["wasikv_same_component"]
+    rows = [("wasikv up, wasikv:app/http guest", wasikv), ("wasikv up, the same wasi:http guest", same)]
     rows += [(f"wasmtime serve, {name}", figures) for name, figures in native["configurations"].items()]
     for label, figures in rows:
         print(
-            f"{label:<32} {figures['requests_per_s']:>8.0f} {figures['p50_ms']:>6.2f} ms"
+            f"{label:<38} {figures['requests_per_s']:>8.0f} {figures['p50_ms']:>6.2f} ms"
             f" {figures['p99_ms']:>6.2f} ms {figures['cpu_ms_per_request']:>9.2f} ms"
         )
-    ratio = ratios(wasikv, native)
-    print(
-        f"{'ratio wasikv / tuned':<32} {ratio['requests_per_s']:>7.2f}x {ratio['p50_ms']:>8.2f}x"
-        f" {ratio['p99_ms']:>8.2f}x {ratio['cpu_ms_per_request']:>11.2f}x"
-    )
+    for label, figures in (("record guest", wasikv), ("same guest", same)):
+        ratio = ratios(figures, native)
+        print(
+            f"{'ratio ' + label + ' / tuned':<38} {ratio['requests_per_s']:>7.2f}x {ratio['p50_ms']:>8.2f}x"
+            f" {ratio['p99_ms']:>8.2f}x {ratio['cpu_ms_per_request']:>11.2f}x"
+        )
+    print(f"  the same guest's count on wasikv: {same['final_count']} of {same['expected_count']}")
     for name, figures in native["configurations"].items():
         print(f"  {name}: {figures['description']}")
     print(
