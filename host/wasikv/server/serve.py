@@ -501,26 +501,25 @@ def serve(
         raise
     if not child:
         announce(app, host, port)
-    # uvicorn shuts down gracefully, then re-raises the signal it caught with
-    # the handler it found: SIGINT is a KeyboardInterrupt, and SIGTERM a clean
-    # exit rather than death by signal (exit status 0, as after Ctrl-C).
-    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    # uvicorn installs its own handlers only while it serves, then re-raises
+    # the signals it caught with the handlers it found. A SIGTERM outside that
+    # window (while it starts, or re-raised after it stopped) must neither
+    # kill the process nor raise at a random point of the event loop (an
+    # exception there is logged and swallowed, and the process never exits):
+    # it asks the server to stop, and the exit status is 0, as after Ctrl-C.
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            server.handle_exit(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         server.run(sockets=sockets)
-    except (KeyboardInterrupt, _Terminated):
+    except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not child:
         print("Stopped", flush=True)
-
-
-class _Terminated(Exception):
-    """SIGTERM, re-raised by uvicorn once it has shut down."""
-
-
-def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
-    raise _Terminated
 
 
 def announce(app: WasikvApp, host: str, port: int, processes: int = 1) -> None:
