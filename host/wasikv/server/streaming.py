@@ -173,9 +173,12 @@ class StreamingExchange:
                     if sink.outcome == "finished":
                         await send({"type": "http.response.body", "body": b""})
                         return answer.status
+                    if not done.done():
+                        # An aborted body is usually a guest failing: its trap follows at once.
+                        await asyncio.wait({done}, timeout=_CHECK)
                     raise AbortedResponse(
                         f"component {self.name!r} on {self.head.method} {self.head.path_with_query}: "
-                        f"its response body ended unfinished ({sink.outcome or 'the guest stopped'})"
+                        f"its response body ended unfinished ({_why_unfinished(sink.outcome, done)})"
                     )
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), _CHECK)
@@ -221,6 +224,14 @@ class StreamingExchange:
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
+
+
+def _why_unfinished(outcome: str | None, done: asyncio.Future[Any]) -> str:
+    """Why a response body ended unfinished: the guest's failure when it failed, else the outcome."""
+    failure = done.exception() if done.done() and not done.cancelled() else None
+    if failure is not None:
+        return str(failure)
+    return outcome or "the guest stopped"
 
 
 def _retrieve(finished: asyncio.Future[Any]) -> None:
