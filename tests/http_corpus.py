@@ -299,6 +299,7 @@ CORPUS: tuple[Case, ...] = (
     Case("echo-big-chunked", "POST", "/echo/body", body=BIG, chunked=True, chunk_size=65_536),
     Case("echo-blocking-big", "POST", "/echo/body-blocking", body=BIG),
     Case("echo-blocking-chunked", "POST", "/echo/body-blocking", body=BIG[:200_000], chunked=True),
+    Case("echo-splice", "POST", "/echo/body-splice", body=BIG[:200_000], chunked=True),
     Case(
         "request-trailers",
         "POST",

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,6 +44,10 @@ KNOWN_DIFFERENCES = {
     # wasmtime ends a body cut short by a trap as if it were complete;
     # wasikv closes the connection, so the client knows it is truncated.
     "guest-raises-after-headers": "complete False != True",
+    # wasmtime 50's C API traps a call to a host function taking two borrowed
+    # handles (`output-stream.splice`: the stream and its source) before
+    # wasikv's function runs; wasmtime-py 51 fixes it.
+    "echo-splice": "complete False != True",
 }
 
 MANIFEST = """\
@@ -60,11 +66,15 @@ key_value_stores = ["default"]
 """
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, timeout: str, *more: str) -> Iterator[Server]:
+def _app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     app = tmp_path_factory.mktemp("proxy")
     shutil.copy(proxy_guest(), app / "proxy.wasm")
     (app / "wasikv.toml").write_text(MANIFEST)
-    server = start(app, "--request-timeout", timeout, *more)
+    return app
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, timeout: str, *more: str) -> Iterator[Server]:
+    server = start(_app(tmp_path_factory), "--request-timeout", timeout, *more)
     yield server
     server.proc.kill()
     server.proc.communicate()
@@ -100,21 +110,39 @@ def _case(name: str) -> Case:
 
 
 def test_a_100_mib_body_streams_both_ways_in_bounded_memory(served: Server) -> None:
-    """An echo of 100 MiB grows the server's peak memory by far less than the body.
+    """An echo of 100 MiB grows the server's own memory by far less than the body.
 
-    The guest reads and writes 64 KiB at a time (blocking calls): what
-    memory grows is the host's buffering alone. (componentize-py's
-    `poll_loop` echo queues in the guest's own memory.)
+    The guest reads and writes 64 KiB at a time (blocking calls). The
+    server's resident memory is sampled while the body streams, split into
+    the guests' linear memories and the rest (the host's). Only the host's
+    share is bounded here: a componentize-py guest that reads a body grows
+    its own linear memory by about the bytes read (the lists it is handed
+    are freed when its export returns), which `--memory-limit` caps, as it
+    would under `wasmtime serve`.
     """
     port = int(served.base.rsplit(":", 1)[1])
     # Warm first: the worker thread's allocator arena, the instance's memory.
     _echo(port, 64 << 20)
-    before = _peak_rss(served.proc.pid)
-    size = 100 << 20
-    assert _echo(port, size) >= size
-    growth = _peak_rss(served.proc.pid) - before
+    host_before, _ = _resident(served.proc.pid)
+    peak = host_before
+    finished = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not finished.wait(0.02):
+            peak = max(peak, _resident(served.proc.pid)[0])
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        size = 100 << 20
+        assert _echo(port, size) >= size
+    finally:
+        finished.set()
+        sampler.join()
+    growth = peak - host_before
     # Buffering the body would take 100 MiB at least, twice over for an echo.
-    assert growth < 32 << 20, f"peak RSS grew by {growth >> 20} MiB while 100 MiB streamed"
+    assert growth < 24 << 20, f"the host's resident memory grew by {growth >> 20} MiB while 100 MiB streamed"
 
 
 def _echo(port: int, size: int) -> int:
@@ -154,11 +182,55 @@ def _echo(port: int, size: int) -> int:
     return received
 
 
-def _peak_rss(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
-    assert match is not None
-    return int(match.group(1)) * 1024
+_MAPPING = re.compile(r"([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)")
+_RESERVATION = 1 << 30
+
+
+def _resident(pid: int) -> tuple[int, int]:
+    """(the host's, the guests' linear memories') resident bytes of process `pid`, from its smaps.
+
+    wasmtime maps a linear memory as its initial image (a
+    `memfd:wasm-memory-image` mapping) followed by anonymous mappings up to
+    the end of its reservation (gigabytes, inaccessible past the memory's
+    size): grown pages, and pages of a shrunk memory still resident. Every
+    mapping from an image to the end of the next reservation is the guest's.
+    (Ranges, not neighbours: smaps is read in pieces while the guest grows
+    its memory, so two neighbouring lines need not be one snapshot.)
+    """
+    mappings: list[list[Any]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        found = _MAPPING.match(line)
+        if found is not None:
+            mappings.append([int(found[1], 16), int(found[2], 16), found[3], found[4].strip(), 0])
+        elif line.startswith("Rss:") and mappings:
+            mappings[-1][4] = int(line.split()[1]) << 10
+    guest_ranges = []
+    for index, (low, _, _, name, _) in enumerate(mappings):
+        if "wasm-memory-image" in name:
+            ends = (m[1] for m in mappings[index:] if m[2] == "---p" and m[1] - m[0] >= _RESERVATION)
+            guest_ranges.append((low, next(ends, low)))
+    guest = sum(
+        rss
+        for first, last, _, _, rss in mappings
+        if any(low <= first and last <= high for low, high in guest_ranges)
+    )
+    return sum(m[4] for m in mappings) - guest, guest
+
+
+def test_a_body_cut_short_by_a_trap_is_logged_with_the_trap(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The log line of a truncated response names why: the guest's trap, after its traceback."""
+    server = start(_app(tmp_path_factory))
+    try:
+        with httpx.stream("GET", server.base + "/error/after-headers", timeout=30) as response:
+            assert response.status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):
+                response.read()
+    finally:
+        server.proc.terminate()
+        _, log = server.proc.communicate(timeout=60)
+    assert "RuntimeError: the guest failed after sending the headers" in log
+    (line,) = [line for line in log.splitlines() if "ended unfinished" in line]
+    assert "GET /error/after-headers" in line and "component trapped" in line, line
 
 
 def test_a_guest_waiting_on_a_slow_client_is_stopped_by_the_request_timeout(impatient: Server) -> None:

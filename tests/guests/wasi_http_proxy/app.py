@@ -10,6 +10,8 @@ be compared. Each route exercises one part of wasi:http/types and wasi:io:
   non-blocking style of componentize-py's `poll_loop`), the response sent
   before the body is read;
 - `/echo/body-blocking`: the same with blocking reads and writes;
+- `/echo/body-splice`: the same with `blocking-splice`, so the bytes never
+  enter the guest's memory;
 - `/echo/trailers`: the body's length and the request's trailers, as JSON;
 - `/stream?chunks=N&size=M`: N chunks of M bytes, each written and flushed
   on its own (no content-length: the server frames it);
@@ -166,6 +168,23 @@ def echo_blocking(request: IncomingRequest, out: ResponseOutparam) -> None:
     OutgoingBody.finish(outgoing, None)
 
 
+def echo_splicing(request: IncomingRequest, out: ResponseOutparam) -> None:
+    response = OutgoingResponse(Fields.from_list([("content-type", b"application/octet-stream")]))
+    outgoing = response.body()
+    ResponseOutparam.set(out, Ok(response))
+    body = request.consume()
+    with body.stream() as source, outgoing.write() as sink:
+        while True:
+            try:
+                sink.blocking_splice(source, 65536)
+            except Err as e:
+                if isinstance(e.value, streams.StreamError_Closed):
+                    break
+                raise
+    IncomingBody.finish(body).__exit__(None, None, None)
+    OutgoingBody.finish(outgoing, None)
+
+
 def echo_trailers(request: IncomingRequest, out: ResponseOutparam) -> None:
     body = request.consume()
     length = 0
@@ -255,6 +274,8 @@ class IncomingHandler(exports.IncomingHandler):
             loop.run_until_complete(echo_polling(request, response_out))
         elif path == "/echo/body-blocking":
             echo_blocking(request, response_out)
+        elif path == "/echo/body-splice":
+            echo_splicing(request, response_out)
         elif path == "/echo/trailers":
             echo_trailers(request, response_out)
         elif path == "/stream":
