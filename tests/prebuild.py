@@ -45,6 +45,7 @@ GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
     ("spin_app", _SPIN, None),
     ("spin_app", _PROXY, None),
     ("portable", _PROXY, None),
+    ("portable", _HTTP, None),
     ("portable", "wasikv:app/wasi-proxy", None),
 )
 

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.component
 
 PROXY = "wasikv:app/proxy"
 WASI_PROXY = "wasikv:app/wasi-proxy"
+HTTP_TRIGGER = "wasikv:app/http-trigger"
 STANDARD_EXPORT = "wasi:http/incoming-handler@0.2.0"
 
 MANIFEST = """\
@@ -44,6 +45,10 @@ component = "app"
 source = "app.wasm"
 key_value_stores = ["default"]
 """
+
+
+def _lines(count: int) -> bytes:
+    return "".join(f"line {n} of {count}\n" for n in range(1, count + 1)).encode()
 
 
 @contextmanager
@@ -94,7 +99,7 @@ def test_a_streaming_response_is_sent_chunk_by_chunk(proxy_app: Server) -> None:
         assert response.headers["transfer-encoding"] == "chunked"
         assert "content-length" not in response.headers
         body = b"".join(response.iter_bytes())
-    assert body == "".join(f"line {n} of {count}\n" for n in range(1, count + 1)).encode()
+    assert body == _lines(count)
 
 
 def test_the_request_reaches_the_handler_whole(proxy_app: Server) -> None:
@@ -132,6 +137,20 @@ def test_the_same_wasm_answers_as_under_wasmtime_serve(tmp_path: Path) -> None:
     assert {name: compare(mine, theirs) for name, (mine, theirs) in answers.items()} == {
         case.name: [] for case in CASES
     }
+
+
+def test_the_same_source_serves_the_record_world(tmp_path: Path) -> None:
+    """Built for wasikv:app/http-trigger (its `Http` class), a `StreamingResponse` is joined first."""
+    with (
+        serving(guest_wasm("portable", HTTP_TRIGGER), tmp_path) as server,
+        httpx.Client(base_url=server.base, timeout=60) as client,
+    ):
+        assert [client.post("/counter").text for _ in range(2)] == ["1\n", "2\n"]
+        streamed = client.get("/stream?n=100")
+        assert streamed.content == _lines(100)
+        assert streamed.headers["content-length"] == str(len(_lines(100)))
+        failed = client.get("/fail-late")
+        assert (failed.status_code, failed.text) == (500, "Internal Server Error\n")
 
 
 @pytest.fixture(scope="module")
