@@ -627,3 +627,11 @@ def test_streaming_response_chunks_are_bytes_or_text() -> None:
     assert next(chunks) == b"ok"
     with pytest.raises(TypeError, match="StreamingResponse chunks must be bytes or str, not int"):
         next(chunks)
+
+
+@pytest.mark.parametrize("app", [object, 3, "App"])
+def test_incoming_handler_takes_a_handler_class(app: object) -> None:
+    from wasikv_sdk import http
+
+    with pytest.raises(TypeError, match=r"incoming_handler takes a subclass of http\.Handler, not"):
+        http.incoming_handler(app)  # type: ignore[arg-type]

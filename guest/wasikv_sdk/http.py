@@ -44,7 +44,7 @@ from .constants import HOSTCALL_BUDGET_BYTES
 __all__ = [
     "TEXT_CONTENT_TYPE",
     "Handler",
-    "IncomingHandler",
+    "ProxyHandler",
     "Request",
     "Response",
     "StreamingResponse",
@@ -215,14 +215,14 @@ def _answer(handler: Handler, request: Request) -> tuple[int, list[tuple[str, st
     raise TypeError(f"handle returned {type(response).__name__}, not http.Response")
 
 
-class IncomingHandler(Protocol):
-    """What `incoming_handler` makes: the `wasi:http/incoming-handler` export's class."""
+class ProxyHandler(Protocol):
+    """What `incoming_handler` makes: the class of the `wasi:http/incoming-handler` export."""
 
     def handle(self, request: Any, response_out: Any) -> None:
         """Serve the `incoming-request` through the `response-outparam`."""
 
 
-def incoming_handler(app: type[Handler]) -> type[IncomingHandler]:
+def incoming_handler(app: type[Handler]) -> type[ProxyHandler]:
     """The `IncomingHandler` class of `wasikv:app/proxy` (and `wasi-proxy`) serving with `app`.
 
     Bind it under that name at the top level of the app's module:
@@ -234,8 +234,11 @@ def incoming_handler(app: type[Handler]) -> type[IncomingHandler]:
     (a header value beyond Latin-1, say), is a 500 with its traceback on
     stderr, as in `wasikv:app/http-trigger`. The route headers wasikv adds
     there (`Request.route`, `path_info`) are not sent to this world by
-    wasikv (Spin sends them).
+    wasikv (Spin sends them). Anything but a `Handler` subclass for `app` is
+    a `TypeError`, when the app's module is imported (so at build time).
     """
+    if not (isinstance(app, type) and issubclass(app, Handler)):
+        raise TypeError(f"incoming_handler takes a subclass of http.Handler, not {app!r}")
     # Imported now, not per request: a built component has no files to import from.
     from . import _proxy
 

@@ -4,7 +4,8 @@
   (501 when built for wasikv:app/wasi-proxy, which has no key-value);
 - `GET /stream?n=N` answers N lines through a `StreamingResponse`;
 - `POST /echo` answers the request's method, path, a header and its body;
-- `GET /fail-late` raises after its first chunk is sent: the body is cut short.
+- `GET /fail-late` raises after its first chunk is sent: the body is cut short;
+- `GET /bad-header` and `/bad-status` answer what HTTP cannot carry.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class Portable(http.Handler):
         if request.path == "/echo":
             said = f"{request.method} {request.uri} x-test={request.headers.get('x-test')} body="
             return http.Response(200, [("x-echo", "yes")], said.encode() + request.body)
+        if request.path == "/bad-header":
+            return http.Response(200, {"x-price": "10 €"}, "a value beyond Latin-1\n")
+        if request.path == "/bad-status":
+            return http.Response(42, {}, "not a status\n")
         if request.path == "/fail-late":
             return http.StreamingResponse(200, {}, fail_late())
         return http.Response(404, {}, "not found\n")
