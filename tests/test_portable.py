@@ -22,7 +22,7 @@ from wasikv import Host
 from .http_corpus import Case, compare, send
 from .support import COMPILE_CACHE, GUESTS, guest_wasm
 from .test_up import Server, start
-from .wasi_http_support import wasmtime_serve
+from .wasi_http_support import ToolchainError, wasmtime_serve
 
 pytestmark = pytest.mark.component
 
@@ -160,6 +160,15 @@ def test_the_same_source_serves_the_record_world(tmp_path: Path) -> None:
         assert (failed.status_code, failed.text) == (500, "Internal Server Error\n")
         # The host refuses these heads in this world (wasikv.triggers.http_component.checked_response).
         assert [client.get(path).status_code for path in ("/bad-header", "/bad-status")] == [500, 500]
+
+
+def test_the_proxy_world_does_not_link_under_wasmtime_serve() -> None:
+    """Why `wasi-proxy` exists: wasmtime serves other drafts of wasi:config and wasi:keyvalue."""
+    with (
+        pytest.raises(ToolchainError, match=r"imports instance `wasi:(config|keyvalue)/store@0\.2\.0-draft"),
+        wasmtime_serve(guest_wasm("portable", PROXY), extra=("-S", "keyvalue", "-S", "config")),
+    ):
+        pass
 
 
 @pytest.fixture(scope="module")
