@@ -29,6 +29,7 @@ _HTTP = "wasikv:app/http-trigger"
 _WATCH = "wasikv:app/watch-trigger"
 _SDK = "wasikv:app/sdk"
 _SPIN = "wasikv:app/spin-http"
+_PROXY = "wasikv:app/proxy"
 _DRAFT = "keyvalue-0.2.0-draft"
 _UPSTREAM = "keyvalue-0.2.0-draft2-upstream"
 
@@ -42,6 +43,10 @@ GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
     ("examples/watch-audit", _HTTP, "notes"),
     ("examples/watch-audit", _WATCH, "audit"),
     ("spin_app", _SPIN, None),
+    ("spin_app", _PROXY, None),
+    ("portable", _PROXY, None),
+    ("portable", _HTTP, None),
+    ("portable", "wasikv:app/wasi-proxy", None),
 )
 
 #: `foreign_guest_wasm` arguments: (keyvalue WITs, relabel, name).

@@ -42,6 +42,7 @@ def test_an_app_without_the_class_is_found(tmp_path: Path, source: str) -> None:
         "from handlers import Runner as Run\n",
         "import Run\n",
         "Run = make_class()\n",
+        "Run = http.incoming_handler(App)\n",  # how a wasikv:app/proxy app binds IncomingHandler
         "Run: type = make_class()\n",
         "if True:\n    class Run:\n        pass\n",
         "try:\n    from a import Run\nexcept ImportError:\n    from b import Run\n",

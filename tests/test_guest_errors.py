@@ -17,7 +17,10 @@ from .support import COMPILE_CACHE, built_once, toolchain_digest
 pytestmark = pytest.mark.component
 
 ENV = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE), "RUST_BACKTRACE": "1"}
-WORLDS = "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/spin-http, wasikv:app/watch-trigger"
+WORLDS = (
+    "wasikv:app/command, wasikv:app/http-trigger, wasikv:app/spin-http, wasikv:app/proxy,"
+    " wasikv:app/wasi-proxy, wasikv:app/watch-trigger"
+)
 
 
 def wasikv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -126,6 +129,28 @@ def test_a_spin_app_without_its_class_names_incoming_handler() -> None:
         "hint: the world wasikv:app/spin-http calls the class IncomingHandler of app.py: define"
         " class IncomingHandler(http.IncomingHandler) with a handle_request(self, request) method"
         " (http from wasikv_sdk.spin) (see `wasikv new`)\n"
+    )
+
+
+RECORD_WORLD_APP = """\
+from wasikv_sdk import http
+
+
+class Http(http.Handler):
+    def handle(self, request: http.Request) -> http.Response:
+        return http.Response(200, {}, "hi")
+"""
+
+
+def test_a_proxy_world_app_without_incoming_handler_is_told_how_to_make_one() -> None:
+    # An app of wasikv:app/http-trigger built for the proxy world: told before componentize-py runs.
+    assert build_error(RECORD_WORLD_APP, "-w", "wasikv:app/proxy") == (
+        "Error: cannot build app/app.py for wasikv:app/proxy:\n"
+        "AttributeError: module 'app' has no attribute 'IncomingHandler'\n"
+        "hint: the world wasikv:app/proxy calls the class IncomingHandler of app.py: define"
+        " IncomingHandler = http.incoming_handler(App), App an http.Handler subclass"
+        " (or class IncomingHandler(http.IncomingHandler) with http from wasikv_sdk.spin)"
+        " (see `wasikv new`)\n"
     )
 
 

@@ -172,6 +172,11 @@ def test_command_template_builds_and_runs() -> None:
 @pytest.mark.component  # `wasikv build` in a subprocess
 def test_http_template_serves_a_counter() -> None:
     app = generated_and_built("http", "hello-http")
+    # Built for wasikv:app/proxy: a standard wasi:http component, served by wasikv's wasi:http trigger.
+    assert "-w wasikv:app/proxy" in (app / "wasikv.toml").read_text()
+    with Host({}, cache_dir=COMPILE_CACHE) as host:
+        exports = host.exports(host.load(app / "app.wasm"))
+    assert [name for name in exports if ":" in name] == ["wasi:http/incoming-handler@0.2.0"]
     with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/counter").text == "0\n"
         assert [client.post("/counter").text for _ in range(3)] == ["1\n", "2\n", "3\n"]

@@ -613,3 +613,25 @@ def test_response_bodies_of_text_and_bytes() -> None:
     assert Response(200, [], memoryview(b"cd")).body == b"cd"
     with pytest.raises(TypeError, match="Response body must be bytes or str, not dict"):
         Response(200, {}, {"a": 1})  # type: ignore[arg-type]
+
+
+def test_streaming_response_chunks_are_bytes_or_text() -> None:
+    from wasikv_sdk.http import StreamingResponse
+
+    made = StreamingResponse(200, {"X-A": "1"}, iter(["é", b"b", bytearray(b"c"), memoryview(b"d")]))
+    assert made.header_pairs() == [("x-a", "1")]
+    assert list(made.encoded_chunks()) == ["é".encode(), b"b", b"c", b"d"]
+    # A bad chunk is told when it comes, by its type: those before it were sent already.
+    bad = StreamingResponse(200, [], [b"ok", 3])  # type: ignore[list-item]
+    chunks = bad.encoded_chunks()
+    assert next(chunks) == b"ok"
+    with pytest.raises(TypeError, match="StreamingResponse chunks must be bytes or str, not int"):
+        next(chunks)
+
+
+@pytest.mark.parametrize("app", [object, 3, "App"])
+def test_incoming_handler_takes_a_handler_class(app: object) -> None:
+    from wasikv_sdk import http
+
+    with pytest.raises(TypeError, match=r"incoming_handler takes a subclass of http\.Handler, not"):
+        http.incoming_handler(app)  # type: ignore[arg-type]

@@ -28,7 +28,10 @@ Layers:
   subclasses; not `KeyValueError`s).
 - `wasikv_sdk.spin`: spin_sdk's modules (`http`, `key_value`, `variables`,
   `wit.imports`) for Spin apps ported by their imports, built for the world
-  `wasikv:app/spin-http`. Guest-only.
+  `wasikv:app/spin-http` or `wasikv:app/proxy`. Guest-only.
+- `wasikv_sdk.http`: `Request`, `Response`, `StreamingResponse` and the
+  `Handler` of HTTP guests, served as `Http` (`wasikv:app/http-trigger`) or
+  through `incoming_handler` (`wasikv:app/proxy`, `wasikv:app/wasi-proxy`).
 
 Importing this package (or `errors` / `protocol` / the primitives) works on any CPython:
 it imports neither `key_value` nor the bindings. In a guest, write::

@@ -1,33 +1,55 @@
-"""Serving HTTP from a guest: `Request`, `Response` and the `Handler` base class.
+"""Serving HTTP from a guest: `Request`, `Response`, `StreamingResponse`, the `Handler`
+base class and `incoming_handler`.
 
-A component built for the `wasikv:app/http-trigger` world exports the `http`
-interface; componentize-py expects an exported class named `Http`::
+One `Handler` serves both kinds of HTTP world; the world a component is built
+for (`-w`) picks the class componentize-py calls::
 
     from wasikv_sdk import http, key_value
 
-    class Http(http.Handler):
+    class Counter(http.Handler):
         def handle(self, request: http.Request) -> http.Response:
             with key_value.open_default() as bucket:
                 hits = bucket.increment("hits")
             return http.Response(200, {"content-type": "text/plain"}, f"{hits}\\n".encode())
 
+    IncomingHandler = http.incoming_handler(Counter)  # wasikv:app/proxy, wasikv:app/wasi-proxy
+    Http = Counter                                    # wasikv:app/http-trigger
+
+- `wasikv:app/proxy` exports the standard `wasi:http/incoming-handler`
+  (class `IncomingHandler`): the component also runs on Spin; the request
+  body is read from its stream, a `StreamingResponse`'s chunks reach the
+  client as they are made.
+- `wasikv:app/http-trigger` exports wasikv's `http` interface (class
+  `Http`): request and response are one record each, which costs less per
+  request on wasikv (no Python `wasi:http` layer in the host), but only
+  wasikv runs it, and bodies are at most `HOSTCALL_BUDGET_BYTES`.
+
 `Request` and `Response` are plain Python (importable on the host too); only
-`Handler.handle_request`, which the host calls, touches the generated bindings.
-An exception escaping `handle` becomes a 500 response; it does not trap.
+`Handler.handle_request` and the class `incoming_handler` makes, which the
+host calls, touch the generated bindings. An exception escaping `handle`
+becomes a 500 response; it does not trap.
 """
 
 from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .constants import HOSTCALL_BUDGET_BYTES
 
-__all__ = ["TEXT_CONTENT_TYPE", "Handler", "Request", "Response"]
+__all__ = [
+    "TEXT_CONTENT_TYPE",
+    "Handler",
+    "ProxyHandler",
+    "Request",
+    "Response",
+    "StreamingResponse",
+    "incoming_handler",
+]
 
 #: Headers the host adds to describe how the request was routed.
 MATCHED_ROUTE = "spin-matched-route"
@@ -103,10 +125,52 @@ class Response:
         return [(name.lower(), value) for name, value in items]
 
 
-class Handler:
-    """Base class of HTTP guests: override `handle`."""
+@dataclass
+class StreamingResponse:
+    """An outgoing response whose body is made while it is sent.
 
-    def handle(self, request: Request) -> Response:
+    `chunks` yields bytes, or `str` (sent as UTF-8).
+
+    Built for `wasikv:app/proxy` (or `wasi-proxy`), each chunk is written to
+    the client as it comes (no `content-length`; HTTP/1.1 sends it chunked),
+    so a generator can answer with more than fits in memory. Built for
+    `wasikv:app/http-trigger`, the chunks are joined into one body first.
+    An exception from `chunks` once the head is sent cuts the body short
+    (its traceback on stderr).
+    """
+
+    status: int = 200
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = field(default_factory=dict)
+    chunks: Iterable[bytes | str] = ()
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """The headers as (name, value) pairs with lower-case names."""
+        items = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
+        return [(name.lower(), value) for name, value in items]
+
+    def encoded_chunks(self) -> Iterator[bytes]:
+        """The chunks as bytes; a chunk of another type is a `TypeError` naming it."""
+        for chunk in self.chunks:
+            if isinstance(chunk, str):
+                yield chunk.encode("utf-8")
+            elif isinstance(chunk, (bytes, bytearray, memoryview)):
+                yield bytes(chunk)
+            else:
+                raise TypeError(f"StreamingResponse chunks must be bytes or str, not {type(chunk).__name__}")
+
+
+_ERROR_HEADERS = [("content-type", "text/plain")]
+_ERROR_BODY = b"Internal Server Error\n"
+
+
+class Handler:
+    """Base class of HTTP guests: override `handle`.
+
+    Name the subclass `Http` for `wasikv:app/http-trigger`, or make the
+    `IncomingHandler` of the proxy worlds with `incoming_handler`.
+    """
+
+    def handle(self, request: Request) -> Response | StreamingResponse:
         """Serve one request."""
         raise NotImplementedError("override Handler.handle")
 
@@ -114,24 +178,13 @@ class Handler:
         """The `wasikv:app/http` export: converts records and calls `handle`."""
         from .wit.exports import http as wit_http
 
-        incoming = Request(
-            method=request.method,
-            uri=request.uri,
-            headers={name.lower(): value for name, value in request.headers},
-            body=bytes(request.body),
-        )
+        incoming = _request(request.method, request.uri, request.headers, bytes(request.body))
         try:
-            response = self.handle(incoming)
+            status, headers, chunks = _answer(self, incoming)
+            body = b"".join(chunks)
         except Exception:
             traceback.print_exc(file=sys.stderr)
-            return wit_http.Response(500, [("content-type", "text/plain")], b"Internal Server Error\n")
-        if not isinstance(response, Response):
-            print(
-                f"handle returned {type(response).__name__}, not http.Response; answering 500",
-                file=sys.stderr,
-            )
-            return wit_http.Response(500, [("content-type", "text/plain")], b"Internal Server Error\n")
-        body = response.body if isinstance(response.body, bytes) else response.body.encode("utf-8")
+            return wit_http.Response(500, _ERROR_HEADERS, _ERROR_BODY)
         if len(body) > HOSTCALL_BUDGET_BYTES:
             # wasmtime would trap returning it: say why instead.
             print(
@@ -139,5 +192,68 @@ class Handler:
                 " one call can carry; answering 500",
                 file=sys.stderr,
             )
-            return wit_http.Response(500, [("content-type", "text/plain")], b"Response Too Large\n")
-        return wit_http.Response(response.status, response.header_pairs(), body)
+            return wit_http.Response(500, _ERROR_HEADERS, b"Response Too Large\n")
+        return wit_http.Response(status, headers, body)
+
+
+def _request(method: str, uri: str, headers: Iterable[tuple[str, str]], body: bytes) -> Request:
+    lowered = {name.lower(): value for name, value in headers}
+    return Request(method=method, uri=uri, headers=lowered, body=body)
+
+
+def _answer(handler: Handler, request: Request) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+    """Call `handler.handle`: the status, headers and body chunks it answers.
+
+    A `TypeError` if it answers something else than a response.
+    """
+    response = handler.handle(request)
+    if isinstance(response, Response):
+        body = response.body if isinstance(response.body, bytes) else response.body.encode("utf-8")
+        return response.status, response.header_pairs(), [body]
+    if isinstance(response, StreamingResponse):
+        return response.status, response.header_pairs(), response.encoded_chunks()
+    raise TypeError(f"handle returned {type(response).__name__}, not http.Response")
+
+
+class ProxyHandler(Protocol):
+    """What `incoming_handler` makes: the class of the `wasi:http/incoming-handler` export."""
+
+    def handle(self, request: Any, response_out: Any) -> None:
+        """Serve the `incoming-request` through the `response-outparam`."""
+
+
+def incoming_handler(app: type[Handler]) -> type[ProxyHandler]:
+    """The `IncomingHandler` class of `wasikv:app/proxy` (and `wasi-proxy`) serving with `app`.
+
+    Bind it under that name at the top level of the app's module:
+    `IncomingHandler = http.incoming_handler(App)`. Each request makes an
+    `app()` and calls its `handle` with the request, its body read whole
+    from its stream; the response's head is sent, then its body (a
+    `Response`'s with its `content-length`, a `StreamingResponse`'s chunk by
+    chunk). An exception from `handle`, or a head wasi:http cannot carry
+    (a header value beyond Latin-1, say), is a 500 with its traceback on
+    stderr, as in `wasikv:app/http-trigger`. The route headers wasikv adds
+    there (`Request.route`, `path_info`) are not sent to this world by
+    wasikv (Spin sends them). Anything but a `Handler` subclass for `app` is
+    a `TypeError`, when the app's module is imported (so at build time).
+    """
+    if not (isinstance(app, type) and issubclass(app, Handler)):
+        raise TypeError(f"incoming_handler takes a subclass of http.Handler, not {app!r}")
+    # Imported now, not per request: a built component has no files to import from.
+    from . import _proxy
+
+    class _IncomingHandler:
+        def handle(self, request: Any, response_out: Any) -> None:
+            incoming = _request(*_proxy.read_request(request))
+            try:
+                status, headers, chunks = _answer(app(), incoming)
+                whole = chunks if isinstance(chunks, list) else None
+                length = None if whole is None else sum(len(chunk) for chunk in whole)
+                _proxy.send_response(response_out, status, headers, chunks, length)
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+                _proxy.send_response(response_out, 500, _ERROR_HEADERS, [_ERROR_BODY], len(_ERROR_BODY))
+
+    _IncomingHandler.__name__ = _IncomingHandler.__qualname__ = "IncomingHandler"
+    _IncomingHandler.__doc__ = f"`wasi:http/incoming-handler` serving with {app.__name__}."
+    return _IncomingHandler

@@ -2,7 +2,8 @@
 
 A Spin app written for spin-sdk 3.x runs on `wasikv up` once every
 `spin_sdk` in its imports reads `wasikv_sdk.spin` and it is built for the
-world `wasikv:app/spin-http`::
+world `wasikv:app/spin-http`, or `wasikv:app/proxy` (a standard
+`wasi:http/incoming-handler` component, which `spin up` serves too)::
 
     from wasikv_sdk.spin import http, key_value
     from wasikv_sdk.spin.http import Request, Response

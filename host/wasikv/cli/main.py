@@ -342,7 +342,7 @@ def inspect_cmd(app: str, as_json: bool, cache_dir: str | None) -> None:
 
     For each import: whether wasikv provides it (and in which shape of
     wasi:keyvalue) or wasmtime's WASI 0.2 does, or why nobody does. For each
-    of wasikv's worlds (command, http-trigger, spin-http, watch-trigger): whether the
+    of wasikv's worlds (command, http-trigger, spin-http, wasi:http/proxy, watch-trigger): whether the
     component fits it. Exits 1 if wasikv cannot run the component at all.
     """
     import json

@@ -23,6 +23,12 @@ from typing import BinaryIO
 #: The component custom section that lists the guest's Python path, as JSON.
 PATHS_SECTION = "wasikv:python-path"
 
+# The proxy worlds export wasi:http/incoming-handler: either SDK handler becomes its class.
+_PROXY_CLASS = (
+    "IncomingHandler = http.incoming_handler(App), App an http.Handler subclass"
+    " (or class IncomingHandler(http.IncomingHandler) with http from wasikv_sdk.spin)"
+)
+
 #: The worlds of wit/app.wit a guest is built for, and the class each calls.
 WORLD_CLASSES = {
     "wasikv:app/command": ("Run", "class Run(exports.Run) with a run(self) method"),
@@ -32,6 +38,8 @@ WORLD_CLASSES = {
         "class IncomingHandler(http.IncomingHandler) with a handle_request(self, request) method"
         " (http from wasikv_sdk.spin)",
     ),
+    "wasikv:app/proxy": ("IncomingHandler", _PROXY_CLASS),
+    "wasikv:app/wasi-proxy": ("IncomingHandler", _PROXY_CLASS),
     "wasikv:app/watch-trigger": ("Watcher", "class Watcher(watch.Watcher) with on_set and on_delete methods"),
 }
 
@@ -143,12 +151,13 @@ def _build_hint(last: str, *, module: str, world: str) -> str | None:
         name, shape = WORLD_CLASSES[world]
         return f"the world {world} calls the class {name} of {module}.py: define {shape} (see `wasikv new`)"
     foreign = re.fullmatch(r"AttributeError: module 'wasikv_sdk.wit.exports' has no attribute '(\w+)'", last)
-    owner = [w for w, (name, _) in WORLD_CLASSES.items() if foreign is not None and name == foreign.group(1)]
-    if owner and world in WORLD_CLASSES:
+    owners = [w for w, (name, _) in WORLD_CLASSES.items() if foreign is not None and name == foreign.group(1)]
+    if owners and world in WORLD_CLASSES:
         shape = WORLD_CLASSES[world][1]
+        said = f"the world {owners[0]}" if len(owners) == 1 else f"the worlds {', '.join(owners)}"
         return (
-            f"exports.{WORLD_CLASSES[owner[0]][0]} is for the world {owner[0]}; "
-            f"build for it with -w {owner[0]}, or define {shape} for {world}"
+            f"exports.{WORLD_CLASSES[owners[0]][0]} is for {said}; "
+            f"build for it with -w {owners[0]}, or define {shape} for {world}"
         )
     if re.fullmatch(r"ModuleNotFoundError: No module named 'spin_sdk(\..*)?'", last):
         return (

@@ -1,7 +1,8 @@
 """The standard HTTP trigger: calling a component's `wasi:http/incoming-handler.handle`.
 
 Any component built for `wasi:http/proxy` (a Spin app from any SDK, an app
-written for `wasmtime serve`) exports `handle(incoming-request,
+written for `wasmtime serve`, a `wasikv_sdk` app built for `wasikv:app/proxy`
+or `wasikv:app/wasi-proxy`) exports `handle(incoming-request,
 response-outparam)`. wasikv makes both resources itself (its Python
 `wasi:http/types`, see `wasikv.interfaces.wasi`), so request and response
 bodies stream: the server feeds the request body into the instance while
