@@ -65,7 +65,7 @@ from typing import Any
 
 import h11
 
-from .allowed_hosts import AllowedHosts, Host, parse_host, split_authority
+from ...allowed_hosts import AllowedHosts, Host, parse_host, split_authority
 
 __all__ = [
     "DEFAULT_TIMEOUT",
