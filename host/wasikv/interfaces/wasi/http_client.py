@@ -395,6 +395,11 @@ class Exchange:
         """Whether `result` is set."""
         return self._resolved.is_set()
 
+    @property
+    def sent(self) -> bool:
+        """Whether the request went to the client's loop (False: it was refused before any I/O)."""
+        return self._future is not None
+
     def wait(self, timeout: float | None = None) -> ResponseHead | ClientError | None:
         """Block until `result` is set or `timeout` seconds have passed (for threads other than a guest's)."""
         self._resolved.wait(timeout)
