@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from wasikv.errors import ConfigError
 from wasikv.allowed_hosts import AllowedHost, AllowedHosts, parse_host, split_authority
+from wasikv.errors import ConfigError
 
 # entry -> its canonical form (scheme://host:ports, `a..b` excluding b)
 PARSED = {
