@@ -30,6 +30,7 @@ from wasikv import GuestTimeout, GuestTrap, Host, create_app
 from wasikv.app.loader import load_app
 from wasikv.app.variable_sources import VariableSources
 from wasikv.errors import ConfigError
+from wasikv.interfaces.wasi.http.sender import MAX_IN_FLIGHT
 from wasikv.triggers.http_app import HttpRoutes
 from wasikv.triggers.http_component import HttpRequest
 
@@ -314,6 +315,45 @@ def test_a_guest_trying_many_destinations_reaches_only_the_allowed_one(
     assert fetch(host, allowed, f"{server.url}/the-only-one")["status"] == 201
     assert [seen.path for seen in server.seen] == ["/the-only-one"]
     assert_never_connected(silent)
+
+
+def _flood(host: Host, allowed: Sequence[str], url: str, count: int) -> Any:
+    out, err = io.BytesIO(), io.BytesIO()
+    code = host.run(
+        suite_wasm(),
+        ["probe", "flood", url, str(count)],
+        stdout=out,
+        stderr=err,
+        allowed_outbound_hosts=allowed,
+    )
+    assert code == 0, err.getvalue().decode()
+    return json.loads(out.getvalue().decode().splitlines()[-1])
+
+
+def test_a_guest_holding_many_requests_is_capped_and_its_connections_closed(
+    make_host: Callable[..., Host], server: Server, silent: socket.socket
+) -> None:
+    host = make_host({"default": "memory:"})
+    url = f"http://127.0.0.1:{port_of(silent)}/"
+    # Never answered, never read: each stays under way until the command ends.
+    assert _flood(host, ["http://127.0.0.1:*"], url, MAX_IN_FLIGHT + 50) == {
+        "started": MAX_IN_FLIGHT,
+        "refused": {"ErrorCode_InternalError": 50},
+    }
+    # The instance is gone: every connection it opened is closed (the backlog holds the first ones).
+    silent.settimeout(30)
+    for _ in range(10):
+        connection, _ = silent.accept()
+        with connection:
+            connection.settimeout(30)
+            while connection.recv(65536):
+                pass  # its request head, then the end
+    # Refused requests never count: a denied flood starts nothing and connects nowhere.
+    assert _flood(host, [server.url], url, 1000) == {
+        "started": 0,
+        "refused": {"ErrorCode_HttpRequestDenied": 1000},
+    }
+    assert fetch(host, [server.url], f"{server.url}/after-the-flood")["status"] == 201
 
 
 def test_malformed_urls_are_clean_errors(

@@ -16,6 +16,11 @@ sides stay bounded, so the guest's waits and the server's TCP window give
 the backpressure. A guest waiting for either side waits in its instance,
 which its deadline interrupts.
 
+An instance has at most `MAX_IN_FLIGHT` requests under way (sent, and
+their response not yet read to its end or dropped): a guest that starts
+more gets `internal-error` for each extra one, so one instance cannot hold
+thousands of connections.
+
 Not sent: requests to the app itself (a relative URL, `self`, Spin's
 service chaining); `handle` fails them with `HTTP-request-URI-invalid`.
 """
@@ -33,7 +38,10 @@ from ..state import WasiInstance
 from .bodies import IncomingBodySource, OutgoingBodySink
 from .outbound import OutboundRequest, PendingResponse, Timeouts
 
-__all__ = ["ClientSender"]
+__all__ = ["MAX_IN_FLIGHT", "ClientSender"]
+
+#: Requests one instance may have under way at once.
+MAX_IN_FLIGHT = 100
 
 
 class ClientSender:
@@ -42,11 +50,21 @@ class ClientSender:
     def __init__(self, http: client.HttpClient, allowed: AllowedHosts) -> None:
         self.http = http
         self.allowed = allowed
+        self._live: list[_Exchange] = []
 
     def send(self, request: OutboundRequest, response: PendingResponse) -> Case | None:
         """Start `request`; `HTTP-request-denied` (and the like) when it may not go anywhere."""
+        self._live = [exchange for exchange in self._live if not exchange.over]
+        if len(self._live) >= MAX_IN_FLIGHT:
+            return Case(
+                "internal-error",
+                f"{MAX_IN_FLIGHT} outbound requests are under way; read or drop their responses first",
+            )
         exchange = _Exchange(request, response, self.http.limits.buffer)
-        return exchange.start(self.http, self.allowed)
+        refused = exchange.start(self.http, self.allowed)
+        if refused is None:
+            self._live.append(exchange)
+        return refused
 
 
 def _case(error: client.ClientError) -> Case:
@@ -145,6 +163,19 @@ class _Exchange:
         self.response.on_cancel = exchange.cancel
         self.move_response()
         return None
+
+    @property
+    def over(self) -> bool:
+        """Whether the client is done with it (failed, or its whole response handed over or dropped)."""
+        exchange = self.exchange
+        if exchange is None:
+            return True
+        result = exchange.result
+        if result is None:
+            return False
+        if isinstance(result, client.ClientError):
+            return True
+        return exchange.body.finished or exchange.body.reader_closed
 
     # -- guest -> client
 
