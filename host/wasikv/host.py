@@ -298,8 +298,9 @@ class Host:
         allows (Spin's `allowed_outbound_hosts` entries, such as
         `"https://api.example.com"` or `"http://127.0.0.1:8000..9000"`, or an
         `AllowedHosts`; `["*://*:*"]` allows every host); any other fails
-        with `HTTP-request-denied` before anything is sent. `outbound_http=True`
-        is the older spelling of `["*://*:*"]` (deprecated). `variables` are what it reads through
+        with `HTTP-request-denied` before anything is sent; an invalid entry
+        is a `ConfigError`. `outbound_http=True` is the older spelling of
+        `["*://*:*"]` (deprecated). `variables` are what it reads through
         `wasi:config/store` (key to value, already resolved, as
         `wasikv.app.variable_sources` resolves an app's; none when None).
         `grants` limits the labels it may open (all labels when None).
