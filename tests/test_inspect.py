@@ -57,7 +57,7 @@ def test_a_draft_guest_is_served_in_the_draft_shape() -> None:
     }
 
 
-OUTBOUND_RULE = "(requests denied unless allowed_outbound_hosts allows every host)"
+OUTBOUND_RULE = "(requests only where allowed_outbound_hosts allows; none by default)"
 
 
 def test_an_http_guest_of_the_sdk_is_spin_shaped() -> None:
@@ -67,9 +67,13 @@ def test_an_http_guest_of_the_sdk_is_spin_shaped() -> None:
     imports = imports_by_name(data)
     http = [(name, imports[name]["provider"]) for name in imports if name.startswith("wasi:http/")]
     assert sorted(http) == [
-        ("wasi:http/outgoing-handler@0.2.9", f"wasmtime wasi:http {OUTBOUND_RULE}"),
-        ("wasi:http/types@0.2.9", f"wasmtime wasi:http {OUTBOUND_RULE}"),
+        ("wasi:http/outgoing-handler@0.2.9", f"wasikv wasi:http {OUTBOUND_RULE}"),
+        ("wasi:http/types@0.2.9", f"wasikv wasi:http {OUTBOUND_RULE}"),
     ]
+    # Its streams are wasmtime's until it may reach a host, then wasikv's (they share resources).
+    assert imports["wasi:io/streams@0.2.9"]["provider"] == (
+        "wasmtime WASI 0.2, or wasikv's Python WASI when allowed_outbound_hosts allows a host"
+    )
     assert worlds(data) == {
         "wasikv:app/command": False,
         "wasi:http/proxy": False,

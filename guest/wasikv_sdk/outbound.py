@@ -7,16 +7,19 @@ Guest-only: it imports the generated `wasi:http@0.2.0` bindings. Example::
     response = outbound.send(http.Request("GET", "http://127.0.0.1:8080/status"))
     print(response.status, response.headers.get("content-type"), response.body)
 
-The host lets a component out only when its manifest allows every host
-(`allowed_outbound_hosts = ["*://*:*"]`; `Host.run(outbound_http=True)`);
-otherwise every request fails with `HTTP-request-denied`. Every failure the
-host reports (denied, DNS, connection refused, timeouts, a malformed
-request) is raised as `HttpError`, whose `code` is the `wasi:http`
-`error-code` case name.
+The host lets a request out only to a scheme, host and port the
+component's manifest allows (`allowed_outbound_hosts = ["https://api.example.com"]`,
+Spin's syntax; `Host.run(allowed_outbound_hosts=[...])`, `wasikv run
+--allow-outbound ENTRY`); any other fails with `HTTP-request-denied` before
+anything is sent. Every failure the host reports (denied, DNS, connection
+refused, timeouts, a malformed request) is raised as `HttpError`, whose
+`code` is the `wasi:http` `error-code` case name.
 
-`send` blocks until the whole response body has arrived; the guest's
-deadline does not interrupt it (it waits inside a host call), so give
-`timeout` for servers that may not answer.
+`send` blocks until the whole response body has arrived. The guest's
+deadline (a request's or a run's timeout) stops it even while it waits;
+`timeout` bounds each wait for the server (connecting, the response head,
+each part of the body) and raises `HttpError` instead, which the guest can
+handle.
 """
 
 from __future__ import annotations

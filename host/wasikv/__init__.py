@@ -15,6 +15,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .allowed_hosts import AllowedHosts
     from .bucket import Bucket, Cas
     from .capability import InstanceSpec
     from .errors import (
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 _MODULES = {
     "DEFAULT_STORE_URL": ".stores.registry",
     "AccessDenied": ".errors",
+    "AllowedHosts": ".allowed_hosts",
     "Bucket": ".bucket",
     "Cas": ".bucket",
     "CasConflict": ".errors",
@@ -72,6 +74,7 @@ _MODULES = {
 __all__ = [
     "DEFAULT_STORE_URL",
     "AccessDenied",
+    "AllowedHosts",
     "Bucket",
     "Cas",
     "CasConflict",

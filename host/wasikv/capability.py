@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wasmtime import Engine, Store
 from wasmtime.component import Component, Linker
 
+from .allowed_hosts import AllowedHosts
 from .errors import ConfigError
 from .runtime.host_functions import HostInterface
 
@@ -49,7 +50,8 @@ class InstanceSpec:
     values; they may be secrets and are never printed); `grants` the store
     labels it may open (None: all); `stdout`/`stderr` where its output goes
     (None: this process's); `timeout` its deadline in seconds (None: none);
-    `outbound_http` whether it may send HTTP requests (to any host).
+    `allowed_outbound_hosts` the schemes, hosts and ports its outbound HTTP
+    requests may reach (Spin's `allowed_outbound_hosts`; empty: none).
     """
 
     argv: Sequence[str] = ("app.wasm",)
@@ -59,7 +61,7 @@ class InstanceSpec:
     stdout: OutputStream | None = None
     stderr: OutputStream | None = None
     timeout: float | None = None
-    outbound_http: bool = False
+    allowed_outbound_hosts: AllowedHosts = field(default_factory=AllowedHosts)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
@@ -67,6 +69,11 @@ class InstanceSpec:
         object.__setattr__(self, "variables", _checked_variables(self.variables))
         if self.grants is not None and not isinstance(self.grants, frozenset):
             object.__setattr__(self, "grants", frozenset(self.grants))
+        if not isinstance(self.allowed_outbound_hosts, AllowedHosts):
+            raise ConfigError(
+                "allowed_outbound_hosts must be an AllowedHosts "
+                f"(AllowedHosts.parse([...])), not {type(self.allowed_outbound_hosts).__name__}"
+            )
 
     def with_output(self, stdout: OutputStream | None, stderr: OutputStream | None) -> InstanceSpec:
         """This spec with its output sent to `stdout` and `stderr`."""

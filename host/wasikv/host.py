@@ -16,6 +16,7 @@ from typing import TypeVar
 from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, Func, Instance, Linker
 
+from .allowed_hosts import AllowedHosts
 from .bucket import Bucket
 from .capability import Capability, InstanceSpec, OutputStream
 from .errors import AccessDenied, ComponentError, ConfigError, GuestTrap, NoSuchStore, StoreError
@@ -26,6 +27,7 @@ from .interfaces.outbound_http import OutboundHttp
 from .interfaces.spin import KEY_VALUE as SPIN_KEY_VALUE
 from .interfaces.unprovided import Unprovided
 from .interfaces.wasi.capability import PythonWasi, wasi_plan
+from .interfaces.wasi.http_client import HttpClient
 from .interfaces.wasi.linking import WasiPlan
 from .interfaces.wasi.table import WasiState
 from .limits import MAX_COMPONENT_BYTES, Limits
@@ -77,8 +79,9 @@ class Host:
 
     Every instance is sandboxed: its key-value imports are type-checked
     before it is instantiated, its memory and tables are capped by `limits`,
-    it has no network unless a run allows it outbound HTTP to every host
-    (`run(outbound_http=True)`), and it can be given a deadline
+    it has no network but the outbound HTTP requests a run allows, by
+    scheme, host and port (`run(allowed_outbound_hosts=[...])`, Spin's
+    syntax), sent by the host's own client; and it can be given a deadline
     (`run(timeout=)`); `interrupt` stops every running guest of the host.
     """
 
@@ -120,7 +123,9 @@ class Host:
         self._key_value = KeyValue(
             (*INTERFACES, *SPIN_KEY_VALUE), self._resolve, lambda: self._labels.keys(), self.limits
         )
-        self._python_wasi = PythonWasi()
+        self._http_client: HttpClient | None = None
+        self._http_lock = threading.Lock()
+        self._python_wasi = PythonWasi(self._outbound_client)
         #: What the host lends every instance, each with its interfaces, linking and per-instance state.
         self.capabilities: tuple[Capability, ...] = (
             self._key_value,
@@ -250,6 +255,13 @@ class Host:
             self._plans[component] = plan
         return plan
 
+    def _outbound_client(self) -> HttpClient:
+        """The client every guest's allowed outbound HTTP requests go through (one per host)."""
+        with self._http_lock:
+            if self._http_client is None:
+                self._http_client = HttpClient()
+            return self._http_client
+
     def _linker(self, plan: LinkPlan, spec: InstanceSpec) -> Linker:
         key = (plan, *(capability.link_key(plan, spec) for capability in self.capabilities))
         with self._link_lock:
@@ -274,6 +286,7 @@ class Host:
         stderr: OutputStream | None = None,
         program_name: str | None = None,
         timeout: float | None = None,
+        allowed_outbound_hosts: AllowedHosts | Sequence[str] = (),
         outbound_http: bool = False,
     ) -> int:
         """Run a `wasi:cli/run` component and return its exit code.
@@ -281,9 +294,13 @@ class Host:
         argv is `[program_name, *args]` (the component's path by default, as
         `wasmtime run` does). The guest sees only the `env` given here, no
         filesystem and no network: its outbound HTTP requests
-        (`wasi:http/outgoing-handler`) fail with `HTTP-request-denied` unless
-        `outbound_http` is True, which lets it reach every host (there is no
-        per-host filter). `variables` are what it reads through
+        (`wasi:http/outgoing-handler`) go only where `allowed_outbound_hosts`
+        allows (Spin's `allowed_outbound_hosts` entries, such as
+        `"https://api.example.com"` or `"http://127.0.0.1:8000..9000"`, or an
+        `AllowedHosts`; `["*://*:*"]` allows every host); any other fails
+        with `HTTP-request-denied` before anything is sent; an invalid entry
+        is a `ConfigError`. `outbound_http=True` is the older spelling of
+        `["*://*:*"]` (deprecated). `variables` are what it reads through
         `wasi:config/store` (key to value, already resolved, as
         `wasikv.app.variable_sources` resolves an app's; none when None).
         `grants` limits the labels it may open (all labels when None).
@@ -310,7 +327,7 @@ class Host:
             stdout=stdout,
             stderr=stderr,
             timeout=timeout,
-            outbound_http=outbound_http,
+            allowed_outbound_hosts=_allowed_hosts(allowed_outbound_hosts, outbound_http),
         )
         with self.instantiate(component, spec) as (store, instance):
             run = _find_run(instance, store)
@@ -441,16 +458,43 @@ class Host:
         self.shutdown.begin(grace)
 
     def close(self) -> None:
-        """Close every store this host opened from a URL."""
+        """Close every store this host opened from a URL, and stop its outbound HTTP client.
+
+        Requests still in flight fail (the guests waiting for them see an error).
+        """
         for store in self._stores_by_url.values():
             store.close()
         self._stores_by_url.clear()
+        with self._http_lock:
+            client, self._http_client = self._http_client, None
+        if client is not None:
+            client.close()
 
     def __enter__(self) -> Host:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _allowed_hosts(allowed: AllowedHosts | Sequence[str], every_host: bool) -> AllowedHosts:
+    """`run`'s `allowed_outbound_hosts` (and `outbound_http`) as an `AllowedHosts`; `ConfigError` if bad."""
+    if isinstance(allowed, str):
+        raise ConfigError(
+            f"allowed_outbound_hosts must be a list of entries, not the string {allowed!r}; "
+            f"write [{allowed!r}]"
+        )
+    if not isinstance(allowed, AllowedHosts):
+        entries = list(allowed)
+        odd = next((entry for entry in entries if not isinstance(entry, str)), None)
+        if odd is not None:
+            raise ConfigError(
+                f"allowed_outbound_hosts entries must be strings, not {type(odd).__name__} ({odd!r})"
+            )
+        allowed = AllowedHosts.parse(entries)
+    if every_host:
+        allowed = AllowedHosts((*allowed.entries, *AllowedHosts.parse(["*://*:*"]).entries))
+    return allowed
 
 
 def _interruptible(call: Callable[[], _T], deadline: Deadline) -> _T:

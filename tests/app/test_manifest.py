@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -166,26 +167,51 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         APP + WEB + 'sorce = "x"\n',
         ["[component.web]", "unknown key 'sorce'", "did you mean 'source'", "source, key_value_stores"],
     ),
-    "outbound hosts narrower than all": (
-        APP + WEB + 'allowed_outbound_hosts = ["https://example.com"]\n',
+    "outbound host without scheme": (
+        APP + WEB + 'allowed_outbound_hosts = ["example.com"]\n',
         [
             "[component.web]",
-            'allowed_outbound_hosts = ["https://example.com"] allows only some hosts',
-            "cannot enforce per-host rules yet",
-            'write allowed_outbound_hosts = ["*://*:*"] to allow every host',
+            'allowed_outbound_hosts entry "example.com"',
+            "it has no scheme",
+            "<scheme>://<host>[:<port>]",
         ],
     ),
-    "outbound hosts http only": (
-        APP + WEB + 'allowed_outbound_hosts = ["http://*:*"]\n',
-        ['allowed_outbound_hosts = ["http://*:*"] allows only some hosts', '["*://*:*"]'],
+    "outbound host with a path": (
+        APP + WEB + 'allowed_outbound_hosts = ["https://example.com/api"]\n',
+        ['entry "https://example.com/api"', "must not include a path"],
     ),
-    "outbound hosts any port of one host": (
-        APP + WEB + 'allowed_outbound_hosts = ["*://example.com:*"]\n',
-        ["allows only some hosts", "cannot enforce per-host rules"],
+    "outbound host bad port": (
+        APP + WEB + 'allowed_outbound_hosts = ["http://localhost:99999"]\n',
+        ['entry "http://localhost:99999"', "not a number from 0 to 65535"],
+    ),
+    "outbound host no default port": (
+        APP + WEB + 'allowed_outbound_hosts = ["*://example.com"]\n',
+        ['entry "*://example.com"', "no known default port", "':*'"],
+    ),
+    "outbound host wildcard inside": (
+        APP + WEB + 'allowed_outbound_hosts = ["https://api.*.com"]\n',
+        ['entry "https://api.*.com"', "'*' is allowed only"],
+    ),
+    "outbound host second entry": (
+        APP + WEB + 'allowed_outbound_hosts = ["https://ok.example.com", "ftp//x"]\n',
+        ['entry "ftp//x"', "no scheme"],
+    ),
+    "outbound hosts undeclared variable": (
+        APP + WEB + 'allowed_outbound_hosts = ["https://{{ api_host }}"]\n',
+        [
+            "[component.web]",
+            'entry "https://{{ api_host }}" refers to {{ api_host }}',
+            "not an application variable",
+            "[variables]",
+        ],
+    ),
+    "outbound hosts malformed template": (
+        APP + WEB + 'allowed_outbound_hosts = ["https://{{ api_host"]\n',
+        ['entry "https://{{ api_host"', "{{ name }}"],
     ),
     "outbound hosts insecure allow-all": (
         APP + WEB + 'allowed_outbound_hosts = ["insecure:allow-all"]\n',
-        ["'insecure:allow-all' is not accepted", '["*://*:*"]'],
+        ['"insecure:allow-all" is not accepted', '["*://*:*"]'],
     ),
     "outbound hosts type": (
         APP + WEB + 'allowed_outbound_hosts = "*://*:*"\n',
@@ -425,23 +451,21 @@ def test_manifest_not_utf8(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("hosts", "outbound_http"),
+    "hosts",
     [
-        (None, False),
-        ("[]", False),
-        ('["*://*:*"]', True),
-        ('[" *://*:*/ "]', True),
-        ('["http://*:*", "https://*:*"]', True),
-        ('["https://*:*", "redis://*:*", "http://*:*"]', True),
-        ('["*://*:*", "https://example.com"]', True),
+        "[]",
+        '["*://*:*"]',
+        '[" *://*:*/ "]',
+        '["https://api.example.com", "http://localhost:3000"]',
+        '["*://example.com:*", "https://*.example.com", "http://127.0.0.1:8000..9000"]',
+        '["https://10.0.0.0/8", "http://[::1]:8080", "http://self", "redis://cache.internal"]',
+        '["mqtt://broker.example.com", "postgres://db:5432", "https://xn--bcher-kva.example"]',
     ],
 )
-def test_allowed_outbound_hosts_allow_every_host_or_none(
-    tmp_path: Path, hosts: str | None, outbound_http: bool
-) -> None:
-    text = APP + WEB + (f"allowed_outbound_hosts = {hosts}\n" if hosts is not None else "")
+def test_every_spin_form_of_allowed_outbound_hosts_loads(tmp_path: Path, hosts: str) -> None:
+    text = APP + WEB + f"allowed_outbound_hosts = {hosts}\n"
     app = load_manifest(write(tmp_path, text))
-    assert app.components["web"].outbound_http is outbound_http
+    assert list(app.components["web"].allowed_outbound_hosts) == json.loads(hosts)
 
 
 def test_allowed_outbound_hosts_are_kept_as_written(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from wasikv.allowed_hosts import AllowedHosts
 from wasikv.app import load_app
 from wasikv.app.manifest import AppManifest, load_manifest
 from wasikv.app.variable_sources import VariableSources, parse_variable_flag, resolve_variables
@@ -135,3 +136,65 @@ def test_load_app_resolves_unless_told_not_to(tmp_path: Path, monkeypatch: pytes
     assert load_app(tmp_path, require_sources=False, resolve=False).variables == {}
     monkeypatch.setenv("WASIKV_VARIABLE_API_KEY", SECRET)
     assert load_app(tmp_path, require_sources=False).variables["web"]["key"] == SECRET
+
+
+HOSTS_MANIFEST = """\
+[application]
+name = "app"
+
+[variables]
+api_host = { default = "api.example.com" }
+api_port = { default = "8443" }
+optional_endpoint = { default = "" }
+token_host = { required = true, secret = true }
+
+[component.web]
+source = "web.wasm"
+allowed_outbound_hosts = [
+    "https://{{ api_host }}:{{ api_port }}",
+    "{{ optional_endpoint }}",
+    "http://localhost:3000",
+]
+
+[component.vault]
+source = "vault.wasm"
+allowed_outbound_hosts = ["https://{{ token_host }}"]
+"""
+
+
+def _hosts_app(tmp_path: Path, **flags: str) -> dict[str, object]:
+    (tmp_path / "wasikv.toml").write_text(HOSTS_MANIFEST)
+    sources = VariableSources({"token_host": "vault.example.com", **flags}, {})
+    loaded = load_app(tmp_path, require_sources=False, variables=sources)
+    return dict(loaded.allowed_outbound_hosts)
+
+
+def test_allowed_outbound_hosts_entries_are_expanded_with_the_variables(tmp_path: Path) -> None:
+    hosts = _hosts_app(tmp_path, api_host="internal.example.org")
+    web, vault = hosts["web"], hosts["vault"]
+    assert isinstance(web, AllowedHosts) and isinstance(vault, AllowedHosts)
+    assert web.allows("https", "internal.example.org", 8443)
+    assert not web.allows("https", "api.example.com", 8443)  # the default was overridden
+    assert not web.allows("https", "internal.example.org", 443)  # the port is the variable's
+    assert web.allows("http", "localhost", 3000)
+    # The entry whose variable is empty is left out (Spin: an optional endpoint).
+    assert len(web.entries) == 2
+    assert vault.allows("https", "vault.example.com") and not vault.allows("https", "example.com")
+
+
+def test_an_entry_invalid_with_its_values_names_the_component_and_entry(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _hosts_app(tmp_path, api_port="eighty")
+    message = str(caught.value)
+    assert "[component.web]" in message
+    assert '"https://{{ api_host }}:{{ api_port }}"' in message
+    assert "'eighty' is not a number" in message
+
+
+def test_a_secret_value_is_never_shown_in_an_entry_error(tmp_path: Path) -> None:
+    leaked = "bad host/with a path"
+    with pytest.raises(ConfigError) as caught:
+        _hosts_app(tmp_path, token_host=leaked)
+    message = str(caught.value)
+    assert "[component.vault]" in message and "https://{{ token_host }}" in message
+    assert "secret" in message and leaked not in message

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from wasikv.allowed_hosts import AllowedHost, AllowedHosts, parse_host, split_authority
 from wasikv.errors import ConfigError
-from wasikv.interfaces.wasi.allowed_hosts import AllowedHost, AllowedHosts, parse_host, split_authority
 
 # entry -> its canonical form (scheme://host:ports, `a..b` excluding b)
 PARSED = {

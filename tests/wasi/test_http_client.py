@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wasikv.interfaces.wasi.allowed_hosts import AllowedHosts
+from wasikv.allowed_hosts import AllowedHosts
 from wasikv.interfaces.wasi.http_client import (
     BodyPipe,
     ClientError,

@@ -129,9 +129,10 @@ def _outgoing(
 def send(request: Request) -> Response:
     """Send an HTTP request and return the whole response (through `wasikv_sdk.outbound.send`).
 
-    The component needs `allowed_outbound_hosts = ["*://*:*"]` in its
-    manifest. Raises `wasikv_sdk.outbound.HttpError` (its `code` the
-    wasi:http error-code case, `HTTP-request-denied` without that key) where
+    The URL's scheme, host and port must be allowed by the component's
+    `allowed_outbound_hosts`, as in Spin. Raises
+    `wasikv_sdk.outbound.HttpError` (its `code` the wasi:http error-code case,
+    `HTTP-request-denied` for a URL the manifest does not allow) where
     spin_sdk raises its wasi:http error.
     """
     if outbound is None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..allowed_hosts import AllowedHosts
 from ..safe_files import file_kind
 from ._toml import toml_key
 from .manifest import AppManifest, ManifestError, load_manifest
 from .runtime_config import RUNTIME_CONFIG_NAME, load_runtime_config
 from .triggers import TRIGGER_KINDS, LoadContext
-from .variable_sources import VariableSources, resolve_variables
+from .variable_sources import VariableSources, resolve_app
 from .variables import Variables
 
 __all__ = ["LoadedApp", "load_app"]
@@ -26,7 +27,9 @@ class LoadedApp:
     `access-denied`, an undefined one `no-such-store`).
     `runtime_config_file` is the file the stores came from, if any.
     `variables` maps each component to its resolved variables (what it reads
-    through wasi:config; empty when the app was loaded without resolving them).
+    through wasi:config) and `allowed_outbound_hosts` to where its outbound
+    HTTP requests may go (both empty when the app was loaded without
+    resolving its variables).
     """
 
     manifest: AppManifest
@@ -34,6 +37,7 @@ class LoadedApp:
     grants: dict[str, frozenset[str]]
     runtime_config_file: Path | None = None
     variables: dict[str, Variables] = field(default_factory=dict)
+    allowed_outbound_hosts: dict[str, AllowedHosts] = field(default_factory=dict)
 
 
 def load_app(
@@ -52,7 +56,9 @@ def load_app(
     With `resolve`, every application variable gets its value from `variables`
     (default: this process's environment and the `.env` next to the manifest;
     see `wasikv.app.variable_sources`) and a required one without a value is
-    a `ConfigError`; tools that run no component (`wasikv kv`) leave it out.
+    a `ConfigError`, as is an `allowed_outbound_hosts` entry that is no valid
+    host with the variables' values; tools that run no component (`wasikv kv`)
+    leave it out.
     """
     manifest = load_manifest(manifest_path)
     if runtime_config_file is None:
@@ -84,12 +90,14 @@ def load_app(
                 raise fail(f"{kind.section} #{index}", problem)
     if require_sources:
         _check_sources(manifest)
+    resolved = resolve_app(manifest, variables) if resolve else None
     return LoadedApp(
         manifest=manifest,
         stores=stores,
         grants=grants,
         runtime_config_file=config_path,
-        variables=resolve_variables(manifest, variables) if resolve else {},
+        variables=resolved.variables if resolved is not None else {},
+        allowed_outbound_hosts=resolved.allowed_outbound_hosts if resolved is not None else {},
     )
 
 

@@ -25,7 +25,7 @@ source = "api/app.wasm"             # relative to this file
 key_value_stores = ["default"]      # the labels the component may open
 environment = { LOG_LEVEL = "info" }
 variables = { api_key = "{{ api_key }}" }   # what the guest reads through wasi:config
-allowed_outbound_hosts = ["*://*:*"]  # outbound HTTP to any host; absent or []: none
+allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:8000..9000"]  # absent or []: none
 
 [component.api.build]
 command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
@@ -50,10 +50,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from ..allowed_hosts import AllowedHost
 from ..errors import ConfigError
 from ._toml import kind_of, parse_toml, read_text, toml_key
 from .triggers import HTTP, KEY_VALUE, TRIGGER_KINDS, HttpTrigger, KeyValueTrigger, Trigger, TriggerKind
-from .variables import Variable, parse_component_variables, parse_declarations
+from .variables import Variable, parse_component_variables, parse_declarations, template_names
 
 __all__ = [
     "DEFAULT_WATCH",
@@ -106,10 +107,9 @@ class ComponentSpec:
     build: BuildSpec | None = None
     #: `[component.NAME.variables]`: the keys the guest reads, each a `{{ name }}` template.
     variables: dict[str, str] = field(default_factory=dict)
-    #: Whether it may send HTTP requests (to any host: `allowed_outbound_hosts = ["*://*:*"]`).
-    outbound_http: bool = False
-    #: `allowed_outbound_hosts` as written (Spin's syntax), for the per-host rules of the
-    #: Python outbound client; today only lists allowing every host get past the parser.
+    #: `allowed_outbound_hosts` as written (Spin's syntax, checked): where its outbound HTTP
+    #: requests may go. Entries may be `{{ variable }}` templates, resolved with the
+    #: application variables (`wasikv.app.variable_sources.resolve_app`).
     allowed_outbound_hosts: tuple[str, ...] = ()
 
 
@@ -188,7 +188,10 @@ def parse_manifest(text: str, path: str | Path) -> AppManifest:
 # Keys Spin users may bring along, with why wasikv refuses them.
 _SPIN_ONLY = {
     "spin_version": "this is a Spin manifest v1; wasikv reads the v2 layout",
-    "allowed_http_hosts": 'this is Spin 1\'s key; write allowed_outbound_hosts = ["*://*:*"]',
+    "allowed_http_hosts": (
+        'this is Spin 1\'s key; write allowed_outbound_hosts = ["https://example.com"] '
+        '(an entry per scheme://host[:port]; ["*://*:*"] for every host)'
+    ),
     "files": "wasikv components get no filesystem",
     "exclude_files": "wasikv components get no filesystem",
     "sqlite_databases": "wasikv offers key-value stores only",
@@ -398,32 +401,45 @@ class _Parser:
             environment=environment,
             build=build,
             variables=variables,
-            outbound_http=bool(allowed_outbound_hosts),
             allowed_outbound_hosts=allowed_outbound_hosts,
         )
 
     def outbound_hosts(self, table: Mapping[str, Any], where: str) -> tuple[str, ...]:
-        """`allowed_outbound_hosts` (empty: no outbound HTTP) when it allows every host; a narrower
-        list is an error."""
-        hosts = self.strings(table, "allowed_outbound_hosts", where, _ALL_HOSTS_TOML)
-        if not hosts:
-            return ()
-        patterns = {_normal_host_pattern(host) for host in hosts}
-        if _ALL_HOSTS in patterns or {"http://*:*", "https://*:*"} <= patterns:
-            return hosts
-        if "insecure:allow-all" in patterns:
-            problem = "'insecure:allow-all' is not accepted (nor by Spin)"
-        else:
-            problem = (
-                f"allowed_outbound_hosts = {json.dumps(list(hosts))} allows only some hosts, and "
-                "wasikv cannot enforce per-host rules yet: a component may send HTTP requests "
-                "to every host or to none"
+        """`allowed_outbound_hosts` as written, each entry checked as Spin parses it.
+
+        An entry with `{{ variable }}` templates must name declared application
+        variables; its hosts are checked once their values are known.
+        """
+        hosts = self.strings(table, "allowed_outbound_hosts", where, '["https://api.example.com"]')
+        if list(hosts) == ["insecure:allow-all"]:
+            raise self.fail(
+                where,
+                'allowed_outbound_hosts entry "insecure:allow-all" is not accepted (nor by Spin); '
+                f"write allowed_outbound_hosts = {_ALL_HOSTS_TOML} to allow every host",
             )
-        raise self.fail(
-            where,
-            f"{problem}; write allowed_outbound_hosts = {_ALL_HOSTS_TOML} to allow every host, "
-            "or remove the key for none",
-        )
+        for entry in hosts:
+            if "{{" not in entry:
+                try:
+                    AllowedHost.parse(entry)
+                except ConfigError as exc:
+                    raise self.fail(where, str(exc)) from None
+                continue
+            try:
+                names = template_names(entry)
+            except ValueError as exc:
+                raise self.fail(
+                    where, f"allowed_outbound_hosts entry {json.dumps(entry)}: {exc}; write {{{{ name }}}}"
+                ) from None
+            for name in names:
+                if name not in self.declared:
+                    known = ", ".join(repr(n) for n in self.declared) or "none"
+                    raise self.fail(
+                        where,
+                        f"allowed_outbound_hosts entry {json.dumps(entry)} refers to {{{{ {name} }}}}, "
+                        "which is not an application variable; declare it under [variables] "
+                        f'(as {name} = {{ default = "..." }}); declared: {known}',
+                    )
+        return hosts
 
     def environment(self, table: Mapping[str, Any], where: str) -> dict[str, str]:
         if "environment" not in table:
@@ -549,12 +565,6 @@ def _spoken(items: Sequence[str], conjunction: str) -> str:
     if len(items) < 2:
         return "".join(items)
     return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
-
-
-def _normal_host_pattern(host: str) -> str:
-    """An `allowed_outbound_hosts` entry as Spin reads it: trimmed, a trailing `/` dropped."""
-    host = host.strip()
-    return host[:-1] if host.endswith("/") else host
 
 
 def _as_str(value: object) -> str | None:

@@ -1,4 +1,8 @@
-"""Where application variables get their values at start-up, and each component's resolved variables.
+"""Where application variables get their values at start-up, and what each component gets from them.
+
+What a component gets: its resolved variables (`[component.NAME.variables]`)
+and its `allowed_outbound_hosts`, whose `{{ variable }}` entries are
+expanded as Spin expands them.
 
 Highest priority first (Spin's providers, plus wasikv's own prefix):
 
@@ -26,16 +30,19 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from ..allowed_hosts import AllowedHost, AllowedHosts
 from ..errors import ConfigError
-from ._toml import read_text
+from ._toml import read_text, toml_key
 from .manifest import AppManifest
 from .variables import NAME_RULE, Variables, expand, name_problem, template_names
 
 __all__ = [
     "DOTENV_NAME",
     "ENV_PREFIXES",
+    "Resolved",
     "VariableSources",
     "parse_variable_flag",
+    "resolve_app",
     "resolve_variables",
 ]
 
@@ -71,14 +78,38 @@ def parse_variable_flag(text: str) -> tuple[str, str]:
     return name, value
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What each component gets from the application variables, by component name."""
+
+    variables: dict[str, Variables]
+    allowed_outbound_hosts: dict[str, AllowedHosts]
+
+
+def resolve_app(manifest: AppManifest, sources: VariableSources | None = None) -> Resolved:
+    """Each component's variables and `allowed_outbound_hosts`, with the application variables' values.
+
+    Raises `ConfigError` as `resolve_variables` does, and for an
+    `allowed_outbound_hosts` entry that is no valid host with its variables'
+    values (naming the component and the entry; a secret value is never shown).
+    """
+    values = _application_values(manifest, sources or VariableSources())
+    return Resolved(
+        _component_variables(manifest, values),
+        {name: _allowed_hosts(manifest, name, values) for name in manifest.components},
+    )
+
+
 def resolve_variables(manifest: AppManifest, sources: VariableSources | None = None) -> dict[str, Variables]:
     """Each component's variables (its keys to their expanded values), by component name.
 
     Raises `ConfigError` for a `--variable` the manifest does not declare, an
     unreadable `--env-file`, or required variables without a value.
     """
-    sources = sources or VariableSources()
-    values = _application_values(manifest, sources)
+    return _component_variables(manifest, _application_values(manifest, sources or VariableSources()))
+
+
+def _component_variables(manifest: AppManifest, values: Mapping[str, str]) -> dict[str, Variables]:
     secret = {name for name, variable in manifest.variables.items() if variable.secret}
     resolved: dict[str, Variables] = {}
     for name, spec in manifest.components.items():
@@ -88,6 +119,25 @@ def resolve_variables(manifest: AppManifest, sources: VariableSources | None = N
             frozenset(key for key, template in templates.items() if secret & set(template_names(template))),
         )
     return resolved
+
+
+def _allowed_hosts(manifest: AppManifest, component: str, values: Mapping[str, str]) -> AllowedHosts:
+    """`component`'s `allowed_outbound_hosts`, its `{{ variable }}` entries expanded with `values`."""
+    where = f"{manifest.path}: [component.{toml_key(component)}]"
+    secret = {name for name, variable in manifest.variables.items() if variable.secret}
+    entries: list[AllowedHost] = []
+    for entry in manifest.components[component].allowed_outbound_hosts:
+        try:
+            parsed = AllowedHosts.parse([entry], expand=lambda template: expand(template, values))
+        except ConfigError as exc:
+            if secret & set(template_names(entry)):
+                raise ConfigError(
+                    f"{where}: allowed_outbound_hosts entry {entry!r} is no valid host with its "
+                    "variables' values (not shown: one is secret); write <scheme>://<host>[:<port>]"
+                ) from None
+            raise ConfigError(f"{where}: {exc}") from None
+        entries.extend(parsed.entries)
+    return AllowedHosts(tuple(entries))
 
 
 def _application_values(manifest: AppManifest, sources: VariableSources) -> dict[str, str]:

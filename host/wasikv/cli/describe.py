@@ -20,15 +20,16 @@ from ..errors import ComponentError
 from ..host import Host
 from ..interfaces.outbound_http import HTTP_INTERFACE
 from ..interfaces.unprovided import SPIN_PACKAGES, not_provided
-from ..interfaces.wasi.linking import plan_wasi
+from ..interfaces.wasi.linking import INCOMING_HANDLER, plan_wasi
 from ..runtime.linking import check_exports, common_shapes, match_imports, mixed_shapes
 from ..runtime.wit_types import FuncSig, ResultOf
 from ..triggers.registry import TRIGGERS
 
 #: WASI 0.2 interfaces, which wasmtime's own WASI implementation provides.
 _WASI_02 = re.compile(r"^wasi:(cli|clocks|filesystem|io|random|sockets)/[a-z-]+@0\.2\.\d+$")
-_HTTP_PROVIDER = "wasmtime wasi:http (requests denied unless allowed_outbound_hosts allows every host)"
+_HTTP_PROVIDER = "wasikv wasi:http (requests only where allowed_outbound_hosts allows; none by default)"
 _PYTHON_WASI = "wasikv (Python wasi:io and wasi:http, for a wasi:http/incoming-handler component)"
+_SENDER_WASI = "wasmtime WASI 0.2, or wasikv's Python WASI when allowed_outbound_hosts allows a host"
 _RUN = re.compile(r"^wasi:cli/run@0\.2\.\d+$")
 _RUN_FUNCTION = FuncSig((), ResultOf(None, None))
 
@@ -123,13 +124,23 @@ def inspect_component(host: Host, path: str | Path) -> Inspection:
         wasi = plan_wasi(host.engine, component, str(path))
     except ComponentError as exc:
         wasi = None
-        problems += [line.removeprefix(f"{path}: ") for line in str(exc).splitlines()]
+        # A component that only sends requests runs, as long as it may reach no host.
+        sender = not any(INCOMING_HANDLER.match(name) for name in exports)
+        suffix = " (so it may be allowed no outbound host)" if sender else ""
+        problems += [line.removeprefix(f"{path}: ") + suffix for line in str(exc).splitlines()]
+    handler = wasi is not None and wasi.handler is not None
     reports = []
     for match in found:
         report = ImportReport(match.name, None, list(match.problems))
         if wasi is not None and match.name in wasi.python:
-            report.provider = _PYTHON_WASI
-        elif (wasi is not None and match.name in wasi.stubbed) or (
+            report.provider = (
+                _PYTHON_WASI
+                if handler
+                else _HTTP_PROVIDER
+                if HTTP_INTERFACE.match(match.name)
+                else _SENDER_WASI
+            )
+        elif (handler and wasi is not None and match.name in wasi.stubbed) or (
             SPIN_PACKAGES.match(match.name) and not match.ours
         ):
             report.provider = None

@@ -172,10 +172,21 @@ def main(verbose: bool) -> None:
     help="Only let the component open these labels (repeatable; default: every defined label).",
 )
 @click.option(
+    "--allow-outbound",
+    "allow_outbound",
+    multiple=True,
+    metavar="ENTRY",
+    help=(
+        "Let the guest send HTTP requests where ENTRY allows, in Spin's allowed_outbound_hosts "
+        "syntax: https://api.example.com, http://127.0.0.1:8000..9000, *://*.example.com:* "
+        "(repeatable; default: every request is denied)."
+    ),
+)
+@click.option(
     "--allow-outbound-http",
     "outbound_http",
     is_flag=True,
-    help="Let the guest send HTTP requests to any host (default: every request is denied).",
+    help="Let the guest send HTTP requests to any host (the same as --allow-outbound '*://*:*').",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-component cache directory.")
 @click.option("--no-cache", is_flag=True, help="Compile without reading or writing the cache.")
@@ -195,6 +206,7 @@ def run(
     env: tuple[str, ...],
     variable_flags: tuple[str, ...],
     grants: tuple[str, ...],
+    allow_outbound: tuple[str, ...],
     outbound_http: bool,
     cache_dir: str | None,
     no_cache: bool,
@@ -207,17 +219,23 @@ def run(
     """Run the command component APP with ARGS; exit with its exit code.
 
     The guest's argv is [APP, *ARGS], as with `wasmtime run`. It gets no
-    filesystem, no network (but outbound HTTP to any host with
-    --allow-outbound-http), only the environment given with --env and only
-    the variables given with --variable. A guest stopped by --timeout exits
+    filesystem, no network (but outbound HTTP requests where --allow-outbound
+    allows, or to any host with --allow-outbound-http), only the environment
+    given with --env and only the variables given with --variable. A guest stopped by --timeout exits
     124; Ctrl-C stops it and exits 130.
     """
+    from ..allowed_hosts import AllowedHosts
     from ..app.variable_sources import parse_variable_flag
     from ..host import Host
     from ..runtime.deadlines import BLOCKED
 
     with _reported():
         variables = dict(parse_variable_flag(flag) for flag in variable_flags)
+        outbound = [*allow_outbound, *(["*://*:*"] if outbound_http else [])]
+        try:
+            allowed_outbound_hosts = AllowedHosts.parse(outbound)
+        except ConfigError as exc:
+            raise ConfigError(f"--allow-outbound: {exc}") from None
 
     labels = dict(_pair(s, "--store") for s in stores) or {"default": DEFAULT_STORE_URL}
     environment = {}
@@ -250,7 +268,7 @@ def run(
                     program_name=app,
                     timeout=timeout,
                     stderr=cast(BinaryIO, stderr),
-                    outbound_http=outbound_http,
+                    allowed_outbound_hosts=allowed_outbound_hosts,
                 )
             except GuestInterrupted:
                 if not interrupted.is_set():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ..allowed_hosts import AllowedHosts
 from ..app.loader import LoadedApp
 from ..capability import InstanceSpec
 
 
 def instance_spec(loaded: LoadedApp, component: str, timeout: float | None) -> InstanceSpec:
-    """The `InstanceSpec` of `component`'s instances: its environment, variables, grants and network.
+    """The `InstanceSpec` of `component`'s instances: its environment, variables, grants and allowed hosts.
 
     `timeout` is each call's deadline in seconds (None: none); argv and
     output are the trigger's to set.
@@ -18,7 +19,7 @@ def instance_spec(loaded: LoadedApp, component: str, timeout: float | None) -> I
         variables=loaded.variables.get(component) or {},
         grants=loaded.grants[component],
         timeout=timeout,
-        outbound_http=entry.outbound_http,
+        allowed_outbound_hosts=loaded.allowed_outbound_hosts.get(component, AllowedHosts()),
     )
 
 

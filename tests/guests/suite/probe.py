@@ -5,16 +5,23 @@ argv[1] selects the behaviour: `report` prints JSON; `fail` raises (exit 1);
 `variables NAME` prints its variables (wasi:config) and NAME's value as JSON.
 `fetch URL [METHOD [BODY [HEADERS]]]` sends an outbound HTTP request (with
 header `x-probe: yes` and the JSON object HEADERS) and prints the response,
-or the error, as JSON (a body over 1 KiB as its SHA-256).
+or the error, as JSON (a body over 1 KiB as its SHA-256). `flood URL N`
+starts N GET requests to URL at once, reads none of them, and prints how
+many the host took and its errors for the rest, by error-code.
 """
 
 import hashlib
 import json
 import os
 import sys
+from urllib.parse import urlsplit
+
+from componentize_py_types import Err
 
 from wasikv_sdk import http, outbound, variables
 from wasikv_sdk.wit import exports
+from wasikv_sdk.wit.imports import outgoing_handler
+from wasikv_sdk.wit.imports import wasi_http_types as wit
 
 
 class Run(exports.Run):
@@ -41,6 +48,9 @@ class Run(exports.Run):
         if mode == "fetch":
             fetch(*sys.argv[2:])
             return
+        if mode == "flood":
+            flood(sys.argv[2], int(sys.argv[3]))
+            return
         try:
             root = sorted(os.listdir("/"))
         except OSError as exc:
@@ -59,3 +69,20 @@ def fetch(url: str, method: str = "GET", body: str = "", headers: str = "{}") ->
     received = response.body
     shown = received.decode() if len(received) <= 1024 else hashlib.sha256(received).hexdigest()
     print(json.dumps({"status": response.status, "headers": response.headers, "body": shown}))
+
+
+def flood(url: str, count: int) -> None:
+    parts = urlsplit(url)
+    started = []  # kept, unread, until the command ends
+    refused: dict = {}
+    for _ in range(count):
+        request = wit.OutgoingRequest(wit.Fields())
+        request.set_scheme(wit.Scheme_Https() if parts.scheme == "https" else wit.Scheme_Http())
+        request.set_authority(parts.netloc)
+        request.set_path_with_query(parts.path or "/")
+        try:
+            started.append(outgoing_handler.handle(request, None))
+        except Err as err:
+            name = type(err.value).__name__
+            refused[name] = refused.get(name, 0) + 1
+    print(json.dumps({"started": len(started), "refused": refused}))

@@ -65,7 +65,7 @@ from typing import Any
 
 import h11
 
-from .allowed_hosts import AllowedHosts, Host, parse_host, split_authority
+from ...allowed_hosts import AllowedHosts, Host, parse_host, split_authority
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -394,6 +394,11 @@ class Exchange:
     def done(self) -> bool:
         """Whether `result` is set."""
         return self._resolved.is_set()
+
+    @property
+    def sent(self) -> bool:
+        """Whether the request went to the client's loop (False: it was refused before any I/O)."""
+        return self._future is not None
 
     def wait(self, timeout: float | None = None) -> ResponseHead | ClientError | None:
         """Block until `result` is set or `timeout` seconds have passed (for threads other than a guest's)."""

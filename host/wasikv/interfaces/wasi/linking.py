@@ -63,6 +63,8 @@ WASMTIME_WASI_VERSION = "0.2.12"
 
 #: The export that makes a component a standard HTTP handler.
 INCOMING_HANDLER = re.compile(r"wasi:http/incoming-handler@0\.2\.\d+\Z")
+#: The import through which a component sends HTTP requests.
+OUTGOING_HANDLER = re.compile(r"wasi:http/outgoing-handler@0\.2\.\d+\Z")
 
 # Host resource type ids of the Python WASI resources ("wp" + n): distinct
 # from wasi:keyvalue's (0x6B76_....), within one linker.
@@ -98,7 +100,8 @@ class WasiPlan:
     functions: dict[str, dict[str, FuncSig]] = field(default_factory=dict)
     #: (interface base name, resource) -> host type id, for the host to make handles.
     type_ids: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: The exact name of the `incoming-handler` the component exports, if any.
+    #: The exact name of the `incoming-handler` the component exports, if any (None: the
+    #: component only sends requests, and is served in Python only when it may reach a host).
     handler: str | None = None
     #: The host type ids of the resources defined in Python (the others are wasmtime's).
     python_types: frozenset[int] = frozenset()
@@ -112,14 +115,16 @@ class WasiPlan:
 
 
 def plan_wasi(engine: Engine, component: Component, origin: str) -> WasiPlan | None:
-    """The Python WASI plan of a component that exports `wasi:http/incoming-handler`, else None.
+    """The Python WASI plan of a component that exports `wasi:http/incoming-handler` or imports
+    `wasi:http/outgoing-handler`, else None.
 
     Raises `ComponentError` naming every imported function whose type
     differs from the vendored WIT's, one line each.
     """
     exports = component.type.exports(engine)
     handler = next((name for name in exports if INCOMING_HANDLER.match(name)), None)
-    if handler is None:
+    imports = component.type.imports(engine)
+    if handler is None and not any(OUTGOING_HANDLER.match(name) for name in imports):
         return None
     declared = wasi_interfaces()
     plan = WasiPlan(handler=handler)
@@ -127,7 +132,7 @@ def plan_wasi(engine: Engine, component: Component, origin: str) -> WasiPlan | N
     python: list[str] = []
     stubbed: list[str] = []
     problems: list[str] = []
-    for name, extern in component.type.imports(engine).items():
+    for name, extern in imports.items():
         ty = extern.ty
         if not isinstance(ty, wt.ComponentInstanceType):
             continue
@@ -270,6 +275,7 @@ def _dispatcher(
 
 __all__ = [
     "INCOMING_HANDLER",
+    "OUTGOING_HANDLER",
     "SEED",
     "WASMTIME_WASI_VERSION",
     "WasiPlan",

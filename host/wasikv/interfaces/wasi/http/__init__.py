@@ -6,6 +6,7 @@
 - `messages`: what serving a request takes (`IncomingRequest`,
   `ResponseOutparam` and the `ResponseHead` it hands over, `OutgoingResponse`);
 - `outbound`: requests a guest sends, through the instance's `OutboundSender`;
+- `sender`: `ClientSender`, the `OutboundSender` over wasikv's `HttpClient`;
 - `errors`: `error-code`, `header-error`, methods and schemes as values.
 
 `BODIES` and `RESOURCES` cover every function and resource of both

@@ -123,6 +123,10 @@ class IncomingBody(HostResource):
             # Dropped: nobody reads the rest; the host may stop receiving it.
             self.source.close()
 
+    def on_instance_closed(self) -> None:
+        """The instance ended holding it: nobody reads the rest."""
+        self.source.close()
+
 
 class FutureTrailers(HostResource):
     """`future-trailers`: ready once the body has ended; what remains unread is discarded."""
@@ -166,6 +170,11 @@ class FutureTrailers(HostResource):
         return Ok(self._outcome)
 
     def on_release(self) -> None:
+        if self._outcome is None:
+            self.source.close()
+
+    def on_instance_closed(self) -> None:
+        """The instance ended holding it: nobody reads the rest."""
         if self._outcome is None:
             self.source.close()
 
@@ -273,6 +282,10 @@ class OutgoingBody(HostResource):
         if not self._finishing:
             # Dropped unfinished: the message must not look complete.
             self.sink.end("aborted")
+
+    def on_instance_closed(self) -> None:
+        """The instance ended without finishing it: the message must not look complete."""
+        self.sink.end("aborted")
 
 
 def _incoming_body_finish(instance: WasiInstance, body: IncomingBody) -> FutureTrailers:

@@ -299,6 +299,11 @@ class FutureIncomingResponse(HostResource):
         if not self._taken:
             self.pending._cancel()
 
+    def on_instance_closed(self) -> None:
+        """The instance ended holding it: give the request up (its connection is closed)."""
+        if not self.released and not self._taken:
+            self.pending._cancel()
+
 
 class IncomingResponse(HostResource):
     """`incoming-response`: the response to a guest's request."""
@@ -333,6 +338,10 @@ class IncomingResponse(HostResource):
     def on_release(self) -> None:
         if not self._consumed:
             self.source.close()
+
+    def on_instance_closed(self) -> None:
+        """The instance ended holding it: nobody reads the body (the client stops receiving it)."""
+        self.source.close()
 
 
 def _timeouts(options: RequestOptions | None) -> Timeouts:

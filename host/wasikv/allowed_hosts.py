@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote_to_bytes
 
-from ...errors import ConfigError
+from .errors import ConfigError
 
 __all__ = [
     "SERVICE_CHAINING_SUFFIX",
