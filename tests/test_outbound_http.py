@@ -317,11 +317,11 @@ def test_a_guest_trying_many_destinations_reaches_only_the_allowed_one(
     assert_never_connected(silent)
 
 
-def _flood(host: Host, allowed: Sequence[str], url: str, count: int) -> Any:
+def _flood(host: Host, allowed: Sequence[str], url: str, count: int, *then: str) -> Any:
     out, err = io.BytesIO(), io.BytesIO()
     code = host.run(
         suite_wasm(),
-        ["probe", "flood", url, str(count)],
+        ["probe", "flood", url, str(count), *then],
         stdout=out,
         stderr=err,
         allowed_outbound_hosts=allowed,
@@ -336,9 +336,11 @@ def test_a_guest_holding_many_requests_is_capped_and_its_connections_closed(
     host = make_host({"default": "memory:"})
     url = f"http://127.0.0.1:{port_of(silent)}/"
     # Never answered, never read: each stays under way until the command ends.
-    assert _flood(host, ["http://127.0.0.1:*"], url, MAX_IN_FLIGHT + 50) == {
+    # At the cap, a request the policy refuses is still told so.
+    assert _flood(host, ["http://127.0.0.1:*"], url, MAX_IN_FLIGHT + 50, "http://example.com/") == {
         "started": MAX_IN_FLIGHT,
         "refused": {"ErrorCode_InternalError": 50},
+        "then": "ErrorCode_HttpRequestDenied",
     }
     # The instance is gone: every connection it opened is closed (the backlog holds the first ones).
     silent.settimeout(30)
@@ -354,6 +356,25 @@ def test_a_guest_holding_many_requests_is_capped_and_its_connections_closed(
         "refused": {"ErrorCode_HttpRequestDenied": 1000},
     }
     assert fetch(host, [server.url], f"{server.url}/after-the-flood")["status"] == 201
+
+
+def test_a_body_written_after_the_answer_is_taken(make_host: Callable[..., Host], server: Server) -> None:
+    """An upstream answers a GET before the guest finishes its (empty) body: its writes still succeed.
+
+    componentize-py's and Spin's `send` start the request and write its body
+    side by side; which comes first is a matter of timing.
+    """
+    host = make_host({"default": "memory:"})
+    out, err = io.BytesIO(), io.BytesIO()
+    code = host.run(
+        suite_wasm(),
+        ["probe", "late-body", f"{server.url}/late"],
+        stdout=out,
+        stderr=err,
+        allowed_outbound_hosts=[server.url],
+    )
+    assert code == 0, err.getvalue().decode()
+    assert json.loads(out.getvalue().decode().splitlines()[-1]) == {"status": 201, "body": "ok"}
 
 
 def test_malformed_urls_are_clean_errors(

@@ -7,7 +7,11 @@ argv[1] selects the behaviour: `report` prints JSON; `fail` raises (exit 1);
 header `x-probe: yes` and the JSON object HEADERS) and prints the response,
 or the error, as JSON (a body over 1 KiB as its SHA-256). `flood URL N`
 starts N GET requests to URL at once, reads none of them, and prints how
-many the host took and its errors for the rest, by error-code.
+many the host took and its errors for the rest, by error-code; `flood URL N
+THEN` then sends to THEN too (still holding the others) and reports its error.
+`late-body URL` sends a GET to URL, waits for its response, and only then
+writes (an empty chunk) and finishes the request's body, as componentize-py's
+and Spin's `send` may; it prints the status and whether the body took it.
 """
 
 import hashlib
@@ -16,7 +20,7 @@ import os
 import sys
 from urllib.parse import urlsplit
 
-from componentize_py_types import Err
+from componentize_py_types import Err, Ok
 
 from wasikv_sdk import http, outbound, variables
 from wasikv_sdk.wit import exports
@@ -48,8 +52,11 @@ class Run(exports.Run):
         if mode == "fetch":
             fetch(*sys.argv[2:])
             return
+        if mode == "late-body":
+            late_body(sys.argv[2])
+            return
         if mode == "flood":
-            flood(sys.argv[2], int(sys.argv[3]))
+            flood(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
             return
         try:
             root = sorted(os.listdir("/"))
@@ -71,18 +78,48 @@ def fetch(url: str, method: str = "GET", body: str = "", headers: str = "{}") ->
     print(json.dumps({"status": response.status, "headers": response.headers, "body": shown}))
 
 
-def flood(url: str, count: int) -> None:
+def _request(url: str) -> wit.OutgoingRequest:
     parts = urlsplit(url)
+    request = wit.OutgoingRequest(wit.Fields())
+    request.set_scheme(wit.Scheme_Https() if parts.scheme == "https" else wit.Scheme_Http())
+    request.set_authority(parts.netloc)
+    request.set_path_with_query(parts.path or "/")
+    return request
+
+
+def late_body(url: str) -> None:
+    request = _request(url)
+    body = request.body()
+    future = outgoing_handler.handle(request, None)
+    with future.subscribe() as ready:
+        ready.block()
+    answer = future.get()
+    assert answer is not None and isinstance(answer, Ok) and isinstance(answer.value, Ok), answer
+    status = answer.value.value.status()
+    try:
+        with body.write() as stream:
+            stream.blocking_write_and_flush(b"")
+        wit.OutgoingBody.finish(body, None)
+        written = "ok"
+    except Err as err:
+        written = type(err.value).__name__
+    print(json.dumps({"status": status, "body": written}))
+
+
+def flood(url: str, count: int, then: str | None = None) -> None:
     started = []  # kept, unread, until the command ends
     refused: dict = {}
     for _ in range(count):
-        request = wit.OutgoingRequest(wit.Fields())
-        request.set_scheme(wit.Scheme_Https() if parts.scheme == "https" else wit.Scheme_Http())
-        request.set_authority(parts.netloc)
-        request.set_path_with_query(parts.path or "/")
         try:
-            started.append(outgoing_handler.handle(request, None))
+            started.append(outgoing_handler.handle(_request(url), None))
         except Err as err:
             name = type(err.value).__name__
             refused[name] = refused.get(name, 0) + 1
-    print(json.dumps({"started": len(started), "refused": refused}))
+    report: dict = {"started": len(started), "refused": refused}
+    if then is not None:
+        try:
+            started.append(outgoing_handler.handle(_request(then), None))
+            report["then"] = "started"
+        except Err as err:
+            report["then"] = type(err.value).__name__
+    print(json.dumps(report))

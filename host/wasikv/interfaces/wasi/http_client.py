@@ -468,6 +468,14 @@ class HttpClient:
         exchange._future.add_done_callback(lambda _: self._forget(exchange))
         return exchange
 
+    @staticmethod
+    def refusal(
+        request: OutboundRequest, allowed: AllowedHosts, *, self_origin: tuple[str, str] | None = None
+    ) -> ClientError | None:
+        """Why `send` would refuse `request` before opening anything (None: it would send it)."""
+        target = _target(request, allowed, self_origin)
+        return target if isinstance(target, ClientError) else None
+
     def close(self) -> None:
         """Cancel every exchange in flight and stop the loop thread."""
         with self._lock:

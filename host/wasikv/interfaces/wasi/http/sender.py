@@ -18,8 +18,9 @@ which its deadline interrupts.
 
 An instance has at most `MAX_IN_FLIGHT` requests under way (sent, and
 their response not yet read to its end or dropped): a guest that starts
-more gets `internal-error` for each extra one, so one instance cannot hold
-thousands of connections.
+more gets `internal-error` for each extra one it may send (one it may not
+is `HTTP-request-denied` as ever), so one instance cannot hold thousands of
+connections.
 
 Not sent: requests to the app itself (a relative URL, `self`, Spin's
 service chaining); `handle` fails them with `HTTP-request-URI-invalid`.
@@ -55,7 +56,7 @@ class ClientSender:
     def send(self, request: OutboundRequest, response: PendingResponse) -> Case | None:
         """Start `request`; `HTTP-request-denied` (and the like) when it may not go anywhere."""
         self._live = [exchange for exchange in self._live if not exchange.over]
-        if len(self._live) >= MAX_IN_FLIGHT:
+        if len(self._live) >= MAX_IN_FLIGHT and self._allowed(request):
             return Case(
                 "internal-error",
                 f"{MAX_IN_FLIGHT} outbound requests are under way; read or drop their responses first",
@@ -65,6 +66,13 @@ class ClientSender:
         if refused is None:
             self._live.append(exchange)
         return refused
+
+    def _allowed(self, request: OutboundRequest) -> bool:
+        # A request the policy refuses is told so, whatever else is under way.
+        outbound = client.OutboundRequest(
+            request.method, request.scheme, request.authority, request.path_with_query, request.headers, None
+        )
+        return client.HttpClient.refusal(outbound, self.allowed) is None
 
 
 def _case(error: client.ClientError) -> Case:
@@ -182,13 +190,16 @@ class _Exchange:
     def _move_request(self) -> None:
         sink, body = self.sink, self.body
         if body.reader_closed:
-            # The client is done with the body (the request failed, or was answered
-            # without it): the guest's further writes fail.
             error = body.reader_error
-            if error is None:
-                sink.close()
-            else:
+            if error is not None:
+                # The request failed: the guest's further writes fail with why.
                 sink.fail(IoError(str(error), http_error=_case(error)))
+                return
+            # Answered before the guest finished writing (a GET whose empty body it
+            # closes after `handle`, as componentize-py's and Spin's `send` do): what it
+            # still writes is taken and dropped, as wasmtime's client lets it finish.
+            while sink.take_nowait(1 << 20):
+                pass
             return
         while (room := body.space()) > 0:
             data = sink.take_nowait(room)
