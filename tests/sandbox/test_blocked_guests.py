@@ -98,7 +98,9 @@ def test_a_request_that_never_gets_a_worker_is_answered_503_at_its_deadline(app_
 
 
 def test_shutdown_with_blocked_guests_answers_503_within_10_s(app_dir: Path) -> None:
-    server = start_up(app_dir, "--workers", "2", "--request-timeout", "30")
+    # The drain is shorter than the requests' deadline: at its end, what still
+    # runs is answered 503.
+    server = start_up(app_dir, "--workers", "2", "--request-timeout", "30", "--drain-timeout", "5")
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client, ThreadPoolExecutor(6) as pool:
             answers = [pool.submit(client.get, "/hostile/sleep") for _ in range(3)]

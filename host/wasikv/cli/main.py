@@ -520,7 +520,23 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     "--metrics",
     "metrics_listen",
     metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra).",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra), "
+    "and the probes /livez and /readyz there.",
+)
+@click.option(
+    "--health",
+    "health_listen",
+    metavar="HOST:PORT",
+    help="Serve the liveness and readiness probes at http://HOST:PORT/livez and /readyz "
+    "(never on the app's port).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, how long requests and watcher batches in progress may finish "
+    "(default: the request timeout).",
 )
 @click.option(
     "--max-connections",
@@ -563,6 +579,8 @@ def up(
     max_connections_per_client: int | None,
     processes: int,
     metrics_listen: str | None,
+    health_listen: str | None,
+    drain_timeout: float | None,
     quiet: bool,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
@@ -570,11 +588,16 @@ def up(
     With --processes N, N server processes share the port (each its own
     socket), the key-value watchers run in the first, `memory:` stores are
     refused, and a process that dies is started again.
+
+    On SIGINT/SIGTERM, /readyz turns 503, the port stops accepting, and
+    requests and watcher batches in progress get --drain-timeout seconds to
+    finish; a second signal ends every process at once.
     """
     from ..app.manifest import find_manifest, load_manifest
     from ..app.variable_sources import parse_variable_flag
     from ..server.asgi import DEFAULT_POOL, create_app
     from ..server.processes import (
+        STOP_MARGIN,
         listening_socket,
         process_index,
         refuse_memory_stores,
@@ -593,8 +616,9 @@ def up(
     with _reported():
         address = parse_listen(listen)
         variables = dict(parse_variable_flag(flag) for flag in variable_flags)
+        health_address = None if health_listen is None else parse_listen(health_listen, "--health")
         if metrics_listen is not None:
-            parse_listen(metrics_listen)
+            parse_listen(metrics_listen, "--metrics")
             from ..metrics import Metrics
 
             metrics = Metrics() if processes == 1 or child is not None else None
@@ -642,9 +666,12 @@ def up(
                 app.watchers.save_starts()
             finally:
                 app.close()
-            metrics_address = None if metrics_listen is None else parse_listen(metrics_listen)
+            metrics_address = None if metrics_listen is None else parse_listen(metrics_listen, "--metrics")
+            drain = request_timeout if drain_timeout is None else drain_timeout
             announce(app, *address, processes=processes)
-            code = supervise(sys.argv[1:], processes, metrics_address)
+            code = supervise(
+                sys.argv[1:], processes, metrics_address, health_address, stop_wait=drain + STOP_MARGIN
+            )
             print("Stopped", flush=True)
             sys.exit(code)
         serve(
@@ -652,6 +679,8 @@ def up(
             listen,
             ServerLimits(header_timeout, keep_alive_timeout, max_connections, max_connections_per_client),
             metrics_listen=metrics_listen,
+            health_listen=health_listen,
+            drain=drain_timeout,
         )
 
 
