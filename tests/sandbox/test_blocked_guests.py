@@ -4,7 +4,8 @@ A guest in `time.sleep` waits inside wasmtime's WASI clock, not in wasm, so
 epoch deadlines cannot stop it. What holds instead: its request is answered
 504 a second after the deadline and its worker replaced (so `--workers`
 threads keep serving), a request that cannot get a worker in time is
-answered 503, and a shutdown answers everything 503 and ends within 10 s.
+answered 503, and a shutdown whose drain (`--drain-timeout`) ends first
+answers everything 503 and ends within 10 s.
 """
 
 from __future__ import annotations
