@@ -148,6 +148,29 @@ def test_probes_answer_on_their_own_port_never_on_the_apps(app_dir: Path, stoppe
     _clean(err)
 
 
+def test_hostile_clients_of_the_probe_port_do_not_stop_it_answering(app_dir: Path, stopped: list[Up]) -> None:
+    server, probes = _up(app_dir)
+    stopped.append(server)
+    probes.wait_ready()
+    port = int(probes.base.rsplit(":", 1)[1])
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+    answers = []
+    for junk in (b"\x00\xff garbage\r\n\r\n", b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
+                 b"GET /readyz HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n"):  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(junk)
+            answers.append(conn.recv(4096).split(b"\r\n", 1)[0])
+    assert all(b" 400 " in a or b" 414 " in a or b" 431 " in a for a in answers), answers
+    # Silent connections hold a thread each, not the listener.
+    assert probes.ready() == (200, {"status": "ready"})
+    assert probes.get("/livez") == (200, {"status": "live"})
+    for conn in silent:
+        conn.close()
+    _, err = server.stop(signal.SIGTERM)
+    assert server.proc.returncode == 0, err
+    _clean(err)
+
+
 def test_a_listener_that_cannot_listen_is_one_clear_error(app_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -232,6 +255,17 @@ def test_the_supervisor_is_ready_only_when_every_process_is(app_dir: Path, stopp
     assert probes.get("/livez")[0] == 200
     probes.wait_ready()
     assert any(r.endswith((": not running (restarting)", ": starting")) for r in seen), seen
+    # A process that is stuck (stopped outright) fails liveness, and readiness, by its index.
+    children = [int(pid) for pid in _children(server.proc.pid)]
+    os.kill(children[0], signal.SIGSTOP)
+    try:
+        status, body = probes.get("/livez")
+        assert status == 503 and body["status"] == "not live", body
+        assert len(body["reasons"]) == 1 and "did not answer within" in body["reasons"][0], body
+        assert probes.ready()[0] == 503
+    finally:
+        os.kill(children[0], signal.SIGCONT)
+    assert probes.get("/livez") == (200, {"status": "live"})
     _took, err = server.stop(signal.SIGTERM)
     assert server.proc.returncode == 0, err
 

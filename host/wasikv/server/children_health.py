@@ -39,17 +39,20 @@ class _Answer:
 class ChildrenHealth:
     """Liveness and readiness of a supervisor's children (a `HealthSource`).
 
-    `running` gives each child's pid by index (None while it is not
-    running); `stopping` says whether a shutdown has begun.
+    There are `count` children; `running` gives the pid of each started
+    one by index (None while it is not running); `stopping` says whether a
+    shutdown has begun.
     """
 
     def __init__(
         self,
         directory: str,
+        count: int,
         running: Callable[[], Mapping[int, int | None]],
         stopping: Callable[[], bool],
     ) -> None:
         self.directory = directory
+        self.count = count
         self._running = running
         self._stopping = stopping
 
@@ -88,10 +91,12 @@ class ChildrenHealth:
         return _Answer(Verdict(False, tuple(str(reason) for reason in reasons)))
 
     def _ask_all(self, path: str) -> dict[int, _Answer | None]:
-        """Each child's answer by index (None: not running)."""
+        """Each child's answer by index (None: not running; not started yet: starting)."""
         running = dict(self._running())
         alive = {index: pid for index, pid in running.items() if pid is not None}
-        answers: dict[int, _Answer | None] = dict.fromkeys(running)
+        answers: dict[int, _Answer | None] = {
+            index: None if index in running else _Answer(None) for index in range(self.count)
+        }
         if alive:
             with ThreadPoolExecutor(len(alive), thread_name_prefix="wasikv-child-probe") as pool:
                 futures = {index: pool.submit(self._ask, index, pid, path) for index, pid in alive.items()}

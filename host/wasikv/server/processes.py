@@ -188,13 +188,10 @@ class Supervisor:
         return self._stopping.is_set()
 
     def running(self) -> dict[int, int | None]:
-        """Each child's pid by index; None for one not running (it died and waits to be restarted)."""
-        children = dict(self._children)
+        """Each started child's pid by index; None for one not running (it died and waits to be restarted)."""
         return {
-            index: children[index].process.pid
-            if index in children and children[index].process.poll() is None
-            else None
-            for index in range(self.count)
+            index: child.process.pid if child.process.poll() is None else None
+            for index, child in dict(self._children).items()
         }
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -288,7 +285,7 @@ def supervise(
     supervisor = Supervisor(child_command(argv), count, env, stop_wait=stop_wait)
     try:
         if health_dir is not None:
-            health = ChildrenHealth(health_dir, supervisor.running, lambda: supervisor.stopping)
+            health = ChildrenHealth(health_dir, count, supervisor.running, lambda: supervisor.stopping)
             if metrics_listen is not None and directory is not None:
                 metrics = metrics_app(_children_registry(directory))
                 listen(*metrics_listen, health_app(health, metrics), "--metrics")
