@@ -27,6 +27,7 @@ import pytest
 from wasikv.server.health import LOOP_WAIT, Health
 from wasikv.stores.sqlite import SqliteStore
 
+from . import postgres_support as pg
 from .redis_support import RedisServer
 from .sandbox.test_up_hostile import Up, start_up
 from .support import suite_wasm
@@ -232,6 +233,32 @@ def test_readiness_fails_while_redis_is_down_and_recovers(
         _clean(err)
     finally:
         redis.stop()
+
+
+def test_readiness_fails_while_postgres_is_down_and_recovers(
+    app_dir: Path, tmp_path: Path, stopped: list[Up]
+) -> None:
+    with pg.PostgresServer(tmp_path / "pg") as postgres:
+        url = postgres.url(connect_timeout=1)
+        (app_dir / "runtime-config.toml").write_text(
+            f'[key_value_store.default]\ntype = "postgres"\nurl = "{url}"\n'
+        )
+        server, probes = _up(app_dir)
+        stopped.append(server)
+        probes.wait_ready()
+        postgres.stop()
+        eventually(lambda: probes.ready()[0] == 503)
+        status, body = probes.ready()
+        assert status == 503 and body["status"] == "not ready" and len(body["reasons"]) == 1, body
+        assert body["reasons"][0].startswith("store 'default' "), body
+        assert postgres.address not in json.dumps(body)
+        assert probes.get("/livez") == (200, {"status": "live"})
+        postgres.start()
+        eventually(lambda: probes.ready() == (200, {"status": "ready"}))
+        _, err = server.stop(signal.SIGTERM)
+        assert server.proc.returncode == 0, err
+        assert "readiness: store 'default' answers again" in err
+        _clean(err)
 
 
 def test_the_supervisor_is_ready_only_when_every_process_is(app_dir: Path, stopped: list[Up]) -> None:
