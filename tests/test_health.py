@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from wasikv.server.health import LOOP_WAIT, Health
+from wasikv.server.health import LOOP_WAIT, PROBE_INTERVAL, PROBE_TIMEOUT, Health, StoreProbe, Verdict
 from wasikv.stores.sqlite import SqliteStore
 
 from . import postgres_support as pg
@@ -326,6 +326,35 @@ def test_liveness_comes_from_the_event_loop() -> None:
         loop.close()
 
 
+def test_a_store_is_probed_at_most_once_a_second_and_a_hung_one_is_not_waited_for(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "kv.db")
+    calls: list[float] = []
+
+    def check() -> None:
+        calls.append(time.monotonic())
+        store.check()
+
+    try:
+        health = Health([StoreProbe("default", check)])
+        verdicts = {health.readiness() for _ in range(50)}
+        assert verdicts == {Verdict(False, ("starting",))}
+        assert len(calls) == 1
+        time.sleep(PROBE_INTERVAL)
+        health.readiness()
+        assert len(calls) == 2
+    finally:
+        store.close()
+    # A store whose read never returns: readiness says so, each time, within the probe timeout.
+    gate = threading.Event()
+    hung = Health([StoreProbe("hung", lambda: gate.wait(60) and None)])
+    try:
+        for _ in range(3):
+            reasons = hung.readiness().reasons
+            assert reasons == ("starting", f"store 'hung' did not answer within {PROBE_TIMEOUT:g} s")
+    finally:
+        gate.set()
+
+
 # --------------------------------------------------------------- draining
 
 
@@ -410,12 +439,13 @@ def _feed_writes(store: SqliteStore, key: str) -> int:
     return sum(1 for change in store.changes(0, 10_000) if change.key == key)
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
 def test_a_watcher_batch_in_progress_at_sigterm_finishes_and_is_not_redelivered(
-    app_dir: Path, stopped: list[Up]
+    app_dir: Path, stopped: list[Up], processes: int
 ) -> None:
     store = SqliteStore(app_dir / "kv.db")
     try:
-        server, probes = _up(app_dir, "--request-timeout", "10")
+        server, probes = _up(app_dir, "--request-timeout", "10", "--processes", str(processes))
         stopped.append(server)
         probes.wait_ready()
         # One commit, so one batch: two changes whose deliveries nap 3 s each.
@@ -428,7 +458,7 @@ def test_a_watcher_batch_in_progress_at_sigterm_finishes_and_is_not_redelivered(
         assert store.get("seen/hostile/a/nap") is not None and store.get("seen/hostile/b/nap") is not None
         assert "2 changes (hostile/a/nap, hostile/b/nap) ok" in err, err
         # Its position was saved: a restart delivers what follows, and nothing twice.
-        server, probes = _up(app_dir, "--request-timeout", "10")
+        server, probes = _up(app_dir, "--request-timeout", "10", "--processes", str(processes))
         stopped.append(server)
         store.set("hostile/c/ok", b"3")
         eventually(lambda: store.get("seen/hostile/c/ok") is not None)
