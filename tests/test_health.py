@@ -435,6 +435,25 @@ def test_sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write(
     _clean(err)
 
 
+def test_with_a_drain_delay_the_port_serves_on_after_readiness_turned_503(
+    app_dir: Path, stopped: list[Up]
+) -> None:
+    server, probes = _up(app_dir, "--drain-delay", "3")
+    stopped.append(server)
+    probes.wait_ready()
+    port = int(server.base.rsplit(":", 1)[1])
+    server.proc.send_signal(signal.SIGTERM)
+    eventually(lambda: probes.ready()[0] == 503, timeout=5)
+    # Not ready, and still serving new connections, for load balancers to notice first.
+    with httpx.Client(base_url=server.base, timeout=10) as fresh:
+        assert fresh.get("/hostile/ok").status_code == 200
+    assert probes.ready()[0] == 503
+    eventually(lambda: _refused(port), timeout=15)
+    _, err = server.proc.communicate(timeout=60)
+    assert server.proc.returncode == 0, err
+    _clean(err)
+
+
 def _feed_writes(store: SqliteStore, key: str) -> int:
     return sum(1 for change in store.changes(0, 10_000) if change.key == key)
 

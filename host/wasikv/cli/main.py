@@ -539,6 +539,15 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     "(default: the request timeout).",
 )
 @click.option(
+    "--drain-delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, keep accepting connections this long after /readyz turned 503 "
+    "(for load balancers to stop sending first), then drain.",
+)
+@click.option(
     "--max-connections",
     type=click.IntRange(min=1),
     default=DEFAULT_MAX_CONNECTIONS,
@@ -581,6 +590,7 @@ def up(
     metrics_listen: str | None,
     health_listen: str | None,
     drain_timeout: float | None,
+    drain_delay: float,
     quiet: bool,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
@@ -589,9 +599,10 @@ def up(
     socket), the key-value watchers run in the first, `memory:` stores are
     refused, and a process that dies is started again.
 
-    On SIGINT/SIGTERM, /readyz turns 503, the port stops accepting, and
-    requests and watcher batches in progress get --drain-timeout seconds to
-    finish; a second signal ends every process at once.
+    On SIGINT/SIGTERM, /readyz turns 503, the port stops accepting
+    (--drain-delay seconds later), and requests and watcher batches in
+    progress get --drain-timeout seconds to finish; a second signal ends
+    every process at once.
     """
     from ..app.manifest import find_manifest, load_manifest
     from ..app.variable_sources import parse_variable_flag
@@ -670,7 +681,11 @@ def up(
             drain = request_timeout if drain_timeout is None else drain_timeout
             announce(app, *address, processes=processes)
             code = supervise(
-                sys.argv[1:], processes, metrics_address, health_address, stop_wait=drain + STOP_MARGIN
+                sys.argv[1:],
+                processes,
+                metrics_address,
+                health_address,
+                stop_wait=drain_delay + drain + STOP_MARGIN,
             )
             print("Stopped", flush=True)
             sys.exit(code)
@@ -681,6 +696,7 @@ def up(
             metrics_listen=metrics_listen,
             health_listen=health_listen,
             drain=drain_timeout,
+            drain_delay=drain_delay,
         )
 
 

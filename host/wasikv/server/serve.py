@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -438,13 +439,22 @@ def _protocol(limits: ServerLimits) -> type[H11Protocol]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, which also drains the app (and says so to readiness) when told to exit."""
+    """uvicorn's server, which also drains the app (and says so to readiness) when told to exit.
 
-    def __init__(self, config: uvicorn.Config, app: WasikvApp, health: Health, drain: float) -> None:
+    With a `delay`, it goes on accepting connections for that long after
+    readiness turned 503 (so load balancers stop sending first), then drains.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, app: WasikvApp, health: Health, drain: float, delay: float = 0.0
+    ) -> None:
         super().__init__(config)
         self.wasikv_app = app
         self.health = health
         self.drain = drain
+        self.delay = delay
+        #: Whether a first signal was received (the drain may not have begun yet).
+        self.exiting = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -454,10 +464,19 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A first signal lets in-flight work finish for a while; a second
         # ends the process at once.
-        if self.should_exit:
+        if self.exiting:
             force_exit(sig)
+        self.exiting = True
         # Not ready from now on, before the port stops accepting.
         self.health.stopping()
+        if self.delay > 0 and not self.should_exit:
+            timer = threading.Timer(self.delay, self._begin_drain, (sig, frame))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._begin_drain(sig, frame)
+
+    def _begin_drain(self, sig: int, frame: FrameType | None) -> None:
         self.wasikv_app.drain(self.drain)
         super().handle_exit(sig, frame)
 
@@ -485,13 +504,14 @@ def serve(
     metrics_listen: str | None = None,
     health_listen: str | None = None,
     drain: float | None = None,
+    drain_delay: float = 0.0,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then drain and stop.
 
-    A first signal makes readiness fail, stops accepting connections, and
-    gives requests in progress and watcher batches `drain` seconds (default:
-    the app's request timeout, see `drain_timeout`) to finish; the server is
-    gone a few seconds after that.
+    A first signal makes readiness fail, then (`drain_delay` seconds later)
+    stops accepting connections and gives requests in progress and watcher
+    batches `drain` seconds (default: the app's request timeout, see
+    `drain_timeout`) to finish; the server is gone a few seconds after that.
 
     As a child of `up --processes` (see `wasikv.server.processes`), it listens on a
     socket of its own on the same port and prints nothing at start-up; the
@@ -528,7 +548,7 @@ def serve(
         limit_concurrency=limits.max_connections,
     )
     _throttle_uvicorn_warnings()
-    server = _Server(config, app, health, drain)
+    server = _Server(config, app, health, drain, drain_delay)
     # Bound here, before "Serving" is printed: a port in use is one clear
     # error, not uvicorn's after the announcement.
     try:
@@ -546,7 +566,7 @@ def serve(
     # exception there is logged and swallowed, and the process never exits):
     # it asks the server to stop, and the exit status is 0, as after Ctrl-C.
     def stop(signum: int, frame: FrameType | None) -> None:
-        if not server.should_exit:
+        if not server.exiting:
             server.handle_exit(signum, frame)
 
     previous = signal.signal(signal.SIGTERM, stop)
