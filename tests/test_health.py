@@ -185,6 +185,10 @@ def test_a_listener_that_cannot_listen_is_one_clear_error(app_dir: Path) -> None
     bad = start_process(app_dir, "--health", "nowhere")
     _, err = bad.communicate(timeout=120)
     assert bad.returncode != 0 and "--health 'nowhere': expected HOST:PORT" in err, err
+    same = start_process(app_dir, "--health", "127.0.0.1:9", "--metrics", "127.0.0.1:9")
+    _, err = same.communicate(timeout=120)
+    assert same.returncode == 1, err
+    assert "Error: --health 127.0.0.1:9 is also --metrics's address: give it a port of its own" in err
 
 
 def start_process(app_dir: Path, *args: str) -> Any:

@@ -628,8 +628,11 @@ def up(
         address = parse_listen(listen)
         variables = dict(parse_variable_flag(flag) for flag in variable_flags)
         health_address = None if health_listen is None else parse_listen(health_listen, "--health")
-        if metrics_listen is not None:
-            parse_listen(metrics_listen, "--metrics")
+        metrics_address = None if metrics_listen is None else parse_listen(metrics_listen, "--metrics")
+        if health_address is not None:
+            _own_port("--health", health_address, {"--listen": address, "--metrics": metrics_address})
+        if metrics_address is not None:
+            _own_port("--metrics", metrics_address, {"--listen": address})
             from ..metrics import Metrics
 
             metrics = Metrics() if processes == 1 or child is not None else None
@@ -677,7 +680,6 @@ def up(
                 app.watchers.save_starts()
             finally:
                 app.close()
-            metrics_address = None if metrics_listen is None else parse_listen(metrics_listen, "--metrics")
             drain = request_timeout if drain_timeout is None else drain_timeout
             announce(app, *address, processes=processes)
             code = supervise(
@@ -698,6 +700,15 @@ def up(
             drain=drain_timeout,
             drain_delay=drain_delay,
         )
+
+
+def _own_port(option: str, wanted: tuple[str, int], others: dict[str, tuple[str, int] | None]) -> None:
+    """`ConfigError` if `option` asks for the address of one of `others` (by option name)."""
+    for other, address in others.items():
+        if address == wanted:
+            raise ConfigError(
+                f"{option} {wanted[0]}:{wanted[1]} is also {other}'s address: give it a port of its own"
+            )
 
 
 def _build_console(progress: Console | None) -> Console:

@@ -558,6 +558,7 @@ def serve(
         raise
     if not child:
         announce(app, host, port)
+
     # uvicorn installs its own handlers only while it serves, then re-raises
     # the signals it caught with the handlers it found. A SIGTERM outside that
     # window (while it starts, or re-raised after it stopped) must neither
@@ -591,7 +592,10 @@ def _serve_health(
         directory = os.environ.get(HEALTH_DIR_ENV)
         if directory:
             server = health_http.listen("127.0.0.1", 0, health_app(health), "the probes' listener")
-            register_child(directory, index, server.server_port)
+            try:
+                register_child(directory, index, server.server_port)
+            except OSError as exc:  # the supervisor is stopping (its directory is gone)
+                log.warning("cannot tell the supervisor where the probes are: %s", exc)
         return
     if metrics_listen is not None:
         metrics = None if app.metrics is None else metrics_app(app.metrics.scrape_registry())
