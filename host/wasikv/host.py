@@ -179,6 +179,13 @@ class Host:
         """The defined store labels."""
         return sorted(self._labels)
 
+    def store(self, label: str) -> KeyValueStore:
+        """The store behind `label`, as opened (not timed into metrics); `NoSuchStore` if undefined."""
+        store = self._labels.get(label)
+        if store is None:
+            raise NoSuchStore(f"no store is defined under the label {label!r}")
+        return store
+
     def check_stores(self) -> None:
         """Raise `ConfigError` naming the first label whose store does not answer now."""
         for label in sorted(self._labels):

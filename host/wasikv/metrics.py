@@ -158,8 +158,8 @@ class Metrics:
 
         threading.Thread(target=loop, name="wasikv-metrics", daemon=True).start()
 
-    def serve(self, host: str, port: int) -> None:
-        """Serve `/metrics` on a thread of its own (prometheus-client's HTTP server)."""
+    def scrape_registry(self) -> CollectorRegistry:
+        """A registry exposing `registry`, refreshed (see `refresh`) at every scrape."""
         prometheus = _prometheus()
         metrics = self
 
@@ -168,10 +168,15 @@ class Metrics:
                 metrics.refresh()
                 yield from metrics.registry.collect()
 
-        refreshing = prometheus.CollectorRegistry(auto_describe=False)
+        refreshing: CollectorRegistry = prometheus.CollectorRegistry(auto_describe=False)
         refreshing.register(_Refreshing())
+        return refreshing
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve `/metrics` on a thread of its own (prometheus-client's HTTP server)."""
+        prometheus = _prometheus()
         try:
-            prometheus.start_http_server(port, addr=host, registry=refreshing)
+            prometheus.start_http_server(port, addr=host, registry=self.scrape_registry())
         except OSError as exc:
             raise ConfigError(f"--metrics {host}:{port}: cannot listen: {exc.strerror or exc}") from None
 

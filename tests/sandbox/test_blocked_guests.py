@@ -4,7 +4,8 @@ A guest in `time.sleep` waits inside wasmtime's WASI clock, not in wasm, so
 epoch deadlines cannot stop it. What holds instead: its request is answered
 504 a second after the deadline and its worker replaced (so `--workers`
 threads keep serving), a request that cannot get a worker in time is
-answered 503, and a shutdown answers everything 503 and ends within 10 s.
+answered 503, and a shutdown whose drain (`--drain-timeout`) ends first
+answers everything 503 and ends within 10 s.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def test_a_request_that_never_gets_a_worker_is_answered_503_at_its_deadline(app_
 
 
 def test_shutdown_with_blocked_guests_answers_503_within_10_s(app_dir: Path) -> None:
-    server = start_up(app_dir, "--workers", "2", "--request-timeout", "30")
+    # The drain is shorter than the requests' deadline: at its end, what still
+    # runs is answered 503.
+    server = start_up(app_dir, "--workers", "2", "--request-timeout", "30", "--drain-timeout", "5")
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client, ThreadPoolExecutor(6) as pool:
             answers = [pool.submit(client.get, "/hostile/sleep") for _ in range(3)]

@@ -538,7 +538,32 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     "--metrics",
     "metrics_listen",
     metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra).",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra), "
+    "and the probes /livez and /readyz there.",
+)
+@click.option(
+    "--health",
+    "health_listen",
+    metavar="HOST:PORT",
+    help="Serve the liveness and readiness probes at http://HOST:PORT/livez and /readyz "
+    "(never on the app's port).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, how long requests and watcher batches in progress may finish "
+    "(default: the request timeout).",
+)
+@click.option(
+    "--drain-delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, keep accepting connections this long after /readyz turned 503 "
+    "(for load balancers to stop sending first), then drain.",
 )
 @click.option(
     "--max-connections",
@@ -581,6 +606,9 @@ def up(
     max_connections_per_client: int | None,
     processes: int,
     metrics_listen: str | None,
+    health_listen: str | None,
+    drain_timeout: float | None,
+    drain_delay: float,
     quiet: bool,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
@@ -588,11 +616,17 @@ def up(
     With --processes N, N server processes share the port (each its own
     socket), the key-value watchers run in the first, `memory:` stores are
     refused, and a process that dies is started again.
+
+    On SIGINT/SIGTERM, /readyz turns 503, the port stops accepting
+    (--drain-delay seconds later), and requests and watcher batches in
+    progress get --drain-timeout seconds to finish; a second signal ends
+    every process at once.
     """
     from ..app.manifest import find_manifest, load_manifest
     from ..app.variable_sources import parse_variable_flag
     from ..server.asgi import DEFAULT_POOL, create_app
     from ..server.processes import (
+        STOP_MARGIN,
         listening_socket,
         process_index,
         refuse_memory_stores,
@@ -611,8 +645,12 @@ def up(
     with _reported():
         address = parse_listen(listen)
         variables = dict(parse_variable_flag(flag) for flag in variable_flags)
-        if metrics_listen is not None:
-            parse_listen(metrics_listen)
+        health_address = None if health_listen is None else parse_listen(health_listen, "--health")
+        metrics_address = None if metrics_listen is None else parse_listen(metrics_listen, "--metrics")
+        if health_address is not None:
+            _own_port("--health", health_address, {"--listen": address, "--metrics": metrics_address})
+        if metrics_address is not None:
+            _own_port("--metrics", metrics_address, {"--listen": address})
             from ..metrics import Metrics
 
             metrics = Metrics() if processes == 1 or child is not None else None
@@ -660,9 +698,15 @@ def up(
                 app.watchers.save_starts()
             finally:
                 app.close()
-            metrics_address = None if metrics_listen is None else parse_listen(metrics_listen)
+            drain = request_timeout if drain_timeout is None else drain_timeout
             announce(app, *address, processes=processes)
-            code = supervise(sys.argv[1:], processes, metrics_address)
+            code = supervise(
+                sys.argv[1:],
+                processes,
+                metrics_address,
+                health_address,
+                stop_wait=drain_delay + drain + STOP_MARGIN,
+            )
             print("Stopped", flush=True)
             sys.exit(code)
         serve(
@@ -670,7 +714,19 @@ def up(
             listen,
             ServerLimits(header_timeout, keep_alive_timeout, max_connections, max_connections_per_client),
             metrics_listen=metrics_listen,
+            health_listen=health_listen,
+            drain=drain_timeout,
+            drain_delay=drain_delay,
         )
+
+
+def _own_port(option: str, wanted: tuple[str, int], others: dict[str, tuple[str, int] | None]) -> None:
+    """`ConfigError` if `option` asks for the address of one of `others` (by option name)."""
+    for other, address in others.items():
+        if address == wanted:
+            raise ConfigError(
+                f"{option} {wanted[0]}:{wanted[1]} is also {other}'s address: give it a port of its own"
+            )
 
 
 def _build_console(progress: Console | None) -> Console:

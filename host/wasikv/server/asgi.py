@@ -364,6 +364,17 @@ class WasikvApp:
         if self._owns_host:
             self.host.interrupt(grace)
 
+    def drain(self, grace: float) -> None:
+        """Begin a graceful stop: what is in progress gets `grace` seconds to finish, nothing new starts.
+
+        Requests in progress may finish until then (see `interrupt`); each
+        watcher finishes the batch it is delivering, if it can until then,
+        and starts no other. `close` then waits for them.
+        """
+        self.interrupt(grace)
+        if self.singletons:
+            self.watchers.drain(time.monotonic() + grace)
+
     @property
     def blocked_workers(self) -> int:
         """Workers written off now: their guests are blocked in host calls past their deadlines."""
@@ -376,9 +387,13 @@ class WasikvApp:
         events), call `start()` (or `watchers.start()`) yourself at startup
         and `close()` at shutdown.
         """
-        self.interrupt(grace=0.0)
+        if not self._stop.started:
+            self.interrupt(grace=0.0)
+        # After `drain`, the watchers' batches in progress may finish before
+        # every guest is stopped.
         for service in self.triggers.values():
             service.stop()
+        self.interrupt(grace=0.0)
         # Requests were answered by now (or given up, at the cut-off): what
         # still runs is tearing instances down.
         self._pool.shutdown(timeout=_CLOSE_WAIT)

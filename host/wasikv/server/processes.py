@@ -16,8 +16,11 @@ PostgreSQL across machines, `up --processes N` starts N copies of itself:
 - the supervisor restarts a child that dies (after a short, growing pause,
   so a child that cannot start does not spin), and on SIGINT or SIGTERM
   passes the signal on and waits for every child, killing any still there
-  after `STOP_WAIT` seconds; a second signal is passed on too, and every
-  process ends at once (exit status 128 + the signal).
+  after `stop_wait` seconds (`STOP_WAIT` by default; `up` makes it its drain
+  timeout plus `STOP_MARGIN`); a second signal is passed on too, and every
+  process ends at once (exit status 128 + the signal);
+- with `--metrics` or `--health`, the supervisor serves `/livez` and
+  `/readyz` for the whole (see `children_health`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .children_health import HEALTH_DIR_ENV, ChildrenHealth
+from .health_http import health_app, listen, metrics_app
 
 log = logging.getLogger("wasikv")
 
@@ -44,8 +49,10 @@ log = logging.getLogger("wasikv")
 INDEX_ENV = "WASIKV_PROCESS_INDEX"
 COUNT_ENV = "WASIKV_PROCESS_COUNT"
 SUPERVISOR_ENV = "WASIKV_SUPERVISOR_PID"
-#: Seconds the supervisor waits for children after passing a signal on.
+#: Seconds the supervisor waits for children after passing a signal on (by default).
 STOP_WAIT = 12.0
+#: Seconds past a child's drain timeout it may take to stop (closing the stores, the watchers' last save).
+STOP_MARGIN = 8.0
 # Seconds the supervisor waits for children after a second signal.
 _FORCED_WAIT = 1.0
 # Pauses before restarting a child that died: doubling up to the most.
@@ -125,9 +132,16 @@ class _Child:
 class Supervisor:
     """Runs `command` as `count` children, restarting any that dies, until told to stop."""
 
-    def __init__(self, command: Sequence[str], count: int, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        count: int,
+        env: Mapping[str, str] | None = None,
+        stop_wait: float = STOP_WAIT,
+    ) -> None:
         if count < 2:
             raise ValueError("a supervisor runs at least two processes")
+        self.stop_wait = stop_wait
         self.command = list(command)
         self.count = count
         self.env = dict(os.environ if env is None else env)
@@ -167,6 +181,18 @@ class Supervisor:
     def stop(self) -> None:
         """Ask the supervisor to stop its children and return."""
         self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the supervisor was told to stop."""
+        return self._stopping.is_set()
+
+    def running(self) -> dict[int, int | None]:
+        """Each started child's pid by index; None for one not running (it died and waits to be restarted)."""
+        return {
+            index: child.process.pid if child.process.poll() is None else None
+            for index, child in dict(self._children).items()
+        }
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
@@ -214,13 +240,13 @@ class Supervisor:
 
     def _stop_children(self) -> int:
         self._signal_children(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT
+        deadline = time.monotonic() + self.stop_wait
         failed = 0
         for child in self._children.values():
             try:
                 code = child.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error("process %d did not stop within %g s; killing it", child.index, STOP_WAIT)
+                log.error("process %d did not stop within %g s; killing it", child.index, self.stop_wait)
                 child.process.kill()
                 code = child.process.wait()
             failed += code not in (0, -signal.SIGTERM)
@@ -232,30 +258,50 @@ def child_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "wasikv", *argv]
 
 
-def supervise(argv: Sequence[str], count: int, metrics_listen: tuple[str, int] | None = None) -> int:
+def supervise(
+    argv: Sequence[str],
+    count: int,
+    metrics_listen: tuple[str, int] | None = None,
+    health_listen: tuple[str, int] | None = None,
+    stop_wait: float = STOP_WAIT,
+) -> int:
     """Run `wasikv ARGV` as `count` children until SIGINT/SIGTERM; returns the exit status.
 
     With `metrics_listen`, the children write their metrics to a shared
     directory (prometheus-client's multiprocess mode) and this process serves
-    their sum at `/metrics` on that address.
+    their sum at `/metrics` on that address. With it or `health_listen`, this
+    process serves `/livez` and `/readyz` for every child there. Children
+    still running `stop_wait` seconds after a stop was passed on are killed.
     """
     env = dict(os.environ)
     directory = None
+    health_dir = None
+    if metrics_listen is not None or health_listen is not None:
+        health_dir = tempfile.mkdtemp(prefix="wasikv-health-")
+        env[HEALTH_DIR_ENV] = health_dir
     if metrics_listen is not None:
         directory = tempfile.mkdtemp(prefix="wasikv-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = directory
-        _serve_children_metrics(directory, *metrics_listen)
-    supervisor = Supervisor(child_command(argv), count, env)
-    if directory is not None:
-        supervisor.on_exit = functools.partial(_forget_process, directory)
+    supervisor = Supervisor(child_command(argv), count, env, stop_wait=stop_wait)
     try:
+        if health_dir is not None:
+            health = ChildrenHealth(health_dir, count, supervisor.running, lambda: supervisor.stopping)
+            if metrics_listen is not None and directory is not None:
+                metrics = metrics_app(_children_registry(directory))
+                listen(*metrics_listen, health_app(health, metrics), "--metrics")
+            if health_listen is not None:
+                listen(*health_listen, health_app(health), "--health")
+        if directory is not None:
+            supervisor.on_exit = functools.partial(_forget_process, directory)
         return supervisor.run()
     finally:
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
+        for made in (directory, health_dir):
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
 
 
-def _serve_children_metrics(directory: str, host: str, port: int) -> None:
+def _children_registry(directory: str) -> object:
+    """A registry summing the samples every child writes to `directory`."""
     from ..metrics import _prometheus
 
     prometheus = _prometheus()
@@ -263,10 +309,7 @@ def _serve_children_metrics(directory: str, host: str, port: int) -> None:
 
     registry = prometheus.CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    try:
-        prometheus.start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        raise ConfigError(f"--metrics {host}:{port}: cannot listen: {exc.strerror or exc}") from None
+    return registry
 
 
 def _forget_process(directory: str, pid: int) -> None:
@@ -278,6 +321,7 @@ def _forget_process(directory: str, pid: int) -> None:
 __all__ = [
     "COUNT_ENV",
     "INDEX_ENV",
+    "STOP_MARGIN",
     "STOP_WAIT",
     "SUPERVISOR_ENV",
     "Supervisor",

@@ -24,9 +24,12 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import math
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +55,11 @@ from ..limits import (
 )
 from ..triggers._output import GUEST_LOGGER
 from ..triggers.watch.runner import DELIVERY_LOGGER
+from . import health_http
 from .asgi import WasikvApp
+from .children_health import HEALTH_DIR_ENV
+from .health import Health, store_probes
+from .health_http import health_app, metrics_app, register_child
 from .processes import listening_socket, process_index
 
 log = logging.getLogger("wasikv")
@@ -397,17 +404,25 @@ def _server_log() -> None:
         logger.propagate = False
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::1]:3000`) → (host, port)."""
+def parse_listen(listen: str, option: str = "--listen") -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:3000`) → (host, port); the error names `option`."""
     address, sep, port = listen.rpartition(":")
     if not sep or not address or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:3000")
+        raise ConfigError(f"{option} {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:3000")
     return address.strip("[]"), int(port)
 
 
-#: Seconds in-flight requests get to finish after SIGINT/SIGTERM before their
-#: guests are stopped; the server is gone a couple of seconds later.
+#: Seconds in-flight requests get to finish after SIGINT/SIGTERM when the app's
+#: requests have no time limit (otherwise: the request timeout); the server is
+#: gone a few seconds after that.
 SHUTDOWN_GRACE = 5.0
+
+
+def drain_timeout(app: WasikvApp, drain: float | None = None) -> float:
+    """Seconds in-flight work gets after SIGINT/SIGTERM: `drain`, or by default the app's request timeout."""
+    if drain is not None:
+        return drain
+    return SHUTDOWN_GRACE if app.request_timeout is None else app.request_timeout
 
 
 def _protocol(limits: ServerLimits) -> type[H11Protocol]:
@@ -424,18 +439,45 @@ def _protocol(limits: ServerLimits) -> type[H11Protocol]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, which also stops the app's guests when told to exit."""
+    """uvicorn's server, which also drains the app (and says so to readiness) when told to exit.
 
-    def __init__(self, config: uvicorn.Config, app: WasikvApp) -> None:
+    With a `delay`, it goes on accepting connections for that long after
+    readiness turned 503 (so load balancers stop sending first), then drains.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, app: WasikvApp, health: Health, drain: float, delay: float = 0.0
+    ) -> None:
         super().__init__(config)
         self.wasikv_app = app
+        self.health = health
+        self.drain = drain
+        self.delay = delay
+        #: Whether a first signal was received (the drain may not have begun yet).
+        self.exiting = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.health.serving(asyncio.get_running_loop())
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # A first signal lets in-flight requests finish for a while; a second
+        # A first signal lets in-flight work finish for a while; a second
         # ends the process at once.
-        if self.should_exit:
+        if self.exiting:
             force_exit(sig)
-        self.wasikv_app.interrupt(SHUTDOWN_GRACE)
+        self.exiting = True
+        # Not ready from now on, before the port stops accepting.
+        self.health.stopping()
+        if self.delay > 0 and not self.should_exit:
+            timer = threading.Timer(self.delay, self._begin_drain, (sig, frame))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._begin_drain(sig, frame)
+
+    def _begin_drain(self, sig: int, frame: FrameType | None) -> None:
+        self.wasikv_app.drain(self.drain)
         super().handle_exit(sig, frame)
 
 
@@ -460,19 +502,34 @@ def serve(
     limits: ServerLimits | None = None,
     *,
     metrics_listen: str | None = None,
+    health_listen: str | None = None,
+    drain: float | None = None,
+    drain_delay: float = 0.0,
 ) -> None:
-    """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then stop within `SHUTDOWN_GRACE` + 2 s.
+    """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then drain and stop.
+
+    A first signal makes readiness fail, then (`drain_delay` seconds later)
+    stops accepting connections and gives requests in progress and watcher
+    batches `drain` seconds (default: the app's request timeout, see
+    `drain_timeout`) to finish; the server is gone a few seconds after that.
 
     As a child of `up --processes` (see `wasikv.server.processes`), it listens on a
     socket of its own on the same port and prints nothing at start-up; the
-    supervisor serves the metrics. Otherwise `metrics_listen` (HOST:PORT)
-    serves `app.metrics` there.
+    supervisor serves the metrics and the probes. Otherwise `metrics_listen`
+    (HOST:PORT) serves `app.metrics` there with `/livez` and `/readyz`
+    (see `wasikv.server.health`), and `health_listen` serves the probes alone.
     """
     host, port = parse_listen(listen)
     limits = limits or ServerLimits()
-    child = process_index() is not None
-    if metrics_listen is not None and app.metrics is not None and not child:
-        app.metrics.serve(*parse_listen(metrics_listen))
+    index = process_index()
+    child = index is not None
+    drain = drain_timeout(app, drain)
+    health = Health(store_probes(app.host))
+    try:
+        _serve_health(app, health, index, metrics_listen, health_listen)
+    except BaseException:
+        app.close()
+        raise
     _server_log()
     config = uvicorn.Config(
         app,
@@ -481,7 +538,7 @@ def serve(
         access_log=False,
         lifespan="on",
         log_level="warning",
-        timeout_graceful_shutdown=int(SHUTDOWN_GRACE) + 2,
+        timeout_graceful_shutdown=math.ceil(drain) + 2,
         http=_protocol(limits),
         # No WebSocket upgrades (the app serves none), even with a WebSocket
         # library installed: an upgraded connection leaves the protocol that
@@ -491,7 +548,7 @@ def serve(
         limit_concurrency=limits.max_connections,
     )
     _throttle_uvicorn_warnings()
-    server = _Server(config, app)
+    server = _Server(config, app, health, drain, drain_delay)
     # Bound here, before "Serving" is printed: a port in use is one clear
     # error, not uvicorn's after the announcement.
     try:
@@ -509,7 +566,7 @@ def serve(
     # exception there is logged and swallowed, and the process never exits):
     # it asks the server to stop, and the exit status is 0, as after Ctrl-C.
     def stop(signum: int, frame: FrameType | None) -> None:
-        if not server.should_exit:
+        if not server.exiting:
             server.handle_exit(signum, frame)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -521,6 +578,31 @@ def serve(
         signal.signal(signal.SIGTERM, previous)
     if not child:
         print("Stopped", flush=True)
+
+
+def _serve_health(
+    app: WasikvApp,
+    health: Health,
+    index: int | None,
+    metrics_listen: str | None,
+    health_listen: str | None,
+) -> None:
+    """Start the listeners of the probes (and metrics): a child's on a loopback port its supervisor asks."""
+    if index is not None:
+        directory = os.environ.get(HEALTH_DIR_ENV)
+        if directory:
+            server = health_http.listen("127.0.0.1", 0, health_app(health), "the probes' listener")
+            try:
+                register_child(directory, index, server.server_port)
+            except OSError as exc:  # the supervisor is stopping (its directory is gone)
+                log.warning("cannot tell the supervisor where the probes are: %s", exc)
+        return
+    if metrics_listen is not None:
+        metrics = None if app.metrics is None else metrics_app(app.metrics.scrape_registry())
+        address = parse_listen(metrics_listen, "--metrics")
+        health_http.listen(*address, health_app(health, metrics), "--metrics")
+    if health_listen is not None:
+        health_http.listen(*parse_listen(health_listen, "--health"), health_app(health), "--health")
 
 
 def announce(app: WasikvApp, host: str, port: int, processes: int = 1) -> None:

@@ -139,6 +139,11 @@ class WatchTriggers:
             if runner.position is not None:
                 runner.save_start()
 
+    def drain(self, finish_by: float) -> None:
+        """Start no new batch; each batch in progress may run until `finish_by` (monotonic); see `stop`."""
+        for runner in self.runners:
+            runner.request_stop(finish_by)
+
     def stop(self, timeout: float | None = 10.0) -> None:
         """Stop every runner and wait for them (they stop in parallel)."""
         for runner in self.runners:

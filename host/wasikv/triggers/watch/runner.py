@@ -123,6 +123,8 @@ class WatchRunner:
         self._pool: WorkerPool | None = None
         self._waiting_logged = False
         self._stopping = threading.Event()
+        # A drain's end (monotonic): until then, the batch in progress at a stop may run on.
+        self._finish_by: float | None = None
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._started = False
@@ -222,13 +224,25 @@ class WatchRunner:
         self.prepare()
         self._begin()
 
-    def request_stop(self) -> None:
-        """Ask the thread to stop after the current delivery, without waiting (see `stop`)."""
+    def request_stop(self, finish_by: float | None = None) -> None:
+        """Ask the thread to stop after the current delivery, without waiting (see `stop`).
+
+        With `finish_by` (a `time.monotonic()` time: a drain), the batch in
+        progress may run on until then rather than only its change in
+        progress; then the stop goes on as `stop` says.
+        """
+        if finish_by is not None:
+            self._finish_by = finish_by
         self._stopping.set()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop within about a second (even with a watcher blocked in a host call), save the position."""
+        """Stop within about a second (even with a watcher blocked in a host call), save the position.
+
+        After `request_stop(finish_by)`, within about a second of `finish_by`.
+        """
         self._stopping.set()
+        if timeout is not None and self._finish_by is not None:
+            timeout = max(timeout, self._finish_by - time.monotonic() + _STOP_GRACE + _CANCEL_GRACE + 1.0)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -493,6 +507,8 @@ class WatchRunner:
             now = time.monotonic()
             if self._stopping.is_set():
                 if stop_at is None:
+                    if self._finish_by is not None and now < self._finish_by:
+                        continue  # draining: the batch may finish
                     call.finish()  # the change in progress may end; no more after it
                     stop_at = now + _STOP_GRACE
                 elif now >= stop_at and not cancelled:
