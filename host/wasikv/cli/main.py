@@ -514,7 +514,16 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     default=1,
     show_default=True,
     metavar="N",
-    help="Server processes sharing the port (watchers run in one; memory: stores are refused).",
+    help="Server processes sharing the port (they take turns on the watch triggers; memory: stores "
+    "are refused).",
+)
+@click.option(
+    "--watch-lease",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="How long a process holds a watch trigger without renewing; another takes over that long "
+    "after it dies (default 10; a trigger's lease_seconds wins).",
 )
 @click.option(
     "--metrics",
@@ -562,14 +571,16 @@ def up(
     max_connections: int,
     max_connections_per_client: int | None,
     processes: int,
+    watch_lease: float | None,
     metrics_listen: str | None,
     quiet: bool,
 ) -> None:
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
 
     With --processes N, N server processes share the port (each its own
-    socket), the key-value watchers run in the first, `memory:` stores are
-    refused, and a process that dies is started again.
+    socket), they take turns on the key-value watchers through leases in
+    the watched store (as several hosts do), `memory:` stores are refused,
+    and a process that dies is started again.
     """
     from ..app.manifest import find_manifest, load_manifest
     from ..app.variable_sources import parse_variable_flag
@@ -622,10 +633,13 @@ def up(
             body_timeout=body_timeout,
             limits=Limits(max_memory_bytes=max_memory << 20, max_output_bytes=max_output << 10),
             metrics=metrics,
-            singletons=child in (None, 0),
+            # Every process runs the watchers: leases in the store pick one per trigger.
+            singletons=True,
             on_compile=compile_progress(progress),
         )
         try:
+            if watch_lease is not None:
+                app.watchers.set_lease_time(watch_lease)
             _check_stores(app)
         except BaseException:
             app.close()
@@ -637,7 +651,7 @@ def up(
                 refuse_memory_stores(app.loaded.stores)
                 # The port is free, or this says why (before "Serving").
                 listening_socket(*address, shared=False).close()
-                # The first child runs the watchers, maybe after another child
+                # A child takes the watchers' leases, maybe after another child
                 # has served writes: they start from here, not from then.
                 app.watchers.save_starts()
             finally:

@@ -342,6 +342,7 @@ class WasikvApp:
         started: list[TriggerService] = []
         if self.metrics is not None and self.singletons:
             self.metrics.watch_lag(self.watchers.lags)
+            self.metrics.watch_counts(self.watchers.counts)
             self.metrics.refresh_every(_LAG_REFRESH)
         try:
             for entry, service in self.triggers.items():
