@@ -501,6 +501,7 @@ def serve(
         raise
     if not child:
         announce(app, host, port)
+
     # uvicorn installs its own handlers only while it serves, then re-raises
     # the signals it caught with the handlers it found. A SIGTERM outside that
     # window (while it starts, or re-raised after it stopped) must neither

@@ -55,6 +55,8 @@ _EAGER_MOST = 0.25
 _SLOW_POLL = 1.0
 # A lease handed over is not taken back by its process for this many lease times.
 _COOLDOWN = 2.0
+# A lease is handed over only once held for this many lease times.
+_SETTLED = 2.0
 # Store errors of the coordinator are logged at most this often.
 _LOG_INTERVAL = 60.0
 
@@ -201,8 +203,9 @@ class LeaseCoordinator:
     divided by the processes alive, rounded up. Below its share a process
     tries free leases every `_EAGER_MOST` seconds (at most), at or above it
     once a second, so that free leases go to the processes with the least
-    work; above its share it hands over its newest lease, at most one per
-    lease time, and does not take that one back for two lease times.
+    work; above its share it hands over the newest lease it has held for two
+    lease times (at most one per lease time), and does not take that one
+    back for two lease times.
     """
 
     def __init__(self, leases: Sequence[Lease], group: str) -> None:
@@ -265,8 +268,11 @@ class LeaseCoordinator:
             lease.next_try = now + pause
             if lease.acquire():
                 held.append(lease)
-        if len(held) > fair and now >= self._last_yield[index] + max(lease.seconds for lease in held):
-            newest = max(held, key=lambda lease: lease.acquired_at)
+        # Only leases held for a while are handed over: just after a
+        # takeover the dead process may still count as a member.
+        settled = [lease for lease in held if now - lease.acquired_at >= _SETTLED * lease.seconds]
+        if len(held) > fair and settled and now >= self._last_yield[index] + settled[0].seconds:
+            newest = max(settled, key=lambda lease: lease.acquired_at)
             if not newest.yielding:
                 self._last_yield[index] = now
                 log.info(

@@ -21,7 +21,8 @@ from .lease import Lease
 from .positions import read_old_cursor
 
 log = logging.getLogger("wasikv.watch")
-#: The logger of one INFO line per batch delivered (`wasikv up` prints it with the access log).
+#: The logger of one INFO line per batch delivered, and one per lease taken or
+#: handed over (`wasikv up` prints it with the access log).
 DELIVERY_LOGGER = "wasikv.watch.deliveries"
 delivery_log = logging.getLogger(DELIVERY_LOGGER)
 
@@ -304,7 +305,7 @@ class WatchRunner:
         self.takeovers += 1
         if grant.claimed > self._cursor:
             self._redeliver_through = grant.claimed
-            log.warning(
+            delivery_log.warning(
                 "watch runner %s: took over from %s (token %d) at position %d; it had claimed changes "
                 "through seq %d, which are delivered again (the one batch it may have been delivering)",
                 self.name,
@@ -314,7 +315,7 @@ class WatchRunner:
                 grant.claimed,
             )
         else:
-            log.info(
+            delivery_log.info(
                 "watch runner %s: took over from %s (token %d) at position %d; nothing was in flight",
                 self.name,
                 grant.holder,
@@ -330,7 +331,9 @@ class WatchRunner:
         if handing_over:
             self._save(force=True)
             lease.release(cooldown=True)
-            log.info("watch runner %s: handed its lease over at position %d", self.name, self._cursor)
+            delivery_log.info(
+                "watch runner %s: handed its lease over at position %d", self.name, self._cursor
+            )
         else:
             log.warning(
                 "watch runner %s: stopped delivering at position %d: its lease was lost or could not "
@@ -350,10 +353,10 @@ class WatchRunner:
         lease = self.lease
         if lease is None:
             return True
-        if self._term is not None and lease.token != self._term:
-            self._end_term()  # lost (another process took it), or handed over
-        elif self._term is not None and lease.yielding:
-            self._end_term()
+        if self._term is not None and (lease.token != self._term or lease.yielding):
+            self._end_term()  # lost (another process took it), or to be handed over
+        elif lease.yielding:
+            lease.release(cooldown=True)  # to be handed over before this runner began delivering
         if not lease.valid():
             lease.wait(_MAX_NOTIFY_WAIT)
             return False
