@@ -415,3 +415,22 @@ def test_store_outage_and_recovery(tmp_path: Path, built: dict[str, Path], serve
             private.stop()
         else:
             private.remove()
+
+
+@pytest.mark.parametrize("value", ["0", "nan", "3601", "-1"])
+def test_a_bad_watch_lease_is_refused(tmp_path: Path, built: dict[str, Path], value: str) -> None:
+    cwd = Hosts(tmp_path, built, sqlite_backend(tmp_path)).directory(0)
+    env = {**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)}
+    listen = f"127.0.0.1:{_free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "wasikv", "up", "--listen", listen, "--watch-lease", value],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "--watch-lease: the lease time must be a number of seconds from 1 to 3600" in done.stderr
+    assert "Traceback" not in done.stderr

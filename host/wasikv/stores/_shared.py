@@ -94,6 +94,12 @@ def check_lease(backend: str, name: str, seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def check_holder(backend: str, holder: str) -> None:
+    """Refuse a lease holder (or group member) name that is not a `str`."""
+    if type(holder) is not str:
+        raise StoreError(f"{backend} store: lease holder must be str, not {type(holder).__name__}")
+
+
 def check_token(backend: str, token: int) -> None:
     """Refuse a fencing token that is not a positive int."""
     if type(token) is not int or not 0 < token <= S64_MAX:

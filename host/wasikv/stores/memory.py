@@ -250,6 +250,7 @@ class MemoryStore(Store):
     def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
         """Take the lease `name` for `seconds` unless another holder's has not expired."""
         ms = _shared.check_lease("memory", name, seconds)
+        _shared.check_holder("memory", holder)
         now = time.monotonic()
         with self._lock:
             lease = self._leases.setdefault(name, _Lease())
@@ -274,6 +275,7 @@ class MemoryStore(Store):
 
     def release_lease(self, name: str, token: int) -> None:
         """Expire the lease now if `token` is still its newest."""
+        check_position_name("memory", name)
         _shared.check_token("memory", token)
         with self._lock:
             lease = self._leases.get(name)
@@ -296,6 +298,7 @@ class MemoryStore(Store):
     def lease_members(self, group: str, member: str, seconds: float) -> int:
         """Record `member` alive for `seconds`; the members alive now."""
         ms = _shared.check_lease("memory", group, seconds)
+        _shared.check_holder("memory", member)
         now = time.monotonic()
         with self._lock:
             members = self._members.setdefault(group, {})

@@ -454,6 +454,7 @@ class PostgresStore(Store):
     def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
         """Take the lease `name` for `seconds` unless another holder's has not expired."""
         ms = _shared.check_lease("postgres", name, seconds)
+        _shared.check_holder("postgres", holder)
         raw = _encode_name(name)
         who = _encode_name(holder).decode("utf-8")
         sql = self._sql
@@ -503,6 +504,7 @@ class PostgresStore(Store):
     def lease_members(self, group: str, member: str, seconds: float) -> int:
         """Record `member` alive for `seconds` (by the server's clock); the members alive now."""
         ms = _shared.check_lease("postgres", group, seconds)
+        _shared.check_holder("postgres", member)
         raw = _encode_name(group)
         who = _encode_name(member).decode("utf-8")
         row = self._run(
@@ -612,14 +614,14 @@ class PostgresStore(Store):
     def _create_tables(self, conn: _Connection) -> None:
         sql = self._sql
         present = conn.execute(sql.present, binary=True).fetchone()
-        if present is None or not all(present):
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(self.schema),))
-                if conn.execute(sql.schema_exists, binary=True).fetchone() == (None,):
-                    conn.execute(sql.create_schema)
-                for statement in sql.create_tables:
-                    conn.execute(statement)
         try:
+            if present is None or not all(present):
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(self.schema),))
+                    if conn.execute(sql.schema_exists, binary=True).fetchone() == (None,):
+                        conn.execute(sql.create_schema)
+                    for statement in sql.create_tables:
+                        conn.execute(statement)
             row = conn.execute(sql.layout, binary=True).fetchone()
         except psycopg.errors.UndefinedColumn:
             raise StoreError(

@@ -432,6 +432,7 @@ class RedisStore(Store):
     def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
         """Take the lease `name` for `seconds` unless another holder's key still lives."""
         ms = _shared.check_lease("redis", name, seconds)
+        _shared.check_holder("redis", holder)
         raw = _shared.encode_name("redis", name)
         who = _shared.encode_name("redis", holder)
         reply = self._lease("acquire_lease", [self._leases, self._lease_key(raw)], [raw, who, ms])
@@ -461,6 +462,7 @@ class RedisStore(Store):
     def lease_members(self, group: str, member: str, seconds: float) -> int:
         """Record `member` alive for `seconds` (by the server's clock); the members alive now."""
         ms = _shared.check_lease("redis", group, seconds)
+        _shared.check_holder("redis", member)
         key = self._raw_prefix + b"members:" + _shared.encode_name("redis", group)
         return int(self._lease("lease_members", [key], [_shared.encode_name("redis", member), ms]))
 

@@ -373,6 +373,7 @@ class SqliteStore(Store):
     def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
         """Take the lease `name` for `seconds` unless another holder's has not expired."""
         ms = _shared.check_lease("sqlite", name, seconds)
+        _shared.check_holder("sqlite", holder)
         return self._write(_acquire_lease, name, holder, ms / 1000)
 
     def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
@@ -383,6 +384,7 @@ class SqliteStore(Store):
 
     def release_lease(self, name: str, token: int) -> None:
         """Expire the lease now if `token` is still its newest."""
+        check_position_name("sqlite", name)
         _shared.check_token("sqlite", token)
         self._write(_changed, _RELEASE_LEASE, (name, token))
 
@@ -396,6 +398,7 @@ class SqliteStore(Store):
     def lease_members(self, group: str, member: str, seconds: float) -> int:
         """Record `member` alive for `seconds`; the members alive now."""
         ms = _shared.check_lease("sqlite", group, seconds)
+        _shared.check_holder("sqlite", member)
         return self._write(_lease_members, group, member, ms / 1000)
 
     def close(self) -> None:
