@@ -314,7 +314,9 @@ def test_three_hosts_audit_a_thousand_writes_once(hosts: Hosts, backend: Backend
 
     assert set(counts) == keys
     assert sum(counts.values()) == 1000, [key for key, count in counts.items() if count > 1]
-    # No host died: hand-overs while spreading had nothing in flight, and nothing was delivered again.
+    # No host died: spreading handed leases over (released, not taken over), and nothing was
+    # delivered again.
+    assert sum(hosts.metric(index, "wasikv_watch_takeovers_total") for index in range(3)) == 0
     assert sum(hosts.metric(index, "wasikv_watch_redelivered_changes_total") for index in range(3)) == 0
     for index in range(3):
         assert not [line for line in takeover_lines(hosts.log(index)) if "delivered again" in line]
@@ -356,6 +358,7 @@ def test_kill_9_of_the_delivering_host_misses_nothing(hosts: Hosts, backend: Bac
 
     duplicates = sum(count - 1 for count in counts.values())
     redelivered = sum(hosts.metric(index, "wasikv_watch_redelivered_changes_total") for index in range(3))
+    assert sum(hosts.metric(index, "wasikv_watch_takeovers_total") for index in range(3)) >= 1
     print(
         f"[{backend.name}] kill -9 with a {LEASE:g}s lease: taken over after {takeover:.2f}s; "
         f"{duplicates} changes audited twice, {redelivered:g} reported delivered again"

@@ -129,8 +129,8 @@ class Metrics:
         )
         self.watch_takeovers = prometheus.Counter(
             "wasikv_watch_takeovers",
-            "Times this process took a watch trigger's lease over from another holder that had not "
-            "released it (it died, or lost the store).",
+            "Times this process took a watch trigger's lease over from another holder that had let it "
+            "expire (it died, or lost the store) instead of releasing it.",
             ["trigger"],
             registry=r,
         )

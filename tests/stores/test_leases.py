@@ -10,17 +10,18 @@ import pytest
 
 from wasikv.errors import StoreError
 from wasikv.stores import Store
+from wasikv.stores.base import LeaseState
 
 NAME = '["app","audit","notes/"]'
 
 
-def wait_until_free(store: Store, name: str, holder: str, seconds: float = 10.0) -> int:
-    """Acquire `name` once its lease has expired; the new token."""
+def wait_until_free(store: Store, name: str, holder: str, seconds: float = 10.0) -> LeaseState:
+    """Acquire `name` once its lease has expired."""
     deadline = time.monotonic() + seconds
     while True:
         state = store.acquire_lease(name, holder, 5.0)
         if state.acquired:
-            return state.token
+            return state
         assert time.monotonic() < deadline, f"the lease never expired: {state}"
         time.sleep(0.02)
 
@@ -32,7 +33,7 @@ def test_one_holder_at_a_time_and_tokens_only_grow(store: Store) -> None:
     assert (other.acquired, other.token, other.holder) == (False, 1, "host-a")
     store.release_lease(NAME, first.token)
     second = store.acquire_lease(NAME, "host-b", 5.0)
-    assert (second.acquired, second.token, second.holder) == (True, 2, "host-a")
+    assert (second.acquired, second.token, second.holder) == (True, 2, "")  # released: no takeover
     # Releasing with a stale token changes nothing.
     store.release_lease(NAME, first.token)
     assert not store.acquire_lease(NAME, "host-c", 5.0).acquired
@@ -41,8 +42,10 @@ def test_one_holder_at_a_time_and_tokens_only_grow(store: Store) -> None:
 def test_an_expired_lease_is_taken_over_and_its_holder_is_fenced_out(store: Store) -> None:
     stale = store.acquire_lease(NAME, "host-a", 0.05)
     assert store.save_fenced(NAME, stale.token, 100, 164)
-    token = wait_until_free(store, NAME, "host-b")
-    assert token == stale.token + 1
+    taken = wait_until_free(store, NAME, "host-b")
+    assert (taken.token, taken.holder) == (stale.token + 1, "host-a")  # a takeover
+    token = taken.token
+    assert store.acquire_lease(NAME, "host-c", 5.0).holder == "host-b"
     # The stale holder can neither renew nor move the position, back or forward.
     assert not store.renew_lease(NAME, "host-a", stale.token, 5.0)
     assert not store.save_fenced(NAME, stale.token, 50, 50)
@@ -59,7 +62,7 @@ def test_the_next_holder_sees_what_the_last_one_claimed(store: Store) -> None:
     assert store.save_fenced(NAME, first.token, 10, 74)  # delivering 11..74
     store.release_lease(NAME, first.token)
     second = store.acquire_lease(NAME, "host-b", 5.0)
-    assert (second.acquired, second.holder, second.claimed) == (True, "host-a", 74)
+    assert (second.acquired, second.holder, second.claimed) == (True, "", 74)
     assert store.load_position(NAME) == 10
 
 

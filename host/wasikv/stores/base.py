@@ -35,9 +35,10 @@ class LeaseState(NamedTuple):
     `acquired` says whether the caller holds the lease now. `token` is the
     lease's fencing token (the caller's new one when acquired, the current
     holder's otherwise): every acquisition gets a larger one, expiries and
-    releases never lower it. `holder` is who held it last (the caller's
-    predecessor when acquired, '' if nobody ever did) and `claimed` the seq
-    the last holder said it was delivering through (0: none).
+    releases never lower it. `holder` is who holds it, or held it last and
+    let it expire ('' if it was released, or nobody ever held it): when
+    acquired, a holder there means a takeover. `claimed` is the seq the last
+    holder said it was delivering through (0: none).
     """
 
     acquired: bool
@@ -281,7 +282,10 @@ class Store(ABC):
         raise StoreError(f"{type(self).__name__} keeps no leases")
 
     def release_lease(self, name: str, token: int) -> None:
-        """Let the lease go at once (if `token` is still its newest), so another may take it."""
+        """Let the lease go at once (if `token` is still its newest), so another may take it.
+
+        The holder is forgotten: whoever takes it next does not take over from it.
+        """
         raise StoreError(f"{type(self).__name__} keeps no leases")
 
     def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:

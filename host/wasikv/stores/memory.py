@@ -281,6 +281,7 @@ class MemoryStore(Store):
             lease = self._leases.get(name)
             if lease is not None and lease.token == token:
                 lease.expires = 0.0
+                lease.holder = ""
 
     def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
         """Save the position and claim only if `token` is the lease's newest."""

@@ -154,7 +154,9 @@ class Statements:
         )
         self.lease = f"SELECT token, holder, claimed FROM {leases} WHERE name = %s"
         self.renew_lease = f"UPDATE {leases} SET expires = {until} WHERE name = %s AND token = %s"
-        self.release_lease = f"UPDATE {leases} SET expires = '-infinity' WHERE name = %s AND token = %s"
+        self.release_lease = (
+            f"UPDATE {leases} SET expires = '-infinity', holder = '' WHERE name = %s AND token = %s"
+        )
         # Parameters: claimed, name, token, position.
         self.save_fenced = (
             f"WITH l AS (UPDATE {leases} SET claimed = %s WHERE name = %s AND token = %s RETURNING name) "

@@ -132,7 +132,7 @@ _TAKE_LEASE = (
     "expires = excluded.expires"
 )
 _RENEW_LEASE = "UPDATE watch_leases SET expires = ? WHERE name = ? AND token = ?"
-_RELEASE_LEASE = "UPDATE watch_leases SET expires = 0 WHERE name = ? AND token = ?"
+_RELEASE_LEASE = "UPDATE watch_leases SET expires = 0, holder = '' WHERE name = ? AND token = ?"
 _CLAIM = "UPDATE watch_leases SET claimed = ? WHERE name = ? AND token = ?"
 _JOIN = (
     "INSERT INTO watch_members (grp, member, expires) VALUES (?, ?, ?) "

@@ -13,7 +13,7 @@ from pathlib import Path
 from ...errors import ConfigError, CorruptPosition, StoreError
 from ...runtime import deadlines
 from ...runtime.workers import WorkerPool
-from ...stores.base import Change
+from ...stores.base import Change, LeaseState
 from ...stores.base import Store as KeyValueStore
 from .calls import DeliveryCall, OwnWrites
 from .delivery import DeliveryFailed, RetryPolicy, WatcherComponent
@@ -156,6 +156,7 @@ class WatchRunner:
         #: delivered again after them.
         self.lease = lease
         self._term: int | None = None
+        self._taken_over: LeaseState | None = None
         self._redeliver_through = 0
         self.takeovers = 0
         self.redelivered = 0
@@ -288,9 +289,16 @@ class WatchRunner:
         self._cursor = self._initial_cursor()
         self._started = True
         self._save(force=True)
+        grant, self._taken_over = self._taken_over, None
+        if grant is not None:
+            self._count_takeover(grant)
 
     def _start_term(self, *, quiet: bool = False) -> None:
-        """Begin delivering under the lease just acquired: from the saved position, counting a takeover."""
+        """Begin delivering under the lease just acquired: from the saved position, counting a takeover.
+
+        If the store fails here, the thread calls `_begin` again later, and
+        the takeover is counted then.
+        """
         lease = self.lease
         assert lease is not None and lease.grant is not None
         grant = lease.grant
@@ -299,9 +307,13 @@ class WatchRunner:
         self._started = False
         if self.own_writes is not None:
             self.own_writes = type(self.own_writes)(self.prefix)  # the last term's are its own
+        taken_over = bool(grant.holder) and grant.holder != lease.holder and not quiet
+        self._taken_over = grant if taken_over else None
         self._begin()
-        if quiet or not grant.holder or grant.holder == lease.holder:
-            return
+
+    def _count_takeover(self, grant: LeaseState) -> None:
+        """Count and log a takeover; the changes the last holder claimed are delivered again."""
+        assert self.lease is not None
         self.takeovers += 1
         if grant.claimed > self._cursor:
             self._redeliver_through = grant.claimed
@@ -310,7 +322,7 @@ class WatchRunner:
                 "through seq %d, which are delivered again (the one batch it may have been delivering)",
                 self.name,
                 grant.holder,
-                lease.token,
+                grant.token,
                 self._cursor,
                 grant.claimed,
             )
@@ -319,7 +331,7 @@ class WatchRunner:
                 "watch runner %s: took over from %s (token %d) at position %d; nothing was in flight",
                 self.name,
                 grant.holder,
-                lease.token,
+                grant.token,
                 self._cursor,
             )
 
