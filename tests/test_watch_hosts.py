@@ -371,6 +371,36 @@ def test_kill_9_of_the_delivering_host_misses_nothing(hosts: Hosts, backend: Bac
     assert any(f"/{delivering}/" in line and "notes/" in line for line in lines), lines
 
 
+def test_a_frozen_holder_is_fenced_out_when_it_wakes(hosts: Hosts, backend: Backend) -> None:
+    """SIGSTOP of the delivering host for two lease times: the other takes over; the sleeper
+    wakes believing nothing happened, finds its lease gone by its own clock, and stops."""
+    for index in range(2):
+        hosts.start(index)
+    for index in range(2):
+        hosts.wait_ready(index)
+    delivering = holder_of(backend, "notes/")
+    assert delivering is not None
+    sleeper = next(index for index in range(2) if hosts.pid(index) == delivering)
+    keys = {f"notes/f{number}" for number in range(300)}
+    with Host({"default": backend.default_url, "audit": backend.audit_url}, compile_cache=False) as client:
+        writer = client.bucket("default")
+        writer.set_many({f"notes/f{number}": b"x" for number in range(100)})
+        os.kill(hosts.pid(sleeper), signal.SIGSTOP)
+        try:
+            writer.set_many({f"notes/f{number}": b"x" for number in range(100, 200)})
+            time.sleep(LEASE * 2 + 1)  # past the lease and a standby's slowest poll
+        finally:
+            os.kill(hosts.pid(sleeper), signal.SIGCONT)
+        writer.set_many({f"notes/f{number}": b"x" for number in range(200, 300)})
+        counts = wait_audited(client, keys)
+    duplicates = sum(count - 1 for count in counts.values())
+    redelivered = sum(hosts.metric(index, "wasikv_watch_redelivered_changes_total") for index in range(2))
+    print(f"[{backend.name} freeze] {duplicates} audited twice, {redelivered:g} reported delivered again")
+    assert set(counts) == keys
+    assert duplicates <= redelivered <= BATCH
+    assert "stopped delivering" in hosts.log(sleeper)
+
+
 @pytest.mark.parametrize("server", ["redis", "postgres"])
 def test_store_outage_and_recovery(tmp_path: Path, built: dict[str, Path], server: str) -> None:
     """Two hosts on a private server that stops for longer than the lease and comes back."""
