@@ -64,15 +64,16 @@ _LOG_INTERVAL = 60.0
 def check_lease_time(value: object, where: str) -> float:
     """`value` as a lease time in seconds; `ConfigError` naming `where` unless a number from 1 to 3600."""
     if (
-        type(value) not in (int, float)
-        or not math.isfinite(value)  # type: ignore[arg-type]  # an int or float, checked just above
-        or not MIN_LEASE <= value <= MAX_LEASE  # type: ignore[operator]
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not MIN_LEASE <= value <= MAX_LEASE
     ):
         raise ConfigError(
             f"{where}: the lease time must be a number of seconds from {MIN_LEASE:g} to {MAX_LEASE:g}, "
             f"not {value!r}"
         )
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def holder_name() -> str:
@@ -156,6 +157,13 @@ class Lease:
             else:
                 self._drop()
                 log.warning("watch lease %s: another process took it over; stopped delivering", self.name)
+
+    def hand_over(self) -> None:
+        """Ask the runner to save and release the lease (it stops delivering at once)."""
+        with self._changed:
+            if self.token is not None:
+                self.yielding = True
+                self._changed.notify_all()
 
     def lose(self) -> None:
         """Forget the lease after the store refused a save with its token (another process holds it)."""
@@ -283,7 +291,7 @@ class LeaseCoordinator:
                     len(leases),
                     self._members[index],
                 )
-                newest.yielding = True
+                newest.hand_over()
 
     def _heartbeat(self, index: int, leases: Sequence[Lease], now: float) -> None:
         seconds = max(lease.seconds for lease in leases)
