@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, StoreError
-from .stores.base import Change, Store, Versioned
+from .stores.base import Change, LeaseState, Store, Versioned
 from .stores.registry import install_hint
 
 if TYPE_CHECKING:
@@ -127,7 +127,23 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.watch_takeovers = prometheus.Counter(
+            "wasikv_watch_takeovers",
+            "Times this process took a watch trigger's lease over from another holder that had let it "
+            "expire (it died, or lost the store) instead of releasing it.",
+            ["trigger"],
+            registry=r,
+        )
+        self.watch_redelivered = prometheus.Counter(
+            "wasikv_watch_redelivered_changes",
+            "Changes delivered again after a takeover: the previous holder had claimed them, and may "
+            "have delivered them before it stopped.",
+            ["trigger"],
+            registry=r,
+        )
         self._lag_sources: list[Callable[[], Iterable[tuple[str, int]]]] = []
+        self._count_sources: list[Callable[[], Iterable[tuple[str, int, int]]]] = []
+        self._counted: dict[str, tuple[int, int]] = {}
 
     def observe_request(self, route: str | None, status: int, seconds: float) -> None:
         """Count one request and its latency."""
@@ -139,11 +155,21 @@ class Metrics:
         """Read watcher lags from `source` (pairs of trigger name, changes behind) at every scrape."""
         self._lag_sources.append(source)
 
+    def watch_counts(self, source: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+        """Read watch takeovers and redelivered changes from `source` (trigger, totals) at every scrape."""
+        self._count_sources.append(source)
+
     def refresh(self) -> None:
-        """Update the values that are read rather than counted (watcher lag)."""
+        """Update the values that are read rather than counted (watcher lag, takeovers)."""
         for source in self._lag_sources:
             for trigger, lag in source():
                 self.watcher_lag.labels(trigger).set(lag)
+        for counts in self._count_sources:
+            for trigger, takeovers, redelivered in counts():
+                before = self._counted.get(trigger, (0, 0))
+                self.watch_takeovers.labels(trigger).inc(takeovers - before[0])
+                self.watch_redelivered.labels(trigger).inc(redelivered - before[1])
+                self._counted[trigger] = (takeovers, redelivered)
 
     def refresh_every(self, seconds: float) -> None:
         """Keep refreshing on a daemon thread (other processes may serve the scrape)."""
@@ -188,6 +214,7 @@ _CAPABILITIES = (
     "has_change_feed",
     "change_notifications",
     "keeps_positions",
+    "has_leases",
 )
 
 
@@ -265,6 +292,21 @@ class MeasuredStore(Store):
 
     def save_position(self, name: str, seq: int) -> None:
         self.inner.save_position(name, seq)
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
+        return self.inner.acquire_lease(name, holder, seconds)
+
+    def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
+        return self.inner.renew_lease(name, holder, token, seconds)
+
+    def release_lease(self, name: str, token: int) -> None:
+        self.inner.release_lease(name, token)
+
+    def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
+        return self.inner.save_fenced(name, token, seq, claimed)
+
+    def lease_members(self, group: str, member: str, seconds: float) -> int:
+        return self.inner.lease_members(group, member, seconds)
 
     def close(self) -> None:
         self.inner.close()

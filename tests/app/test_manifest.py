@@ -417,6 +417,30 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         APP + WEB + '[[trigger.key-value]]\nstore = "default"\nprefix = 1\ncomponent = "web"\n',
         ["'prefix' must be a string, not an integer"],
     ),
+    "kv lease_seconds zero": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = 0\n',
+        ["[[trigger.key-value]] #1", "lease_seconds must be a number of seconds from 1 to 3600", "not 0"],
+    ),
+    "kv lease_seconds too long": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = 3601\n',
+        ["[[trigger.key-value]] #1", "lease_seconds must be a number of seconds from 1 to 3600", "not 3601"],
+    ),
+    "kv lease_seconds text": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = "10"\n',
+        ["[[trigger.key-value]] #1", "lease_seconds must be a number of seconds from 1 to 3600", "not '10'"],
+    ),
+    "kv lease_seconds bool": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = true\n',
+        ["[[trigger.key-value]] #1", "lease_seconds must be a number of seconds from 1 to 3600", "not True"],
+    ),
+    "kv lease_seconds nan": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = nan\n',
+        ["[[trigger.key-value]] #1", "lease_seconds must be a number of seconds from 1 to 3600", "not nan"],
+    ),
+    "kv lease_seconds negative": (
+        APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = -5.5\n',
+        ["[[trigger.key-value]] #1", "lease_seconds must be a number of seconds from 1 to 3600", "not -5.5"],
+    ),
 }
 
 
@@ -473,3 +497,9 @@ def test_allowed_outbound_hosts_are_kept_as_written(tmp_path: Path) -> None:
     web = load_manifest(write(tmp_path, text)).components["web"]
     assert web.allowed_outbound_hosts == ("*://*:*", " https://api.example.com/ ")
     assert load_manifest(write(tmp_path, APP + WEB)).components["web"].allowed_outbound_hosts == ()
+
+
+def test_a_key_value_trigger_may_set_its_lease_time(tmp_path: Path) -> None:
+    text = APP + WEB + '[[trigger.key-value]]\nstore = "default"\ncomponent = "web"\nlease_seconds = 2.5\n'
+    (trigger,) = load_manifest(write(tmp_path, text)).kv_triggers
+    assert trigger.lease_seconds == 2.5

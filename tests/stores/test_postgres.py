@@ -193,6 +193,8 @@ def test_each_label_gets_tables_of_its_own(schema: str, opened: Callable[..., Po
         expected |= {table, f"{table}__changes", f"{table}__positions", f"{table}__meta"}
         expected |= {f"{table}__pkey", f"{table}__live", f"{table}__tombstones"}
         expected |= {f"{table}__changes_pkey", f"{table}__positions_pkey", f"{table}__meta_pkey"}
+        expected |= {f"{table}__leases", f"{table}__members"}
+        expected |= {f"{table}__leases_pkey", f"{table}__members_pkey"}
     assert tables(schema) == expected
     # The same label opened again (another host) is the same store.
     assert opened(url, "notes").get("k") == b"notes"
@@ -248,7 +250,7 @@ def test_concurrent_opens_create_one_set_of_tables(schema: str) -> None:
         assert not errors, errors
         values = {store.table: store.get("n") for store in stores}
         assert values == {default_table("a"): b"4", default_table("b"): b"4"}
-        assert len(tables(schema)) == 2 * 10
+        assert len(tables(schema)) == 2 * 14
     finally:
         for store in stores:
             store.close()

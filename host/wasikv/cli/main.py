@@ -532,7 +532,16 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     default=1,
     show_default=True,
     metavar="N",
-    help="Server processes sharing the port (watchers run in one; memory: stores are refused).",
+    help="Server processes sharing the port (they take turns on the watch triggers; memory: stores "
+    "are refused).",
+)
+@click.option(
+    "--watch-lease",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="How long a process holds a watch trigger without renewing; another takes over that long "
+    "after it dies (default 10; a trigger's lease_seconds wins).",
 )
 @click.option(
     "--metrics",
@@ -605,6 +614,7 @@ def up(
     max_connections: int,
     max_connections_per_client: int | None,
     processes: int,
+    watch_lease: float | None,
     metrics_listen: str | None,
     health_listen: str | None,
     drain_timeout: float | None,
@@ -614,8 +624,9 @@ def up(
     """Serve an app's HTTP triggers (Spin-style `spin up`). Ctrl-C or SIGTERM stops it.
 
     With --processes N, N server processes share the port (each its own
-    socket), the key-value watchers run in the first, `memory:` stores are
-    refused, and a process that dies is started again.
+    socket), they take turns on the key-value watchers through leases in
+    the watched store (as several hosts do), `memory:` stores are refused,
+    and a process that dies is started again.
 
     On SIGINT/SIGTERM, /readyz turns 503, the port stops accepting
     (--drain-delay seconds later), and requests and watcher batches in
@@ -678,10 +689,13 @@ def up(
             body_timeout=body_timeout,
             limits=Limits(max_memory_bytes=max_memory << 20, max_output_bytes=max_output << 10),
             metrics=metrics,
-            singletons=child in (None, 0),
+            # Every process runs the watchers: leases in the store pick one per trigger.
+            singletons=True,
             on_compile=compile_progress(progress),
         )
         try:
+            if watch_lease is not None:
+                app.watchers.set_lease_time(watch_lease)
             _check_stores(app)
         except BaseException:
             app.close()
@@ -693,7 +707,7 @@ def up(
                 refuse_memory_stores(app.loaded.stores)
                 # The port is free, or this says why (before "Serving").
                 listening_socket(*address, shared=False).close()
-                # The first child runs the watchers, maybe after another child
+                # A child takes the watchers' leases, maybe after another child
                 # has served writes: they start from here, not from then.
                 app.watchers.save_starts()
             finally:

@@ -111,7 +111,7 @@ class WasikvApp:
         # Prepared now so that a component that cannot serve its trigger stops the app before it serves.
         self.triggers = PreparedTriggers(loaded, self.host, timeout=request_timeout)
         #: Whether this process runs the app's singletons (watchers); under
-        #: `up --processes` only the first does.
+        #: `up --processes` every child does, taking turns through leases.
         self.singletons = singletons
         routes = self.triggers[HTTP]
         self.router = routes.router
@@ -342,6 +342,7 @@ class WasikvApp:
         started: list[TriggerService] = []
         if self.metrics is not None and self.singletons:
             self.metrics.watch_lag(self.watchers.lags)
+            self.metrics.watch_counts(self.watchers.counts)
             self.metrics.refresh_every(_LAG_REFRESH)
         try:
             for entry, service in self.triggers.items():
@@ -476,8 +477,8 @@ def create_app(
     up to `max_blocked` stuck at once (default 8 x workers). A client that has not
     sent a request's whole body within `body_timeout` seconds gets 408.
     `metrics` (a `wasikv.Metrics`) counts requests, instances and
-    store calls; without `singletons` the watchers do not run here (another
-    process of the same app runs them). `on_compile` wraps each component
+    store calls; without `singletons` the watchers do not run here (other
+    processes of the same app run them, taking turns through leases). `on_compile` wraps each component
     compile the compile cache could not spare (see `wasikv.Host`).
     Raises `wasikv.ConfigError` for any manifest or runtime-config mistake
     or a required variable without a value, and `wasikv.ComponentError` for a component

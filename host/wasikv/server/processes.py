@@ -9,8 +9,9 @@ PostgreSQL across machines, `up --processes N` starts N copies of itself:
   `SO_REUSEPORT`, so the kernel spreads connections over them (no socket
   shared across processes: asyncio then also sets TCP_NODELAY on every
   connection, which a socket inherited from `uvicorn --workers` misses);
-- singletons run in exactly one child, the first: the key-value watch
-  triggers (two runners on one trigger would deliver every change twice);
+- every child runs the key-value watch triggers, and they take turns
+  through leases in the watched store, as processes on several machines
+  do (`wasikv.triggers.watch.lease`): one delivers each trigger at a time;
 - `memory:` stores are refused: each process would have its own;
 - a child whose supervisor is gone (killed outright) stops itself;
 - the supervisor restarts a child that dies (after a short, growing pause,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..errors import StoreError
-from .base import S64_MAX, S64_MIN, check_key
+from .base import S64_MAX, S64_MIN, check_key, check_position_name
 
 #: Deletes a store remembers as tombstones (so a `swap` pinned before a delete fails).
 DEFAULT_TOMBSTONE_WINDOW = 100_000
@@ -84,3 +84,23 @@ def encode_name(backend: str, name: str) -> bytes:
         return name.encode("utf-8")
     except UnicodeEncodeError:
         raise StoreError(f"{backend} store: position name {name!r} is not valid Unicode text") from None
+
+
+def check_lease(backend: str, name: str, seconds: float) -> int:
+    """`seconds` as whole milliseconds (at least 1); `StoreError` for a non-`str` name or bad seconds."""
+    check_position_name(backend, name)
+    if type(seconds) not in (int, float) or not (math.isfinite(seconds) and 0 < seconds <= 86400):
+        raise StoreError(f"{backend} store: lease time must be 0 to 86400 seconds, not {seconds!r}")
+    return max(1, round(seconds * 1000))
+
+
+def check_holder(backend: str, holder: str) -> None:
+    """Refuse a lease holder (or group member) name that is not a `str`."""
+    if type(holder) is not str:
+        raise StoreError(f"{backend} store: lease holder must be str, not {type(holder).__name__}")
+
+
+def check_token(backend: str, token: int) -> None:
+    """Refuse a fencing token that is not a positive int."""
+    if type(token) is not int or not 0 < token <= S64_MAX:
+        raise StoreError(f"{backend} store: lease token must be a positive int, not {token!r}")

@@ -29,6 +29,24 @@ class Change(NamedTuple):
     value: bytes | None
 
 
+class LeaseState(NamedTuple):
+    """What `Store.acquire_lease` found.
+
+    `acquired` says whether the caller holds the lease now. `token` is the
+    lease's fencing token (the caller's new one when acquired, the current
+    holder's otherwise): every acquisition gets a larger one, expiries and
+    releases never lower it. `holder` is who holds it, or held it last and
+    let it expire ('' if it was released, or nobody ever held it): when
+    acquired, a holder there means a takeover. `claimed` is the seq the last
+    holder said it was delivering through (0: none).
+    """
+
+    acquired: bool
+    token: int
+    holder: str
+    claimed: int
+
+
 class Versioned(NamedTuple):
     """A value (or its absence) together with the version it was read at.
 
@@ -241,6 +259,47 @@ class Store(ABC):
         replaces the previous position; it is not part of the change feed.
         """
         raise StoreError(f"{type(self).__name__} keeps no change-feed positions")
+
+    # -- leases ------------------------------------------------------------
+    #
+    # Readers of the feed that run on several processes or machines (watch
+    # triggers) take turns through leases kept in the store, beside their
+    # positions: at most one holder per lease name at a time, each
+    # acquisition with a larger fencing token, and a position saved only by
+    # the holder of the newest token (`save_fenced`). Expiry is measured by
+    # the store's clock (Redis, PostgreSQL, the machine of a SQLite file), so
+    # holders on machines whose clocks disagree still see one order.
+
+    #: Whether the lease methods work (otherwise each process reads the feed alone).
+    has_leases: ClassVar[bool] = False
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
+        """Take the lease `name` for `seconds` if nobody holds it (or its holder let it expire)."""
+        raise StoreError(f"{type(self).__name__} keeps no leases")
+
+    def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
+        """Extend the lease to `seconds` from now; False if `token` is no longer its newest."""
+        raise StoreError(f"{type(self).__name__} keeps no leases")
+
+    def release_lease(self, name: str, token: int) -> None:
+        """Let the lease go at once (if `token` is still its newest), so another may take it.
+
+        The holder is forgotten: whoever takes it next does not take over from it.
+        """
+        raise StoreError(f"{type(self).__name__} keeps no leases")
+
+    def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
+        """Save position `seq` of reader `name` and the seq it is `claimed` to deliver through.
+
+        Both are saved, in one atomic step, only if `token` is still the
+        newest token of the lease `name`; otherwise nothing changes and the
+        answer is False (the caller lost the lease).
+        """
+        raise StoreError(f"{type(self).__name__} keeps no leases")
+
+    def lease_members(self, group: str, member: str, seconds: float) -> int:
+        """Record `member` as alive in `group` for `seconds`; how many members are alive now."""
+        raise StoreError(f"{type(self).__name__} keeps no leases")
 
     def overlaps(self, other: Store) -> str | None:
         """Why this store and `other` (another object) share a keyspace, or None when they do not.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import ClassVar
@@ -14,6 +16,7 @@ from urllib.parse import quote
 from . import _shared
 from .base import (
     Change,
+    LeaseState,
     Store,
     Versioned,
     add_delta,
@@ -46,6 +49,7 @@ class MemoryStore(Store):
     atomic_batches: ClassVar[bool] = True
     has_change_feed: ClassVar[bool] = True
     change_notifications: ClassVar[bool] = True
+    has_leases: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -83,6 +87,9 @@ class MemoryStore(Store):
         self._added: set[str] = set()
         self._removed: set[str] = set()
         self._positions: dict[str, int] = {}
+        # Lease name -> its record; group -> member -> when it expires (monotonic).
+        self._leases: dict[str, _Lease] = {}
+        self._members: dict[str, dict[str, float]] = {}
 
     # -- reads -----------------------------------------------------------
 
@@ -238,6 +245,69 @@ class MemoryStore(Store):
         with self._lock:
             self._positions[name] = seq
 
+    # -- leases (threads of this process take turns; see `Store.acquire_lease`) --
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
+        """Take the lease `name` for `seconds` unless another holder's has not expired."""
+        ms = _shared.check_lease("memory", name, seconds)
+        _shared.check_holder("memory", holder)
+        now = time.monotonic()
+        with self._lock:
+            lease = self._leases.setdefault(name, _Lease())
+            if lease.expires > now:
+                return LeaseState(False, lease.token, lease.holder, lease.claimed)
+            previous = lease.holder
+            lease.token += 1
+            lease.holder = holder
+            lease.expires = now + ms / 1000
+            return LeaseState(True, lease.token, previous, lease.claimed)
+
+    def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
+        """Extend the lease if `token` is still its newest."""
+        ms = _shared.check_lease("memory", name, seconds)
+        _shared.check_token("memory", token)
+        with self._lock:
+            lease = self._leases.get(name)
+            if lease is None or lease.token != token:
+                return False
+            lease.expires = time.monotonic() + ms / 1000
+        return True
+
+    def release_lease(self, name: str, token: int) -> None:
+        """Expire the lease now if `token` is still its newest."""
+        check_position_name("memory", name)
+        _shared.check_token("memory", token)
+        with self._lock:
+            lease = self._leases.get(name)
+            if lease is not None and lease.token == token:
+                lease.expires = 0.0
+                lease.holder = ""
+
+    def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
+        """Save the position and claim only if `token` is the lease's newest."""
+        check_position("memory", name, seq)
+        check_position("memory", name, claimed)
+        _shared.check_token("memory", token)
+        with self._lock:
+            lease = self._leases.get(name)
+            if lease is None or lease.token != token:
+                return False
+            lease.claimed = claimed
+            self._positions[name] = seq
+        return True
+
+    def lease_members(self, group: str, member: str, seconds: float) -> int:
+        """Record `member` alive for `seconds`; the members alive now."""
+        ms = _shared.check_lease("memory", group, seconds)
+        _shared.check_holder("memory", member)
+        now = time.monotonic()
+        with self._lock:
+            members = self._members.setdefault(group, {})
+            members[member] = now + ms / 1000
+            for gone in [m for m, expires in members.items() if expires <= now]:
+                del members[gone]
+            return len(members)
+
     def close(self) -> None:
         """Nothing to release: the data lives as long as this object."""
 
@@ -312,6 +382,14 @@ class MemoryStore(Store):
             self._sorted.sort()
             self._added = set()
         return self._sorted
+
+
+@dataclass
+class _Lease:
+    token: int = 0
+    holder: str = ""
+    expires: float = 0.0
+    claimed: int = 0
 
 
 def open_url(url: str, *, label: str | None = None) -> MemoryStore:

@@ -31,6 +31,7 @@ from ._url import count_option, parse_query, redact, seconds_option, split_serve
 from .base import (
     S64_MAX,
     Change,
+    LeaseState,
     Store,
     Versioned,
     add_delta,
@@ -131,6 +132,7 @@ class PostgresStore(Store):
     durable: ClassVar[bool] = True
     cross_process: ClassVar[bool] = True
     has_change_feed: ClassVar[bool] = True
+    has_leases: ClassVar[bool] = True
 
     def overlaps(self, other: Store) -> str | None:
         """Whether `other` is a PostgreSQL store on this server and database with the same tables."""
@@ -447,6 +449,71 @@ class PostgresStore(Store):
             write=True,
         )
 
+    # -- leases (see `Store.acquire_lease`): one statement each ------------
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
+        """Take the lease `name` for `seconds` unless another holder's has not expired."""
+        ms = _shared.check_lease("postgres", name, seconds)
+        _shared.check_holder("postgres", holder)
+        raw = _encode_name(name)
+        who = _encode_name(holder).decode("utf-8")
+        sql = self._sql
+
+        def take(conn: _Connection) -> LeaseState:
+            row = conn.execute(sql.acquire_lease, (raw, who, ms)).fetchone()
+            if row is not None:
+                return LeaseState(True, row[0], row[1], row[2])
+            held = conn.execute(sql.lease, (raw,)).fetchone()
+            if held is None:  # deleted around wasikv between the two statements
+                return LeaseState(False, 0, "", 0)
+            return LeaseState(False, held[0], held[1], held[2])
+
+        return self._run("acquire-lease", take, write=True)
+
+    def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
+        """Extend the lease if `token` is still its newest."""
+        ms = _shared.check_lease("postgres", name, seconds)
+        _shared.check_token("postgres", token)
+        raw = _encode_name(name)
+        cursor = self._run(
+            "renew-lease", lambda conn: conn.execute(self._sql.renew_lease, (ms, raw, token)), write=True
+        )
+        return cursor.rowcount > 0
+
+    def release_lease(self, name: str, token: int) -> None:
+        """Expire the lease now if `token` is still its newest."""
+        check_position_name("postgres", name)
+        _shared.check_token("postgres", token)
+        raw = _encode_name(name)
+        release = self._sql.release_lease
+        self._run("release-lease", lambda conn: conn.execute(release, (raw, token)), write=True)
+
+    def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
+        """Save the position and the claim in one statement, only if `token` is the lease's newest."""
+        check_position("postgres", name, seq)
+        check_position("postgres", name, claimed)
+        _shared.check_token("postgres", token)
+        raw = _encode_name(name)
+        row = self._run(
+            "save-fenced",
+            lambda conn: conn.execute(self._sql.save_fenced, (claimed, raw, token, seq)).fetchone(),
+            write=True,
+        )
+        return row is not None
+
+    def lease_members(self, group: str, member: str, seconds: float) -> int:
+        """Record `member` alive for `seconds` (by the server's clock); the members alive now."""
+        ms = _shared.check_lease("postgres", group, seconds)
+        _shared.check_holder("postgres", member)
+        raw = _encode_name(group)
+        who = _encode_name(member).decode("utf-8")
+        row = self._run(
+            "lease-members",
+            lambda conn: conn.execute(self._sql.lease_members, (raw, who, ms, raw, raw, who)).fetchone(),
+            write=True,
+        )
+        return int(row[0]) if row is not None else 1
+
     def close(self) -> None:
         """Close the pool and the notification connection; later calls fail."""
         self._closed = True
@@ -547,14 +614,14 @@ class PostgresStore(Store):
     def _create_tables(self, conn: _Connection) -> None:
         sql = self._sql
         present = conn.execute(sql.present, binary=True).fetchone()
-        if present is None or not all(present):
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(self.schema),))
-                if conn.execute(sql.schema_exists, binary=True).fetchone() == (None,):
-                    conn.execute(sql.create_schema)
-                for statement in sql.create_tables:
-                    conn.execute(statement)
         try:
+            if present is None or not all(present):
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(self.schema),))
+                    if conn.execute(sql.schema_exists, binary=True).fetchone() == (None,):
+                        conn.execute(sql.create_schema)
+                    for statement in sql.create_tables:
+                        conn.execute(statement)
             row = conn.execute(sql.layout, binary=True).fetchone()
         except psycopg.errors.UndefinedColumn:
             raise StoreError(

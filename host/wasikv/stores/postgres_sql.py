@@ -20,12 +20,14 @@ class Statements:
             return f'"{schema}"."{table}{suffix}"'
 
         kv, changes, positions, meta = name(), name("__changes"), name("__positions"), name("__meta")
+        leases, members = name("__leases"), name("__members")
         self.meta = meta
         p = _INDEX_PREFIX
         self.schema_exists = f"SELECT to_regnamespace('\"{schema}\"')"
         self.present = (
             f"SELECT to_regclass('{kv}') IS NOT NULL, to_regclass('{changes}') IS NOT NULL, "
-            f"to_regclass('{positions}') IS NOT NULL, to_regclass('{meta}') IS NOT NULL"
+            f"to_regclass('{positions}') IS NOT NULL, to_regclass('{meta}') IS NOT NULL, "
+            f"to_regclass('{leases}') IS NOT NULL, to_regclass('{members}') IS NOT NULL"
         )
         self.create_schema = f'CREATE SCHEMA IF NOT EXISTS "{schema}"'
         # A tombstone is a row whose value is NULL; it only carries the version.
@@ -60,6 +62,23 @@ class Statements:
             )""",
             f"INSERT INTO {meta} (id, seq, watermark, layout) VALUES (0, 0, 0, {LAYOUT}) "
             "ON CONFLICT DO NOTHING",
+            # Leases of feed readers that take turns (see `acquire_lease`);
+            # created on open like the rest, so older stores get them too.
+            f"""CREATE TABLE IF NOT EXISTS {leases} (
+                name bytea NOT NULL,
+                token bigint NOT NULL,
+                holder text NOT NULL,
+                previous text NOT NULL,
+                expires timestamptz NOT NULL,
+                claimed bigint NOT NULL,
+                CONSTRAINT "{table}__leases_pkey" PRIMARY KEY (name)
+            )""",
+            f"""CREATE TABLE IF NOT EXISTS {members} (
+                grp bytea NOT NULL,
+                member text NOT NULL,
+                expires timestamptz NOT NULL,
+                CONSTRAINT "{table}__members_pkey" PRIMARY KEY (grp, member)
+            )""",
         )
         self.layout = f"SELECT layout FROM {meta} WHERE id = 0"
         self.listen = f'LISTEN "{channel}"'
@@ -122,4 +141,34 @@ class Statements:
         self.save_position = (
             f"INSERT INTO {positions} (name, seq) VALUES (%s, %s) "
             "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
+        )
+
+        # Leases: expiry by the server's clock; the row (and so the token,
+        # which only grows) outlives the lease. One statement each.
+        until = "clock_timestamp() + %s * interval '1 millisecond'"
+        self.acquire_lease = (
+            f"INSERT INTO {leases} AS l (name, token, holder, previous, expires, claimed) "
+            f"VALUES (%s, 1, %s, '', {until}, 0) ON CONFLICT (name) DO UPDATE SET token = l.token + 1, "
+            "previous = l.holder, holder = excluded.holder, expires = excluded.expires "
+            "WHERE l.expires <= clock_timestamp() RETURNING token, previous, claimed"
+        )
+        self.lease = f"SELECT token, holder, claimed FROM {leases} WHERE name = %s"
+        self.renew_lease = f"UPDATE {leases} SET expires = {until} WHERE name = %s AND token = %s"
+        self.release_lease = (
+            f"UPDATE {leases} SET expires = '-infinity', holder = '' WHERE name = %s AND token = %s"
+        )
+        # Parameters: claimed, name, token, position.
+        self.save_fenced = (
+            f"WITH l AS (UPDATE {leases} SET claimed = %s WHERE name = %s AND token = %s RETURNING name) "
+            f"INSERT INTO {positions} (name, seq) SELECT name, %s FROM l "
+            "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq RETURNING seq"
+        )
+        # Parameters: group, member, milliseconds, group, member. The count
+        # sees the table as the statement began: the member itself is added.
+        self.lease_members = (
+            f"WITH j AS (INSERT INTO {members} (grp, member, expires) VALUES (%s, %s, {until}) "
+            "ON CONFLICT (grp, member) DO UPDATE SET expires = excluded.expires), "
+            f"d AS (DELETE FROM {members} WHERE grp = %s AND expires <= clock_timestamp()) "
+            f"SELECT 1 + count(*) FROM {members} WHERE grp = %s AND member <> %s "
+            "AND expires > clock_timestamp()"
         )

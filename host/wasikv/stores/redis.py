@@ -10,6 +10,7 @@ docs/concepts/redis-store.md. The old layout's migration: `redis_migration`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from . import _shared
 from ._url import count_option, parse_query, redact, seconds_option, split_server_url
 from .base import (
     Change,
+    LeaseState,
     Store,
     Versioned,
     add_delta,
@@ -52,7 +54,19 @@ from .redis_scripts import META_NAMES, SEPARATOR, load
 #: Every write, and `get_versioned`, is one of these (see redis_scripts/*.lua).
 _SCRIPTS = {
     name: load(name)
-    for name in ("get_versioned", "set_many", "delete_many", "increment", "swap", "start_feed")
+    for name in (
+        "get_versioned",
+        "set_many",
+        "delete_many",
+        "increment",
+        "swap",
+        "start_feed",
+        "acquire_lease",
+        "renew_lease",
+        "release_lease",
+        "save_fenced",
+        "lease_members",
+    )
 }
 
 _T = TypeVar("_T")
@@ -111,6 +125,7 @@ class RedisStore(Store):
     durable: ClassVar[bool] = True
     cross_process: ClassVar[bool] = True
     has_change_feed: ClassVar[bool] = True
+    has_leases: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -202,6 +217,8 @@ class RedisStore(Store):
         self._index = self._meta[2]
         self._feed = self._meta[5]
         self._positions = raw_prefix + b"positions"
+        self._raw_prefix = raw_prefix
+        self._leases = raw_prefix + b"leases"
         self._legacy_seq = self.legacy_prefix.encode("utf-8") + b"seq"
         self._get_versioned = self._client.register_script(_SCRIPTS["get_versioned"])
         self._set_many = self._client.register_script(_SCRIPTS["set_many"])
@@ -209,6 +226,10 @@ class RedisStore(Store):
         self._increment = self._client.register_script(_SCRIPTS["increment"])
         self._swap = self._client.register_script(_SCRIPTS["swap"])
         self._start_feed = self._client.register_script(_SCRIPTS["start_feed"])
+        self._lease_scripts = {
+            name: self._client.register_script(_SCRIPTS[name])
+            for name in ("acquire_lease", "renew_lease", "release_lease", "save_fenced", "lease_members")
+        }
 
     def overlaps(self, other: Store) -> str | None:
         """Whether `other` is a Redis store on this server and database whose prefix nests with this one's.
@@ -401,6 +422,56 @@ class RedisStore(Store):
         """Save `seq` as the position of the change-feed reader `name` (not a change, not a key)."""
         field = _position_field(name, seq)
         self._run("save-position", lambda: self._client.hset(self._positions, field, seq), write=True)
+
+    # -- leases (see `Store.acquire_lease`): one script each ------------------
+    #
+    # ``P|leases`` keeps each lease's newest token, claim and last holder (so
+    # tokens grow across expiries); ``P|lease:{name}`` lives exactly as long
+    # as the lease (SET PX, by the server's clock).
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
+        """Take the lease `name` for `seconds` unless another holder's key still lives."""
+        ms = _shared.check_lease("redis", name, seconds)
+        _shared.check_holder("redis", holder)
+        raw = _shared.encode_name("redis", name)
+        who = _shared.encode_name("redis", holder)
+        reply = self._lease("acquire_lease", [self._leases, self._lease_key(raw)], [raw, who, ms])
+        acquired, token, last, claimed = reply
+        return LeaseState(bool(acquired), int(token), bytes(last).decode("utf-8", "replace"), int(claimed))
+
+    def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
+        """Extend the lease if `token` is still its newest."""
+        ms = _shared.check_lease("redis", name, seconds)
+        _shared.check_token("redis", token)
+        raw = _shared.encode_name("redis", name)
+        return bool(self._lease("renew_lease", [self._leases, self._lease_key(raw)], [raw, token, ms]))
+
+    def release_lease(self, name: str, token: int) -> None:
+        """Delete the lease's key if `token` is still its newest."""
+        _shared.check_token("redis", token)
+        raw = _position_field(name)
+        self._lease("release_lease", [self._leases, self._lease_key(raw)], [raw, token])
+
+    def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
+        """Save the position and the claim in one script, only if `token` is the lease's newest."""
+        raw = _position_field(name, seq)
+        check_position("redis", name, claimed)
+        _shared.check_token("redis", token)
+        return bool(self._lease("save_fenced", [self._leases, self._positions], [raw, token, seq, claimed]))
+
+    def lease_members(self, group: str, member: str, seconds: float) -> int:
+        """Record `member` alive for `seconds` (by the server's clock); the members alive now."""
+        ms = _shared.check_lease("redis", group, seconds)
+        _shared.check_holder("redis", member)
+        key = self._raw_prefix + b"members:" + _shared.encode_name("redis", group)
+        return int(self._lease("lease_members", [key], [_shared.encode_name("redis", member), ms]))
+
+    def _lease_key(self, raw_name: bytes) -> bytes:
+        return self._raw_prefix + b"lease:" + raw_name
+
+    def _lease(self, script: str, keys: list[bytes], args: Sequence[bytes | int]) -> Any:
+        call = functools.partial(self._eval, self._lease_scripts[script], keys, args)
+        return self._run(script.replace("_", "-"), call, write=True)
 
     def close(self) -> None:
         """Disconnect every pooled connection; later calls fail."""

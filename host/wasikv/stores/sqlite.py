@@ -17,6 +17,7 @@ from . import _shared
 from ._url import parse_query, redact
 from .base import (
     Change,
+    LeaseState,
     Store,
     Versioned,
     add_delta,
@@ -76,7 +77,25 @@ _POSITIONS_SCHEMA = """CREATE TABLE IF NOT EXISTS watch_positions (
     name TEXT PRIMARY KEY NOT NULL,
     seq INTEGER NOT NULL
 ) WITHOUT ROWID"""
-_OWN_OBJECTS = frozenset({"kv", "kv_tombstones", "meta", "changes", "watch_positions"})
+# Leases of change-feed readers that take turns (several `wasikv up` on one
+# file): expiry by this machine's wall clock (seconds since the epoch), which
+# every process on the file shares; created on open like the positions.
+_LEASES_SCHEMA = """CREATE TABLE IF NOT EXISTS watch_leases (
+    name TEXT PRIMARY KEY NOT NULL,
+    token INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    expires REAL NOT NULL,
+    claimed INTEGER NOT NULL
+) WITHOUT ROWID"""
+_MEMBERS_SCHEMA = """CREATE TABLE IF NOT EXISTS watch_members (
+    grp TEXT NOT NULL,
+    member TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (grp, member)
+) WITHOUT ROWID"""
+_OWN_OBJECTS = frozenset(
+    {"kv", "kv_tombstones", "meta", "changes", "watch_positions", "watch_leases", "watch_members"}
+)
 
 _BEGIN = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
@@ -106,6 +125,21 @@ _SAVE_POSITION = (
     "INSERT INTO watch_positions (name, seq) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
 )
+_LEASE = "SELECT token, holder, expires, claimed FROM watch_leases WHERE name = ?"
+_TAKE_LEASE = (
+    "INSERT INTO watch_leases (name, token, holder, expires, claimed) VALUES (?, ?, ?, ?, 0) "
+    "ON CONFLICT (name) DO UPDATE SET token = excluded.token, holder = excluded.holder, "
+    "expires = excluded.expires"
+)
+_RENEW_LEASE = "UPDATE watch_leases SET expires = ? WHERE name = ? AND token = ?"
+_RELEASE_LEASE = "UPDATE watch_leases SET expires = 0, holder = '' WHERE name = ? AND token = ?"
+_CLAIM = "UPDATE watch_leases SET claimed = ? WHERE name = ? AND token = ?"
+_JOIN = (
+    "INSERT INTO watch_members (grp, member, expires) VALUES (?, ?, ?) "
+    "ON CONFLICT (grp, member) DO UPDATE SET expires = excluded.expires"
+)
+_DROP_MEMBERS = "DELETE FROM watch_members WHERE grp = ? AND expires <= ?"
+_MEMBERS = "SELECT count(*) FROM watch_members WHERE grp = ?"
 
 
 class SqliteStore(Store):
@@ -140,6 +174,7 @@ class SqliteStore(Store):
     #: store's file (seconds); every write makes sure first.
     read_check_interval: float = 0.5
     has_change_feed: ClassVar[bool] = True
+    has_leases: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -333,6 +368,39 @@ class SqliteStore(Store):
         check_position("sqlite", name, seq)
         self._write(_save_position, name, seq)
 
+    # -- leases (see `Store.acquire_lease`): each one write transaction ----
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> LeaseState:
+        """Take the lease `name` for `seconds` unless another holder's has not expired."""
+        ms = _shared.check_lease("sqlite", name, seconds)
+        _shared.check_holder("sqlite", holder)
+        return self._write(_acquire_lease, name, holder, ms / 1000)
+
+    def renew_lease(self, name: str, holder: str, token: int, seconds: float) -> bool:
+        """Extend the lease if `token` is still its newest."""
+        ms = _shared.check_lease("sqlite", name, seconds)
+        _shared.check_token("sqlite", token)
+        return self._write(_changed, _RENEW_LEASE, (time.time() + ms / 1000, name, token))
+
+    def release_lease(self, name: str, token: int) -> None:
+        """Expire the lease now if `token` is still its newest."""
+        check_position_name("sqlite", name)
+        _shared.check_token("sqlite", token)
+        self._write(_changed, _RELEASE_LEASE, (name, token))
+
+    def save_fenced(self, name: str, token: int, seq: int, claimed: int) -> bool:
+        """Save the position and the claim in one transaction, only if `token` is the lease's newest."""
+        check_position("sqlite", name, seq)
+        check_position("sqlite", name, claimed)
+        _shared.check_token("sqlite", token)
+        return self._write(_save_fenced, name, token, seq, claimed)
+
+    def lease_members(self, group: str, member: str, seconds: float) -> int:
+        """Record `member` alive for `seconds`; the members alive now."""
+        ms = _shared.check_lease("sqlite", group, seconds)
+        _shared.check_holder("sqlite", member)
+        return self._write(_lease_members, group, member, ms / 1000)
+
     def close(self) -> None:
         """Close every connection any thread opened; later calls fail."""
         with self._connections_lock:
@@ -502,6 +570,8 @@ class SqliteStore(Store):
         conn.execute(_FEED_SCHEMA)
         conn.execute(_FEED_FLOOR)
         conn.execute(_POSITIONS_SCHEMA)
+        conn.execute(_LEASES_SCHEMA)
+        conn.execute(_MEMBERS_SCHEMA)
         # Processes that only ever write a little (`wasikv kv`) sweep here.
         conn.execute(_DROP_OLD_CHANGES, (self._change_window,))
 
@@ -607,6 +677,35 @@ def _swap(conn: sqlite3.Connection, key: str, version: int, value: bytes) -> boo
 
 def _save_position(conn: sqlite3.Connection, name: str, seq: int) -> None:
     conn.execute(_SAVE_POSITION, (name, seq))
+
+
+def _acquire_lease(conn: sqlite3.Connection, name: str, holder: str, seconds: float) -> LeaseState:
+    now = time.time()
+    row = conn.execute(_LEASE, (name,)).fetchone()
+    token, last, expires, claimed = row if row is not None else (0, "", 0.0, 0)
+    if expires > now:
+        return LeaseState(False, token, last, claimed)
+    conn.execute(_TAKE_LEASE, (name, token + 1, holder, now + seconds))
+    return LeaseState(True, token + 1, last, claimed)
+
+
+def _changed(conn: sqlite3.Connection, statement: str, parameters: tuple[object, ...]) -> bool:
+    return conn.execute(statement, parameters).rowcount > 0
+
+
+def _save_fenced(conn: sqlite3.Connection, name: str, token: int, seq: int, claimed: int) -> bool:
+    if conn.execute(_CLAIM, (claimed, name, token)).rowcount == 0:
+        return False
+    conn.execute(_SAVE_POSITION, (name, seq))
+    return True
+
+
+def _lease_members(conn: sqlite3.Connection, group: str, member: str, seconds: float) -> int:
+    now = time.time()
+    conn.execute(_JOIN, (group, member, now + seconds))
+    conn.execute(_DROP_MEMBERS, (group, now))
+    (count,) = conn.execute(_MEMBERS, (group,)).fetchone()
+    return int(count)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -101,8 +101,10 @@ class TriggerKind(Generic[_T]):
     describe: Callable[[_T], str]
     check_list: Callable[[Sequence[_T]], ListProblem | None] = no_list_check
     check_config: Callable[[_T, LoadContext], str | None] = no_config_check
-    #: Whether an app runs it once however many server processes it has
-    #: (watchers: two runners on one trigger would deliver every change twice).
+    #: Whether one process at a time runs each trigger, however many run the
+    #: app (watchers take turns through leases in the store; two delivering
+    #: one trigger at once would deliver every change twice). A process can
+    #: also keep them off (`create_app(singletons=False)`).
     singleton: bool = False
 
     @property

@@ -32,7 +32,7 @@ HTTP = TriggerKind(
 
 KEY_VALUE = TriggerKind(
     name="key-value",
-    keys=("store", "prefix", "component"),
+    keys=("store", "prefix", "component", "lease_seconds"),
     example='store = "default" and component = "..."',
     parse=key_value.parse,
     check_list=key_value.duplicates,

@@ -57,6 +57,13 @@ Delivery model:
   instance can be created at all (the host's instance pool is full), the
   runner waits (50 ms doubling up to 2 s) and tries again for as long as it
   takes: that is never a reason to drop a change.
+- *Several processes*: every process running the app (each `wasikv up`
+  host, each `--processes` child) runs every trigger, and they take turns
+  through a lease per trigger kept in the watched store (`lease`): only
+  the holder delivers, only the newest fencing token saves the position,
+  and each batch is claimed before it is delivered, so a takeover delivers
+  at most that one batch again (logged, counted in `redelivered`). Leases
+  spread over the processes; see docs/guides/several-machines.md.
 - *Delay*: a runner that is keeping up sees a change at once on memory and
   Redis stores (the store wakes it: a condition variable, a blocking
   ``XREAD``) and within `poll_interval` (default 50 ms) on SQLite, plus the

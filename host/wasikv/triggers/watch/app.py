@@ -14,6 +14,7 @@ from ...host import Host
 from .._instance import instance_spec
 from ..runtime import TriggerExport, TriggerRuntime
 from .delivery import WATCH_WORLD, WATCHER_FUNCTIONS, WATCHER_INTERFACES, RetryPolicy, WatcherComponent
+from .lease import DEFAULT_LEASE, Lease, LeaseCoordinator, check_lease_time, holder_name
 from .positions import cursor_path, position_name
 from .runner import WatchRunner
 
@@ -31,8 +32,15 @@ class WatchTriggers:
     ```
     """
 
-    def __init__(self, runners: Sequence[WatchRunner]) -> None:
+    def __init__(
+        self, runners: Sequence[WatchRunner], *, group: str = "", explicit: Sequence[bool] = ()
+    ) -> None:
         self.runners = list(runners)
+        #: The heartbeat group of the processes that share these triggers (the app's name).
+        self.group = group
+        # Which runners' lease times the manifest set (`set_lease_time` leaves them).
+        self._explicit = list(explicit) or [False] * len(self.runners)
+        self._coordinator: LeaseCoordinator | None = None
 
     @classmethod
     def from_app(
@@ -69,6 +77,7 @@ class WatchTriggers:
         directory = Path(state_dir) if state_dir is not None else Path(manifest.state_dir)
         components: dict[str, Component] = {}
         runners: list[WatchRunner] = []
+        holder = holder_name()
         for trigger in manifest.kv_triggers:
             spec = manifest.components[trigger.component]
             component = components.get(trigger.component)
@@ -106,8 +115,17 @@ class WatchTriggers:
                     trigger.store,
                     type(watcher.store).__name__,
                 )
+            lease = None
+            if watcher.store.has_leases:
+                lease = Lease(
+                    watcher.store,
+                    position_name(manifest.name, trigger.component, trigger.prefix),
+                    trigger.lease_seconds or DEFAULT_LEASE,
+                    holder,
+                )
             runner = WatchRunner(
                 watcher,
+                lease=lease,
                 prefix=trigger.prefix,
                 position=position,
                 old_cursor=old_cursor,
@@ -118,7 +136,22 @@ class WatchTriggers:
             )
             runner.prepare()
             runners.append(runner)
-        return cls(runners)
+        explicit = [trigger.lease_seconds is not None for trigger in manifest.kv_triggers]
+        return cls(runners, group=manifest.name, explicit=explicit)
+
+    def set_lease_time(self, seconds: float) -> None:
+        """Use `seconds` as the lease time of every trigger whose manifest sets none (`--watch-lease`).
+
+        Raises `ConfigError` unless it is a number of seconds from 1 to 3600.
+        """
+        seconds = check_lease_time(seconds, "--watch-lease")
+        for runner, explicit in zip(self.runners, self._explicit, strict=True):
+            if runner.lease is not None and not explicit:
+                runner.lease.seconds = seconds
+
+    def counts(self) -> list[tuple[str, int, int]]:
+        """Each trigger's takeovers and changes delivered again after them: (runner name, both)."""
+        return [(runner.name, runner.takeovers, runner.redelivered) for runner in self.runners]
 
     def start(self) -> None:
         """Start every runner (each fixes its starting cursor before this returns)."""
@@ -130,8 +163,15 @@ class WatchTriggers:
         except BaseException:
             WatchTriggers(started).stop()
             raise
+        leases = [runner.lease for runner in self.runners if runner.lease is not None]
+        if leases:
+            self._coordinator = LeaseCoordinator(leases, self.group)
+            self._coordinator.start()
         for runner in self.runners:
-            log.info("watching %s", runner.name)
+            if runner.lease is None or runner.delivering:
+                log.info("watching %s", runner.name)
+            else:
+                log.info("watching %s once this process gets its lease (another one holds it)", runner.name)
 
     def save_starts(self) -> None:
         """Save every runner's starting position without starting it (see `WatchRunner.save_start`)."""
@@ -150,6 +190,10 @@ class WatchTriggers:
             runner.request_stop()
         for runner in self.runners:
             runner.stop(timeout)
+        # After the runners, which release their leases as they stop.
+        if self._coordinator is not None:
+            self._coordinator.stop()
+            self._coordinator = None
 
     def lags(self) -> list[tuple[str, int]]:
         """How many committed changes each running trigger has yet to handle: (runner name, count).
@@ -158,7 +202,7 @@ class WatchTriggers:
         """
         lags = []
         for runner in self.runners:
-            if not runner.ready:
+            if not runner.ready or not runner.delivering:
                 continue
             try:
                 lags.append((runner.name, max(0, runner.store.last_change() - runner.cursor)))

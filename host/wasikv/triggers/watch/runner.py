@@ -13,14 +13,16 @@ from pathlib import Path
 from ...errors import ConfigError, CorruptPosition, StoreError
 from ...runtime import deadlines
 from ...runtime.workers import WorkerPool
-from ...stores.base import Change
+from ...stores.base import Change, LeaseState
 from ...stores.base import Store as KeyValueStore
 from .calls import DeliveryCall, OwnWrites
 from .delivery import DeliveryFailed, RetryPolicy, WatcherComponent
+from .lease import Lease
 from .positions import read_old_cursor
 
 log = logging.getLogger("wasikv.watch")
-#: The logger of one INFO line per batch delivered (`wasikv up` prints it with the access log).
+#: The logger of one INFO line per batch delivered, and one per lease taken or
+#: handed over (`wasikv up` prints it with the access log).
 DELIVERY_LOGGER = "wasikv.watch.deliveries"
 delivery_log = logging.getLogger(DELIVERY_LOGGER)
 
@@ -80,6 +82,15 @@ class WatchRunner:
 
     Changes the trigger's own deliveries wrote under its prefix are not
     delivered back to it (see `calls`), unless `own_writes` is True.
+
+    With a `lease` (see `lease`), several processes run the trigger and take
+    turns: the runner delivers only while the lease is valid, reads the
+    saved position each time it gets the lease, claims each batch in the
+    store before delivering it (`Store.save_fenced`) and saves with its
+    token, so that a process that lost the lease can neither deliver past
+    its term's end nor move the position. After a takeover, the changes the
+    previous holder had claimed (one batch at most) are delivered again,
+    counted in `redelivered` and `takeovers`.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class WatchRunner:
         retry: RetryPolicy | None = None,
         own_writes: bool = False,
         max_abandoned: int = MAX_ABANDONED,
+        lease: Lease | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -141,6 +153,15 @@ class WatchRunner:
         #: Own writes skipped, and watcher calls given up (blocked in a host call).
         self.skipped_own = 0
         self.abandoned = 0
+        #: The lease this runner delivers under (None: it alone reads the feed),
+        #: the token of its current term, and the takeovers and changes
+        #: delivered again after them.
+        self.lease = lease
+        self._term: int | None = None
+        self._taken_over: LeaseState | None = None
+        self._redeliver_through = 0
+        self.takeovers = 0
+        self.redelivered = 0
 
     @property
     def cursor(self) -> int:
@@ -195,6 +216,13 @@ class WatchRunner:
                 )
         self._prepared = True
 
+    @property
+    def delivering(self) -> bool:
+        """Whether this runner delivers now: it has no lease, or holds it in a started term."""
+        if self.lease is None:
+            return self._started
+        return self._term is not None and self._term == self.lease.token
+
     def start(self) -> None:
         """Fix the starting cursor and start the thread.
 
@@ -207,7 +235,10 @@ class WatchRunner:
             raise RuntimeError(f"watch runner {self.name} was already started")
         self.prepare()
         try:
-            self._begin()
+            if self.lease is None:
+                self._begin()
+            elif self.lease.acquire():
+                self._start_term()
         except StoreError as exc:
             log.error("watch runner %s: cannot read the change feed yet: %s", self.name, exc)
         self._pool = WorkerPool(1, 1, max_written_off=self.max_abandoned, name=f"wasikv-watcher {self.name}")
@@ -218,11 +249,23 @@ class WatchRunner:
         """Fix the starting cursor and save it as the trigger's position, without starting.
 
         For a runner that another process will start: changes written from
-        now on are delivered even if they come before it starts. Raises
-        `StoreError` when the store cannot be reached.
+        now on are delivered even if they come before it starts. With a
+        lease, this takes the lease for the moment and lets it go again; a
+        lease held elsewhere means a process is delivering already, from the
+        position it holds, and nothing is saved. Raises `StoreError` when the
+        store cannot be reached.
         """
         self.prepare()
-        self._begin()
+        if self.lease is None:
+            self._begin()
+            return
+        if not self.lease.acquire():
+            return
+        try:
+            self._start_term(quiet=True)
+        finally:
+            self._term = None
+            self.lease.release()
 
     def request_stop(self, finish_by: float | None = None) -> None:
         """Ask the thread to stop after the current delivery, without waiting (see `stop`).
@@ -260,6 +303,92 @@ class WatchRunner:
         self._cursor = self._initial_cursor()
         self._started = True
         self._save(force=True)
+        grant, self._taken_over = self._taken_over, None
+        if grant is not None:
+            self._count_takeover(grant)
+
+    def _start_term(self, *, quiet: bool = False) -> None:
+        """Begin delivering under the lease just acquired: from the saved position, counting a takeover.
+
+        If the store fails here, the thread calls `_begin` again later, and
+        the takeover is counted then.
+        """
+        lease = self.lease
+        assert lease is not None and lease.grant is not None
+        grant = lease.grant
+        self._term = lease.token
+        self._saved = None
+        self._started = False
+        if self.own_writes is not None:
+            self.own_writes = type(self.own_writes)(self.prefix)  # the last term's are its own
+        taken_over = bool(grant.holder) and grant.holder != lease.holder and not quiet
+        self._taken_over = grant if taken_over else None
+        self._begin()
+
+    def _count_takeover(self, grant: LeaseState) -> None:
+        """Count and log a takeover; the changes the last holder claimed are delivered again."""
+        assert self.lease is not None
+        self.takeovers += 1
+        if grant.claimed > self._cursor:
+            self._redeliver_through = grant.claimed
+            delivery_log.warning(
+                "watch runner %s: took over from %s (token %d) at position %d; it had claimed changes "
+                "through seq %d, which are delivered again (the one batch it may have been delivering)",
+                self.name,
+                grant.holder,
+                grant.token,
+                self._cursor,
+                grant.claimed,
+            )
+        else:
+            delivery_log.info(
+                "watch runner %s: took over from %s (token %d) at position %d; nothing was in flight",
+                self.name,
+                grant.holder,
+                grant.token,
+                self._cursor,
+            )
+
+    def _end_term(self) -> None:
+        """Stop delivering: the lease was lost, or is being handed over (then saved and released)."""
+        lease = self.lease
+        assert lease is not None
+        handing_over = lease.yielding and lease.token == self._term
+        if handing_over:
+            self._save(force=True)
+            lease.release(cooldown=True)
+            delivery_log.info(
+                "watch runner %s: handed its lease over at position %d", self.name, self._cursor
+            )
+        else:
+            log.warning(
+                "watch runner %s: stopped delivering at position %d: its lease was lost or could not "
+                "be renewed in time",
+                self.name,
+                self._cursor,
+            )
+        self._term = None
+        self._started = False
+
+    def _halt(self) -> bool:
+        """Whether to stop delivering now: the runner is stopping, or its lease may have run out."""
+        return self._stopping.is_set() or (self.lease is not None and not self.lease.valid())
+
+    def _hold(self) -> bool:
+        """With a lease: wait until it is held and valid, beginning a term; False while it is not."""
+        lease = self.lease
+        if lease is None:
+            return True
+        if self._term is not None and (lease.token != self._term or lease.yielding):
+            self._end_term()  # lost (another process took it), or to be handed over
+        elif lease.yielding:
+            lease.release(cooldown=True)  # to be handed over before this runner began delivering
+        if not lease.valid():
+            lease.wait(_MAX_NOTIFY_WAIT)
+            return False
+        if self._term is None:
+            self._start_term()
+        return True
 
     def _initial_cursor(self) -> int:
         last = self.store.last_change()
@@ -317,6 +446,8 @@ class WatchRunner:
         try:
             while not self._stopping.is_set():
                 try:
+                    if not self._hold():
+                        continue
                     if not self._started:
                         self._begin()
                     batch = self.store.changes(self._cursor, self.batch_size)
@@ -349,14 +480,17 @@ class WatchRunner:
                         self._cursor + 1,
                         first - 1,
                     )
-                if not self._handle(batch):
+                if not self._handle(batch) and self._stopping.is_set():
                     return
         except BaseException:
             log.exception("watch runner %s stopped by an unexpected error", self.name)
             raise
         finally:
-            if self._started:
+            if self._started and (self.lease is None or self._term is not None):
                 self._save(force=True)
+            if self.lease is not None and self._term is not None and self.lease.token == self._term:
+                self.lease.release()
+                self._term = None
             if self._pool is not None:
                 self._pool.shutdown(timeout=0)
 
@@ -375,9 +509,15 @@ class WatchRunner:
             change for change in batch if change.key.startswith(self.prefix) and not self._own(change)
         ]
         if matching:
+            if not self._claim(matching[-1].seq):
+                return False
+            again = sum(1 for change in matching if change.seq <= self._redeliver_through)
             started = time.perf_counter()
             delivered, dropped = self.delivered, self.dropped
             finished = self._deliver(matching)
+            if again:
+                self.redelivered += again
+                self._redeliver_through = 0
             if delivery_log.isEnabledFor(logging.INFO):
                 delivered, dropped = self.delivered - delivered, self.dropped - dropped
                 if not finished:
@@ -402,6 +542,43 @@ class WatchRunner:
             self.own_writes.forget_through(batch[-1].seq)
         self._save(force=bool(matching))
         return True
+
+    def _claim(self, through: int) -> bool:
+        """With a lease: save the position and claim the batch through `through` before delivering it.
+
+        So that a takeover delivers again at most this batch. False (after a
+        pause, if the store failed) when the batch must not be delivered now.
+        """
+        if self.lease is None or self.position is None or self._term is None:
+            return self.lease is None or self._term is not None
+        try:
+            claimed = self.store.save_fenced(self.position, self._term, self._cursor, through)
+        except StoreError as exc:
+            self._log_save_failure(exc)
+            self._stopping.wait(_STORE_RETRY)
+            return False
+        if not claimed:
+            self._fenced_out()
+            return False
+        self._saved = self._cursor
+        return True
+
+    def _fenced_out(self) -> None:
+        log.warning(
+            "watch runner %s: the store refused its save (token %s): another process holds the lease; "
+            "stopped delivering",
+            self.name,
+            self._term,
+        )
+        assert self.lease is not None
+        if self.lease.token == self._term:
+            self.lease.lose()
+
+    def _log_save_failure(self, exc: StoreError) -> None:
+        now = time.monotonic()
+        if self._save_failed_at is None or now - self._save_failed_at >= _STORE_LOG_INTERVAL:
+            log.error("watch runner %s: cannot save its position %d: %s", self.name, self._cursor, exc)
+            self._save_failed_at = now
 
     def _own(self, change: Change) -> bool:
         """Whether `change` was written by one of this trigger's deliveries (then it is skipped)."""
@@ -429,7 +606,7 @@ class WatchRunner:
                     attempts = 0
                     self._advance(matching[done + delivered - 1].seq, delivered=delivered)
                     done += delivered
-                if self._stopping.is_set():
+                if self._halt():
                     return False  # interrupted by the stop: not the change's failure
                 if failure.transient:
                     # Not the change's fault: wait (up to 2 s at a time) and try again.
@@ -479,7 +656,7 @@ class WatchRunner:
                 attempts = 0
                 done += delivered
                 self._advance(matching[done - 1].seq, delivered=delivered)
-            if self._stopping.is_set() and done < len(matching):
+            if self._halt() and done < len(matching):
                 return False
         return True
 
@@ -492,7 +669,7 @@ class WatchRunner:
         """
         pool = self._pool
         assert pool is not None, "the runner's thread runs only after start made the pool"
-        if not self._room_for_a_call(pool):
+        if self._halt() or not self._room_for_a_call(pool):
             raise _Stopped(0)
         call = DeliveryCall(self.watcher.name, self.own_writes)
         future: Future[int] = pool.submit(partial(self.watcher.deliver, changes, call))
@@ -505,7 +682,7 @@ class WatchRunner:
             except TimeoutError:
                 pass
             now = time.monotonic()
-            if self._stopping.is_set():
+            if self._halt():
                 if stop_at is None:
                     if self._finish_by is not None and now < self._finish_by:
                         continue  # draining: the batch may finish
@@ -571,12 +748,17 @@ class WatchRunner:
             return
         self._saved_at = now
         try:
-            self.store.save_position(self.position, self._cursor)
+            if self.lease is None:
+                self.store.save_position(self.position, self._cursor)
+            elif self._term is None:
+                return
+            elif not self.store.save_fenced(self.position, self._term, self._cursor, self._cursor):
+                self._fenced_out()
+                return
         except StoreError as exc:
-            # The next batch saves again; a store that stays down is logged once a minute.
-            if self._save_failed_at is None or now - self._save_failed_at >= _STORE_LOG_INTERVAL:
-                log.error("watch runner %s: cannot save its position %d: %s", self.name, self._cursor, exc)
-                self._save_failed_at = now
+            # The next batch saves again (it claims first); a store that stays
+            # down is logged once a minute.
+            self._log_save_failure(exc)
             return
         self._saved = self._cursor
         self._save_failed_at = None
