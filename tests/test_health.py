@@ -216,7 +216,8 @@ def test_readiness_fails_while_redis_is_down_and_recovers(
         reason = "store 'default' is unreachable"
         if processes > 1:
             reason = "process 0: " + reason
-        eventually(lambda: probes.ready()[0] == 503)
+        # Each process notices on its own next check: wait for process 0's reason.
+        eventually(lambda: reason in probes.ready()[1].get("reasons", []))
         status, body = probes.ready()
         assert status == 503 and body["status"] == "not ready" and reason in body["reasons"], body
         assert "secret-password" not in json.dumps(body)

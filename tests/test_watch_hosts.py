@@ -93,8 +93,11 @@ def redis_backend(prefix: str, address: str = f"{REDIS_HOST}:{REDIS_PORT}", db: 
         client = raw_client(port=port, db=db)
         found = {}
         for name, record in client.hgetall(f"{prefix}-d|leases".encode()).items():
-            if client.exists(f"{prefix}-d|lease:".encode() + name):
-                found[name.decode()] = _pid(record.decode().split(" ", 2)[2])
+            holder = record.decode().split(" ", 2)[2]
+            # A released lease keeps its token but no holder; it may be taken
+            # again between the two reads, so an empty holder counts as nobody.
+            if holder and client.exists(f"{prefix}-d|lease:".encode() + name):
+                found[name.decode()] = _pid(holder)
         return found
 
     config = (
