@@ -173,7 +173,10 @@ class WasikvApp:
                 # close the connection: the client sees the body cut short.
                 log.warning("%s; the connection is closed", exc)
                 status = exchange.status or 500
-            self._log_request(method, path, match.route, status, started)
+            ended = time.perf_counter()
+            # What the guest printed comes before the request's line, in the order it happened.
+            await exchange.settled()
+            self._log_request(method, path, match.route, status, started, ended)
             return
         if match is None:
             response = plain(404, "Not Found")
@@ -205,8 +208,16 @@ class WasikvApp:
         await send({"type": "http.response.body", "body": response.body})
         self._log_request(method, path, None if match is None else match.route, response.status, started)
 
-    def _log_request(self, method: str, path: str, route: str | None, status: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
+    def _log_request(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        started: float,
+        ended: float | None = None,
+    ) -> None:
+        elapsed = (time.perf_counter() if ended is None else ended) - started
         access_log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000)
         if self.metrics is not None:
             self.metrics.observe_request(route, status, elapsed)
