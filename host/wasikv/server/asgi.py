@@ -40,6 +40,7 @@ from ..triggers.runtime import TriggerService
 from ..triggers.wasi_http_component import RequestHead, WasiHttpComponent
 from ..triggers.watch import WatchTriggers
 from .answers import overloaded, plain
+from .logs import log_to_stderr
 from .streaming import AbortedResponse, StreamingExchange
 
 #: Request handling creates an instance per request: pool them by default.
@@ -349,7 +350,10 @@ class WasikvApp:
         """Start every kind's triggers (lifespan start-up does it); a failure stops those started.
 
         Without `singletons`, triggers that must run once per app (watchers) stay stopped.
+        The app's lines (requests, guest output, deliveries) go to stderr
+        unless logging is configured for them (see `wasikv.server.logs`).
         """
+        log_to_stderr(unless_configured=True)
         started: list[TriggerService] = []
         if self.metrics is not None and self.singletons:
             self.metrics.watch_lag(self.watchers.lags)

@@ -53,14 +53,13 @@ from ..limits import (
     DEFAULT_MAX_CONNECTIONS,
     default_connections_per_client,
 )
-from ..triggers._output import GUEST_LOGGER
-from ..triggers.watch.runner import DELIVERY_LOGGER
 from . import health_http
 from .asgi import WasikvApp
 from .children_health import HEALTH_DIR_ENV
 from .health import Health, store_probes
 from .health_http import health_app, metrics_app, register_child
 from .listeners import Listeners, bind_listeners
+from .logs import log_to_stderr
 from .processes import process_index
 
 log = logging.getLogger("wasikv")
@@ -385,26 +384,6 @@ class _GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-#: The loggers `serve` prints, timestamped, to stderr: requests, what guests
-#: print, and deliveries to watchers.
-SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER)
-
-
-def _server_log() -> None:
-    """Send the `SERVER_LOGGERS` (at INFO) to one timestamped stderr handler, unless they have handlers."""
-    handler: logging.Handler | None = None
-    for name in SERVER_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.handlers:
-            continue
-        if handler is None:
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
 def parse_listen(listen: str, option: str = "--listen") -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:3000`) → (host, port); the error names `option`."""
     address, sep, port = listen.rpartition(":")
@@ -542,7 +521,7 @@ def serve(
         app.close()
         raise
     assert listeners.app is not None, "the supervisor of --processes serves no app"
-    _server_log()
+    log_to_stderr()
     config = uvicorn.Config(
         app,
         host=host,
