@@ -61,6 +61,7 @@ from .health_http import health_app, metrics_app, register_child
 from .listeners import Listeners, bind_listeners
 from .logs import log_to_stderr
 from .processes import process_index
+from .server_headers import ServerHeaders
 
 log = logging.getLogger("wasikv")
 
@@ -523,7 +524,10 @@ def serve(
     assert listeners.app is not None, "the supervisor of --processes serves no app"
     log_to_stderr()
     config = uvicorn.Config(
-        app,
+        # The guest's own date and server headers win over the server's.
+        ServerHeaders(app),
+        server_header=False,
+        date_header=False,
         host=host,
         port=port,
         access_log=False,
