@@ -33,7 +33,8 @@ SPIN_APP = """\
 # A Spin HTTP app for spin-sdk 3.x: POST counts with wasi:keyvalue atomics,
 # GET reads the count through the key-value Store, DELETE resets it,
 # /open/LABEL reports what opening the store LABEL gives, and /relay fetches
-# the URL in its `upstream_url` variable and relays what came back.
+# the URL in its `upstream_url` variable and relays what came back, with the
+# upstream's headers.
 from spin_sdk import http, key_value, variables
 from spin_sdk.http import Request, Response, send
 from spin_sdk.wit.imports import atomics, wasi_keyvalue_store
@@ -49,9 +50,10 @@ class IncomingHandler(http.IncomingHandler):
     def handle_request(self, request: Request) -> Response:
         if request.uri == "/relay":
             upstream = send(Request("GET", variables.get("upstream_url"), {}, None))
+            relayed = {k: v for k, v in upstream.headers.items() if k != "content-length"}
             return Response(
                 200,
-                {"content-type": "text/plain"},
+                {**relayed, "content-type": "text/plain"},
                 bytes(f"upstream said {upstream.status}: ", "utf-8") + (upstream.body or b""),
             )
         if request.uri.startswith("/open/"):
@@ -177,6 +179,11 @@ def test_the_spin_app_relays_its_upstream(tmp_path: Path) -> None:
         with up(tmp_path, "--variable", f"upstream=http://127.0.0.1:{upstream_port}") as client:
             response = client.get("/relay")
         assert (response.status_code, response.text) == (200, "upstream said 200: hello from upstream\n")
+        # The upstream's own date and server headers, relayed, are sent once each: the server adds none.
+        assert len(response.headers.get_list("date")) == 1, response.headers
+        (server,) = response.headers.get_list("server")
+        assert server.startswith("SimpleHTTP/"), server
+        assert "last-modified" in response.headers
     finally:
         upstream.kill()
         upstream.wait()

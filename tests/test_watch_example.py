@@ -204,3 +204,69 @@ def test_wasikv_up_runs_the_watcher(app_dir: Path) -> None:
             re.fullmatch(stamp + rf"watch default:notes/\* -> audit: 1 change \({key}\) ok [\d.]+ms", line)
             for line in lines
         ), log
+
+
+SERVICE = """\
+import logging
+
+from wasikv import create_app
+
+{configure}
+app = create_app("wasikv.toml")
+"""
+
+
+def _uvicorn_log(app_dir: Path, configure: str = "") -> str:
+    """The stderr of `uvicorn service:app` serving the example through `create_app`, after one note."""
+    (app_dir / "service.py").write_text(SERVICE.format(configure=configure))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service:app", "--port", str(port), "--no-access-log"],
+        cwd=app_dir,
+        env={**os.environ, "WASIKV_CACHE_DIR": str(COMPILE_CACHE)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+                time.sleep(0.1)
+        assert httpx.put(base + "/notes/shopping", content=b"milk", timeout=30).status_code < 300
+        with Host({"audit": f"sqlite:{app_dir / '.wasikv' / 'audit.db'}"}, compile_cache=False) as host:
+            deadline = time.monotonic() + TIMEOUT
+            while not list(host.bucket("audit").keys("entry/")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+    return log
+
+
+def test_an_app_under_plain_uvicorn_logs_its_watcher_as_up_does(app_dir: Path) -> None:
+    lines = _uvicorn_log(app_dir).splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    expected = (
+        r"PUT /notes/shopping 2\d\d [\d.]+ms",
+        r"\[audit\] audited set notes/shopping as entry/0*1",
+        r"watch default:notes/\* -> audit: 1 change \(notes/shopping\) ok [\d.]+ms",
+    )
+    for pattern in expected:
+        assert sum(bool(re.fullmatch(stamp + pattern, line)) for line in lines) == 1, (pattern, lines)
+
+
+def test_an_app_under_plain_uvicorn_logs_where_the_service_configured(app_dir: Path) -> None:
+    configure = 'logging.basicConfig(level=logging.INFO, format="service: %(name)s %(message)s")'
+    lines = _uvicorn_log(app_dir, configure).splitlines()
+    # Once each, through the service's own handler.
+    assert lines.count("service: wasikv.guest [audit] audited set notes/shopping as entry/00000001") == 1
+    deliveries = [line for line in lines if "-> audit: 1 change (notes/shopping) ok" in line]
+    assert len(deliveries) == 1 and deliveries[0].startswith("service: wasikv.watch.deliveries watch ")

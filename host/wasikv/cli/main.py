@@ -42,8 +42,8 @@ from .progress import compile_progress, progress_console, step
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..app.loader import LoadedApp
     from ..host import Host
-    from ..server.asgi import WasikvApp
 
 _max_memory_option = click.option(
     "--max-memory",
@@ -633,9 +633,11 @@ def up(
     progress get --drain-timeout seconds to finish; a second signal ends
     every process at once.
     """
+    from ..app.loader import load_app
     from ..app.manifest import find_manifest, load_manifest
-    from ..app.variable_sources import parse_variable_flag
+    from ..app.variable_sources import VariableSources, parse_variable_flag
     from ..server.asgi import DEFAULT_POOL, create_app
+    from ..server.listeners import bind_listeners
     from ..server.processes import (
         STOP_MARGIN,
         listening_socket,
@@ -666,50 +668,72 @@ def up(
 
             metrics = Metrics() if processes == 1 or child is not None else None
         path = find_manifest(manifest)
-        if build_first and child is None:
-            from ..build import BuildFailed, build_app
-
-            try:
-                build_app(
-                    load_manifest(path), console=_build_console(progress), progress=progress, quiet=quiet
-                )
-            except BuildFailed as failed:
-                raise click.ClickException(str(failed)) from None
-        app = create_app(
+        building = build_first and child is None
+        # Everything that needs no built component is checked before the
+        # seconds of building and compiling: the manifest, the runtime
+        # config, the variables, the stores and the ports.
+        loaded = load_app(
             path,
             runtime_config_file=runtime_config_file,
-            key_values=seeds,
-            variables=variables,
-            env_file=env_file,
-            workers=workers,
-            instance_pool=None if no_instance_pool else DEFAULT_POOL,
-            request_timeout=request_timeout,
-            queue_limit=queue_limit,
-            max_blocked=max_blocked,
-            body_timeout=body_timeout,
-            limits=Limits(max_memory_bytes=max_memory << 20, max_output_bytes=max_output << 10),
-            metrics=metrics,
-            # Every process runs the watchers: leases in the store pick one per trigger.
-            singletons=True,
-            on_compile=compile_progress(progress),
+            require_sources=not building,
+            variables=VariableSources(flags=variables, env_file=env_file),
         )
+        if processes > 1 and child is None:
+            refuse_memory_stores(loaded.stores)
+        _check_stores(loaded)
+        listeners = bind_listeners(
+            address, metrics_address, health_address, processes=processes, child=child is not None
+        )
+        try:
+            if building:
+                from ..build import BuildFailed, build_app
+
+                try:
+                    build_app(
+                        load_manifest(path), console=_build_console(progress), progress=progress, quiet=quiet
+                    )
+                except BuildFailed as failed:
+                    raise click.ClickException(str(failed)) from None
+            app = create_app(
+                path,
+                runtime_config_file=runtime_config_file,
+                key_values=seeds,
+                variables=variables,
+                env_file=env_file,
+                workers=workers,
+                instance_pool=None if no_instance_pool else DEFAULT_POOL,
+                request_timeout=request_timeout,
+                queue_limit=queue_limit,
+                max_blocked=max_blocked,
+                body_timeout=body_timeout,
+                limits=Limits(max_memory_bytes=max_memory << 20, max_output_bytes=max_output << 10),
+                metrics=metrics,
+                # Every process runs the watchers: leases in the store pick one per trigger.
+                singletons=True,
+                on_compile=compile_progress(progress),
+            )
+        except BaseException:
+            listeners.close()
+            raise
         try:
             if watch_lease is not None:
                 app.watchers.set_lease_time(watch_lease)
-            _check_stores(app)
         except BaseException:
             app.close()
+            listeners.close()
             raise
         if processes > 1 and child is None:
             # The supervisor: everything was checked (and compiled) above;
             # the children do the serving.
             try:
-                refuse_memory_stores(app.loaded.stores)
-                # The port is free, or this says why (before "Serving").
+                # Still free after the compiles, or this says why (before "Serving").
                 listening_socket(*address, shared=False).close()
                 # A child takes the watchers' leases, maybe after another child
                 # has served writes: they start from here, not from then.
                 app.watchers.save_starts()
+            except BaseException:
+                listeners.close()
+                raise
             finally:
                 app.close()
             drain = request_timeout if drain_timeout is None else drain_timeout
@@ -717,8 +741,8 @@ def up(
             code = supervise(
                 sys.argv[1:],
                 processes,
-                metrics_address,
-                health_address,
+                listeners.metrics,
+                listeners.health,
                 stop_wait=drain_delay + drain + STOP_MARGIN,
             )
             print("Stopped", flush=True)
@@ -727,10 +751,9 @@ def up(
             app,
             listen,
             ServerLimits(header_timeout, keep_alive_timeout, max_connections, max_connections_per_client),
-            metrics_listen=metrics_listen,
-            health_listen=health_listen,
             drain=drain_timeout,
             drain_delay=drain_delay,
+            listeners=listeners,
         )
 
 
@@ -750,10 +773,13 @@ def _build_console(progress: Console | None) -> Console:
     return Console() if progress is not None else Console(force_terminal=False)
 
 
-def _check_stores(app: WasikvApp) -> None:
-    """Every configured store answers before anything is served, or a `ConfigError` says which."""
+def _check_stores(loaded: LoadedApp) -> None:
+    """Every configured store answers now, or a `ConfigError` says which (and where it is configured)."""
+    from ..host import Host
+
     try:
-        app.host.check_stores()
+        with Host(loaded.stores, compile_cache=False) as host:
+            host.check_stores()
     except ConfigError as exc:
-        source = app.loaded.runtime_config_file
+        source = loaded.runtime_config_file
         raise ConfigError(f"{exc} (configured in {source})" if source else str(exc)) from None

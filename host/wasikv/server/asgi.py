@@ -40,6 +40,7 @@ from ..triggers.runtime import TriggerService
 from ..triggers.wasi_http_component import RequestHead, WasiHttpComponent
 from ..triggers.watch import WatchTriggers
 from .answers import overloaded, plain
+from .logs import log_to_stderr
 from .streaming import AbortedResponse, StreamingExchange
 
 #: Request handling creates an instance per request: pool them by default.
@@ -173,7 +174,10 @@ class WasikvApp:
                 # close the connection: the client sees the body cut short.
                 log.warning("%s; the connection is closed", exc)
                 status = exchange.status or 500
-            self._log_request(method, path, match.route, status, started)
+            ended = time.perf_counter()
+            # What the guest printed comes before the request's line, in the order it happened.
+            await exchange.settled()
+            self._log_request(method, path, match.route, status, started, ended)
             return
         if match is None:
             response = plain(404, "Not Found")
@@ -205,8 +209,16 @@ class WasikvApp:
         await send({"type": "http.response.body", "body": response.body})
         self._log_request(method, path, None if match is None else match.route, response.status, started)
 
-    def _log_request(self, method: str, path: str, route: str | None, status: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
+    def _log_request(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        started: float,
+        ended: float | None = None,
+    ) -> None:
+        elapsed = (time.perf_counter() if ended is None else ended) - started
         access_log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000)
         if self.metrics is not None:
             self.metrics.observe_request(route, status, elapsed)
@@ -338,7 +350,10 @@ class WasikvApp:
         """Start every kind's triggers (lifespan start-up does it); a failure stops those started.
 
         Without `singletons`, triggers that must run once per app (watchers) stay stopped.
+        The app's lines (requests, guest output, deliveries) go to stderr
+        unless logging is configured for them (see `wasikv.server.logs`).
         """
+        log_to_stderr(unless_configured=True)
         started: list[TriggerService] = []
         if self.metrics is not None and self.singletons:
             self.metrics.watch_lag(self.watchers.lags)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ..errors import ConfigError
 from .health import HealthSource
@@ -96,15 +96,26 @@ def health_app(source: HealthSource, metrics: WsgiApp | None = None) -> WsgiApp:
     return app
 
 
-def listen(host: str, port: int, app: WsgiApp, option: str) -> WSGIServer:
-    """Serve `app` on (host, port) from a daemon thread; `ConfigError` naming `option` if it cannot listen."""
+def bind(host: str, port: int, option: str) -> WSGIServer:
+    """A listener on (host, port), not serving yet (see `start`); `ConfigError` naming `option` if it cannot
+    listen."""
     server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
     try:
-        server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        return server_class((host, port), _QuietHandler)
     except OSError as exc:
         raise ConfigError(f"{option} {host}:{port}: cannot listen: {exc.strerror or exc}") from None
+
+
+def start(server: WSGIServer, app: WsgiApp) -> WSGIServer:
+    """Serve `app` on the listener `server` (from `bind`) from a daemon thread."""
+    server.set_app(app)
     threading.Thread(target=server.serve_forever, name="wasikv-health", daemon=True).start()
     return server
+
+
+def listen(host: str, port: int, app: WsgiApp, option: str) -> WSGIServer:
+    """Serve `app` on (host, port) from a daemon thread; `ConfigError` naming `option` if it cannot listen."""
+    return start(bind(host, port, option), app)
 
 
 def metrics_app(registry: Any) -> WsgiApp:
@@ -128,8 +139,10 @@ __all__ = [
     "CLIENT_TIMEOUT",
     "LIVENESS_PATH",
     "READINESS_PATH",
+    "bind",
     "health_app",
     "listen",
     "metrics_app",
     "register_child",
+    "start",
 ]

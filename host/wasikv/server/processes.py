@@ -39,10 +39,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 from ..errors import ConfigError
 from .children_health import HEALTH_DIR_ENV, ChildrenHealth
-from .health_http import health_app, listen, metrics_app
+from .health_http import health_app, metrics_app, start
 
 log = logging.getLogger("wasikv")
 
@@ -262,36 +263,37 @@ def child_command(argv: Sequence[str]) -> list[str]:
 def supervise(
     argv: Sequence[str],
     count: int,
-    metrics_listen: tuple[str, int] | None = None,
-    health_listen: tuple[str, int] | None = None,
+    metrics_listener: WSGIServer | None = None,
+    health_listener: WSGIServer | None = None,
     stop_wait: float = STOP_WAIT,
 ) -> int:
     """Run `wasikv ARGV` as `count` children until SIGINT/SIGTERM; returns the exit status.
 
-    With `metrics_listen`, the children write their metrics to a shared
-    directory (prometheus-client's multiprocess mode) and this process serves
-    their sum at `/metrics` on that address. With it or `health_listen`, this
-    process serves `/livez` and `/readyz` for every child there. Children
-    still running `stop_wait` seconds after a stop was passed on are killed.
+    With `metrics_listener` (bound with `health_http.bind`), the children
+    write their metrics to a shared directory (prometheus-client's
+    multiprocess mode) and this process serves their sum at `/metrics`
+    there. With it or `health_listener`, this process serves `/livez` and
+    `/readyz` for every child there. Children still running `stop_wait`
+    seconds after a stop was passed on are killed.
     """
     env = dict(os.environ)
     directory = None
     health_dir = None
-    if metrics_listen is not None or health_listen is not None:
+    if metrics_listener is not None or health_listener is not None:
         health_dir = tempfile.mkdtemp(prefix="wasikv-health-")
         env[HEALTH_DIR_ENV] = health_dir
-    if metrics_listen is not None:
+    if metrics_listener is not None:
         directory = tempfile.mkdtemp(prefix="wasikv-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = directory
     supervisor = Supervisor(child_command(argv), count, env, stop_wait=stop_wait)
     try:
         if health_dir is not None:
             health = ChildrenHealth(health_dir, count, supervisor.running, lambda: supervisor.stopping)
-            if metrics_listen is not None and directory is not None:
+            if metrics_listener is not None and directory is not None:
                 metrics = metrics_app(_children_registry(directory))
-                listen(*metrics_listen, health_app(health, metrics), "--metrics")
-            if health_listen is not None:
-                listen(*health_listen, health_app(health), "--health")
+                start(metrics_listener, health_app(health, metrics))
+            if health_listener is not None:
+                start(health_listener, health_app(health))
         if directory is not None:
             supervisor.on_exit = functools.partial(_forget_process, directory)
         return supervisor.run()

@@ -53,14 +53,15 @@ from ..limits import (
     DEFAULT_MAX_CONNECTIONS,
     default_connections_per_client,
 )
-from ..triggers._output import GUEST_LOGGER
-from ..triggers.watch.runner import DELIVERY_LOGGER
 from . import health_http
 from .asgi import WasikvApp
 from .children_health import HEALTH_DIR_ENV
 from .health import Health, store_probes
 from .health_http import health_app, metrics_app, register_child
-from .processes import listening_socket, process_index
+from .listeners import Listeners, bind_listeners
+from .logs import log_to_stderr
+from .processes import process_index
+from .server_headers import ServerHeaders
 
 log = logging.getLogger("wasikv")
 
@@ -384,26 +385,6 @@ class _GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-#: The loggers `serve` prints, timestamped, to stderr: requests, what guests
-#: print, and deliveries to watchers.
-SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER)
-
-
-def _server_log() -> None:
-    """Send the `SERVER_LOGGERS` (at INFO) to one timestamped stderr handler, unless they have handlers."""
-    handler: logging.Handler | None = None
-    for name in SERVER_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.handlers:
-            continue
-        if handler is None:
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
 def parse_listen(listen: str, option: str = "--listen") -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:3000`) → (host, port); the error names `option`."""
     address, sep, port = listen.rpartition(":")
@@ -505,6 +486,7 @@ def serve(
     health_listen: str | None = None,
     drain: float | None = None,
     drain_delay: float = 0.0,
+    listeners: Listeners | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then drain and stop.
 
@@ -518,6 +500,8 @@ def serve(
     supervisor serves the metrics and the probes. Otherwise `metrics_listen`
     (HOST:PORT) serves `app.metrics` there with `/livez` and `/readyz`
     (see `wasikv.server.health`), and `health_listen` serves the probes alone.
+    `listeners`, if given, are those addresses bound already (`bind_listeners`,
+    before the app was built and compiled), and served here.
     """
     host, port = parse_listen(listen)
     limits = limits or ServerLimits()
@@ -526,13 +510,24 @@ def serve(
     drain = drain_timeout(app, drain)
     health = Health(store_probes(app.host))
     try:
-        _serve_health(app, health, index, metrics_listen, health_listen)
+        if listeners is None:
+            listeners = bind_listeners(
+                (host, port),
+                None if metrics_listen is None else parse_listen(metrics_listen, "--metrics"),
+                None if health_listen is None else parse_listen(health_listen, "--health"),
+                child=child,
+            )
+        _serve_health(app, health, index, listeners)
     except BaseException:
         app.close()
         raise
-    _server_log()
+    assert listeners.app is not None, "the supervisor of --processes serves no app"
+    log_to_stderr()
     config = uvicorn.Config(
-        app,
+        # The guest's own date and server headers win over the server's.
+        ServerHeaders(app),
+        server_header=False,
+        date_header=False,
         host=host,
         port=port,
         access_log=False,
@@ -549,13 +544,7 @@ def serve(
     )
     _throttle_uvicorn_warnings()
     server = _Server(config, app, health, drain, drain_delay)
-    # Bound here, before "Serving" is printed: a port in use is one clear
-    # error, not uvicorn's after the announcement.
-    try:
-        sockets = [listening_socket(host, port, shared=child)]
-    except BaseException:
-        app.close()
-        raise
+    sockets = [listeners.app]
     if not child:
         announce(app, host, port)
 
@@ -580,14 +569,8 @@ def serve(
         print("Stopped", flush=True)
 
 
-def _serve_health(
-    app: WasikvApp,
-    health: Health,
-    index: int | None,
-    metrics_listen: str | None,
-    health_listen: str | None,
-) -> None:
-    """Start the listeners of the probes (and metrics): a child's on a loopback port its supervisor asks."""
+def _serve_health(app: WasikvApp, health: Health, index: int | None, listeners: Listeners) -> None:
+    """Serve the probes (and metrics) on their listeners: a child's on a loopback port its supervisor asks."""
     if index is not None:
         directory = os.environ.get(HEALTH_DIR_ENV)
         if directory:
@@ -597,12 +580,11 @@ def _serve_health(
             except OSError as exc:  # the supervisor is stopping (its directory is gone)
                 log.warning("cannot tell the supervisor where the probes are: %s", exc)
         return
-    if metrics_listen is not None:
+    if listeners.metrics is not None:
         metrics = None if app.metrics is None else metrics_app(app.metrics.scrape_registry())
-        address = parse_listen(metrics_listen, "--metrics")
-        health_http.listen(*address, health_app(health, metrics), "--metrics")
-    if health_listen is not None:
-        health_http.listen(*parse_listen(health_listen, "--health"), health_app(health), "--health")
+        health_http.start(listeners.metrics, health_app(health, metrics))
+    if listeners.health is not None:
+        health_http.start(listeners.health, health_app(health))
 
 
 def announce(app: WasikvApp, host: str, port: int, processes: int = 1) -> None:

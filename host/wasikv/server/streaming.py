@@ -42,6 +42,8 @@ Send = Callable[[Message], Awaitable[None]]
 CHUNK = 1 << 16
 # How often a request still unanswered is checked against its deadline.
 _CHECK = 0.25
+# Seconds past the request timeout `settled` waits for a guest still running after its response.
+_SETTLE_GRACE = 1.0
 
 
 class AbortedResponse(Exception):
@@ -65,6 +67,7 @@ class StreamingExchange:
         self._wakeup = asyncio.Event()
         #: The status sent, once a response head has gone out.
         self.status: int | None = None
+        self._done: asyncio.Future[Any] | None = None
 
     def _soon(self, callback: Callable[..., None], *args: Any) -> None:
         # From the guest's thread; the loop may be closing at shutdown.
@@ -98,7 +101,7 @@ class StreamingExchange:
         except Overloaded as exc:
             log.warning("component %s on %s %s: 503, %s", self.name, self.head.method, self.route, exc)
             return await _sendplain(send, overloaded())
-        done = asyncio.wrap_future(future)
+        done = self._done = asyncio.wrap_future(future)
         done.add_done_callback(_retrieve)
         pump = asyncio.ensure_future(self._pump_request(receive, done))
         try:
@@ -108,6 +111,20 @@ class StreamingExchange:
             return await self._send_response(answer, send, future, done, started)
         finally:
             pump.cancel()
+
+    async def settled(self) -> None:
+        """Wait until the guest's call has ended, and with it the logging of what it printed.
+
+        A guest may finish its response body before it returns: its output
+        is logged once it has, and a server logs the request after that.
+        The wait ends anyway once the guest has had its request timeout
+        (a guest blocked in a host call may never end).
+        """
+        done = self._done
+        if done is None or done.done():
+            return
+        timeout = self.app.request_timeout
+        await asyncio.wait({done}, timeout=None if timeout is None else timeout + _SETTLE_GRACE)
 
     async def _wait_answer(
         self, future: Future[Any], done: asyncio.Future[Any], arrived: float, started: list[float]

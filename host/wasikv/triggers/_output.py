@@ -121,6 +121,30 @@ def log_guest_output(
             )
 
 
+class GuestOutput:
+    """One instance's stdout and stderr, captured, then logged once with `log_guest_output`.
+
+    A trigger calls `log` as soon as the guest's call has returned, before
+    it hands the answer on, so that what the guest printed is logged before
+    what the server logs about that answer (a request's access line); and
+    again when the instance is gone, for a call that failed (then only the
+    first call logs).
+    """
+
+    def __init__(self, name: str, limit: int, origin: str | None = None) -> None:
+        self.name = name
+        self.origin = origin
+        self.stdout = CapturedOutput(limit)
+        self.stderr = CapturedOutput(limit)
+        self._logged = False
+
+    def log(self) -> None:
+        """Log what the guest printed, unless that was done already."""
+        if not self._logged:
+            self._logged = True
+            log_guest_output(self.name, self.stdout, self.stderr, self.origin)
+
+
 @functools.lru_cache(maxsize=64)
 def _python_path(origin: str | None) -> list[Path] | None:
     if origin is None:

@@ -27,7 +27,7 @@ from ..runtime._capi import context_address
 from ..runtime.codec import reader, writer
 from ..runtime.wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import TriggerExport, call_export, export_func, select_export
-from ._output import CapturedOutput, log_guest_output
+from ._output import GuestOutput
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
 HTTP_WORLD = "wasikv:app/http-trigger"
@@ -104,22 +104,25 @@ class HttpComponent:
         `on_response` is called with the checked response before the
         instance is torn down, so a server can send it meanwhile. Raises
         `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
-        What the guest prints is logged afterwards, up to the host's
-        `Limits.max_output_bytes` of each stream.
+        What the guest prints is logged once it has answered (before
+        `on_response`), up to the host's `Limits.max_output_bytes` of each
+        stream.
         """
-        limit = self.host.limits.max_output_bytes
-        stdout, stderr = CapturedOutput(limit), CapturedOutput(limit)
+        output = GuestOutput(self.name, self.host.limits.max_output_bytes, self.host.origin(self.component))
         try:
-            with self.host.instantiate(self.component, self.spec.with_output(stdout, stderr)) as (
+            with self.host.instantiate(
+                self.component, self.spec.with_output(output.stdout, output.stderr)
+            ) as (
                 store,
                 instance,
             ):
                 response = _call_handler(store, instance, self._target, request)
+                output.log()
                 if on_response is not None:
                     on_response(response)
                 return response
         finally:
-            log_guest_output(self.name, stdout, stderr, self.host.origin(self.component))
+            output.log()
 
 
 def _call_handler(

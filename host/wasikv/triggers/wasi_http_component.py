@@ -30,7 +30,7 @@ from ..runtime._capi import context_address
 from ..runtime.codec import Case
 from ..runtime.wit_types import FuncSig, Own
 from ._exports import TriggerExport, call_export, export_func, select_export
-from ._output import CapturedOutput, log_guest_output
+from ._output import GuestOutput
 from .http_component import BadResponse, HttpRequest, HttpResponse
 
 WASI_HTTP_WORLD = "wasi:http/proxy"
@@ -100,8 +100,7 @@ class WasiHttpComponent:
         its buffered bytes are not. Raises `GuestTrap` (`GuestTimeout` past
         the deadline); the head is then either sent already or never.
         """
-        limit = self.host.limits.max_output_bytes
-        stdout, stderr = CapturedOutput(limit), CapturedOutput(limit)
+        output = GuestOutput(self.name, self.host.limits.max_output_bytes, self.host.origin(self.component))
         answered = False
 
         def respond(response: ResponseHead | Case | None) -> None:
@@ -111,7 +110,9 @@ class WasiHttpComponent:
                 on_response(response)
 
         try:
-            with self.host.instantiate(self.component, self.spec.with_output(stdout, stderr)) as (
+            with self.host.instantiate(
+                self.component, self.spec.with_output(output.stdout, output.stderr)
+            ) as (
                 store,
                 instance,
             ):
@@ -148,9 +149,10 @@ class WasiHttpComponent:
                 finally:
                     source.close()  # the feeder stops: nobody reads the rest
                     _end_body(outparam.response, returned=returned)
+                output.log()
                 respond(outparam.response)
         finally:
-            log_guest_output(self.name, stdout, stderr, self.host.origin(self.component))
+            output.log()
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None

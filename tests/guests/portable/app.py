@@ -5,7 +5,9 @@
 - `GET /stream?n=N` answers N lines through a `StreamingResponse`;
 - `POST /echo` answers the request's method, path, a header and its body;
 - `GET /fail-late` raises after its first chunk is sent: the body is cut short;
-- `GET /bad-header` and `/bad-status` answer what HTTP cannot carry.
+- `GET /bad-header` and `/bad-status` answer what HTTP cannot carry;
+- `POST /mirror` prints each line of the body, and answers with each
+  `x-set-NAME` request header as `NAME` (a `date` or `server` of its own).
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ class Portable(http.Handler):
         if request.path == "/echo":
             said = f"{request.method} {request.uri} x-test={request.headers.get('x-test')} body="
             return http.Response(200, [("x-echo", "yes")], said.encode() + request.body)
+        if request.path == "/mirror":
+            for line in request.body.decode().splitlines():
+                print(line)
+            chosen = [
+                (name[len("x-set-") :], value)
+                for name, value in request.headers.items()
+                if name.lower().startswith("x-set-")
+            ]
+            return http.Response(200, chosen, "mirrored\n")
         if request.path == "/bad-header":
             return http.Response(200, {"x-price": "10 €"}, "a value beyond Latin-1\n")
         if request.path == "/bad-status":

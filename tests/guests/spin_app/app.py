@@ -1,7 +1,8 @@
 # A Spin HTTP app for spin-sdk 3.x: POST counts with wasi:keyvalue atomics,
 # GET reads the count through the key-value Store, DELETE resets it,
 # /open/LABEL reports what opening the store LABEL gives, and /relay fetches
-# the URL in its `upstream_url` variable and relays what came back.
+# the URL in its `upstream_url` variable and relays what came back, with the
+# upstream's headers.
 from wasikv_sdk.spin import http, key_value, variables
 from wasikv_sdk.spin.http import Request, Response, send
 from wasikv_sdk.spin.wit.imports import atomics, wasi_keyvalue_store
@@ -17,9 +18,10 @@ class IncomingHandler(http.IncomingHandler):
     def handle_request(self, request: Request) -> Response:
         if request.uri == "/relay":
             upstream = send(Request("GET", variables.get("upstream_url"), {}, None))
+            relayed = {k: v for k, v in upstream.headers.items() if k != "content-length"}
             return Response(
                 200,
-                {"content-type": "text/plain"},
+                {**relayed, "content-type": "text/plain"},
                 bytes(f"upstream said {upstream.status}: ", "utf-8") + (upstream.body or b""),
             )
         if request.uri.startswith("/open/"):
