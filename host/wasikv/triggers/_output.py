@@ -12,19 +12,10 @@ guest can neither repaint a terminal nor forge a log line.
 
 from __future__ import annotations
 
-import functools
-import io
 import logging
 import re
-from pathlib import Path
 
-from ..errors import ConfigError
-from ..limits import MAX_COMPONENT_BYTES
-from ..runtime.guest_errors import GuestStderr, python_path_of
-from ..safe_files import read_regular_file
-
-#: The logger of guest output: stdout lines at INFO, stderr lines at WARNING.
-GUEST_LOGGER = "wasikv.guest"
+from ..runtime.guest_traps import GUEST_LOGGER
 
 log = logging.getLogger(GUEST_LOGGER)
 
@@ -84,30 +75,18 @@ def printable(line: str) -> str:
     return _CONTROL.sub(_escaped, line)
 
 
-def log_guest_output(
-    name: str, stdout: CapturedOutput, stderr: CapturedOutput, origin: str | None = None
-) -> None:
+def log_guest_output(name: str, stdout: CapturedOutput, stderr: CapturedOutput) -> None:
     """Log each line a guest named `name` printed as `[name] line` (stdout at INFO, stderr at WARNING).
 
     Lines end at LF (a CR before it is dropped); control characters within
     them are escaped, bytes that are not UTF-8 shown as `\\xff`. A stream
-    cut at its limit ends with a WARNING that says how much was dropped. A
-    traceback on stderr is told with the app's own file names when the
-    component at `origin` records them (see `wasikv.runtime.guest_errors`); the
-    panic message componentize-py adds after it shows only at DEBUG.
+    cut at its limit ends with a WARNING that says how much was dropped.
+    Tracebacks on stderr come as `Host.instantiate` passed them on: with
+    the app's own file names and source lines, and the panic message
+    componentize-py adds after an uncaught exception only at DEBUG.
     """
-    err = stderr.getvalue()
-    if b"Traceback (most recent call last):" in err or b"panicked at" in err:
-        told = io.BytesIO()
-        verbose = log.isEnabledFor(logging.DEBUG) or logging.getLogger("wasikv").isEnabledFor(logging.DEBUG)
-        filtered = GuestStderr(told, lambda: _python_path(origin), verbose=verbose)
-        filtered.write(err)
-        filtered.flush()
-        err = told.getvalue()
-    for stream, output, captured, level in (
-        ("stdout", stdout.getvalue(), stdout, logging.INFO),
-        ("stderr", err, stderr, logging.WARNING),
-    ):
+    for stream, captured, level in (("stdout", stdout, logging.INFO), ("stderr", stderr, logging.WARNING)):
+        output = captured.getvalue()
         text = output.decode("utf-8", "backslashreplace").rstrip() if log.isEnabledFor(level) else ""
         for line in text.split("\n") if text else ():
             log.log(level, "[%s] %s", name, printable(line.removesuffix("\r")))
@@ -121,11 +100,4 @@ def log_guest_output(
             )
 
 
-@functools.lru_cache(maxsize=64)
-def _python_path(origin: str | None) -> list[Path] | None:
-    if origin is None:
-        return None
-    try:
-        return python_path_of(read_regular_file(origin, MAX_COMPONENT_BYTES, "component"))
-    except ConfigError:
-        return None
+__all__ = ["GUEST_LOGGER", "CapturedOutput", "log_guest_output", "printable"]

@@ -119,7 +119,7 @@ class HttpComponent:
                     on_response(response)
                 return response
         finally:
-            log_guest_output(self.name, stdout, stderr, self.host.origin(self.component))
+            log_guest_output(self.name, stdout, stderr)
 
 
 def _call_handler(

@@ -150,7 +150,7 @@ class WasiHttpComponent:
                     _end_body(outparam.response, returned=returned)
                 respond(outparam.response)
         finally:
-            log_guest_output(self.name, stdout, stderr, self.host.origin(self.component))
+            log_guest_output(self.name, stdout, stderr)
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None
