@@ -1,7 +1,8 @@
 """One guest error, told the same on every path that runs a guest (real builds, exact text).
 
 tests/guests/raising raises the same ZeroDivisionError from its command, its
-record-world HTTP handler, its watcher and (proxy.py) its wasi:http handler:
+record-world HTTP handler, its watcher and (proxy.py) its wasi:http handler;
+run by the `Host` API, the triggers, `wasikv run` and `wasikv up`,
 each path shows the guest's traceback with the app's file names and source
 lines, no Rust panic text, then one line naming the exception, and raises a
 `GuestTrap` carrying it.
@@ -12,11 +13,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from wasmtime.component import Func
 
@@ -26,6 +30,7 @@ from wasikv.triggers.http_app import http_component
 from wasikv.triggers.http_component import HttpRequest
 from wasikv.triggers.watch.delivery import DeliveryFailed, WatcherComponent
 
+from .sandbox.test_up_hostile import start_up
 from .support import COMPILE_CACHE, GUESTS, guest_wasm
 
 pytestmark = pytest.mark.component
@@ -198,3 +203,49 @@ def test_wasikv_run_says_when_run_returned_an_error(wasm: Path, tmp_path: Path) 
         f"Error: {wasm}: the guest's run returned an error (in Python: an uncaught Err, such as a raw"
         " binding raises; componentize-py prints no traceback for it)\n"
     )
+
+
+# ------------------------------------------------------------------ wasikv up
+
+UP_MANIFEST = """\
+spin_manifest_version = 2
+[application]
+name = "raising"
+
+[[trigger.http]]
+route = "/record"
+component = "record"
+
+[[trigger.http]]
+route = "/wasi"
+component = "wasi"
+
+[component.record]
+source = "{record}"
+
+[component.wasi]
+source = "{wasi}"
+"""
+
+
+def test_wasikv_up_logs_it_and_answers_500(wasm: Path, tmp_path: Path) -> None:
+    proxy = guest_wasm("raising", "wasikv:app/wasi-proxy", "proxy")
+    (tmp_path / "wasikv.toml").write_text(UP_MANIFEST.format(record=wasm, wasi=proxy))
+    up = start_up(tmp_path)
+    try:
+        with httpx.Client(base_url=up.base, timeout=30) as client:
+            assert client.get("/record").status_code == 500
+            assert client.get("/wasi").status_code == 500
+    finally:
+        _, err = up.stop(signal.SIGINT)
+    # Without the time stamps, and in any order against the access lines (not this test's concern).
+    told = [re.sub(r"^[\d-]+ [\d:,]+ ", "", line) for line in shown(err).splitlines()]
+    for name, expected in (
+        ("record", traceback("handle_request", 32)),
+        ("wasi", traceback("handle", 12, "proxy.py", 7)),
+    ):
+        assert [line for line in told if line.startswith(f"[{name}] ")] == [
+            f"[{name}] {line}" for line in expected.splitlines()
+        ], err
+        assert f"wasikv: component {name} failed on GET /{name}: {MESSAGE}" in told, err
+    assert "panicked" not in err and "RUST_BACKTRACE" not in err
