@@ -24,14 +24,16 @@ import httpx
 import pytest
 from wasmtime.component import Func
 
-from wasikv import GuestTrap, Host, InstanceSpec
+from wasikv import ConfigError, GuestTrap, Host, InstanceSpec
+from wasikv.build.guest_build import sdk_path
 from wasikv.stores.base import Change
 from wasikv.triggers.http_app import http_component
 from wasikv.triggers.http_component import HttpRequest
 from wasikv.triggers.watch.delivery import DeliveryFailed, WatcherComponent
 
+from . import background, prebuild
 from .sandbox.test_up_hostile import start_up
-from .support import COMPILE_CACHE, GUESTS, guest_wasm
+from .support import COMPILE_CACHE, GUESTS, built_once, guest_wasm, toolchain_digest
 
 pytestmark = pytest.mark.component
 
@@ -249,3 +251,47 @@ def test_wasikv_up_logs_it_and_answers_500(wasm: Path, tmp_path: Path) -> None:
         ], err
         assert f"wasikv: component {name} failed on GET /{name}: {MESSAGE}" in told, err
     assert "panicked" not in err and "RUST_BACKTRACE" not in err
+
+
+# ------------------------------------------------------------------ componentize-py's own builds
+
+
+def _build_plain() -> Path:
+    def build(directory: Path) -> None:
+        # The app directory second, as `wasikv componentize` orders them: its files are /1/...
+        command = [Path(sys.executable).with_name("componentize-py"), "-w", "wasikv:app/sdk", "componentize"]
+        command += ["-p", str(sdk_path()), "-p", str(APP), "app", "-o", str(directory / "app.wasm")]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+
+    source = (APP / "app.py").read_text()
+    return built_once("plain-componentize", toolchain_digest(source), build) / "app.wasm"
+
+
+PLAIN_KEY = ("plain componentize-py build of tests/guests/raising",)
+prebuild.extra(PLAIN_KEY, _build_plain)
+
+
+def test_a_component_built_by_componentize_py_is_told_with_the_python_path_given(host: Host) -> None:
+    plain = background.once(PLAIN_KEY, _build_plain)
+    err = io.BytesIO()
+    with pytest.raises(GuestTrap) as raised:
+        host.run(host.load(plain), stdout=io.BytesIO(), stderr=err)
+    # Nothing recorded: componentize-py's own names, without source lines.
+    assert err.getvalue().decode() == (
+        "Traceback (most recent call last):\n"
+        '  File "/1/app.py", line 27, in run\n'
+        '  File "/1/app.py", line 19, in ratio\n'
+        "ZeroDivisionError: division by zero\n"
+    )
+    assert str(raised.value) == MESSAGE
+    err = io.BytesIO()
+    with pytest.raises(GuestTrap) as raised:
+        host.run(host.load(plain, python_path=[sdk_path(), APP]), stdout=io.BytesIO(), stderr=err)
+    assert shown(err.getvalue().decode()) == RUN_TRACEBACK
+    assert_carries_the_exception(raised.value, RUN_TRACEBACK)
+
+
+def test_a_python_path_of_one_string_is_refused(host: Host) -> None:
+    with pytest.raises(ConfigError, match=r"^python_path must be a list of directories, not the single path"):
+        host.load(b"", python_path="app")  # type: ignore[arg-type]

@@ -230,14 +230,31 @@ class Host:
 
     # -------------------------------------------------------- components
 
-    def load(self, source: str | Path | bytes, *, check: bool = True) -> Component:
+    def load(
+        self,
+        source: str | Path | bytes,
+        *,
+        check: bool = True,
+        python_path: Sequence[str | Path] | None = None,
+    ) -> Component:
         """Compile (or fetch from the compile cache) a component, and check its imports.
 
         Raises `ComponentError` if the file cannot be read, is not a regular
         file of at most `MAX_COMPONENT_BYTES`, is not a component, or (unless
         `check` is False, for inspecting it) imports a wasi:keyvalue interface
         with types other than the ones wasikv implements.
+
+        Its guest tracebacks name the app's files by the Python path
+        `wasikv componentize` recorded in it. For a component built by
+        componentize-py directly, which names them `/0/app.py`, `/1/...` by
+        the order of its `-p` options, `python_path` gives those directories
+        in that order (as they are found now).
         """
+        if isinstance(python_path, (str, Path)):
+            raise ConfigError(
+                "python_path must be a list of directories, not the single path"
+                f" {str(python_path)!r}; write [{str(python_path)!r}]"
+            )
         if isinstance(source, (bytes, bytearray, memoryview)):
             origin, wasm = "component", bytes(source)
         else:
@@ -248,9 +265,9 @@ class Host:
         if not (isinstance(source, bytes) and component in self._origins):
             # The same bytes loaded from a file before keep the file's name.
             self._origins[component] = origin
-        python_path = python_path_of(wasm)
-        if python_path is not None:
-            self._python_paths[component] = python_path
+        paths = python_path_of(wasm) if python_path is None else [Path(p).resolve() for p in python_path]
+        if paths is not None:
+            self._python_paths[component] = paths
         if check:
             self._plan(component)
         return component
