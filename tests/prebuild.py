@@ -47,6 +47,8 @@ GUESTS: tuple[tuple[str, str | None, str | None], ...] = (
     ("portable", _PROXY, None),
     ("portable", _HTTP, None),
     ("portable", "wasikv:app/wasi-proxy", None),
+    ("raising", _SDK, None),
+    ("raising", "wasikv:app/wasi-proxy", "proxy"),
 )
 
 #: `foreign_guest_wasm` arguments: (keyvalue WITs, relabel, name).

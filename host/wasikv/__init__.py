@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         StoreError,
         WasikvError,
     )
-    from .host import Host
+    from .host import ExitStatus, Host
     from .limits import Limits
     from .metrics import Metrics
     from .runtime.instance_pool import InstancePool
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 #: Where each public name is defined.
 _MODULES = {
     "DEFAULT_STORE_URL": ".stores.registry",
+    "ExitStatus": ".host",
     "AccessDenied": ".errors",
     "AllowedHosts": ".allowed_hosts",
     "Bucket": ".bucket",
@@ -80,6 +81,7 @@ __all__ = [
     "CasConflict",
     "ComponentError",
     "ConfigError",
+    "ExitStatus",
     "GuestInterrupted",
     "GuestTimeout",
     "GuestTrap",

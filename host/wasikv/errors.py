@@ -41,12 +41,30 @@ class GuestTrap(ComponentError):
     """The component trapped (a wasm trap or a failed host call).
 
     The message is one line; `detail` is wasmtime's whole report when it
-    said more (its wasm backtrace), for verbose output.
+    said more (its wasm backtrace), for verbose output. When the trap is a
+    Python guest's uncaught exception, the message names it (`component
+    trapped: the guest raised ZeroDivisionError: division by zero`) and
+    `guest_exception_type` is its type as the guest named it
+    (`ZeroDivisionError`, `wasikv_sdk.errors.AccessDenied`), `guest_message`
+    its message (may be empty) and `guest_traceback` the traceback the guest
+    printed, with the app's own file names and source lines where its
+    component records them; all three are None for any other trap.
     """
 
-    def __init__(self, message: str, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        detail: str | None = None,
+        *,
+        guest_exception_type: str | None = None,
+        guest_message: str | None = None,
+        guest_traceback: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.detail = detail
+        self.guest_exception_type = guest_exception_type
+        self.guest_message = guest_message
+        self.guest_traceback = guest_traceback
 
 
 def trap_cause(text: str) -> str:

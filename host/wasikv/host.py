@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,10 +33,11 @@ from .interfaces.wasi.linking import WasiPlan
 from .interfaces.wasi.table import WasiState
 from .limits import MAX_COMPONENT_BYTES, Limits
 from .metrics import Metrics, measured
-from .runtime import _capi, deadlines
+from .runtime import _capi, deadlines, guest_traps
 from .runtime._capi import context_address
 from .runtime.compile_cache import CompileCache, CompileHook, default_cache_dir
 from .runtime.deadlines import Deadline, Shutdown
+from .runtime.guest_errors import GuestStderr, python_path_of
 from .runtime.host_functions import HostInterface
 from .runtime.instance_pool import InstancePool
 from .runtime.linking import (
@@ -58,6 +60,23 @@ _RUN_INTERFACE = "wasi:cli/run@0.2."
 _GRACE = 1.0
 
 _T = TypeVar("_T")
+
+
+class ExitStatus(int):
+    """The exit code of a command run (`Host.run`), an `int`.
+
+    `returned_error` tells a guest whose `run` returned its error result
+    (exit code 1) from one that exited with a code. componentize-py returns
+    it when a `componentize_py_types.Err` escapes `run` (the raw bindings
+    raise those), and prints nothing about it.
+    """
+
+    returned_error: bool
+
+    def __new__(cls, code: int, *, returned_error: bool = False) -> ExitStatus:
+        status = super().__new__(cls, code)
+        status.returned_error = returned_error
+        return status
 
 
 class Host:
@@ -141,6 +160,8 @@ class Host:
         self._linkers: dict[tuple[object, ...], Linker] = {}
         self._plans: weakref.WeakKeyDictionary[Component, LinkPlan] = weakref.WeakKeyDictionary()
         self._origins: weakref.WeakKeyDictionary[Component, str] = weakref.WeakKeyDictionary()
+        # The Python path `wasikv componentize` recorded in each component, for its tracebacks.
+        self._python_paths: weakref.WeakKeyDictionary[Component, list[Path]] = weakref.WeakKeyDictionary()
         self._link_lock = threading.Lock()
         self._stores_by_url: dict[str, KeyValueStore] = {}
         self._labels: dict[str, KeyValueStore] = {}
@@ -209,14 +230,31 @@ class Host:
 
     # -------------------------------------------------------- components
 
-    def load(self, source: str | Path | bytes, *, check: bool = True) -> Component:
+    def load(
+        self,
+        source: str | Path | bytes,
+        *,
+        check: bool = True,
+        python_path: Sequence[str | Path] | None = None,
+    ) -> Component:
         """Compile (or fetch from the compile cache) a component, and check its imports.
 
         Raises `ComponentError` if the file cannot be read, is not a regular
         file of at most `MAX_COMPONENT_BYTES`, is not a component, or (unless
         `check` is False, for inspecting it) imports a wasi:keyvalue interface
         with types other than the ones wasikv implements.
+
+        Its guest tracebacks name the app's files by the Python path
+        `wasikv componentize` recorded in it. For a component built by
+        componentize-py directly, which names them `/0/app.py`, `/1/...` by
+        the order of its `-p` options, `python_path` gives those directories
+        in that order (as they are found now).
         """
+        if isinstance(python_path, (str, Path)):
+            raise ConfigError(
+                "python_path must be a list of directories, not the single path"
+                f" {str(python_path)!r}; write [{str(python_path)!r}]"
+            )
         if isinstance(source, (bytes, bytearray, memoryview)):
             origin, wasm = "component", bytes(source)
         else:
@@ -227,6 +265,9 @@ class Host:
         if not (isinstance(source, bytes) and component in self._origins):
             # The same bytes loaded from a file before keep the file's name.
             self._origins[component] = origin
+        paths = python_path_of(wasm) if python_path is None else [Path(p).resolve() for p in python_path]
+        if paths is not None:
+            self._python_paths[component] = paths
         if check:
             self._plan(component)
         return component
@@ -295,7 +336,7 @@ class Host:
         timeout: float | None = None,
         allowed_outbound_hosts: AllowedHosts | Sequence[str] = (),
         outbound_http: bool = False,
-    ) -> int:
+    ) -> ExitStatus:
         """Run a `wasi:cli/run` component and return its exit code.
 
         argv is `[program_name, *args]` (the component's path by default, as
@@ -315,9 +356,12 @@ class Host:
         Everything the guest writes is passed on: a caller that collects it
         (in a `BytesIO`, say) holds as much as the guest prints, until
         `timeout` stops it; `wasikv.triggers._output.CapturedOutput` keeps
-        only the first bytes. `timeout` (seconds) stops a guest that runs
-        longer with `GuestTimeout`.
-        Raises `GuestTrap` if the component traps.
+        only the first bytes. Its tracebacks are passed on as `instantiate`
+        says. `timeout` (seconds) stops a guest that runs longer with
+        `GuestTimeout`. Raises `GuestTrap` if the component traps (naming
+        the guest's uncaught Python exception, see `GuestTrap`). The exit
+        code is an `ExitStatus`: 1 with `returned_error` when the guest's
+        `run` returned its error result rather than exiting.
 
         Called from the main thread, the guest runs on a helper thread so
         that Ctrl-C still works: `KeyboardInterrupt` stops the guest and is
@@ -342,11 +386,13 @@ class Host:
             try:
                 outcome = _interruptible(lambda: run(store), deadline)
             except ExitTrap as exit_:
-                return exit_.code
+                return ExitStatus(exit_.code)
             except WasmtimeError as exc:
                 raise deadline.error(str(exc)) from None
             # `result` without payloads lifts as a tagged Variant.
-            return 0 if getattr(outcome, "tag", None) == "ok" else 1
+            if getattr(outcome, "tag", None) == "ok":
+                return ExitStatus(0)
+            return ExitStatus(1, returned_error=True)
 
     @contextmanager
     def instantiate(
@@ -360,6 +406,15 @@ class Host:
         (`spec.timeout` seconds from now, None for none) is `deadline(store)`.
         Raises `ConfigError` for a spec the host cannot serve (a granted label
         it does not define).
+
+        The guest's stderr goes to `spec.stderr` (None: this process's) with
+        its Python tracebacks told in the app's terms: the file names and
+        source lines of its sources, when its component was built by
+        `wasikv componentize` (which records them), and without the panic
+        text componentize-py adds after an uncaught exception unless the
+        `wasikv.guest` logger is enabled for DEBUG. A trap of a call made in
+        the block (a wasmtime `Func` called on `store`) is raised as a
+        `GuestTrap` naming the guest's uncaught exception, as `run` does.
         """
         spec = spec or InstanceSpec()
         plan = self._plan(component)
@@ -376,11 +431,20 @@ class Host:
         wasi = WasiConfig()
         wasi.argv = list(spec.argv)
         wasi.env = list(spec.env.items())
-        writers = _route_output(wasi, spec.stdout, spec.stderr)
+        python_paths = self._python_paths
+        errors = GuestStderr(
+            spec.stderr if spec.stderr is not None else guest_traps.ProcessStderr(),
+            lambda: python_paths.get(component),
+            verbose=guest_traps.verbose(),
+        )
+        # Every capability writing the guest's stderr (the Python WASI layer too) writes it through `errors`.
+        spec = replace(spec, stderr=errors)
+        writers = _route_output(wasi, spec.stdout, errors)
         store.set_wasi(wasi)
         ctx = context_address(store)
         # Armed first: a capability's blocking host calls wait on it.
         deadline = Deadline(spec.timeout, self.shutdown)
+        deadline.explain = partial(guest_traps.explain, stderr=errors)
         deadlines.arm(store, ctx, deadline)
         opened: list[Capability] = []
         try:
@@ -408,8 +472,14 @@ class Host:
                 if deadline.stopped is not None:  # stopped while its start-up code ran
                     raise deadline.error(str(exc)) from None
                 raise ComponentError(f"{self.origin(component)}: cannot instantiate: {exc}") from None
-            yield store, instance
+            try:
+                yield store, instance
+            except WasmtimeError as exc:
+                if isinstance(exc, ExitTrap):
+                    raise
+                raise deadline.error(str(exc)) from None
         finally:
+            errors.finish()
             if metrics is not None:
                 metrics.instances.dec()
             if not deadline.abandoned:
@@ -627,4 +697,4 @@ def _pending_output_callbacks() -> bool:
 atexit.register(_drain_output_callbacks)
 
 
-__all__ = ["DEFAULT_STORE_URL", "GuestTrap", "Host"]
+__all__ = ["DEFAULT_STORE_URL", "ExitStatus", "GuestTrap", "Host"]

@@ -231,7 +231,7 @@ def test_a_memory_error_too_big_to_print_is_named(before: bytes) -> None:
     stderr = GuestStderr(sink, lambda: None)  # type: ignore[arg-type]
     for line in (before + _DUMP).splitlines(keepends=True):
         stderr.write(line)
-    stderr.flush()
+    stderr.finish()
     assert stderr.exception == "MemoryError"
     assert stderr.panic == "Python function threw an unexpected exception"
     # CPython's object dump and the runtime's panic are not shown: one line says what happened.
@@ -242,7 +242,7 @@ def test_a_memory_error_dump_is_shown_as_it_came_with_verbose() -> None:
     sink = _Sink()
     stderr = GuestStderr(sink, lambda: None, verbose=True)  # type: ignore[arg-type]
     stderr.write(_DUMP)
-    stderr.flush()
+    stderr.finish()
     assert stderr.exception == "MemoryError"
     assert sink.data == _DUMP
 

@@ -10,8 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,11 +29,9 @@ from ..limits import (
     DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT,
-    MAX_COMPONENT_BYTES,
     Limits,
 )
-from ..runtime.guest_errors import GuestStderr, python_path_of
-from ..safe_files import read_regular_file
+from ..runtime.guest_traps import GUEST_LOGGER, UNPRINTED
 from ..stores.registry import DEFAULT_STORE_URL
 from .exit_status import EXIT_INTERRUPTED, EXIT_TIMEOUT
 from .progress import compile_progress, progress_console, step
@@ -129,10 +126,18 @@ class _LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="wasikv")
-@click.option("-v", "--verbose", is_flag=True, help="Log host activity to stderr.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log host activity to stderr; show a failed guest's panic text and wasm backtrace.",
+)
 def main(verbose: bool) -> None:
     """wasikv: run wasi:keyvalue WebAssembly components and manage their stores."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="wasikv: %(message)s")
+    if verbose:
+        # What keeps componentize-py's panic text in a guest's stderr (see wasikv.runtime.guest_traps).
+        logging.getLogger(GUEST_LOGGER).setLevel(logging.DEBUG)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -246,7 +251,6 @@ def run(
     limits = Limits(max_memory_bytes=max_memory << 20)
     on_compile = compile_progress(progress_console(quiet))
     verbose = bool(click.get_current_context().find_root().params.get("verbose"))
-    stderr = GuestStderr(sys.stderr.buffer, lambda: _python_path(app), verbose=verbose)
     with (
         _reported(),
         Host(
@@ -259,7 +263,7 @@ def run(
                 bucket.set(key, value.encode("utf-8"))
         with _ctrl_c_interrupts(host) as interrupted:
             try:
-                code = host.run(
+                status = host.run(
                     app,
                     args,
                     env=environment,
@@ -267,9 +271,11 @@ def run(
                     grants=grants or None,
                     program_name=app,
                     timeout=timeout,
-                    stderr=cast(BinaryIO, stderr),
                     allowed_outbound_hosts=allowed_outbound_hosts,
                 )
+                if status.returned_error:
+                    click.echo(f"Error: {app}: {RETURNED_ERROR}", err=True)
+                code = int(status)
             except GuestInterrupted:
                 if not interrupted.is_set():
                     raise
@@ -281,9 +287,7 @@ def run(
                 click.echo(f"Error: {app}: stopped after the --timeout of {timeout:g} s{why}", err=True)
                 code = EXIT_TIMEOUT
             except GuestTrap as trap:
-                stderr.flush()
-                said = _trap_message(trap, stderr, verbose, max_memory)
-                click.echo(f"Error: {said}", err=True)
+                click.echo(f"Error: {_trap_message(trap, verbose, max_memory)}", err=True)
                 code = 1
             except KeyboardInterrupt:
                 code = _interrupted(app)
@@ -318,37 +322,20 @@ def _interrupted(app: str) -> int:
     return EXIT_INTERRUPTED
 
 
-def _python_path(app: str) -> list[Path] | None:
-    try:
-        return python_path_of(read_regular_file(app, MAX_COMPONENT_BYTES, "component"))
-    except ConfigError:
-        return None
-
-
-def _trap_message(trap: GuestTrap, stderr: GuestStderr, verbose: bool, max_memory: int) -> str:
-    """One line for a trap: the guest's uncaught exception if it printed one; wasmtime's all with -v."""
+def _trap_message(trap: GuestTrap, verbose: bool, max_memory: int) -> str:
+    """One line for a trap: the guest's uncaught exception if it raised one; wasmtime's all with -v."""
     if verbose and trap.detail:
         return f"component trapped: {trap.detail.rstrip()}"
-    if stderr.exception is not None:
-        return f"component trapped: the guest raised {stderr.exception}"
-    if (
-        stderr.panic in (None, _UNCAUGHT_PANIC)
-        and trap.detail
-        and all(frame in trap.detail for frame in _UNCAUGHT)
-    ):
-        # componentize-py's runtime panics on an exception it was not able to print,
-        # which (short of the guest closing its own stderr) means no memory was left.
-        return (
-            "component trapped: the guest raised an exception it could not print, most likely a "
-            f"MemoryError with no memory left (it may use {max_memory} MiB: --max-memory)"
-        )
+    if str(trap) == UNPRINTED:
+        return f"{trap} (it may use {max_memory} MiB: --max-memory)"
     return str(trap)
 
 
-# Frames of componentize-py's runtime panicking in an export: the guest's Python code raised.
-_UNCAUGHT = ("!core::panicking::", "componentize_py_runtime.wasm!wit_dylib_export_call")
-# Its panic message then, when it has the memory to print it.
-_UNCAUGHT_PANIC = "Python function threw an unexpected exception"
+#: What `run` says of a guest whose `run` returned its error result (componentize-py prints nothing).
+RETURNED_ERROR = (
+    "the guest's run returned an error (in Python: an uncaught Err, such as a raw binding raises;"
+    " componentize-py prints no traceback for it)"
+)
 
 
 @main.command("inspect")

@@ -94,6 +94,9 @@ class Deadline:
     #: Set when the guest, blocked in a host call, was left running on its
     #: thread: its store must then stay alive.
     abandoned: bool = field(init=False, default=False)
+    #: What a plain trap of this instance means (`Host.instantiate` sets the
+    #: guest's uncaught exception, see `wasikv.runtime.guest_traps`).
+    explain: Callable[[GuestTrap], GuestTrap] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.restart()
@@ -120,7 +123,8 @@ class Deadline:
         return max(1, math.ceil(remaining / TICK))
 
     def error(self, message: str) -> GuestTrap:
-        """The exception for a trap of this instance: a timeout, an interruption or a plain trap."""
+        """The exception for a trap of this instance: a timeout, an interruption, the guest's uncaught
+        exception (with `explain`) or a plain trap."""
         if self.stopped == "timeout":
             message = f"component ran past its deadline of {self.timeout:g} s"
             if self.abandoned:
@@ -134,7 +138,8 @@ class Deadline:
                 f" call copy (about {HOSTCALL_BUDGET_BYTES} bytes of list<u8>, e.g. a response body)"
             )
         cause = trap_cause(message)
-        return GuestTrap(f"component trapped: {cause}", None if cause == message else message)
+        trap = GuestTrap(f"component trapped: {cause}", None if cause == message else message)
+        return trap if self.explain is None else self.explain(trap)
 
 
 # The deadline of each instance, by the address of its store's context.

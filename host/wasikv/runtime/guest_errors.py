@@ -16,9 +16,10 @@ import difflib
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 #: The component custom section that lists the guest's Python path, as JSON.
 PATHS_SECTION = "wasikv:python-path"
@@ -46,6 +47,8 @@ WORLD_CLASSES = {
 _GUEST_FILE = re.compile(r'^(\s*File ")/(\d+)/([^"]*)(".*)$')
 _PANIC = re.compile(r"^thread '.*' (\(\d+\) )?panicked at ")
 _NOTE = "note: run with `RUST_BACKTRACE=1`"
+# The lines CPython puts between the tracebacks of chained exceptions.
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 # What CPython prints for an exception it cannot format (no memory left for
 # the traceback: a MemoryError): `_PyObject_Dump`'s fields, then this line.
 _DUMP_START = re.compile(r"^object address  : (0x[0-9a-fA-F]+|\(nil\))$")
@@ -177,14 +180,23 @@ def _unknown_world(asked: str) -> str:
     return message + (f"\nhint: did you mean -w {short.get(close[0], close[0])}?" if close else "")
 
 
+class Sink(Protocol):
+    """Where `GuestStderr` passes a guest's output on (a binary file, a `BytesIO`, ...); `flush` optional."""
+
+    def write(self, data: bytes, /) -> object:
+        """Take one chunk."""
+
+
 class GuestStderr:
     """A guest's stderr, passed on to `target` with its tracebacks told in the app's own terms.
 
     Guest file names are mapped back with `python_path()` (asked once, at
     the first traceback); componentize-py's panic message after an uncaught
     exception is dropped unless `verbose`. `exception` is the last line of
-    the last traceback seen, e.g. `ZeroDivisionError: division by zero`;
-    `panic` the message of the first panic (the line after "panicked at").
+    the last traceback seen, e.g. `ZeroDivisionError: division by zero`, and
+    `traceback` that traceback as passed on (with the exceptions chained to
+    it; its last `MAX_TRACEBACK_LINES` lines); `panic` the message of the
+    first panic (the line after "panicked at").
     When CPython has no memory left to print a traceback, it prints the
     exception as an object dump ("object address : 0x...", ...): unless
     `verbose`, that is shown as one line naming the exception's type,
@@ -193,12 +205,17 @@ class GuestStderr:
 
     _MARKERS = ("Traceback (most recent call last):", "thread '", _NOTE, "object address", _DUMP_END)
 
+    #: The most lines of a traceback `traceback` keeps (its last ones).
+    MAX_TRACEBACK_LINES = 1000
+
     def __init__(
-        self, target: BinaryIO, python_path: Callable[[], Sequence[Path] | None], *, verbose: bool = False
+        self, target: Sink, python_path: Callable[[], Sequence[Path] | None], *, verbose: bool = False
     ) -> None:
         self.target = target
         self.exception: str | None = None
         self.panic: str | None = None
+        self._traceback: deque[str] = deque(maxlen=self.MAX_TRACEBACK_LINES)
+        self._chained = False  # a "During handling ..." line: the next traceback continues this one
         self._python_path = python_path
         self._paths: Sequence[Path] | None = None
         self._looked_up = False
@@ -224,18 +241,34 @@ class GuestStderr:
                 self._mid_line = True
             if out:
                 self.target.write(b"".join(out))
-                self.target.flush()
+                self._flush_target()
         return len(data)
 
+    @property
+    def traceback(self) -> str | None:
+        """The last traceback the guest printed, as passed on (None: none yet)."""
+        return "\n".join(self._traceback) if self._traceback else None
+
     def flush(self) -> None:
-        """Pass on an unfinished last line."""
+        """Flush the target: what the guest flushed is passed on already, but a line that may
+        still turn out to be part of a traceback or a panic (see `finish`)."""
+        with self._lock:
+            self._flush_target()
+
+    def finish(self) -> None:
+        """The guest's output ended: pass on an unfinished last line."""
         with self._lock:
             if self._pending:
                 self.target.write(self._line(self._pending).rstrip(b"\n"))
                 self._pending = b""
             self.target.write(self._held)
             self._held = b""
-            self.target.flush()
+            self._flush_target()
+
+    def _flush_target(self) -> None:
+        flush = getattr(self.target, "flush", None)  # a `CapturedOutput` has none
+        if flush is not None:
+            flush()
 
     def _maybe_special(self, partial: bytes) -> bool:
         if self._in_traceback or self._in_panic or self._in_dump:
@@ -269,17 +302,25 @@ class GuestStderr:
             return raw + b"\n" if self._verbose else dumped
         if line.startswith("Traceback (most recent call last):"):
             self._in_traceback = True
+            if not self._chained:
+                self._traceback.clear()
+            self._chained = False
+            self._traceback.append(line)
             return raw + b"\n"
         if not self._in_traceback:
+            if self._traceback and line.startswith(_CHAINED):
+                self._chained = True
+                self._traceback.extend(("", line, ""))
             return raw + b"\n"
         if line[:1].isspace():
             if not self._looked_up:
                 self._paths, self._looked_up = self._python_path(), True
-            return "".join(
-                f"{part}\n" for part in traceback_line(line, self._paths, with_source=True)
-            ).encode()
+            told = traceback_line(line, self._paths, with_source=True)
+            self._traceback.extend(told)
+            return "".join(f"{part}\n" for part in told).encode()
         if line.strip():
             self.exception = line
+            self._traceback.append(line)
             self._in_traceback = line.startswith("During handling") or line.startswith("The above exception")
             self._hold_blanks = not self._in_traceback
         return raw + b"\n"
@@ -299,7 +340,10 @@ class GuestStderr:
                 if self.exception == "MemoryError"
                 else "CPython could not print"
             )
-            return f"{self.exception} ({why} its traceback)\n".encode()
+            said = f"{self.exception} ({why} its traceback)"
+            self._traceback.clear()
+            self._traceback.append(said)
+            return f"{said}\n".encode()
         if self._in_dump and line == _DUMP_END:
             # The end of the dump: blank lines after it are the panic's.
             self._in_dump, self._hold_blanks = False, True

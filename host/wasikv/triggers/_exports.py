@@ -94,7 +94,7 @@ def call_export(
         for i in range(count):
             _capi.val_delete(base + i * cv.VAL_SIZE)
     if error:
-        raise _trap(ctx, trap_text(error))
+        raise _trap(ctx, _capi.error_text(error))
     value = None
     if read is not None:
         try:
@@ -110,8 +110,13 @@ def call_export(
 
 
 def _trap(ctx: int, text: str) -> GuestTrap:
+    """The exception for wasmtime's whole report `text` (its wasm backtrace logged at debug level)."""
+    log.debug("trap: %s", text)
     deadline = deadline_of(ctx)
-    return GuestTrap(f"component trapped: {text}") if deadline is None else deadline.error(text)
+    if deadline is None:
+        cause = trap_cause(text)
+        return GuestTrap(f"component trapped: {cause}", None if cause == text else text)
+    return deadline.error(text)
 
 
 def trap_text(error: int) -> str:

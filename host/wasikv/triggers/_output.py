@@ -12,19 +12,10 @@ guest can neither repaint a terminal nor forge a log line.
 
 from __future__ import annotations
 
-import functools
-import io
 import logging
 import re
-from pathlib import Path
 
-from ..errors import ConfigError
-from ..limits import MAX_COMPONENT_BYTES
-from ..runtime.guest_errors import GuestStderr, python_path_of
-from ..safe_files import read_regular_file
-
-#: The logger of guest output: stdout lines at INFO, stderr lines at WARNING.
-GUEST_LOGGER = "wasikv.guest"
+from ..runtime.guest_traps import GUEST_LOGGER
 
 log = logging.getLogger(GUEST_LOGGER)
 
@@ -84,72 +75,63 @@ def printable(line: str) -> str:
     return _CONTROL.sub(_escaped, line)
 
 
-def log_guest_output(
-    name: str, stdout: CapturedOutput, stderr: CapturedOutput, origin: str | None = None
-) -> None:
+def log_guest_output(name: str, stdout: CapturedOutput, stderr: CapturedOutput) -> None:
     """Log each line a guest named `name` printed as `[name] line` (stdout at INFO, stderr at WARNING).
 
     Lines end at LF (a CR before it is dropped); control characters within
     them are escaped, bytes that are not UTF-8 shown as `\\xff`. A stream
-    cut at its limit ends with a WARNING that says how much was dropped. A
-    traceback on stderr is told with the app's own file names when the
-    component at `origin` records them (see `wasikv.runtime.guest_errors`); the
-    panic message componentize-py adds after it shows only at DEBUG.
+    cut at its limit ends with a WARNING that says how much was dropped.
+    Tracebacks on stderr come as `Host.instantiate` passed them on: with
+    the app's own file names and source lines, and the panic message
+    componentize-py adds after an uncaught exception only at DEBUG.
     """
-    err = stderr.getvalue()
-    if b"Traceback (most recent call last):" in err or b"panicked at" in err:
-        told = io.BytesIO()
-        verbose = log.isEnabledFor(logging.DEBUG) or logging.getLogger("wasikv").isEnabledFor(logging.DEBUG)
-        filtered = GuestStderr(told, lambda: _python_path(origin), verbose=verbose)
-        filtered.write(err)
-        filtered.flush()
-        err = told.getvalue()
-    for stream, output, captured, level in (
-        ("stdout", stdout.getvalue(), stdout, logging.INFO),
-        ("stderr", err, stderr, logging.WARNING),
-    ):
-        text = output.decode("utf-8", "backslashreplace").rstrip() if log.isEnabledFor(level) else ""
-        for line in text.split("\n") if text else ():
-            log.log(level, "[%s] %s", name, printable(line.removesuffix("\r")))
-        if captured.dropped:
-            log.warning(
-                "[%s] %s output truncated after %d bytes (%d more dropped; the limit is max_output_bytes)",
-                name,
-                stream,
-                captured.limit,
-                captured.dropped,
-            )
+    GuestOutput(name, stdout, stderr).log()
 
 
 class GuestOutput:
-    """One instance's stdout and stderr, captured, then logged once with `log_guest_output`.
+    """One instance's stdout and stderr, logged as the guest's calls return (see `log_guest_output`).
 
     A trigger calls `log` as soon as the guest's call has returned, before
     it hands the answer on, so that what the guest printed is logged before
     what the server logs about that answer (a request's access line); and
-    again when the instance is gone, for a call that failed (then only the
-    first call logs).
+    again when the instance is gone, which logs only what came since (a
+    failed call's output, a last line `Host.instantiate` finished at
+    teardown).
     """
 
-    def __init__(self, name: str, limit: int, origin: str | None = None) -> None:
+    def __init__(self, name: str, stdout: CapturedOutput, stderr: CapturedOutput) -> None:
         self.name = name
-        self.origin = origin
-        self.stdout = CapturedOutput(limit)
-        self.stderr = CapturedOutput(limit)
-        self._logged = False
+        self.stdout = stdout
+        self.stderr = stderr
+        self._logged = {"stdout": 0, "stderr": 0}
+        self._told_dropped = {"stdout": False, "stderr": False}
+
+    @classmethod
+    def capture(cls, name: str, limit: int) -> GuestOutput:
+        """Two fresh `CapturedOutput` of `limit` bytes each, for an instance of `name`."""
+        return cls(name, CapturedOutput(limit), CapturedOutput(limit))
 
     def log(self) -> None:
-        """Log what the guest printed, unless that was done already."""
-        if not self._logged:
-            self._logged = True
-            log_guest_output(self.name, self.stdout, self.stderr, self.origin)
+        """Log the lines printed since the last call, and a stream's truncation once."""
+        for stream, captured, level in (
+            ("stdout", self.stdout, logging.INFO),
+            ("stderr", self.stderr, logging.WARNING),
+        ):
+            output = captured.getvalue()
+            fresh, self._logged[stream] = output[self._logged[stream] :], len(output)
+            text = fresh.decode("utf-8", "backslashreplace").rstrip() if log.isEnabledFor(level) else ""
+            for line in text.split("\n") if text else ():
+                log.log(level, "[%s] %s", self.name, printable(line.removesuffix("\r")))
+            if captured.dropped and not self._told_dropped[stream]:
+                self._told_dropped[stream] = True
+                log.warning(
+                    "[%s] %s output truncated after %d bytes "
+                    "(%d more dropped; the limit is max_output_bytes)",
+                    self.name,
+                    stream,
+                    captured.limit,
+                    captured.dropped,
+                )
 
 
-@functools.lru_cache(maxsize=64)
-def _python_path(origin: str | None) -> list[Path] | None:
-    if origin is None:
-        return None
-    try:
-        return python_path_of(read_regular_file(origin, MAX_COMPONENT_BYTES, "component"))
-    except ConfigError:
-        return None
+__all__ = ["GUEST_LOGGER", "CapturedOutput", "GuestOutput", "log_guest_output", "printable"]

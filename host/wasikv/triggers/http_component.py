@@ -108,7 +108,7 @@ class HttpComponent:
         `on_response`), up to the host's `Limits.max_output_bytes` of each
         stream.
         """
-        output = GuestOutput(self.name, self.host.limits.max_output_bytes, self.host.origin(self.component))
+        output = GuestOutput.capture(self.name, self.host.limits.max_output_bytes)
         try:
             with self.host.instantiate(
                 self.component, self.spec.with_output(output.stdout, output.stderr)

@@ -100,7 +100,7 @@ class WasiHttpComponent:
         its buffered bytes are not. Raises `GuestTrap` (`GuestTimeout` past
         the deadline); the head is then either sent already or never.
         """
-        output = GuestOutput(self.name, self.host.limits.max_output_bytes, self.host.origin(self.component))
+        output = GuestOutput.capture(self.name, self.host.limits.max_output_bytes)
         answered = False
 
         def respond(response: ResponseHead | Case | None) -> None:

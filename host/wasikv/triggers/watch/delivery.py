@@ -222,7 +222,7 @@ class _CapturedInstance:
             self._context.__exit__(exc_type, exc, tb)
         finally:
             w = self.watcher
-            log_guest_output(w.name, self.stdout, self.stderr, w.host.origin(w.component))
+            log_guest_output(w.name, self.stdout, self.stderr)
 
 
 def _watcher_funcs(store: WasmStore, instance: Instance, interface: str) -> tuple[Func, Func]:
