@@ -462,6 +462,12 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
 )
 @click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
 @click.option(
+    "--watch",
+    is_flag=True,
+    help="Build first, then rebuild each component whose build.watch files (or, without a build "
+    "section, its source) change, and swap it in while serving (one process only).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -601,6 +607,7 @@ def up(
     variable_flags: tuple[str, ...],
     env_file: str | None,
     build_first: bool,
+    watch: bool,
     workers: int | None,
     no_instance_pool: bool,
     request_timeout: float,
@@ -632,6 +639,10 @@ def up(
     (--drain-delay seconds later), and requests and watcher batches in
     progress get --drain-timeout seconds to finish; a second signal ends
     every process at once.
+
+    With --watch, a component whose files change is rebuilt, compiled and
+    swapped in while the server runs: requests in progress finish on the
+    old version, and a failed build or compile keeps it serving.
     """
     from ..app.manifest import find_manifest, load_manifest
     from ..app.variable_sources import parse_variable_flag
@@ -666,7 +677,18 @@ def up(
 
             metrics = Metrics() if processes == 1 or child is not None else None
         path = find_manifest(manifest)
-        if build_first and child is None:
+        watcher = None
+        if watch:
+            if processes > 1:
+                raise ConfigError(
+                    "--watch swaps rebuilt components into one server process: it cannot be combined "
+                    f"with --processes {processes} (drop one of them)"
+                )
+            from ..build.changes import InputWatcher
+
+            # Made before the first build: an edit saved while it runs counts as a change.
+            watcher = InputWatcher(load_manifest(path))
+        if (build_first or watch) and child is None:
             from ..build import BuildFailed, build_app
 
             try:
@@ -723,6 +745,11 @@ def up(
             )
             print("Stopped", flush=True)
             sys.exit(code)
+        rebuilder = None
+        if watcher is not None:
+            from ..server.watch_mode import Rebuilder
+
+            rebuilder = Rebuilder(app, watcher)
         serve(
             app,
             listen,
@@ -731,6 +758,7 @@ def up(
             health_listen=health_listen,
             drain=drain_timeout,
             drain_delay=drain_delay,
+            rebuilder=rebuilder,
         )
 
 

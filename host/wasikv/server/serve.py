@@ -61,6 +61,7 @@ from .children_health import HEALTH_DIR_ENV
 from .health import Health, store_probes
 from .health_http import health_app, metrics_app, register_child
 from .processes import listening_socket, process_index
+from .watch_mode import REBUILD_LOGGER, Rebuilder
 
 log = logging.getLogger("wasikv")
 
@@ -385,8 +386,8 @@ class _GuardedH11Protocol(H11Protocol):
 
 
 #: The loggers `serve` prints, timestamped, to stderr: requests, what guests
-#: print, and deliveries to watchers.
-SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER)
+#: print, deliveries to watchers, and rebuilds (`up --watch`).
+SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER, REBUILD_LOGGER)
 
 
 def _server_log() -> None:
@@ -505,6 +506,7 @@ def serve(
     health_listen: str | None = None,
     drain: float | None = None,
     drain_delay: float = 0.0,
+    rebuilder: Rebuilder | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then drain and stop.
 
@@ -518,6 +520,7 @@ def serve(
     supervisor serves the metrics and the probes. Otherwise `metrics_listen`
     (HOST:PORT) serves `app.metrics` there with `/livez` and `/readyz`
     (see `wasikv.server.health`), and `health_listen` serves the probes alone.
+    A `rebuilder` (`up --watch`) runs from the announcement until the server stops.
     """
     host, port = parse_listen(listen)
     limits = limits or ServerLimits()
@@ -558,6 +561,8 @@ def serve(
         raise
     if not child:
         announce(app, host, port)
+    if rebuilder is not None:
+        rebuilder.start()
 
     # uvicorn installs its own handlers only while it serves, then re-raises
     # the signals it caught with the handlers it found. A SIGTERM outside that
@@ -576,6 +581,8 @@ def serve(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if rebuilder is not None:
+            rebuilder.stop()
     if not child:
         print("Stopped", flush=True)
 
