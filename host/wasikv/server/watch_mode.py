@@ -118,6 +118,8 @@ class Rebuilder:
                 log.error("component %r was not rebuilt: %s; still serving the previous version", name, exc)
                 return False
             built = time.monotonic() - started
+            if self._stop.is_set():
+                return False  # the server is stopping: nothing to swap into
         else:
             log.info("reloading %r: %s changed", name, spec.source.name)
         loading = time.monotonic()
@@ -136,7 +138,7 @@ class Rebuilder:
                 done - loading,
             )
         else:
-            log.info("reloaded %r in %.1f s (compile)", name, done - started)
+            log.info("reloaded %r in %.1f s (compile %.1f s)", name, done - started, done - loading)
         return True
 
 
