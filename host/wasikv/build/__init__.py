@@ -15,7 +15,8 @@ One concept per module:
 - `state`: `.wasikv/build-state.json`, what was built from which inputs;
 - `display`: the progress display (a live table on a terminal);
 - `results`: what a build reports (`BuildResult`, `BuildFailed`);
-- `run`: the orchestration, `build_app`.
+- `run`: the orchestration, `build_app`;
+- `changes`: which components changed while an app runs (`wasikv up --watch`).
 """
 
 from __future__ import annotations

@@ -14,18 +14,14 @@ import os
 import re
 from collections.abc import Iterator
 
-__all__ = ["expand"]
+__all__ = ["expand", "is_skipped_dir", "literal_root"]
 
 _GLOB_CHARS = frozenset("*?[")
 
 
 def expand(workdir: str, pattern: str) -> Iterator[str]:
     """The files `pattern` (relative to `workdir` unless absolute) matches, in no particular order."""
-    segments = [s for s in pattern.replace(os.sep, "/").split("/") if s not in ("", ".")]
-    literal: list[str] = []
-    while segments and not _GLOB_CHARS.intersection(segments[0]):
-        literal.append(segments.pop(0))
-    root = os.path.normpath(os.path.join("/" if pattern.startswith("/") else workdir, *literal))
+    root, segments = _split(workdir, pattern)
     if not segments:
         if os.path.isfile(root):
             yield root
@@ -34,6 +30,23 @@ def expand(workdir: str, pattern: str) -> Iterator[str]:
     if not os.path.isdir(root):
         return
     yield from _walk(root, segments)
+
+
+def literal_root(workdir: str, pattern: str) -> str:
+    """The directory `pattern` searches: its leading segments without glob characters, from `workdir`.
+
+    For a pattern naming a file or directory, that path itself.
+    """
+    return _split(workdir, pattern)[0]
+
+
+def _split(workdir: str, pattern: str) -> tuple[str, list[str]]:
+    """`pattern` as (the directory named by its literal leading segments, the glob segments after it)."""
+    segments = [s for s in pattern.replace(os.sep, "/").split("/") if s not in ("", ".")]
+    literal: list[str] = []
+    while segments and not _GLOB_CHARS.intersection(segments[0]):
+        literal.append(segments.pop(0))
+    return os.path.normpath(os.path.join("/" if pattern.startswith("/") else workdir, *literal)), segments
 
 
 def _walk(root: str, segments: list[str]) -> Iterator[str]:
@@ -46,14 +59,16 @@ def _walk(root: str, segments: list[str]) -> Iterator[str]:
         if max_depth is not None and depth >= max_depth:
             dirnames[:] = []
         else:
-            dirnames[:] = [d for d in dirnames if not _skipped(dirpath, d)]
+            dirnames[:] = [d for d in dirnames if not is_skipped_dir(dirpath, d)]
         prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
         for name in filenames:
             if regex.fullmatch(prefix + name):
                 yield os.path.join(dirpath, name)
 
 
-def _skipped(parent: str, name: str) -> bool:
+def is_skipped_dir(parent: str, name: str) -> bool:
+    """Whether directory `name` in `parent` is never searched: hidden, `__pycache__`, `node_modules`,
+    or a virtualenv."""
     if name.startswith(".") or name in ("__pycache__", "node_modules"):
         return True
     return os.path.exists(os.path.join(parent, name, "pyvenv.cfg"))

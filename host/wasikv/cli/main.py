@@ -449,6 +449,12 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
 )
 @click.option("--build", "build_first", is_flag=True, help="Run `wasikv build` first.")
 @click.option(
+    "--watch",
+    is_flag=True,
+    help="Build first, then rebuild each component whose build.watch files (or, without a build "
+    "section, its source) change, and swap it in while serving (one process only).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -588,6 +594,7 @@ def up(
     variable_flags: tuple[str, ...],
     env_file: str | None,
     build_first: bool,
+    watch: bool,
     workers: int | None,
     no_instance_pool: bool,
     request_timeout: float,
@@ -619,6 +626,10 @@ def up(
     (--drain-delay seconds later), and requests and watcher batches in
     progress get --drain-timeout seconds to finish; a second signal ends
     every process at once.
+
+    With --watch, a component whose files change is rebuilt, compiled and
+    swapped in while the server runs: requests in progress finish on the
+    old version, and a failed build or compile keeps it serving.
     """
     from ..app.loader import load_app
     from ..app.manifest import find_manifest, load_manifest
@@ -655,7 +666,12 @@ def up(
 
             metrics = Metrics() if processes == 1 or child is not None else None
         path = find_manifest(manifest)
-        building = build_first and child is None
+        if watch and processes > 1:
+            raise ConfigError(
+                "--watch swaps rebuilt components into one server process: it cannot be combined "
+                f"with --processes {processes} (drop one of them)"
+            )
+        building = (build_first or watch) and child is None
         # Everything that needs no built component is checked before the
         # seconds of building and compiling: the manifest, the runtime
         # config, the variables, the stores and the ports.
@@ -671,7 +687,13 @@ def up(
         listeners = bind_listeners(
             address, metrics_address, health_address, processes=processes, child=child is not None
         )
+        watcher = None
         try:
+            if watch:
+                from ..build.changes import InputWatcher
+
+                # Made before the first build: an edit saved while it runs counts as a change.
+                watcher = InputWatcher(load_manifest(path))
             if building:
                 from ..build import BuildFailed, build_app
 
@@ -734,6 +756,11 @@ def up(
             )
             print("Stopped", flush=True)
             sys.exit(code)
+        rebuilder = None
+        if watcher is not None:
+            from ..server.watch_mode import Rebuilder
+
+            rebuilder = Rebuilder(app, watcher)
         serve(
             app,
             listen,
@@ -741,6 +768,7 @@ def up(
             drain=drain_timeout,
             drain_delay=drain_delay,
             listeners=listeners,
+            rebuilder=rebuilder,
         )
 
 

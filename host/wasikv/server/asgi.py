@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from concurrent.futures import Future
@@ -26,7 +27,7 @@ from typing import Any
 
 from ..app.loader import LoadedApp, load_app
 from ..app.variable_sources import VariableSources
-from ..errors import GuestInterrupted, GuestTimeout
+from ..errors import ComponentError, GuestInterrupted, GuestTimeout
 from ..host import Host
 from ..limits import DEFAULT_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Limits
 from ..metrics import Metrics
@@ -34,7 +35,7 @@ from ..runtime.compile_cache import CompileHook
 from ..runtime.deadlines import Shutdown
 from ..runtime.instance_pool import InstancePool
 from ..runtime.workers import Overloaded, WorkerPool
-from ..triggers.http_component import HttpRequest, HttpResponse
+from ..triggers.http_component import HttpComponent, HttpRequest, HttpResponse
 from ..triggers.registry import HTTP, KEY_VALUE, PreparedTriggers
 from ..triggers.runtime import TriggerService
 from ..triggers.wasi_http_component import RequestHead, WasiHttpComponent
@@ -128,6 +129,8 @@ class WasikvApp:
         # The cut-off of a shutdown (see `interrupt`): requests still waiting
         # then are answered 503, and so are guests blocked in a host call.
         self._stop = Shutdown()
+        # One replacement at a time: two versions of a component never race to be the last in place.
+        self._replacing = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -179,10 +182,11 @@ class WasikvApp:
             await exchange.settled()
             self._log_request(method, path, match.route, status, started, ended)
             return
-        if match is None:
+        if match is None or component is None:
             response = plain(404, "Not Found")
-        elif self._pool.full:
-            # Refused before the body is read: a full queue holds no bodies.
+        elif self._pool.full or isinstance(component, WasiHttpComponent):
+            # Refused before the body is read: a full queue holds no bodies. (A
+            # wasi:http component comes here only if the queue was full above.)
             response = overloaded()
         else:
             try:
@@ -200,7 +204,7 @@ class WasikvApp:
                     ]
                     headers += _route_headers(scope, match.route, match.path_info, uri)
                     request = HttpRequest(method, uri, headers, body)
-                    response = await self._serve(match.component, match.route, request)
+                    response = await self._serve(match.component, component, match.route, request)
         # Guest responses come checked, without content-length or hop-by-hop
         # headers: the length is always the host's own.
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
@@ -223,8 +227,11 @@ class WasikvApp:
         if self.metrics is not None:
             self.metrics.observe_request(route, status, elapsed)
 
-    async def _serve(self, name: str, route: str, request: HttpRequest) -> HttpResponse:
-        component = self.components[name]
+    async def _serve(
+        self, name: str, component: HttpComponent, route: str, request: HttpRequest
+    ) -> HttpResponse:
+        # `component` is the version looked up when the request arrived, even if
+        # a new one was swapped in since (`replace_component`).
         timeout = self.request_timeout
         arrived = time.monotonic()
         started: list[float] = []
@@ -340,6 +347,32 @@ class WasikvApp:
         assert timeout is not None
         why = f"is blocked past its {timeout:g} s request timeout (in a host call); answered 504, {fate}"
         return _gateway_timeout(name, route, request, why)
+
+    def replace_component(self, name: str, source: str | Path | bytes) -> None:
+        """Run component `name` from `source` (a `.wasm` path or its bytes) from now on, while serving.
+
+        The new version is compiled (or taken from the compile cache) and
+        checked against every trigger that runs `name`, then put in place in
+        all of them at once: requests and watcher batches that begin after
+        this returns run on it; those in progress finish on the old version.
+        It keeps the old version's variables, grants and deadlines. Raises
+        `ComponentError`, naming the component, if there is no component
+        `name`, the app is closing, or `source` cannot be loaded or cannot
+        serve those triggers: then the old version goes on serving.
+        """
+        if name not in self.loaded.manifest.components:
+            defined = ", ".join(repr(n) for n in self.loaded.manifest.components) or "none"
+            raise ComponentError(f"there is no component {name!r} in this app; defined: {defined}")
+        with self._replacing:
+            if self._stop.started:
+                raise ComponentError(f"component {name!r} was not replaced: the app is closing")
+            try:
+                component = self.host.load(source)
+            except ComponentError as exc:
+                raise ComponentError(f"component {name!r}: {exc}") from None
+            swaps = [swap for service in self.triggers.values() if (swap := service.swap(name, component))]
+            for swap in swaps:
+                swap()
 
     @property
     def watchers(self) -> WatchTriggers:

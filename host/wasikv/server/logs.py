@@ -2,8 +2,9 @@
 
 They are standard `logging` records: `wasikv.access` (one line per
 request), `wasikv.guest` (what guests print: stdout at INFO, stderr at
-WARNING) and `wasikv.watch.deliveries` (one line per batch delivered to a
-watcher). `wasikv up` sends them to stderr, timestamped. An app served by
+WARNING), `wasikv.watch.deliveries` (one line per batch delivered to a
+watcher) and `wasikv.rebuild` (what `wasikv up --watch` rebuilds). `wasikv
+up` sends them to stderr, timestamped. An app served by
 another server (`create_app` under uvicorn) does the same when it starts,
 unless the service has configured logging for them (a handler on them or on
 an ancestor, such as `logging.basicConfig`): then they go where it says.
@@ -16,10 +17,13 @@ import logging
 from ..triggers._output import GUEST_LOGGER
 from ..triggers.watch.runner import DELIVERY_LOGGER
 
-__all__ = ["SERVER_LOGGERS", "log_to_stderr"]
+__all__ = ["REBUILD_LOGGER", "SERVER_LOGGERS", "log_to_stderr"]
+
+#: The logger of what watch mode does (`wasikv up --watch`, `wasikv.server.watch_mode`).
+REBUILD_LOGGER = "wasikv.rebuild"
 
 #: The loggers of a served app's lines, at INFO.
-SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER)
+SERVER_LOGGERS = ("wasikv.access", GUEST_LOGGER, DELIVERY_LOGGER, REBUILD_LOGGER)
 
 
 def log_to_stderr(*, unless_configured: bool = False) -> None:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import h11
 import uvicorn
@@ -62,6 +62,9 @@ from .listeners import Listeners, bind_listeners
 from .logs import log_to_stderr
 from .processes import process_index
 from .server_headers import ServerHeaders
+
+if TYPE_CHECKING:
+    from .watch_mode import Rebuilder
 
 log = logging.getLogger("wasikv")
 
@@ -487,6 +490,7 @@ def serve(
     drain: float | None = None,
     drain_delay: float = 0.0,
     listeners: Listeners | None = None,
+    rebuilder: Rebuilder | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM (Ctrl-C), then drain and stop.
 
@@ -502,6 +506,7 @@ def serve(
     (see `wasikv.server.health`), and `health_listen` serves the probes alone.
     `listeners`, if given, are those addresses bound already (`bind_listeners`,
     before the app was built and compiled), and served here.
+    A `rebuilder` (`up --watch`) runs from the announcement until the server stops.
     """
     host, port = parse_listen(listen)
     limits = limits or ServerLimits()
@@ -547,6 +552,8 @@ def serve(
     sockets = [listeners.app]
     if not child:
         announce(app, host, port)
+    if rebuilder is not None:
+        rebuilder.start()
 
     # uvicorn installs its own handlers only while it serves, then re-raises
     # the signals it caught with the handlers it found. A SIGTERM outside that
@@ -565,6 +572,8 @@ def serve(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if rebuilder is not None:
+            rebuilder.stop()
     if not child:
         print("Stopped", flush=True)
 

@@ -13,7 +13,7 @@ from ..errors import ComponentError
 from ..host import Host
 from ._instance import instance_spec
 from .http_component import HTTP_EXPORTS, HttpComponent
-from .runtime import TriggerRuntime
+from .runtime import Swap, TriggerRuntime
 from .wasi_http_component import WASI_HTTP_EXPORT, WasiHttpComponent
 
 __all__ = ["HTTP_RUNTIME", "AnyHttpComponent", "HttpRoutes", "http_component"]
@@ -66,6 +66,24 @@ class HttpRoutes:
                 except ComponentError as exc:
                     raise ComponentError(f"component {name!r}: {exc}") from None
         return cls(router, components)
+
+    def swap(self, name: str, component: Component) -> Swap | None:
+        """Serve `name`'s routes with `component` once the returned swap is called (see `TriggerService`).
+
+        The new version gets the old one's instance spec (environment,
+        variables, grants, deadline); it may export the other HTTP interface.
+        """
+        old = self.components.get(name)
+        if old is None:
+            return None
+        new = http_component(old.host, component, name=name, spec=old.spec)  # its errors name `name`
+
+        def put_in_place() -> None:
+            # One dict assignment: a request looks its component up once, so it
+            # runs wholly on the old version or wholly on the new one.
+            self.components[name] = new
+
+        return put_in_place
 
     def start(self) -> None:
         """Nothing to start: requests arrive through the ASGI app."""

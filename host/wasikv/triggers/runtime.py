@@ -3,20 +3,27 @@
 `wasikv.triggers.registry.TRIGGERS` pairs each kind of
 `wasikv.app.triggers.TRIGGER_KINDS` with one `TriggerRuntime`.
 `wasikv.server.asgi.WasikvApp` prepares every kind's triggers when it is built,
-starts them at start-up and stops them on close; `wasikv inspect` checks a
-component against every kind's world.
+starts them at start-up, swaps a component's new version in while they run
+(`up --watch`) and stops them on close; `wasikv inspect` checks a component
+against every kind's world.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
+
+from wasmtime.component import Component
 
 from ..app.loader import LoadedApp
 from ..host import Host
 from ._exports import TriggerExport
 
-__all__ = ["Prepare", "TriggerExport", "TriggerRuntime", "TriggerService"]
+__all__ = ["Prepare", "Swap", "TriggerExport", "TriggerRuntime", "TriggerService"]
+
+#: Puts a checked new version of a component in place (see `TriggerService.swap`).
+Swap = Callable[[], None]
 
 
 class TriggerService(Protocol):
@@ -28,6 +35,16 @@ class TriggerService(Protocol):
 
     def stop(self) -> None:
         """Stop invoking components and wait for calls in progress."""
+        ...
+
+    def swap(self, name: str, component: Component) -> Swap | None:
+        """Check `component` as the new version of component `name` in these triggers.
+
+        Returns what puts it in place (calls that begin after it get the new
+        version; calls in progress finish on the old one), or None if none of
+        these triggers runs `name`. Raises `ComponentError`, changing
+        nothing, if `component` cannot serve them.
+        """
         ...
 
 

@@ -12,7 +12,7 @@ from ...app.loader import LoadedApp
 from ...errors import ComponentError, StoreError
 from ...host import Host
 from .._instance import instance_spec
-from ..runtime import TriggerExport, TriggerRuntime
+from ..runtime import Swap, TriggerExport, TriggerRuntime
 from .delivery import WATCH_WORLD, WATCHER_FUNCTIONS, WATCHER_INTERFACES, RetryPolicy, WatcherComponent
 from .lease import DEFAULT_LEASE, Lease, LeaseCoordinator, check_lease_time, holder_name
 from .positions import cursor_path, position_name
@@ -148,6 +148,30 @@ class WatchTriggers:
         for runner, explicit in zip(self.runners, self._explicit, strict=True):
             if runner.lease is not None and not explicit:
                 runner.lease.seconds = seconds
+
+    def swap(self, name: str, component: Component) -> Swap | None:
+        """Deliver to `component` as watcher `name` once the returned swap is called (see `TriggerService`).
+
+        Each runner of `name` gets a new `WatcherComponent` with the old one's
+        store and instance spec, checked (instantiated) here; a batch in
+        progress finishes on the old version, and the next batch, or the next
+        retry of a failing change, goes to the new one.
+        """
+        runners = [runner for runner in self.runners if runner.watcher.name == name]
+        if not runners:
+            return None
+        watchers = []
+        for runner in runners:
+            old = runner.watcher
+            new = WatcherComponent(old.host, component, old.store_label, name=name, spec=old.spec)
+            new.check()  # its errors name the component
+            watchers.append(new)
+
+        def put_in_place() -> None:
+            for runner, watcher in zip(runners, watchers, strict=True):
+                runner.use(watcher)
+
+        return put_in_place
 
     def counts(self) -> list[tuple[str, int, int]]:
         """Each trigger's takeovers and changes delivered again after them: (runner name, both)."""

@@ -163,6 +163,16 @@ class WatchRunner:
         self.takeovers = 0
         self.redelivered = 0
 
+    def use(self, watcher: WatcherComponent) -> None:
+        """Deliver to `watcher` (a new version of this runner's component, on the same store) from now on.
+
+        The attempt in progress, if any, finishes on the old one: each
+        attempt reads `self.watcher` once, when it begins.
+        """
+        if watcher.name != self.watcher.name or watcher.store is not self.store:
+            raise ValueError(f"{watcher.name!r} on {watcher.store_label!r} is not a version of {self.name}")
+        self.watcher = watcher
+
     @property
     def cursor(self) -> int:
         """The seq of the last change handled (delivered, dropped or filtered out)."""
