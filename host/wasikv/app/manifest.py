@@ -59,6 +59,7 @@ from .variables import Variable, parse_component_variables, parse_declarations, 
 __all__ = [
     "DEFAULT_WATCH",
     "MANIFEST_NAME",
+    "SPIN_MANIFEST_NAME",
     "STATE_DIR",
     "AppManifest",
     "BuildSpec",
@@ -74,6 +75,8 @@ __all__ = [
 
 #: The manifest's file name, looked for in the working directory.
 MANIFEST_NAME = "wasikv.toml"
+#: Spin's manifest file name: read where there is no `wasikv.toml` (the layout is the same).
+SPIN_MANIFEST_NAME = "spin.toml"
 #: The directory next to the manifest where wasikv keeps stores and build state.
 STATE_DIR = ".wasikv"
 #: What a build watches when its `watch` is not given (relative to its workdir).
@@ -159,9 +162,21 @@ class AppManifest:
 
 
 def find_manifest(path: str | Path = MANIFEST_NAME) -> Path:
-    """The manifest file `path` names: the file itself, or `wasikv.toml` in a directory."""
+    """The manifest file `path` names: the file itself, or the manifest in a directory.
+
+    A directory's manifest is its `wasikv.toml`, or else its `spin.toml` (a
+    Spin app's directory as it is). A `wasikv.toml` that does not exist but
+    has a `spin.toml` beside it (the command line's default) names that
+    `spin.toml` too.
+    """
     path = Path(path)
-    return path / MANIFEST_NAME if path.is_dir() else path
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if path.name == MANIFEST_NAME and not path.exists():
+        spin = path.with_name(SPIN_MANIFEST_NAME)
+        if spin.is_file():
+            return spin
+    return path
 
 
 def load_manifest(path: str | Path = MANIFEST_NAME) -> AppManifest:
@@ -171,7 +186,8 @@ def load_manifest(path: str | Path = MANIFEST_NAME) -> AppManifest:
         path,
         ManifestError,
         "manifest",
-        f"create it, or point -f/--file at your manifest (a {MANIFEST_NAME} or its directory)",
+        f"create it, or point -f/--file at your manifest (a {MANIFEST_NAME} or {SPIN_MANIFEST_NAME}, "
+        "or its directory)",
     )
     return parse_manifest(text, path)
 

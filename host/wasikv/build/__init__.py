@@ -15,6 +15,7 @@ One concept per module:
 - `state`: `.wasikv/build-state.json`, what was built from which inputs;
 - `display`: the progress display (a live table on a terminal);
 - `results`: what a build reports (`BuildResult`, `BuildFailed`);
+- `spin_command`: Spin's componentize-py build command, run as `wasikv componentize`;
 - `run`: the orchestration, `build_app`.
 """
 

@@ -429,7 +429,7 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     with _reported():
         progress = progress_console(quiet)
         build_app(
-            load_manifest(manifest),
+            load_manifest(_find_manifest(manifest)),
             components=components or None,
             force=force,
             console=_build_console(progress),
@@ -633,7 +633,7 @@ def up(
     progress get --drain-timeout seconds to finish; a second signal ends
     every process at once.
     """
-    from ..app.manifest import find_manifest, load_manifest
+    from ..app.manifest import load_manifest
     from ..app.variable_sources import parse_variable_flag
     from ..server.asgi import DEFAULT_POOL, create_app
     from ..server.processes import (
@@ -665,7 +665,7 @@ def up(
             from ..metrics import Metrics
 
             metrics = Metrics() if processes == 1 or child is not None else None
-        path = find_manifest(manifest)
+        path = _find_manifest(manifest, say=child is None)
         if build_first and child is None:
             from ..build import BuildFailed, build_app
 
@@ -741,6 +741,19 @@ def _own_port(option: str, wanted: tuple[str, int], others: dict[str, tuple[str,
             raise ConfigError(
                 f"{option} {wanted[0]}:{wanted[1]} is also {other}'s address: give it a port of its own"
             )
+
+
+def _find_manifest(manifest: str, *, say: bool = True) -> Path:
+    """The manifest `-f` names; one line on stderr when that is a `spin.toml` found in its place."""
+    from ..app.manifest import SPIN_MANIFEST_NAME, find_manifest
+
+    path = find_manifest(manifest)
+    if say and path.name == SPIN_MANIFEST_NAME and Path(manifest).name != SPIN_MANIFEST_NAME:
+        click.echo(
+            f"no wasikv.toml here: reading {path}, Spin's manifest (wasikv reads its v2 layout)",
+            err=True,
+        )
+    return path
 
 
 def _build_console(progress: Console | None) -> Console:
