@@ -30,7 +30,7 @@ allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:8000..900
 [component.api.build]
 command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
 workdir = "api"                     # relative to this file; default: its directory
-watch = ["**/*.py"]                 # relative to workdir; the default
+watch = ["**/*.py", "**/requirements.txt"]   # relative to workdir; the default
 ```
 
 `load_manifest` checks everything it can without the runtime config: every
@@ -79,8 +79,9 @@ MANIFEST_NAME = "wasikv.toml"
 SPIN_MANIFEST_NAME = "spin.toml"
 #: The directory next to the manifest where wasikv keeps stores and build state.
 STATE_DIR = ".wasikv"
-#: What a build watches when its `watch` is not given (relative to its workdir).
-DEFAULT_WATCH = ("**/*.py",)
+#: What a build watches when its `watch` is not given (relative to its workdir): the
+#: sources, and the packages a guest installs (`wasikv.build.guest_packages`).
+DEFAULT_WATCH = ("**/*.py", "**/requirements.txt")
 
 _T = TypeVar("_T")
 _K = TypeVar("_K", bound=Trigger)

@@ -3,7 +3,9 @@
 Components build one at a time, in manifest order; the first failure stops
 the build (the components after it are shown as not built). The build state
 is saved after every component built, and a component's entry is dropped
-before its command runs, so a failed or interrupted build runs again.
+before its command runs, so a failed or interrupted build runs again. A
+successful command's output is not shown, but for its lines that start with
+`note: ` (`wasikv componentize` says so which requirements it skipped).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from .results import BuildFailed, BuildResult
 from .spin_command import spin_command
 from .state import BuildState, load_state, save_state, state_path
 
-__all__ = ["build_app", "build_env"]
+__all__ = ["NOTE", "build_app", "build_env"]
+
+#: How a build command's line starts that is shown even when the command succeeds.
+NOTE = "note: "
 
 
 def build_env() -> dict[str, str]:
@@ -141,6 +146,9 @@ def _build_one(
     if failure is not None:
         display.update(name, "failed", f"failed after {seconds:.1f} s")
         raise failure
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith(NOTE):
+            display.note(f"{name}: {line}")
     # Hash what the build saw at its end, so files the command itself writes do not count as changes.
     state[name] = {
         "digest": input_digest(spec, exclude=outputs),

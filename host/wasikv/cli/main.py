@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import click
 
 from ..build.guest_build import COMMAND_WORLD, componentize
+from ..build.run import NOTE
 from ..errors import (
     ConfigError,
     GuestInterrupted,
@@ -390,7 +391,7 @@ def componentize_cmd(
     MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed.
     """
     with _reported(), step(progress_console(quiet), f"componentize {app_dir} -> {output}"):
-        componentize(app_dir, output, module=module, world=world, python_path=paths)
+        componentize(app_dir, output, module=module, world=world, python_path=paths, on_note=_note)
     click.echo(f"built {output}")
 
 
@@ -741,6 +742,11 @@ def _own_port(option: str, wanted: tuple[str, int], others: dict[str, tuple[str,
             raise ConfigError(
                 f"{option} {wanted[0]}:{wanted[1]} is also {other}'s address: give it a port of its own"
             )
+
+
+def _note(text: str) -> None:
+    """One `note:` line on stderr (`wasikv build` shows these even from a command that succeeds)."""
+    click.echo(f"{NOTE}{text}", err=True)
 
 
 def _find_manifest(manifest: str, *, say: bool = True) -> Path:
