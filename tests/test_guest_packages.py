@@ -50,7 +50,9 @@ def test_spin_pins_are_skipped_with_a_note_each(tmp_path: Path) -> None:
     assert sorted(p.name for p in packages.directory.iterdir()) == [".complete", ".requirements.txt"]
 
 
-@pytest.mark.parametrize("line", ["-r more.txt", "--requirement=more.txt", "-e ./lib", "-c pins.txt"])
+@pytest.mark.parametrize(
+    "line", ["-r more.txt", "-rmore.txt", "--requirement=more.txt", "-e ./lib", "-c pins.txt"]
+)
 def test_lines_naming_other_files_are_refused(tmp_path: Path, line: str) -> None:
     with pytest.raises(ComponentError) as refused:
         guest_packages(app(tmp_path, f"http-router==2.0.3\n{line}\n"))

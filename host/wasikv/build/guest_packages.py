@@ -109,8 +109,7 @@ def _read(requirements: Path) -> tuple[list[str], list[str]]:
         line = re.sub(r"(^|\s)#.*", "", raw).strip()
         if not line:
             continue
-        option = line.split("=", 1)[0].split()[0]
-        if option in _REFUSED_OPTIONS:
+        if line.startswith(_REFUSED_OPTIONS):  # `-r file`, `-rfile`, `--requirement=file`...
             raise ComponentError(
                 f"{requirements}, line {number}: `{line}` is not supported for a guest; list the "
                 "packages themselves in this file"
