@@ -4,15 +4,17 @@ and a ported Spin app that routes with one (tests/guests/spin_external_lib) serv
 from __future__ import annotations
 
 import importlib.util
+import io
 import shutil
 import signal
 from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
-from wasikv.app.manifest import DEFAULT_WATCH, BuildSpec
-from wasikv.build import watched_files
+from wasikv.app.manifest import DEFAULT_WATCH, BuildSpec, load_manifest
+from wasikv.build import build_app, watched_files
 from wasikv.build.guest_packages import GUEST_PYTHON, PACKAGES_DIR, guest_packages
 from wasikv.errors import ComponentError
 
@@ -100,6 +102,18 @@ def test_a_changed_requirements_txt_rebuilds_by_default(tmp_path: Path) -> None:
     (installed / "requirements.txt").write_text("")
     watched = watched_files(BuildSpec("wasikv componentize . -o app.wasm", tmp_path, DEFAULT_WATCH))
     assert watched == [tmp_path / "app.py", tmp_path / "requirements.txt"]
+
+
+def test_build_shows_the_notes_of_a_command_that_succeeds(tmp_path: Path) -> None:
+    make = "print('compiling'); print('note: pinned spin-sdk skipped'); open('app.wasm', 'w')"
+    (tmp_path / "make.py").write_text(make)
+    manifest = '[application]\nname = "a"\n[component.web]\nsource = "app.wasm"\n'
+    (tmp_path / "wasikv.toml").write_text(manifest + '[component.web.build]\ncommand = "python make.py"\n')
+    out = io.StringIO()
+    build_app(load_manifest(tmp_path), console=Console(file=out, force_terminal=False))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["web: building", "web: note: pinned spin-sdk skipped"]
+    assert len(lines) == 3 and lines[2].startswith("web: done in ")  # not the other line
 
 
 @pytest.mark.component  # `wasikv up --build` builds behind the subprocess

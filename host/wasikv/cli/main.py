@@ -388,7 +388,9 @@ def componentize_cmd(
     """Build the Python guest APP_DIR/<module>.py into a component with componentize-py.
 
     Equivalent to `componentize-py -w WORLD componentize -p <SDK dir> -p APP_DIR
-    MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed.
+    MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed. The
+    pure-Python packages of APP_DIR/requirements.txt are installed for the
+    guest (in APP_DIR/.wasikv/packages) and put on the path too.
     """
     with _reported(), step(progress_console(quiet), f"componentize {app_dir} -> {output}"):
         componentize(app_dir, output, module=module, world=world, python_path=paths, on_note=_note)
