@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import ComponentError
 
-__all__ = ["GUEST_PYTHON", "REQUIREMENTS_NAME", "GuestPackages", "guest_packages"]
+__all__ = ["GUEST_PYTHON", "PACKAGES_DIR", "REQUIREMENTS_NAME", "SKIPPED", "GuestPackages", "guest_packages"]
 
 #: The file listing a guest's packages, next to its module.
 REQUIREMENTS_NAME = "requirements.txt"
@@ -86,8 +86,8 @@ def guest_packages(
     if not requirements.is_file():
         return None
     lines, notes = _read(requirements)
-    for note in notes:
-        if on_note is not None:
+    if on_note is not None:
+        for note in notes:
             on_note(note)
     digest = hashlib.sha256(json.dumps([GUEST_PYTHON, _PURE_WHEELS, lines]).encode()).hexdigest()[:16]
     root = app_dir / PACKAGES_DIR
