@@ -30,7 +30,7 @@ allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:8000..900
 [component.api.build]
 command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
 workdir = "api"                     # relative to this file; default: its directory
-watch = ["**/*.py"]                 # relative to workdir; the default
+watch = ["**/*.py", "**/requirements.txt"]   # relative to workdir; the default
 ```
 
 `load_manifest` checks everything it can without the runtime config: every
@@ -59,6 +59,7 @@ from .variables import Variable, parse_component_variables, parse_declarations, 
 __all__ = [
     "DEFAULT_WATCH",
     "MANIFEST_NAME",
+    "SPIN_MANIFEST_NAME",
     "STATE_DIR",
     "AppManifest",
     "BuildSpec",
@@ -74,10 +75,13 @@ __all__ = [
 
 #: The manifest's file name, looked for in the working directory.
 MANIFEST_NAME = "wasikv.toml"
+#: Spin's manifest file name: read where there is no `wasikv.toml` (the layout is the same).
+SPIN_MANIFEST_NAME = "spin.toml"
 #: The directory next to the manifest where wasikv keeps stores and build state.
 STATE_DIR = ".wasikv"
-#: What a build watches when its `watch` is not given (relative to its workdir).
-DEFAULT_WATCH = ("**/*.py",)
+#: What a build watches when its `watch` is not given (relative to its workdir): the
+#: sources, and the packages a guest installs (`wasikv.build.guest_packages`).
+DEFAULT_WATCH = ("**/*.py", "**/requirements.txt")
 
 _T = TypeVar("_T")
 _K = TypeVar("_K", bound=Trigger)
@@ -159,9 +163,21 @@ class AppManifest:
 
 
 def find_manifest(path: str | Path = MANIFEST_NAME) -> Path:
-    """The manifest file `path` names: the file itself, or `wasikv.toml` in a directory."""
+    """The manifest file `path` names: the file itself, or the manifest in a directory.
+
+    A directory's manifest is its `wasikv.toml`, or else its `spin.toml` (a
+    Spin app's directory as it is). A `wasikv.toml` that does not exist but
+    has a `spin.toml` beside it (the command line's default) names that
+    `spin.toml` too.
+    """
     path = Path(path)
-    return path / MANIFEST_NAME if path.is_dir() else path
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if path.name == MANIFEST_NAME and not path.exists():
+        spin = path.with_name(SPIN_MANIFEST_NAME)
+        if spin.is_file():
+            return spin
+    return path
 
 
 def load_manifest(path: str | Path = MANIFEST_NAME) -> AppManifest:
@@ -171,7 +187,8 @@ def load_manifest(path: str | Path = MANIFEST_NAME) -> AppManifest:
         path,
         ManifestError,
         "manifest",
-        f"create it, or point -f/--file at your manifest (a {MANIFEST_NAME} or its directory)",
+        f"create it, or point -f/--file at your manifest (a {MANIFEST_NAME} or {SPIN_MANIFEST_NAME}, "
+        "or its directory)",
     )
     return parse_manifest(text, path)
 

@@ -15,6 +15,8 @@ One concept per module:
 - `state`: `.wasikv/build-state.json`, what was built from which inputs;
 - `display`: the progress display (a live table on a terminal);
 - `results`: what a build reports (`BuildResult`, `BuildFailed`);
+- `spin_command`: Spin's componentize-py build command, run as `wasikv componentize`;
+- `guest_packages`: a guest's `requirements.txt`, installed for its build only;
 - `run`: the orchestration, `build_app`;
 - `changes`: which components changed while an app runs (`wasikv up --watch`).
 """

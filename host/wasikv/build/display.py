@@ -83,6 +83,11 @@ class Display:
         if self.plain and not (self.quiet and state == "building"):
             self.console.print(f"{name}: {text}", soft_wrap=True, markup=False, highlight=False, emoji=False)
 
+    def note(self, text: str) -> None:
+        """Print one line about the build (above the live table, if there is one)."""
+        target = self.live.console if self.live is not None else self.console
+        target.print(text, soft_wrap=True, markup=False, highlight=False, emoji=False)
+
     def _render(self) -> RenderableType:
         table = Table.grid(padding=(0, 1))
         for name in self.names:

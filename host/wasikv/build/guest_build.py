@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from ..runtime.guest_errors import (
     explain_build_failure,
 )
 from .app_check import missing_class, missing_import
+from .guest_packages import REQUIREMENTS_NAME, guest_packages
 
 #: The world command guests target.
 COMMAND_WORLD = "wasikv:app/command"
@@ -48,6 +49,7 @@ def componentize(
     world: str = COMMAND_WORLD,
     python_path: Iterable[str | Path] = (),
     wit: str | Path | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Path:
     """Build `app_dir/<module>.py` into a component at `output`.
 
@@ -55,11 +57,17 @@ def componentize(
     whether wasikv is installed normally or in editable mode. With `wit` (a
     WIT directory holding `world`), the app is built against that WIT
     instead, without the SDK, and imports its bindings as `wit_world`.
+    The packages in `app_dir/requirements.txt` are installed for the guest
+    and put on the path too (`wasikv.build.guest_packages`); `on_note` gets
+    a line for each requirement skipped.
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(p).resolve() for p in ([] if wit is not None else [sdk_path()])]
     paths += [Path(p).resolve() for p in (app_dir, *python_path)]
+    packages = guest_packages(app_dir, on_note=on_note)
+    if packages is not None:
+        paths.append(packages.directory)
     source = Path(app_dir) / f"{module}.py"
     app = str(source)
     said = _certain_failure(source, module, world, paths) if wit is None else None
@@ -127,8 +135,11 @@ def source_digest(app_dir: str | Path, world: str = COMMAND_WORLD) -> str:
     roots = [Path(app_dir), sdk_path() / "wasikv_sdk"]
     for root in roots:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and path.suffix in {".py", ".wit", ".toml"} and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode())
+            relative = path.relative_to(root)
+            if any(part == "__pycache__" or part.startswith(".") for part in relative.parts[:-1]):
+                continue  # caches, and the packages requirements.txt installs (named by its hash)
+            if path.is_file() and (path.suffix in {".py", ".wit", ".toml"} or path.name == REQUIREMENTS_NAME):
+                digest.update(str(relative).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
 

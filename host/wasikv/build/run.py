@@ -3,7 +3,9 @@
 Components build one at a time, in manifest order; the first failure stops
 the build (the components after it are shown as not built). The build state
 is saved after every component built, and a component's entry is dropped
-before its command runs, so a failed or interrupted build runs again.
+before its command runs, so a failed or interrupted build runs again. A
+successful command's output is not shown, but for its lines that start with
+`note: ` (`wasikv componentize` says so which requirements it skipped).
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from pathlib import Path
 from rich.console import Console
 
 from ..app._toml import toml_key
-from ..app.manifest import AppManifest, BuildSpec, ComponentSpec, ManifestError
+from ..app.manifest import AppManifest, ComponentSpec, ManifestError
 from .display import Display, show_output
 from .inputs import input_digest
 from .results import BuildFailed, BuildResult
+from .spin_command import spin_command
 from .state import BuildState, load_state, save_state, state_path
 
-__all__ = ["build_app", "build_env"]
+__all__ = ["NOTE", "build_app", "build_env"]
+
+#: How a build command's line starts that is shown even when the command succeeds.
+NOTE = "note: "
 
 
 def build_env() -> dict[str, str]:
@@ -131,14 +137,18 @@ def _build_one(
         return BuildResult(name, "up-to-date", 0.0)
     if state.pop(name, None) is not None:
         save_state(path, state)  # a failed or interrupted build must run again
+    command = _command(spec, display)
     display.update(name, "building", "building")
     started = time.monotonic()
-    done = _run(build, env)
+    done = _run(command, build.workdir, env)
     seconds = time.monotonic() - started
-    failure = _failure(spec, done)
+    failure = _failure(spec, command, done)
     if failure is not None:
         display.update(name, "failed", f"failed after {seconds:.1f} s")
         raise failure
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith(NOTE):
+            display.note(f"{name}: {line}")
     # Hash what the build saw at its end, so files the command itself writes do not count as changes.
     state[name] = {
         "digest": input_digest(spec, exclude=outputs),
@@ -149,12 +159,38 @@ def _build_one(
     return BuildResult(name, "built", seconds)
 
 
-def _run(build: BuildSpec, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    """Run the build command through the shell in its workdir, stdout and stderr interleaved."""
+def _command(spec: ComponentSpec, display: Display) -> str:
+    """The command that builds `spec`: its own, or wasikv's for Spin's componentize-py command.
+
+    A componentize-py command for a Spin world wasikv cannot translate is
+    refused before it runs (it would fail with a Rust backtrace).
+    """
+    build = spec.build
+    assert build is not None
+    spin = spin_command(build.command)
+    if spin is None:
+        return build.command
+    if spin.translated is None:
+        display.update(spec.name, "failed", "failed")
+        raise BuildFailed(
+            spec.name,
+            build.command,
+            f"component {spec.name!r}: `{build.command}` in [component.{toml_key(spec.name)}.build] "
+            f"cannot build here: {spin.problem}",
+        )
+    display.note(
+        f"{spec.name}: `{build.command}` is Spin's build command; running `{spin.translated}`, "
+        "its wasikv equivalent"
+    )
+    return spin.translated
+
+
+def _run(command: str, workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """Run a build command through the shell in its workdir, stdout and stderr interleaved."""
     return subprocess.run(
-        build.command,
+        command,
         shell=True,
-        cwd=build.workdir,
+        cwd=workdir,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -163,8 +199,10 @@ def _run(build: BuildSpec, env: dict[str, str]) -> subprocess.CompletedProcess[b
     )
 
 
-def _failure(spec: ComponentSpec, done: subprocess.CompletedProcess[bytes]) -> BuildFailed | None:
-    """Why the finished build command failed (it exited non-zero, or wrote no source), or None."""
+def _failure(
+    spec: ComponentSpec, command: str, done: subprocess.CompletedProcess[bytes]
+) -> BuildFailed | None:
+    """Why the finished build `command` failed (it exited non-zero, or wrote no source), or None."""
     build = spec.build
     assert build is not None
     name = spec.name
@@ -177,16 +215,16 @@ def _failure(spec: ComponentSpec, done: subprocess.CompletedProcess[bytes]) -> B
         )
         return BuildFailed(
             name,
-            build.command,
-            f"component {name!r} failed to build: `{build.command}` {how} (in {build.workdir})",
+            command,
+            f"component {name!r} failed to build: `{command}` {how} (in {build.workdir})",
             output,
             done.returncode,
         )
     if not spec.source.is_file():
         return BuildFailed(
             name,
-            build.command,
-            f"component {name!r}: `{build.command}` succeeded but did not write the component's source "
+            command,
+            f"component {name!r}: `{command}` succeeded but did not write the component's source "
             f"{spec.source}; make the command write it, or fix source in [component.{toml_key(name)}]",
             output,
         )

@@ -10,11 +10,13 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..build.guest_build import COMMAND_WORLD, componentize
+from ..build.run import NOTE
 from ..errors import (
     ConfigError,
     GuestInterrupted,
@@ -374,10 +376,12 @@ def componentize_cmd(
     """Build the Python guest APP_DIR/<module>.py into a component with componentize-py.
 
     Equivalent to `componentize-py -w WORLD componentize -p <SDK dir> -p APP_DIR
-    MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed.
+    MODULE -o OUTPUT`, with the SDK found wherever wasikv is installed. The
+    pure-Python packages of APP_DIR/requirements.txt are installed for the
+    guest (in APP_DIR/.wasikv/packages) and put on the path too.
     """
     with _reported(), step(progress_console(quiet), f"componentize {app_dir} -> {output}"):
-        componentize(app_dir, output, module=module, world=world, python_path=paths)
+        componentize(app_dir, output, module=module, world=world, python_path=paths, on_note=_note)
     click.echo(f"built {output}")
 
 
@@ -416,7 +420,7 @@ def build_cmd(manifest: str, components: tuple[str, ...], force: bool, quiet: bo
     with _reported():
         progress = progress_console(quiet)
         build_app(
-            load_manifest(manifest),
+            load_manifest(_find_manifest(manifest)),
             components=components or None,
             force=force,
             console=_build_console(progress),
@@ -632,7 +636,7 @@ def up(
     old version, and a failed build or compile keeps it serving.
     """
     from ..app.loader import load_app
-    from ..app.manifest import find_manifest, load_manifest
+    from ..app.manifest import load_manifest
     from ..app.variable_sources import VariableSources, parse_variable_flag
     from ..server.asgi import DEFAULT_POOL, create_app
     from ..server.listeners import bind_listeners
@@ -665,7 +669,7 @@ def up(
             from ..metrics import Metrics
 
             metrics = Metrics() if processes == 1 or child is not None else None
-        path = find_manifest(manifest)
+        path = _find_manifest(manifest, say=child is None)
         if watch and processes > 1:
             raise ConfigError(
                 "--watch swaps rebuilt components into one server process: it cannot be combined "
@@ -779,6 +783,24 @@ def _own_port(option: str, wanted: tuple[str, int], others: dict[str, tuple[str,
             raise ConfigError(
                 f"{option} {wanted[0]}:{wanted[1]} is also {other}'s address: give it a port of its own"
             )
+
+
+def _note(text: str) -> None:
+    """One `note:` line on stderr (`wasikv build` shows these even from a command that succeeds)."""
+    click.echo(f"{NOTE}{text}", err=True)
+
+
+def _find_manifest(manifest: str, *, say: bool = True) -> Path:
+    """The manifest `-f` names; one line on stderr when that is a `spin.toml` found in its place."""
+    from ..app.manifest import SPIN_MANIFEST_NAME, find_manifest
+
+    path = find_manifest(manifest)
+    if say and path.name == SPIN_MANIFEST_NAME and Path(manifest).name != SPIN_MANIFEST_NAME:
+        click.echo(
+            f"no wasikv.toml here: reading {path}, Spin's manifest (wasikv reads its v2 layout)",
+            err=True,
+        )
+    return path
 
 
 def _build_console(progress: Console | None) -> Console:
