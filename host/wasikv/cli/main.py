@@ -636,7 +636,6 @@ def up(
     old version, and a failed build or compile keeps it serving.
     """
     from ..app.loader import load_app
-    from ..app.manifest import load_manifest
     from ..app.variable_sources import VariableSources, parse_variable_flag
     from ..server.asgi import DEFAULT_POOL, create_app
     from ..server.listeners import bind_listeners
@@ -697,13 +696,13 @@ def up(
                 from ..build.changes import InputWatcher
 
                 # Made before the first build: an edit saved while it runs counts as a change.
-                watcher = InputWatcher(load_manifest(path))
+                watcher = InputWatcher(loaded.manifest)
             if building:
                 from ..build import BuildFailed, build_app
 
                 try:
                     build_app(
-                        load_manifest(path), console=_build_console(progress), progress=progress, quiet=quiet
+                        loaded.manifest, console=_build_console(progress), progress=progress, quiet=quiet
                     )
                 except BuildFailed as failed:
                     raise click.ClickException(str(failed)) from None
