@@ -161,6 +161,10 @@ def results(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, Any]:
         **native,
         "ratio_wasikv_to_tuned": ratios(wasikv, native),
         "ratio_same_component_to_tuned": ratios(native["wasikv_same_component"], native),
+        "ratio_same_component_reused_to_tuned": ratios(native["wasikv_same_component_reused"], native),
+        "ratio_same_component_reused_2_processes_to_tuned": ratios(
+            native["wasikv_same_component_reused_2_processes"], native
+        ),
     }
 
 
@@ -180,6 +184,10 @@ def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
     return {
         "wasmtime": cli_version.strip(),
         "wasikv_same_component": measure_wasikv_same(connections, per_connection),
+        "wasikv_same_component_reused": measure_wasikv_same(connections, per_connection, reuse=True),
+        "wasikv_same_component_reused_2_processes": measure_wasikv_same(
+            connections, per_connection, reuse=True, processes=2
+        ),
         "configurations": rows,
         "final_count": "not checked: wasmtime's in-memory store is per instance under serve",
     }
@@ -201,16 +209,22 @@ key_value_stores = ["default"]
 """
 
 
-def measure_wasikv_same(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
-    """`wasikv up` serving the very component `wasmtime serve` serves (its Python wasi:http layer)."""
+def measure_wasikv_same(
+    connections: int = 16, per_connection: int = 125, *, reuse: bool = False, processes: int = 1
+) -> dict[str, Any]:
+    """`wasikv up` serving the very component `wasmtime serve` serves (its Python wasi:http layer).
+
+    `reuse` turns `instance_reuse` on for it; `processes` is `up --processes`.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp)
         shutil.copy(build_guest(), app / "app.wasm")
-        (app / "wasikv.toml").write_text(_SAME_MANIFEST)
+        (app / "wasikv.toml").write_text(_SAME_MANIFEST + ("instance_reuse = true\n" if reuse else ""))
         port = http.free_port()
         env = {**os.environ, "WASIKV_CACHE_DIR": str(CACHE / "compiled")}
+        more = ["--processes", str(processes)] if processes > 1 else []
         server = subprocess.Popen(
-            [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "wasikv", "up", "--listen", f"127.0.0.1:{port}", *more],
             cwd=app,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -250,20 +264,34 @@ def print_table(wasikv: dict[str, Any], native: dict[str, Any]) -> None:
     )
     print(f"{'server':<38} {'req/s':>8} {'p50':>9} {'p99':>9} {'CPU/request':>12}")
     same = native["wasikv_same_component"]
-    rows = [("wasikv up, wasikv:app/http guest", wasikv), ("wasikv up, the same wasi:http guest", same)]
+    reused = native["wasikv_same_component_reused"]
+    reused_2 = native["wasikv_same_component_reused_2_processes"]
+    rows = [
+        ("wasikv up, wasikv:app/http guest", wasikv),
+        ("wasikv up, the same wasi:http guest", same),
+        ("  the same, instance_reuse", reused),
+        ("  the same, reuse, --processes 2", reused_2),
+    ]
     rows += [(f"wasmtime serve, {name}", figures) for name, figures in native["configurations"].items()]
     for label, figures in rows:
         print(
             f"{label:<38} {figures['requests_per_s']:>8.0f} {figures['p50_ms']:>6.2f} ms"
             f" {figures['p99_ms']:>6.2f} ms {figures['cpu_ms_per_request']:>9.2f} ms"
         )
-    for label, figures in (("record guest", wasikv), ("same guest", same)):
+    for label, figures in (
+        ("record guest", wasikv),
+        ("same guest", same),
+        ("same, reused", reused),
+        ("same, reused, 2 proc.", reused_2),
+    ):
         ratio = ratios(figures, native)
         print(
             f"{'ratio ' + label + ' / tuned':<38} {ratio['requests_per_s']:>7.2f}x {ratio['p50_ms']:>8.2f}x"
             f" {ratio['p99_ms']:>8.2f}x {ratio['cpu_ms_per_request']:>11.2f}x"
         )
-    print(f"  the same guest's count on wasikv: {same['final_count']} of {same['expected_count']}")
+    for label, figures in (("fresh", same), ("reused", reused), ("reused, 2 processes", reused_2)):
+        count = f"{figures['final_count']} of {figures['expected_count']}"
+        print(f"  the same guest's count on wasikv ({label}): {count}")
     for name, figures in native["configurations"].items():
         print(f"  {name}: {figures['description']}")
     print(

@@ -66,15 +66,17 @@ key_value_stores = ["default"]
 """
 
 
-def _app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _app(tmp_path_factory: pytest.TempPathFactory, manifest: str = MANIFEST) -> Path:
     app = tmp_path_factory.mktemp("proxy")
     shutil.copy(proxy_guest(), app / "proxy.wasm")
-    (app / "wasikv.toml").write_text(MANIFEST)
+    (app / "wasikv.toml").write_text(manifest)
     return app
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, timeout: str, *more: str) -> Iterator[Server]:
-    server = start(_app(tmp_path_factory), "--request-timeout", timeout, *more)
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, timeout: str, *more: str, manifest: str = MANIFEST
+) -> Iterator[Server]:
+    server = start(_app(tmp_path_factory, manifest), "--request-timeout", timeout, *more)
     yield server
     server.proc.kill()
     server.proc.communicate()
@@ -100,6 +102,30 @@ def test_the_corpus_gets_the_answers_wasmtime_serve_gives(served: Server) -> Non
             differences = compare(ours, theirs, server_made=case.server_made)
             if differences:
                 found[case.name] = differences
+    assert set(found) == set(KNOWN_DIFFERENCES), found
+    for name, why in KNOWN_DIFFERENCES.items():
+        assert any(why in difference for difference in found[name]), (name, found[name])
+
+
+def test_the_corpus_gets_the_same_answers_from_reused_instances(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With `instance_reuse`, every case (guest errors and traps among them) is answered as before.
+
+    The cases run twice, so most run on an instance that served others first.
+    """
+    reused = _serve(tmp_path_factory, "60", manifest=MANIFEST + "instance_reuse = true\n")
+    server = next(reused)
+    found: dict[str, list[str]] = {}
+    try:
+        with wasmtime_serve(proxy_guest()) as reference:
+            for case in [*CORPUS, *CORPUS]:
+                ours, theirs = send(server.base, case, timeout=60), send(reference, case, timeout=60)
+                differences = compare(ours, theirs, server_made=case.server_made)
+                if differences:
+                    found[case.name] = differences
+    finally:
+        reused.close()
     assert set(found) == set(KNOWN_DIFFERENCES), found
     for name, why in KNOWN_DIFFERENCES.items():
         assert any(why in difference for difference in found[name]), (name, found[name])

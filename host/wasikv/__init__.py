@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         WasikvError,
     )
     from .host import ExitStatus, Host
+    from .instance_reuse import InstanceReuse
     from .limits import Limits
     from .metrics import Metrics
     from .runtime.instance_pool import InstancePool
@@ -56,6 +57,7 @@ _MODULES = {
     "GuestTrap": ".errors",
     "Host": ".host",
     "InstancePool": ".runtime.instance_pool",
+    "InstanceReuse": ".instance_reuse",
     "InstanceSpec": ".capability",
     "KeyValueError": ".errors",
     "LimitExceeded": ".errors",
@@ -87,6 +89,7 @@ __all__ = [
     "GuestTrap",
     "Host",
     "InstancePool",
+    "InstanceReuse",
     "InstanceSpec",
     "KeyValueError",
     "LimitExceeded",

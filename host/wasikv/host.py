@@ -10,11 +10,10 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from wasmtime import Config, Engine, ExitTrap, Store, WasiConfig, WasmtimeError
+from wasmtime import Config, Engine, ExitTrap, Store, WasmtimeError
 from wasmtime.component import Component, Func, Instance, Linker
 
 from .allowed_hosts import AllowedHosts
@@ -32,12 +31,13 @@ from .interfaces.wasi.http_client import HttpClient
 from .interfaces.wasi.linking import WasiPlan
 from .interfaces.wasi.table import WasiState
 from .limits import MAX_COMPONENT_BYTES, Limits
+from .live_instance import LiveInstance, abandoned_writers
 from .metrics import Metrics, measured
-from .runtime import _capi, deadlines, guest_traps
+from .runtime import _capi, deadlines
 from .runtime._capi import context_address
 from .runtime.compile_cache import CompileCache, CompileHook, default_cache_dir
 from .runtime.deadlines import Deadline, Shutdown
-from .runtime.guest_errors import GuestStderr, python_path_of
+from .runtime.guest_errors import python_path_of
 from .runtime.host_functions import HostInterface
 from .runtime.instance_pool import InstancePool
 from .runtime.linking import (
@@ -416,87 +416,39 @@ class Host:
         the block (a wasmtime `Func` called on `store`) is raised as a
         `GuestTrap` naming the guest's uncaught exception, as `run` does.
         """
+        live = self.open_instance(component, spec)
+        try:
+            with live.calls():
+                yield live.store, live.instance
+        finally:
+            live.close()
+
+    def open_instance(
+        self, component: Component, spec: InstanceSpec | None = None, *, memory_bytes: int | None = None
+    ) -> LiveInstance:
+        """A fresh instance of `component`, as `instantiate` makes it, for the caller to `close`.
+
+        For keeping an instance across several uses (`wasikv.reuse`): each
+        use is a `with live.calls():` block. `memory_bytes` caps its linear
+        memory below the host's `Limits.max_memory_bytes`.
+        """
         spec = spec or InstanceSpec()
         plan = self._plan(component)
-        linker = self._linker(plan, spec)
-        store = Store(self.engine)
-        limits = self.limits
-        store.set_limits(
-            memory_size=limits.max_memory_bytes,
-            table_elements=limits.max_table_elements,
-            instances=limits.max_instances,
-            tables=limits.max_tables,
-            memories=limits.max_memories,
-        )
-        wasi = WasiConfig()
-        wasi.argv = list(spec.argv)
-        wasi.env = list(spec.env.items())
         python_paths = self._python_paths
-        errors = GuestStderr(
-            spec.stderr if spec.stderr is not None else guest_traps.ProcessStderr(),
-            lambda: python_paths.get(component),
-            verbose=guest_traps.verbose(),
+        return LiveInstance(
+            engine=self.engine,
+            linker=self._linker(plan, spec),
+            plan=plan,
+            component=component,
+            origin=self.origin(component),
+            spec=spec,
+            limits=self.limits,
+            capabilities=self.capabilities,
+            shutdown=self.shutdown,
+            python_paths=lambda: python_paths.get(component),
+            metrics=self.metrics,
+            memory_bytes=memory_bytes,
         )
-        # Every capability writing the guest's stderr (the Python WASI layer too) writes it through `errors`.
-        spec = replace(spec, stderr=errors)
-        writers = _route_output(wasi, spec.stdout, errors)
-        store.set_wasi(wasi)
-        ctx = context_address(store)
-        # Armed first: a capability's blocking host calls wait on it.
-        deadline = Deadline(spec.timeout, self.shutdown)
-        deadline.explain = partial(guest_traps.explain, stderr=errors)
-        deadlines.arm(store, ctx, deadline)
-        opened: list[Capability] = []
-        try:
-            for capability in self.capabilities:
-                capability.open(store, ctx, plan, spec)
-                opened.append(capability)
-        except BaseException:
-            for capability in opened:
-                capability.close(ctx)
-            deadlines.disarm(ctx)
-            store.close()
-            raise
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.instances.inc()
-            started = time.perf_counter()
-        try:
-            try:
-                instance = linker.instantiate(store, component)
-                if metrics is not None:
-                    metrics.instantiate_seconds.labels(self.origin(component)).observe(
-                        time.perf_counter() - started
-                    )
-            except WasmtimeError as exc:
-                if deadline.stopped is not None:  # stopped while its start-up code ran
-                    raise deadline.error(str(exc)) from None
-                raise ComponentError(f"{self.origin(component)}: cannot instantiate: {exc}") from None
-            try:
-                yield store, instance
-            except WasmtimeError as exc:
-                if isinstance(exc, ExitTrap):
-                    raise
-                raise deadline.error(str(exc)) from None
-        finally:
-            errors.finish()
-            if metrics is not None:
-                metrics.instances.dec()
-            if not deadline.abandoned:
-                for capability in self.capabilities:
-                    capability.close(ctx)
-                deadlines.disarm(ctx)
-                # Free the wasmtime store now, on this thread, while the
-                # interpreter runs: left to the garbage collector (a traceback
-                # cycle can keep it until interpreter shutdown), its drop runs
-                # ctypes finalizers on wasmtime's threads, which abort the
-                # process when they cannot take the GIL.
-                store.close()
-            else:
-                # A thread still runs the guest in this store: never free it,
-                # not even when the interpreter exits (nor wait for its output).
-                _capi.leak_store(store)
-                _abandoned_writers.update(writers)
 
     def session(self, store: Store) -> KeyValueSession:
         """The key-value handle table of an instance made by `instantiate` (for triggers)."""
@@ -637,39 +589,6 @@ def _find_run(instance: Instance, store: Store) -> Func:
     raise ComponentError("the component does not export wasi:cli/run@0.2.x (is it a command component?)")
 
 
-_Writer = Callable[[bytes], int]
-
-#: The output callbacks of guests left running in a host call (`Deadline.abandoned`):
-#: their stores are never freed, so wasmtime never releases these.
-_abandoned_writers: set[_Writer] = set()
-
-
-def _route_output(
-    wasi: WasiConfig, stdout: OutputStream | None, stderr: OutputStream | None
-) -> list[_Writer]:
-    """Send the guest's output to `stdout` and `stderr` (None: this process's); return the callbacks."""
-    writers: list[_Writer] = []
-    if stdout is None:
-        wasi.inherit_stdout()
-    else:
-        wasi.stdout_custom = writer = _writer(stdout)
-        writers.append(writer)
-    if stderr is None:
-        wasi.inherit_stderr()
-    else:
-        wasi.stderr_custom = writer = _writer(stderr)
-        writers.append(writer)
-    return writers
-
-
-def _writer(stream: OutputStream) -> _Writer:
-    def write(data: bytes) -> int:
-        stream.write(data)
-        return len(data)
-
-    return write
-
-
 def _drain_output_callbacks(timeout: float = 1.0) -> None:
     """Wait until wasmtime's threads have released every guest-output callback (but abandoned guests').
 
@@ -691,7 +610,7 @@ def _pending_output_callbacks() -> bool:
     Waiting for those of an abandoned guest (blocked in a host call past
     its deadline) would only delay the exit: `run --timeout` exited a second late.
     """
-    return any(callback not in _abandoned_writers for callback in _capi.pending_output_callbacks())
+    return any(callback not in abandoned_writers for callback in _capi.pending_output_callbacks())
 
 
 atexit.register(_drain_output_callbacks)

@@ -89,6 +89,19 @@ class Metrics:
         self.instances = prometheus.Gauge(
             "wasikv_instances", "Component instances alive now.", registry=r, multiprocess_mode="livesum"
         )
+        self.instance_reuses = prometheus.Counter(
+            "wasikv_instance_reuses",
+            "Calls served by an instance kept from an earlier call (instance_reuse), by component.",
+            ["component"],
+            registry=r,
+        )
+        self.instances_retired = prometheus.Counter(
+            "wasikv_instances_retired",
+            "Reused instances retired, by component and reason (requests, idle, trap, timeout,"
+            " error-response, memory, closed).",
+            ["component", "reason"],
+            registry=r,
+        )
         self.waiting = prometheus.Gauge(
             "wasikv_requests_waiting",
             "Requests waiting for a worker.",

@@ -60,9 +60,14 @@ key_value_stores = ["default"]
 """
 
 
-@pytest.fixture
-def app_dir(hostile_wasm: Path, tmp_path: Path) -> Path:
-    """A directory holding the hostile app (`HOSTILE_MANIFEST`) and its component."""
+@pytest.fixture(params=["fresh-instances", "instance-reuse"])
+def app_dir(hostile_wasm: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A directory holding the hostile app (`HOSTILE_MANIFEST`) and its component.
+
+    Every test using it runs twice: with a fresh instance per request, and
+    with the hostile component's instances reused (`instance_reuse = true`).
+    """
     shutil.copy(hostile_wasm, tmp_path / "hostile.wasm")
-    (tmp_path / "wasikv.toml").write_text(HOSTILE_MANIFEST)
+    reuse = "instance_reuse = true\n" if request.param == "instance-reuse" else ""
+    (tmp_path / "wasikv.toml").write_text(HOSTILE_MANIFEST + reuse)
     return tmp_path

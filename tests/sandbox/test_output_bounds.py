@@ -117,10 +117,11 @@ def test_a_watcher_batch_shares_one_bound(
 # ------------------------------------------------------------ under `wasikv up`
 
 
-@pytest.fixture
-def app_dir(hostile_wasm: Path, tmp_path: Path) -> Path:
+@pytest.fixture(params=["fresh-instances", "instance-reuse"])
+def app_dir(hostile_wasm: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     shutil.copy(hostile_wasm, tmp_path / "hostile.wasm")
-    (tmp_path / "wasikv.toml").write_text(MANIFEST)
+    reuse = "instance_reuse = true\n" if request.param == "instance-reuse" else ""
+    (tmp_path / "wasikv.toml").write_text(MANIFEST + reuse)
     return tmp_path
 
 

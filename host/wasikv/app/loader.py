@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..allowed_hosts import AllowedHosts
+from ..instance_reuse import InstanceReuse
 from ..safe_files import file_kind
 from ._toml import toml_key
 from .manifest import AppManifest, ManifestError, load_manifest
@@ -14,7 +15,7 @@ from .triggers import TRIGGER_KINDS, LoadContext
 from .variable_sources import VariableSources, resolve_app
 from .variables import Variables
 
-__all__ = ["LoadedApp", "load_app"]
+__all__ = ["LoadedApp", "load_app", "with_instance_reuse"]
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,12 @@ def _check_sources(manifest: AppManifest) -> None:
     else:
         fix = "fix the source paths, or add a [component.NAME.build] section so `wasikv build` can make them"
     raise ManifestError(f"{manifest.path}: {'; '.join(problems)}; {fix}")
+
+
+def with_instance_reuse(loaded: LoadedApp, reuse: InstanceReuse) -> LoadedApp:
+    """`loaded` with `reuse` for every component whose manifest entry does not set `instance_reuse`."""
+    components = {
+        name: spec if spec.instance_reuse is not None else replace(spec, instance_reuse=reuse)
+        for name, spec in loaded.manifest.components.items()
+    }
+    return replace(loaded, manifest=replace(loaded.manifest, components=components))

@@ -26,6 +26,7 @@ key_value_stores = ["default"]      # the labels the component may open
 environment = { LOG_LEVEL = "info" }
 variables = { api_key = "{{ api_key }}" }   # what the guest reads through wasi:config
 allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:8000..9000"]  # absent or []: none
+instance_reuse = { max_requests = 128, idle_seconds = 10 }  # or true; absent: a fresh instance each request
 
 [component.api.build]
 command = "wasikv componentize . -w wasikv:app/http-trigger -o app.wasm"
@@ -52,6 +53,7 @@ from typing import Any, TypeVar, cast
 
 from ..allowed_hosts import AllowedHost
 from ..errors import ConfigError
+from ..instance_reuse import InstanceReuse
 from ._toml import kind_of, parse_toml, read_text, toml_key
 from .triggers import HTTP, KEY_VALUE, TRIGGER_KINDS, HttpTrigger, KeyValueTrigger, Trigger, TriggerKind
 from .variables import Variable, parse_component_variables, parse_declarations, template_names
@@ -115,6 +117,14 @@ class ComponentSpec:
     #: requests may go. Entries may be `{{ variable }}` templates, resolved with the
     #: application variables (`wasikv.app.variable_sources.resolve_app`).
     allowed_outbound_hosts: tuple[str, ...] = ()
+    #: `instance_reuse`: how its instances serve more than one request; False when the
+    #: manifest turns it off, None when it says nothing (both: a fresh instance per request).
+    instance_reuse: InstanceReuse | bool | None = None
+
+    @property
+    def reuse(self) -> InstanceReuse | None:
+        """How its instances are reused, if they are."""
+        return self.instance_reuse if isinstance(self.instance_reuse, InstanceReuse) else None
 
 
 @dataclass(frozen=True)
@@ -237,7 +247,9 @@ _COMPONENT_KEYS = (
     "variables",
     "build",
     "allowed_outbound_hosts",
+    "instance_reuse",
 )
+_REUSE_KEYS = ("max_requests", "idle_seconds", "max_memory_mib", "max_idle")
 _BUILD_KEYS = ("command", "workdir", "watch")
 #: The `allowed_outbound_hosts` entry that allows every host (scheme, host and port wildcards).
 _ALL_HOSTS = "*://*:*"
@@ -411,6 +423,9 @@ class _Parser:
             else {}
         )
         build = self.build(name, table.get("build"), where) if "build" in table else None
+        instance_reuse = (
+            self.instance_reuse(table["instance_reuse"], where) if "instance_reuse" in table else None
+        )
         return ComponentSpec(
             name=name,
             source=self.resolve(source),
@@ -419,7 +434,35 @@ class _Parser:
             build=build,
             variables=variables,
             allowed_outbound_hosts=allowed_outbound_hosts,
+            instance_reuse=instance_reuse,
         )
+
+    def instance_reuse(self, value: object, where: str) -> InstanceReuse | bool:
+        """`instance_reuse = true`, `false` (False), or a table of `_REUSE_KEYS` (each optional)."""
+        example = "write instance_reuse = true, or instance_reuse = { max_requests = 128, idle_seconds = 10 }"
+        if isinstance(value, bool):
+            return InstanceReuse() if value else False
+        if not isinstance(value, dict):
+            raise self.fail(
+                where, f"'instance_reuse' must be true, false or a table, not {kind_of(value)}; {example}"
+            )
+        here = f"{where} instance_reuse"
+        self.keys(value, _REUSE_KEYS, here)
+        settings: dict[str, Any] = {}
+        for key in ("max_requests", "max_idle", "max_memory_mib"):
+            if key in value:
+                number = value[key]
+                if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                    raise self.fail(here, f"{key} must be a whole number of at least 1, not {number!r}")
+                settings[key] = number
+        if "max_memory_mib" in settings:
+            settings["max_memory_bytes"] = settings.pop("max_memory_mib") << 20
+        if "idle_seconds" in value:
+            settings["idle_seconds"] = value["idle_seconds"]
+        try:
+            return InstanceReuse(**settings)
+        except ConfigError as exc:
+            raise self.fail(here, str(exc).removeprefix("instance reuse: ")) from None
 
     def outbound_hosts(self, table: Mapping[str, Any], where: str) -> tuple[str, ...]:
         """`allowed_outbound_hosts` as written, each entry checked as Spin parses it.

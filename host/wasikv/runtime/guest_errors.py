@@ -255,6 +255,14 @@ class GuestStderr:
         with self._lock:
             self._flush_target()
 
+    def forget_exception(self) -> None:
+        """Forget the last exception, traceback and panic seen: a reused instance starts a new call."""
+        with self._lock:
+            self.exception = None
+            self.panic = None
+            self._traceback.clear()
+            self._chained = False
+
     def finish(self) -> None:
         """The guest's output ended: pass on an unfinished last line."""
         with self._lock:

@@ -25,10 +25,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..app.loader import LoadedApp, load_app
+from ..app.loader import LoadedApp, load_app, with_instance_reuse
 from ..app.variable_sources import VariableSources
 from ..errors import ComponentError, GuestInterrupted, GuestTimeout
 from ..host import Host
+from ..instance_reuse import InstanceReuse
 from ..limits import DEFAULT_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Limits
 from ..metrics import Metrics
 from ..runtime.compile_cache import CompileHook
@@ -91,12 +92,15 @@ class WasikvApp:
         singletons: bool = True,
         on_compile: CompileHook | None = None,
         max_blocked: int | None = None,
+        instance_reuse: InstanceReuse | None = None,
     ) -> None:
         for name, value in (("request_timeout", request_timeout), ("body_timeout", body_timeout)):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive (or None for no limit)")
         #: Seconds a client has to send a request's whole body (408 after).
         self.body_timeout = body_timeout
+        if instance_reuse is not None:
+            loaded = with_instance_reuse(loaded, instance_reuse)
         self.loaded = loaded
         #: Where requests are counted and timed (None: nowhere).
         self.metrics = metrics
@@ -505,6 +509,7 @@ def create_app(
     singletons: bool = True,
     on_compile: CompileHook | None = None,
     max_blocked: int | None = None,
+    instance_reuse: InstanceReuse | None = None,
 ) -> WasikvApp:
     """An ASGI app serving the HTTP triggers of the manifest at `manifest`.
 
@@ -528,6 +533,10 @@ def create_app(
     store calls; without `singletons` the watchers do not run here (other
     processes of the same app run them, taking turns through leases). `on_compile` wraps each component
     compile the compile cache could not spare (see `wasikv.Host`).
+    `instance_reuse` (a `wasikv.InstanceReuse`) lets the instances of every
+    HTTP component whose manifest entry does not set `instance_reuse` serve
+    several requests each, one at a time (default: a fresh instance per
+    request; module globals then persist between requests).
     Raises `wasikv.ConfigError` for any manifest or runtime-config mistake
     or a required variable without a value, and `wasikv.ComponentError` for a component
     that cannot serve its trigger (missing export, mistyped imports or
@@ -551,6 +560,7 @@ def create_app(
         singletons=singletons,
         on_compile=on_compile,
         max_blocked=max_blocked,
+        instance_reuse=instance_reuse,
     )
     seeds = list(key_values)
     if seeds:

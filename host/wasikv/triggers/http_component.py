@@ -4,7 +4,8 @@ Both exports take the same request record and return the same response
 record: `wasikv:app/http` (function `handle-request`, the `Http` class of
 `wasikv_sdk.http`) and `wasikv:app/incoming-handler` (function `handle`,
 the `IncomingHandler` class of `wasikv_sdk.spin.http`, for Spin-style apps).
-Every request gets a fresh instance, so no state leaks between requests.
+Every request gets a fresh instance, so no state leaks between requests,
+unless the component opts into reuse (`wasikv.instance_reuse`).
 The request and response records are converted with wasikv's own codec, so
 bodies cross the boundary in bulk rather than one byte at a time.
 """
@@ -22,12 +23,14 @@ from wasmtime.component import Component, Instance
 from ..capability import InstanceSpec
 from ..errors import ComponentError
 from ..host import Host
+from ..instance_reuse import InstanceReuse
 from ..limits import MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS
 from ..runtime._capi import context_address
 from ..runtime.codec import reader, writer
 from ..runtime.wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import TriggerExport, call_export, export_func, select_export
 from ._output import GuestOutput
+from .reused_instances import ReusedInstances, instance_for
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
 HTTP_WORLD = "wasikv:app/http-trigger"
@@ -76,15 +79,23 @@ class BadResponse(ComponentError):
 
 
 class HttpComponent:
-    """A component that serves HTTP requests, one fresh instance per request.
+    """A component that serves HTTP requests, one fresh instance per request unless `reuse` says.
 
     Each instance is given `spec` (its environment, variables, grants,
     deadline and outbound HTTP; see `InstanceSpec`), with argv `[name]` and
-    its output captured and logged.
+    its output captured and logged. With `reuse`, instances are kept
+    across requests as `InstanceReuse` says; one answering 500 or more is
+    retired, and `close` frees those kept.
     """
 
     def __init__(
-        self, host: Host, component: Component, *, name: str = "app", spec: InstanceSpec | None = None
+        self,
+        host: Host,
+        component: Component,
+        *,
+        name: str = "app",
+        spec: InstanceSpec | None = None,
+        reuse: InstanceReuse | None = None,
     ) -> None:
         export, interface = select_export(
             host.exports(component), HTTP_EXPORTS, f"component {name!r} ({host.origin(component)})"
@@ -95,13 +106,23 @@ class HttpComponent:
         self.component = component
         self.name = name
         self.spec = replace(spec or InstanceSpec(), argv=(name,))
+        #: How instances are reused (None: a fresh one per request).
+        self.reuse = reuse
+        self._reused = (
+            None if reuse is None else ReusedInstances(host, component, self.spec, reuse, name=name)
+        )
+
+    def close(self) -> None:
+        """Free the instances kept for reuse (each one in use once its request ends)."""
+        if self._reused is not None:
+            self._reused.close()
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None
     ) -> HttpResponse:
-        """Serve one request in a fresh instance, stopped `spec.timeout` seconds after it starts.
+        """Serve one request in an instance (fresh, or kept), stopped `spec.timeout` seconds after it starts.
 
-        `on_response` is called with the checked response before the
+        `on_response` is called with the checked response before a fresh
         instance is torn down, so a server can send it meanwhile. Raises
         `GuestTrap` (`GuestTimeout` past the deadline) or `BadResponse`.
         What the guest prints is logged once it has answered (before
@@ -110,13 +131,14 @@ class HttpComponent:
         """
         output = GuestOutput.capture(self.name, self.host.limits.max_output_bytes)
         try:
-            with self.host.instantiate(
-                self.component, self.spec.with_output(output.stdout, output.stderr)
-            ) as (
+            with instance_for(self.host, self.component, self.spec, self._reused, output) as (
                 store,
                 instance,
+                use,
             ):
                 response = _call_handler(store, instance, self._target, request)
+                if use is not None and response.status >= 500:
+                    use.retire("error-response")
                 output.log()
                 if on_response is not None:
                     on_response(response)

@@ -8,7 +8,8 @@ response-outparam)`. wasikv makes both resources itself (its Python
 bodies stream: the server feeds the request body into the instance while
 the guest reads it, and sends the response head as soon as the guest sets
 it and its body as the guest writes it, each through a bounded buffer.
-Every request gets a fresh instance, as on the record trigger.
+Every request gets a fresh instance, as on the record trigger, unless the
+component opts into reuse (`wasikv.instance_reuse`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from wasmtime.component import Component
 from ..capability import InstanceSpec
 from ..errors import ComponentError
 from ..host import Host
+from ..instance_reuse import InstanceReuse
 from ..interfaces.wasi.http.bodies import IncomingBodySource
 from ..interfaces.wasi.http.errors import describe_error_code
 from ..interfaces.wasi.http.messages import IncomingRequest, ResponseHead, ResponseOutparam
@@ -32,6 +34,7 @@ from ..runtime.wit_types import FuncSig, Own
 from ._exports import TriggerExport, call_export, export_func, select_export
 from ._output import GuestOutput
 from .http_component import BadResponse, HttpRequest, HttpResponse
+from .reused_instances import ReusedInstances, instance_for
 
 WASI_HTTP_WORLD = "wasi:http/proxy"
 #: `handle` as every 0.2.x `incoming-handler` declares it.
@@ -60,7 +63,11 @@ class NoResponse(ComponentError):
 
 
 class WasiHttpComponent:
-    """A component exporting `wasi:http/incoming-handler`, one fresh instance per request.
+    """A component exporting `wasi:http/incoming-handler`, one fresh instance per request unless `reuse` says.
+
+    With `reuse`, instances are kept across requests as `InstanceReuse`
+    says; one that sets no response, an `error-code`, a status of 500 or
+    more or cuts its body short is retired, and `close` frees those kept.
 
     `serve` is the streaming call a server makes; `handle` takes and gives
     whole bodies (for the `Host` API and tests).
@@ -70,7 +77,13 @@ class WasiHttpComponent:
     streaming = True
 
     def __init__(
-        self, host: Host, component: Component, *, name: str = "app", spec: InstanceSpec | None = None
+        self,
+        host: Host,
+        component: Component,
+        *,
+        name: str = "app",
+        spec: InstanceSpec | None = None,
+        reuse: InstanceReuse | None = None,
     ) -> None:
         _export, interface = select_export(
             host.exports(component), (WASI_HTTP_EXPORT,), f"component {name!r} ({host.origin(component)})"
@@ -80,6 +93,16 @@ class WasiHttpComponent:
         self.component = component
         self.name = name
         self.spec = replace(spec or InstanceSpec(), argv=(name,))
+        #: How instances are reused (None: a fresh one per request).
+        self.reuse = reuse
+        self._reused = (
+            None if reuse is None else ReusedInstances(host, component, self.spec, reuse, name=name)
+        )
+
+    def close(self) -> None:
+        """Free the instances kept for reuse (each one in use once its request ends)."""
+        if self._reused is not None:
+            self._reused.close()
 
     def serve(
         self,
@@ -89,7 +112,7 @@ class WasiHttpComponent:
         on_response: Callable[[ResponseHead | Case | None], None],
         body_capacity: int = DEFAULT_CAPACITY,
     ) -> None:
-        """Serve one request in a fresh instance, on the calling thread.
+        """Serve one request in an instance (fresh, or kept), on the calling thread.
 
         `on_body` gets the source to feed the request body into (feed it
         from another thread, then `finish` it) before the guest runs;
@@ -110,11 +133,10 @@ class WasiHttpComponent:
                 on_response(response)
 
         try:
-            with self.host.instantiate(
-                self.component, self.spec.with_output(output.stdout, output.stderr)
-            ) as (
+            with instance_for(self.host, self.component, self.spec, self._reused, output) as (
                 store,
                 instance,
+                use,
             ):
                 wasi = self.host.wasi(store)
                 source = IncomingBodySource(wasi.instance, body_capacity)
@@ -149,6 +171,8 @@ class WasiHttpComponent:
                 finally:
                     source.close()  # the feeder stops: nobody reads the rest
                     _end_body(outparam.response, returned=returned)
+                if use is not None and (why := _failed(outparam.response)) is not None:
+                    use.retire(why)
                 output.log()
                 respond(outparam.response)
         finally:
@@ -215,6 +239,16 @@ class WasiHttpComponent:
         if on_response is not None:
             on_response(response)
         return response
+
+
+def _failed(response: ResponseHead | Case | None) -> str | None:
+    """Why an instance that answered `response` is not kept for reuse: no response, an
+    `error-code`, a status of 500 or more, a body cut short; None when it answered well."""
+    if not isinstance(response, ResponseHead):
+        return "error-response"
+    if response.status >= 500 or response.body.outcome == "aborted":
+        return "error-response"
+    return None
 
 
 def _end_body(response: ResponseHead | Case | None, *, returned: bool) -> None:

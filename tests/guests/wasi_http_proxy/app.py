@@ -26,6 +26,11 @@ be compared. Each route exercises one part of wasi:http/types and wasi:io:
 - `/length`: a body sent with an explicit content-length;
 - `/length/short`: content-length 100 but 10 bytes written (finish fails);
 - `/headers`: repeated response headers;
+- `/instance`: how many requests this instance has handled, and its random
+  id (for instance reuse);
+- `/leak?mib=N`: keeps N MiB more in a module global, and says how many it
+  keeps (for instance reuse's memory bound);
+- `/spin?ms=N`: busy for N ms (forever without `ms`);
 - anything else: 404.
 """
 
@@ -34,6 +39,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import poll_loop
@@ -53,6 +60,14 @@ from wit_world.imports.types import (
     Scheme,
     Scheme_Other,
 )
+
+#: Module state lives as long as the instance: with a fresh instance per
+#: request, `/instance` always says 1 (see the instance reuse tests). The id
+#: is drawn on the first request: module code runs once, when the component
+#: is built, and every instance starts from that snapshot.
+REQUESTS_SEEN = 0
+INSTANCE_ID = ""
+KEPT: list[bytearray] = []
 
 #: The most `blocking-write-and-flush` may take at once.
 BLOCKING_WRITE_MAX = 4096
@@ -264,9 +279,22 @@ def short_body(out: ResponseOutparam) -> None:
 
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        global REQUESTS_SEEN, INSTANCE_ID
+        REQUESTS_SEEN += 1
+        INSTANCE_ID = INSTANCE_ID or os.urandom(8).hex()
         url = urlsplit(request.path_with_query() or "/")
         path, query = url.path, parse_qs(url.query)
-        if path == "/echo/info":
+        if path == "/instance":
+            text(response_out, 200, f"{REQUESTS_SEEN} {INSTANCE_ID}")
+        elif path == "/leak":
+            KEPT.append(bytearray(int(query.get("mib", ["1"])[0]) << 20))
+            text(response_out, 200, f"{len(KEPT)} {sum(map(len, KEPT)) >> 20}")
+        elif path == "/spin":
+            until = time.monotonic() + int(query["ms"][0]) / 1000 if "ms" in query else None
+            while until is None or time.monotonic() < until:
+                pass
+            text(response_out, 200, f"{REQUESTS_SEEN} {INSTANCE_ID}")
+        elif path == "/echo/info":
             echo_info(request, response_out)
         elif path == "/echo/body":
             loop = poll_loop.PollLoop()
