@@ -25,7 +25,7 @@ from tests.support import foreign_guest_wasm
 from wasikv import Host, MemoryStore
 from wasikv.build.guest_build import build_cached
 
-from . import http, http_worlds, redis_bench, wasi_http, wasmtime_host, watch_latency
+from . import http, http_server, http_worlds, redis_bench, wasi_http, wasmtime_host, watch_latency
 from .generic_host import GenericHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +165,8 @@ def main() -> int:
     print("  measured wasmtime serve", file=sys.stderr)
     worlds = http_worlds.measure()
     print("  measured the HTTP worlds", file=sys.stderr)
+    servers = http_server.measure()
+    print("  measured the HTTP servers", file=sys.stderr)
     redis_figures = redis_bench.measure(measure_wasikv, bench) if redis_bench.available() else None
     print("  measured redis", file=sys.stderr)
     watch_figures = watch_latency.measure()
@@ -215,6 +217,8 @@ def main() -> int:
     wasi_http.print_table(http_figures, serve_figures)
     print()
     http_worlds.print_table(worlds)
+    print()
+    http_server.print_table(servers)
     if redis_figures is not None:
         print()
         print(f"{'redis operation':<24} {'wasikv guest':>14} {'redis-py':>10} {'ratio':>7}")
@@ -261,6 +265,7 @@ def main() -> int:
         "http_scaling": scaling,
         "wasmtime_serve": wasi_http.results(http_figures, serve_figures),
         "http_worlds": worlds,
+        "http_servers": servers,
         "redis": redis_figures,
         "watch": watch_figures,
     }

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from concurrent.futures import Future
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -241,15 +240,26 @@ class WasikvApp:
         started: list[float] = []
         loop = asyncio.get_running_loop()
         # Resolved as soon as the guest has answered, while its worker still
-        # tears the instance down (about a third of a request's CPU).
+        # tears the instance down (about a third of a request's CPU); or with
+        # the work's outcome if it ends without an answer. One wake-up of the
+        # event loop per request: the end of the work, once answered, is
+        # seen from the worker's thread.
         answered: asyncio.Future[HttpResponse] = loop.create_future()
+        sent: list[bool] = []
 
         def on_response(response: HttpResponse) -> None:
+            sent.append(True)
             loop.call_soon_threadsafe(_resolve, answered, response)
 
         def handle() -> HttpResponse:
             started.append(time.monotonic())
             return component.handle(request, on_response=on_response)
+
+        def finished(work: Future[HttpResponse]) -> None:
+            if not sent:
+                loop.call_soon_threadsafe(_settle, answered, work)
+            elif not work.cancelled() and (exc := work.exception()) is not None:
+                log.warning("component %s on %s: after its response: %s", name, route, exc)
 
         try:
             future = self._pool.submit(handle)
@@ -258,22 +268,12 @@ class WasikvApp:
         except Overloaded as exc:
             log.warning("component %s on %s %s: 503, %s", name, request.method, route, exc)
             return overloaded()
-        waiting = asyncio.wrap_future(future)
-        # However the request ends, the outcome of its work is retrieved: a
-        # written-off guest that fails at last is no "Future exception was
-        # never retrieved" at shutdown.
-        waiting.add_done_callback(_retrieve)
+        future.add_done_callback(finished)
         try:
             while True:
-                done, _ = await asyncio.wait(
-                    {waiting, answered}, timeout=_STUCK_CHECK, return_when=asyncio.FIRST_COMPLETED
-                )
-                if answered in done:
-                    waiting.add_done_callback(partial(_log_late_failure, name, route))
-                    return answered.result()
+                done, _ = await asyncio.wait({answered}, timeout=_STUCK_CHECK)
                 if done:
-                    response: HttpResponse = waiting.result()
-                    return response
+                    return answered.result()
                 if verdict := self._overdue(future, arrived, started):
                     return self._give_up(future, name, route, request, verdict)
         except GuestTimeout:
@@ -459,16 +459,20 @@ def _resolve(future: asyncio.Future[HttpResponse], response: HttpResponse) -> No
         future.set_result(response)
 
 
-def _log_late_failure(name: str, route: str, finished: asyncio.Future[HttpResponse]) -> None:
-    """Log a failure after the response went out (tearing the instance down)."""
-    if not finished.cancelled() and (exc := finished.exception()) is not None:
-        log.warning("component %s on %s: after its response: %s", name, route, exc)
-
-
-def _retrieve(finished: asyncio.Future[HttpResponse]) -> None:
-    """Mark a request's outcome as seen (what matters of it was handled where it was awaited)."""
-    if not finished.cancelled():
-        finished.exception()
+def _settle(future: asyncio.Future[HttpResponse], work: Future[HttpResponse]) -> None:
+    """Give `future` the outcome of `work` (done), which ended without answering."""
+    if future.done():
+        return
+    if work.cancelled():
+        future.cancel()
+    elif (exc := work.exception()) is not None:
+        future.set_exception(exc)
+        # Retrieved here: a request given up on (`_give_up`) no longer awaits
+        # it, and a written-off guest that fails at last is no "Future
+        # exception was never retrieved" at shutdown.
+        future.exception()
+    else:
+        future.set_result(work.result())
 
 
 def default_workers() -> int:
