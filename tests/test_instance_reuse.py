@@ -92,6 +92,10 @@ def test_an_idle_instance_is_retired_without_another_request(host: Host) -> None
     while _retired(host, "idle") < 1:  # the sweeper retires it on its own
         assert time.monotonic() < deadline, "the idle instance was never retired"
         time.sleep(0.05)
+    # With nothing left to sweep, the sweeper's thread ends.
+    while any(thread.name == "wasikv-reuse-proxy" for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "the sweeper thread outlived the instances it swept"
+        time.sleep(0.05)
     seen, ident = _instance(component)
     assert (seen, ident != first[1]) == (1, True)
 

@@ -176,6 +176,9 @@ class ReusedInstances:
         live = kept.live
         if reason is None and not live.usable:
             reason = "timeout" if live.deadline.stopped == "timeout" else "interrupted"
+        if reason is None and time.monotonic() > live.deadline.expires:
+            # Answered, but late: the server may have answered 504 and given up on it already.
+            reason = "timeout"
         if reason is None and live.uses >= self.policy.max_requests:
             reason = "requests"
         if reason is None:
@@ -205,15 +208,24 @@ class ReusedInstances:
             self._sweeper.start()
 
     def _sweep(self) -> None:
-        """Retire instances idle for `idle_seconds`, checking a few times per idle period."""
+        """Retire instances idle for `idle_seconds`, checking a few times per idle period.
+
+        The thread ends when none is left waiting (the next one kept starts
+        another), so a trigger dropped without `close` leaves no thread behind.
+        """
         interval = max(0.05, self.policy.idle_seconds / 4)
         while not self._wake.wait(interval):
             now = time.monotonic()
             with self._lock:
                 expired = [kept for kept in self._idle if now - kept.idle_since >= self.policy.idle_seconds]
                 self._idle = [kept for kept in self._idle if kept not in expired]
+                done = not self._idle
+                if done:
+                    self._sweeper = None
             for kept in expired:
                 self._retire(kept, "idle")
+            if done:
+                return
 
 
 @contextmanager
