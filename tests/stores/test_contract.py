@@ -216,6 +216,25 @@ class TestIncrement:
         assert store.get("n") == b"1"
         assert not store.swap("n", pinned.version, b"9")
 
+    def test_increment_unsigned(self, store: Store) -> None:
+        # 0.2.0-draft's u64 increment: the memory store does it in one step,
+        # the others through the base class's compare-and-swap loop.
+        assert store.increment_unsigned("u", 5) == 5
+        assert store.get("u") == b"5"
+        store.set("neg", b"-10")
+        before = store.get_versioned("neg")
+        with pytest.raises(StoreError, match="u64 result cannot hold"):
+            store.increment_unsigned("neg", 3)
+        assert store.get_versioned("neg") == before
+        assert store.increment_unsigned("neg", 10) == 0
+        store.set("bad", b"x")
+        with pytest.raises(StoreError, match="not a decimal integer"):
+            store.increment_unsigned("bad", 1)
+        store.set("max", str(S64_MAX).encode())
+        with pytest.raises(StoreError, match="overflows"):
+            store.increment_unsigned("max", 1)
+        assert store.get("max") == str(S64_MAX).encode()
+
 
 class TestCas:
     def test_swap_succeeds_when_unchanged(self, store: Store) -> None:

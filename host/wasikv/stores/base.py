@@ -140,6 +140,15 @@ def _shown(raw: object, text: bool) -> str:
     return f"{type(raw).__name__} {str(raw)[:40]}"
 
 
+# `increment_unsigned` gives up after this many lost races in a row.
+_MAX_ATTEMPTS = 1000
+
+
+def unsigned_refusal(key: str, result: int) -> str:
+    """Why `increment_unsigned` refused a result below zero."""
+    return f"increment: counter {key!r} would be {result}, which a u64 result cannot hold"
+
+
 def format_counter(value: int) -> bytes:
     """The stored form of a counter: ASCII decimal text."""
     return str(value).encode("ascii")
@@ -190,6 +199,23 @@ class Store(ABC):
     @abstractmethod
     def increment(self, key: str, delta: int) -> int:
         """Atomically add `delta` to the decimal counter at `key`; return the new value."""
+
+    def increment_unsigned(self, key: str, delta: int) -> int:
+        """Add `delta` (0 to S64_MAX) to the counter at `key`, refusing a negative result.
+
+        wasi:keyvalue@0.2.0-draft's u64 increment: a result below zero is
+        refused (`StoreError`) before it is written, never after. This is a
+        compare-and-swap loop on `get_versioned` and `swap`; a store that can
+        check and write in one atomic step overrides it.
+        """
+        for _ in range(_MAX_ATTEMPTS):
+            current = self.get_versioned(key)
+            result = add_delta(key, parse_counter(key, current.value), delta)
+            if result < 0:
+                raise StoreError(unsigned_refusal(key, result))
+            if self.swap(key, current.version, format_counter(result)):
+                return result
+        raise StoreError(f"increment: key {key!r} changed under {_MAX_ATTEMPTS} attempts in a row")
 
     @abstractmethod
     def swap(self, key: str, version: int, value: bytes) -> bool:

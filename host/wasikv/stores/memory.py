@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
 
+from ..errors import StoreError
 from . import _shared
 from .base import (
     Change,
@@ -27,6 +28,7 @@ from .base import (
     format_counter,
     loaded_position,
     parse_counter,
+    unsigned_refusal,
 )
 
 
@@ -152,6 +154,19 @@ class MemoryStore(Store):
         with self._lock:
             row = self._live.get(key)
             new = add_delta(key, parse_counter(key, None if row is None else row[0]), delta)
+            self._put(key, format_counter(new))
+            if self._waiters:
+                self._changed.notify_all()
+        return new
+
+    def increment_unsigned(self, key: str, delta: int) -> int:
+        """`increment` that refuses a result below zero before writing it (0.2.0-draft's u64 increment)."""
+        check_key("memory", key)
+        with self._lock:
+            row = self._live.get(key)
+            new = add_delta(key, parse_counter(key, None if row is None else row[0]), delta)
+            if new < 0:
+                raise StoreError(unsigned_refusal(key, new))
             self._put(key, format_counter(new))
             if self._waiters:
                 self._changed.notify_all()

@@ -12,7 +12,7 @@ from ...errors import StoreError
 from ...runtime.codec import Case
 from ...runtime.host_functions import HostFunction, HostInterface, HostResource, Param
 from ...runtime.wit_types import S64, U64, ResultOf, VariantOf
-from ...stores.base import S64_MAX, add_delta, format_counter, parse_counter
+from ...stores.base import S64_MAX
 from .session import KeyValueSession, OpenBucket, PinnedCas
 from .wit import (
     CAS,
@@ -31,8 +31,6 @@ from .wit import (
 
 CAS_ERROR = VariantOf((("store-error", ERROR), ("cas-failed", CAS)), name="cas-error")
 BUCKET = bucket_param("bucket")
-# A u64 increment is a compare-and-swap loop; this many lost races is an error.
-_MAX_ATTEMPTS = 1000
 
 
 class CasFailed(Exception):
@@ -65,18 +63,9 @@ def increment_unsigned(_session: KeyValueSession, bucket: OpenBucket, key: str, 
     """0.2.0-draft's increment: a u64 delta and a u64 result on the s64 counter."""
     if delta > S64_MAX:
         raise StoreError(f"increment: delta {delta} does not fit the stored counter (s64)")
-    store = bucket.store
-    # A compare-and-swap loop, not store.increment: a result below zero must
-    # be refused before it is written, not after.
-    for _ in range(_MAX_ATTEMPTS):
-        current = store.get_versioned(key)
-        value = parse_counter(key, current.value)
-        result = add_delta(key, value, delta)
-        if result < 0:
-            raise StoreError(f"increment: counter {key!r} would be {result}, which a u64 result cannot hold")
-        if store.swap(key, current.version, format_counter(result)):
-            return result
-    raise StoreError(f"increment: key {key!r} changed under {_MAX_ATTEMPTS} attempts in a row")
+    # Not store.increment: a result below zero must be refused before it is
+    # written, not after (see `Store.increment_unsigned`).
+    return bucket.store.increment_unsigned(key, delta)
 
 
 def swap(session: KeyValueSession, cas: PinnedCas, value: bytes) -> None:
