@@ -88,12 +88,14 @@ def test_an_instance_is_retired_after_max_requests(host: Host) -> None:
 def test_an_idle_instance_is_retired_without_another_request(host: Host) -> None:
     component = _proxy(host, InstanceReuse(idle_seconds=0.3))
     first = _instance(component)
+    sweeper = component._reused._sweeper  # type: ignore[union-attr]
+    assert sweeper is not None and sweeper.is_alive()
     deadline = time.monotonic() + 10
     while _retired(host, "idle") < 1:  # the sweeper retires it on its own
         assert time.monotonic() < deadline, "the idle instance was never retired"
         time.sleep(0.05)
     # With nothing left to sweep, the sweeper's thread ends.
-    while any(thread.name == "wasikv-reuse-proxy" for thread in threading.enumerate()):
+    while sweeper.is_alive():
         assert time.monotonic() < deadline, "the sweeper thread outlived the instances it swept"
         time.sleep(0.05)
     seen, ident = _instance(component)
