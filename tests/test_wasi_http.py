@@ -171,6 +171,46 @@ def test_a_100_mib_body_streams_both_ways_in_bounded_memory(served: Server) -> N
     assert growth < 24 << 20, f"the host's resident memory grew by {growth >> 20} MiB while 100 MiB streamed"
 
 
+def test_a_request_whose_framing_has_no_body_reads_as_empty(served: Server) -> None:
+    """No `content-length` (or 0) and no `transfer-encoding`: the guest reads an empty, finished body."""
+    port = int(served.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for head in (
+            b"POST /echo/body-blocking HTTP/1.1\r\nhost: t\r\n\r\n",
+            b"POST /echo/body-blocking HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+            b"POST /echo/body-blocking HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\n\r\nabc",
+        ):
+            sock.sendall(head)
+            answer = b""
+            while not answer.endswith(b"0\r\n\r\n"):
+                data = sock.recv(4096)
+                assert data, answer
+                answer += data
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            body = answer.split(b"\r\n\r\n", 1)[1]
+            assert body == (b"3\r\nabc\r\n0\r\n\r\n" if head.endswith(b"abc") else b"0\r\n\r\n"), body
+
+
+def test_a_response_streams_while_the_guest_is_still_computing(served: Server) -> None:
+    """A guest that sets its head and first chunk, then computes 1.5 s: the client has both first.
+
+    The server holds a head the guest set for a few milliseconds in case
+    the guest returns at once (one thread hand-off per quick request); a
+    guest that goes on computing, with no host call to wait in, must not
+    keep it back until it returns.
+    """
+    arrivals: list[tuple[float, bytes]] = []
+    with httpx.stream("GET", served.base + "/stream?chunks=2&size=5&pause_ms=1500", timeout=30) as response:
+        head_at = time.monotonic()
+        assert response.status_code == 200
+        arrivals += [(time.monotonic(), chunk) for chunk in response.iter_raw()]
+    ended = time.monotonic()
+    assert b"".join(chunk for _, chunk in arrivals) == b"AAAAABBBBB"
+    assert arrivals[0][1].startswith(b"AAAAA") and not arrivals[0][1].endswith(b"B")
+    # The pause lies between the first chunk and the end, not before the head.
+    assert ended - head_at > 1.0 and ended - arrivals[0][0] > 1.0
+
+
 def _echo(port: int, size: int) -> int:
     """Send `size` bytes to the blocking echo while reading its answer; how many body bytes came back."""
     chunk = bytes(range(256)) * 256  # 64 KiB

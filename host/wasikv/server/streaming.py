@@ -1,9 +1,13 @@
 """Serving a standard `wasi:http` component through ASGI, with both bodies streamed.
 
 The guest runs on a worker thread (`WasiHttpComponent.serve`); this side,
-on the event loop, feeds it the request body as the client sends it and
-sends the response head as soon as the guest sets it, then its body as the
-guest writes it. Each direction goes through a bounded buffer, so host
+on the event loop, feeds it the request body as the client sends it (a
+request whose framing says it has none is not read from) and sends the
+response head once the guest sets it, then its body as the guest writes
+it. The head is held on the guest's thread for `HOLD` in case the guest
+returns by then: a quick request then wakes the event loop once, with its
+whole answer, rather than once for the head, once per write and once at
+the end. Each direction goes through a bounded buffer, so host
 memory stays bounded whatever the sizes: a guest that writes faster than
 the client reads waits (and its deadline keeps running), and a client that
 sends faster than the guest reads is not read from (uvicorn stops reading
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future
@@ -44,6 +49,9 @@ CHUNK = 1 << 16
 _CHECK = 0.25
 # Seconds past the request timeout `settled` waits for a guest still running after its response.
 _SETTLE_GRACE = 1.0
+# How long a response head the guest set waits on its thread for the guest to
+# return, so that a quick request wakes the event loop once, not once per event.
+HOLD = 0.005
 
 
 class AbortedResponse(Exception):
@@ -68,6 +76,11 @@ class StreamingExchange:
         #: The status sent, once a response head has gone out.
         self.status: int | None = None
         self._done: asyncio.Future[Any] | None = None
+        # The guest's answer, held while `_holding` (see `HOLD`); the lock
+        # orders the guest thread's hold against the loop's release.
+        self._hold_lock = threading.Lock()
+        self._holding = True
+        self._held: list[ResponseHead | Case | None] = []
 
     def _soon(self, callback: Callable[..., None], *args: Any) -> None:
         # From the guest's thread; the loop may be closing at shutdown.
@@ -79,6 +92,23 @@ class StreamingExchange:
     def _wake(self) -> None:
         self._soon(self._wakeup.set)
 
+    def _on_answer(self, answer: ResponseHead | Case | None) -> None:
+        # On the guest's thread: hold the answer while the loop is still
+        # waiting for the guest to return (it takes it then), else pass it on.
+        with self._hold_lock:
+            if self._holding:
+                self._held.append(answer)
+                return
+        self._soon(_resolve, self._answer, answer)
+
+    def _release(self) -> None:
+        # On the loop: stop holding answers, and take the one held.
+        with self._hold_lock:
+            self._holding = False
+            held = self._held
+        if held:
+            _resolve(self._answer, held[0])
+
     def _request(self) -> HttpRequest:
         # What the server's own answers and log lines name.
         return HttpRequest(self.head.method, self.head.path_with_query)
@@ -88,13 +118,17 @@ class StreamingExchange:
         started: list[float] = []
         arrived = time.monotonic()
 
+        bodiless = _bodiless(self.head)
+
+        def on_body(source: IncomingBodySource) -> None:
+            if bodiless:
+                source.finish()  # nothing to read from the client
+            else:
+                self._soon(_resolve, self._source, source)
+
         def work() -> None:
             started.append(time.monotonic())
-            self.component.serve(
-                self.head,
-                on_body=lambda source: self._soon(_resolve, self._source, source),
-                on_response=lambda answer: self._soon(_resolve, self._answer, answer),
-            )
+            self.component.serve(self.head, on_body=on_body, on_response=self._on_answer)
 
         try:
             future = self.app._pool.submit(work)
@@ -103,14 +137,15 @@ class StreamingExchange:
             return await _sendplain(send, overloaded())
         done = self._done = asyncio.wrap_future(future)
         done.add_done_callback(_retrieve)
-        pump = asyncio.ensure_future(self._pump_request(receive, done))
+        pump = None if bodiless else asyncio.ensure_future(self._pump_request(receive, done))
         try:
             answer = await self._wait_answer(future, done, arrived, started)
             if isinstance(answer, HttpResponse):
                 return await _sendplain(send, answer)
             return await self._send_response(answer, send, future, done, started)
         finally:
-            pump.cancel()
+            if pump is not None:
+                pump.cancel()
 
     async def settled(self) -> None:
         """Wait until the guest's call has ended, and with it the logging of what it printed.
@@ -131,19 +166,21 @@ class StreamingExchange:
     ) -> ResponseHead | HttpResponse:
         """The guest's response head, or the plain answer the server gives instead."""
         head = self.head
+        timeout = HOLD
         try:
             while True:
-                finished, _ = await asyncio.wait(
-                    {self._answer, done}, timeout=_CHECK, return_when=asyncio.FIRST_COMPLETED
-                )
-                if self._answer in finished:
+                await asyncio.wait({self._answer, done}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if timeout == HOLD:
+                    self._release()
+                    timeout = _CHECK
+                if self._answer.done():
                     answer = self._answer.result()
                     if isinstance(answer, ResponseHead):
                         return answer
                     why = "set no response" if answer is None else f"answered {describe_error_code(answer)}"
                     log.error("component %s on %s %s: %s", self.name, head.method, head.path_with_query, why)
                     return plain(500, "Internal Server Error")
-                if done in finished:
+                if done.done():
                     done.result()  # raises the guest's failure
                     return plain(500, "Internal Server Error")  # pragma: no cover - answer comes first
                 if verdict := self.app._overdue(future, arrived, started):
@@ -236,6 +273,14 @@ class StreamingExchange:
                     return
         except Exception:  # the guest dropped the stream (closed) or finished: nothing more to feed
             return
+
+
+def _bodiless(head: RequestHead) -> bool:
+    """Whether a request has no body by its framing: no `transfer-encoding`, no `content-length` but 0."""
+    for name, value in head.headers:
+        if name == "transfer-encoding" or (name == "content-length" and value.strip() != b"0"):
+            return False
+    return True
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

@@ -6,8 +6,8 @@ or `wasikv:app/wasi-proxy`) exports `handle(incoming-request,
 response-outparam)`. wasikv makes both resources itself (its Python
 `wasi:http/types`, see `wasikv.interfaces.wasi`), so request and response
 bodies stream: the server feeds the request body into the instance while
-the guest reads it, and sends the response head as soon as the guest sets
-it and its body as the guest writes it, each through a bounded buffer.
+the guest reads it, and sends the response head once the guest sets it
+and its body as the guest writes it, each through a bounded buffer.
 Every request gets a fresh instance, as on the record trigger, unless the
 component opts into reuse (`wasikv.instance_reuse`).
 """
@@ -156,7 +156,14 @@ class WasiHttpComponent:
                 request_type = plan.type_id("wasi:http/types", "incoming-request")
                 outparam_type = plan.type_id("wasi:http/types", "response-outparam")
                 request_rep, outparam_rep = wasi.table.add(request), wasi.table.add(outparam)
-                func = export_func(store, instance, self._interface, "handle", WASI_HTTP_WORLD)
+                func = export_func(
+                    store,
+                    instance,
+                    self._interface,
+                    "handle",
+                    WASI_HTTP_WORLD,
+                    None if use is None else use.live.functions,
+                )
                 returned = False
                 try:
                     call_export(

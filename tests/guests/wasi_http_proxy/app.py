@@ -232,11 +232,17 @@ def echo_trailers(request: IncomingRequest, out: ResponseOutparam) -> None:
 def stream_chunks(query: dict[str, list[str]], out: ResponseOutparam) -> None:
     chunks = int(query.get("chunks", ["64"])[0])
     size = int(query.get("size", ["1000"])[0])
+    # Computing (never waiting in a host call) this long between chunks.
+    pause = int(query.get("pause_ms", ["0"])[0]) / 1000
     response = OutgoingResponse(Fields.from_list([("content-type", b"application/octet-stream")]))
     outgoing = response.body()
     ResponseOutparam.set(out, Ok(response))
     with outgoing.write() as stream:
         for index in range(chunks):
+            if index and pause:
+                until = time.monotonic() + pause
+                while time.monotonic() < until:
+                    pass
             write_blocking(stream, bytes([65 + index % 26]) * size)
     OutgoingBody.finish(outgoing, None)
 
