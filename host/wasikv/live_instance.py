@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from wasmtime import Engine, ExitTrap, Store, WasiConfig, WasmtimeError
-from wasmtime.component import Component, Instance, Linker
+from wasmtime.component import Component, Func, Instance, Linker
 
 from .capability import Capability, InstanceSpec, OutputStream
 from .errors import ComponentError
@@ -104,6 +104,9 @@ class LiveInstance:
         self.component = component
         #: How many times `calls` was entered.
         self.uses = 0
+        #: Exported functions its users looked up, by name, for its later uses
+        #: (a lookup is four C calls that each let other threads take the GIL).
+        self.functions: dict[str, Func] = {}
         self._capabilities = capabilities
         self._metrics = metrics
         self._closed = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,8 +61,25 @@ def select_export(
     raise ComponentError(f"{origin}: the component does not export {wanted}")
 
 
-def export_func(store: Store, instance: Instance, interface: str, name: str, world: str) -> Func:
-    """The function `name` of the exported `interface`; `ComponentError` if it is missing."""
+def export_func(
+    store: Store,
+    instance: Instance,
+    interface: str,
+    name: str,
+    world: str,
+    cache: MutableMapping[str, Func] | None = None,
+) -> Func:
+    """The function `name` of the exported `interface`; `ComponentError` if it is missing.
+
+    With `cache` (an instance's `LiveInstance.functions`), it is looked up
+    once and taken from there after.
+    """
+    if cache is not None:
+        key = f"{interface}#{name}"
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = export_func(store, instance, interface, name, world)
+        return found
     index = instance.get_export_index(store, interface)
     func_index = None if index is None else instance.get_export_index(store, name, index)
     func = None if func_index is None else instance.get_func(store, func_index)

@@ -13,12 +13,12 @@ bodies cross the boundary in bulk rather than one byte at a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 from wasmtime import Store
-from wasmtime.component import Component, Instance
+from wasmtime.component import Component, Func, Instance
 
 from ..capability import InstanceSpec
 from ..errors import ComponentError
@@ -136,7 +136,8 @@ class HttpComponent:
                 instance,
                 use,
             ):
-                response = _call_handler(store, instance, self._target, request)
+                functions = None if use is None else use.live.functions
+                response = _call_handler(store, instance, self._target, request, functions)
                 if use is not None and response.status >= 500:
                     use.retire("error-response")
                 output.log()
@@ -148,10 +149,17 @@ class HttpComponent:
 
 
 def _call_handler(
-    store: Store, instance: Instance, target: tuple[str, str, str], request: HttpRequest
+    store: Store,
+    instance: Instance,
+    target: tuple[str, str, str],
+    request: HttpRequest,
+    functions: MutableMapping[str, Func] | None = None,
 ) -> HttpResponse:
-    """Call the handler `target` (interface, function, world) with `request`; its checked response."""
-    func = export_func(store, instance, *target)
+    """Call the handler `target` (interface, function, world) with `request`; its checked response.
+
+    `functions` is the kept instance's cache of looked-up functions (see `export_func`).
+    """
+    func = export_func(store, instance, *target, functions)
     fields = (request.method, request.uri, request.headers, request.body)
     ctx = context_address(store)
     raw = call_export(
