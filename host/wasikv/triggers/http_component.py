@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 from wasmtime import Store
@@ -30,7 +30,7 @@ from ..runtime.codec import reader, writer
 from ..runtime.wit_types import STRING, U8, U16, FuncSig, ListOf, RecordOf, TupleOf
 from ._exports import TriggerExport, call_export, export_func, select_export
 from ._output import GuestOutput
-from .reused_instances import ReusedInstances, instance_for
+from .reused_instances import InstanceKeeper, instance_for
 
 HTTP_INTERFACE = "wasikv:app/http@0.1.0"
 HTTP_WORLD = "wasikv:app/http-trigger"
@@ -78,7 +78,7 @@ class BadResponse(ComponentError):
     """The component returned a response that is not valid HTTP."""
 
 
-class HttpComponent:
+class HttpComponent(InstanceKeeper):
     """A component that serves HTTP requests, one fresh instance per request unless `reuse` says.
 
     Each instance is given `spec` (its environment, variables, grants,
@@ -102,20 +102,7 @@ class HttpComponent:
         )
         (function,) = export.functions
         self._target = (interface, function, export.world)
-        self.host = host
-        self.component = component
-        self.name = name
-        self.spec = replace(spec or InstanceSpec(), argv=(name,))
-        #: How instances are reused (None: a fresh one per request).
-        self.reuse = reuse
-        self._reused = (
-            None if reuse is None else ReusedInstances(host, component, self.spec, reuse, name=name)
-        )
-
-    def close(self) -> None:
-        """Free the instances kept for reuse (each one in use once its request ends)."""
-        if self._reused is not None:
-            self._reused.close()
+        super().__init__(host, component, name=name, spec=spec, reuse=reuse)
 
     def handle(
         self, request: HttpRequest, on_response: Callable[[HttpResponse], None] | None = None

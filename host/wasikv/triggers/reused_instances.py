@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from wasmtime import Store
 from wasmtime.component import Component, Instance
@@ -228,6 +229,37 @@ class ReusedInstances:
                 return
 
 
+class InstanceKeeper:
+    """What a trigger keeps of its component: its name, its instance spec and, with `reuse`, kept instances.
+
+    The spec gets argv `[name]`. Both HTTP triggers are built on it; `close` frees the instances kept.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        component: Component,
+        *,
+        name: str,
+        spec: InstanceSpec | None,
+        reuse: InstanceReuse | None,
+    ) -> None:
+        self.host = host
+        self.component = component
+        self.name = name
+        self.spec = replace(spec or InstanceSpec(), argv=(name,))
+        #: How instances are reused (None: a fresh one per request).
+        self.reuse = reuse
+        self._reused = (
+            None if reuse is None else ReusedInstances(host, component, self.spec, reuse, name=name)
+        )
+
+    def close(self) -> None:
+        """Free the instances kept for reuse (each one in use once its request ends)."""
+        if self._reused is not None:
+            self._reused.close()
+
+
 @contextmanager
 def instance_for(
     host: Host, component: Component, spec: InstanceSpec, reused: ReusedInstances | None, output: GuestOutput
@@ -255,4 +287,4 @@ def _close_all() -> None:
         instances.close()
 
 
-__all__ = ["OutputRedirect", "ReusedInstances", "ReusedUse", "instance_for"]
+__all__ = ["InstanceKeeper", "OutputRedirect", "ReusedInstances", "ReusedUse", "instance_for"]

@@ -15,7 +15,7 @@ component opts into reuse (`wasikv.instance_reuse`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from wasmtime.component import Component
 
@@ -34,7 +34,7 @@ from ..runtime.wit_types import FuncSig, Own
 from ._exports import TriggerExport, call_export, export_func, select_export
 from ._output import GuestOutput
 from .http_component import BadResponse, HttpRequest, HttpResponse
-from .reused_instances import ReusedInstances, instance_for
+from .reused_instances import InstanceKeeper, instance_for
 
 WASI_HTTP_WORLD = "wasi:http/proxy"
 #: `handle` as every 0.2.x `incoming-handler` declares it.
@@ -62,7 +62,7 @@ class NoResponse(ComponentError):
     """The guest returned from `handle` without setting a response, or set an `error-code`."""
 
 
-class WasiHttpComponent:
+class WasiHttpComponent(InstanceKeeper):
     """A component exporting `wasi:http/incoming-handler`, one fresh instance per request unless `reuse` says.
 
     With `reuse`, instances are kept across requests as `InstanceReuse`
@@ -89,20 +89,7 @@ class WasiHttpComponent:
             host.exports(component), (WASI_HTTP_EXPORT,), f"component {name!r} ({host.origin(component)})"
         )
         self._interface = interface
-        self.host = host
-        self.component = component
-        self.name = name
-        self.spec = replace(spec or InstanceSpec(), argv=(name,))
-        #: How instances are reused (None: a fresh one per request).
-        self.reuse = reuse
-        self._reused = (
-            None if reuse is None else ReusedInstances(host, component, self.spec, reuse, name=name)
-        )
-
-    def close(self) -> None:
-        """Free the instances kept for reuse (each one in use once its request ends)."""
-        if self._reused is not None:
-            self._reused.close()
+        super().__init__(host, component, name=name, spec=spec, reuse=reuse)
 
     def serve(
         self,
