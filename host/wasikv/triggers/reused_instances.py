@@ -105,11 +105,6 @@ class ReusedInstances:
         self._sweeper: threading.Thread | None = None
         _open_sets.add(self)
 
-    @property
-    def idle(self) -> int:
-        """How many instances wait for a request now."""
-        return len(self._idle)
-
     @contextmanager
     def use(self, output: GuestOutput) -> Iterator[ReusedUse]:
         """A kept instance (or a new one) for one request, its output sent to `output`.
